@@ -1,0 +1,402 @@
+"""The sink: a background writer that batches rows into the store and never loses them quietly.
+
+Producers call `write` / `write_columns` (cheap: validate, append). A writer thread flushes each
+table by size or by interval. When the store is unreachable, batches are spooled to disk as Arrow
+files and replayed, oldest first, once it answers again; a spooled file is deleted only after its
+insert succeeded, so each row arrives once. Memory is bounded: past `max_buffer_rows` buffered rows,
+batches go straight to the spool. A row that cannot be stored (wrong type, NaN where the schema
+forbids it) is rejected alone, with a logged reason; the rest of its batch is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from telemetry.store.arrow import to_arrow
+from telemetry.store.base import Store, StoreError, StoreUnavailable
+from telemetry.store.schema import TABLES_BY_NAME, Column
+
+log = logging.getLogger(__name__)
+
+Columns = dict[str, np.ndarray | list]
+
+
+@dataclass
+class SinkStats:
+    """Row counts per table; the same numbers go to the catalog's sink metrics when telemetry is given."""
+
+    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    spooled: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    replayed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejected_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    store_errors: int = 0
+
+    def total(self, kind: str) -> int:
+        return sum(getattr(self, kind).values())
+
+
+class RejectedRows(Exception):
+    pass
+
+
+def _validate(table: str, columns: list[Column], data: Mapping[str, object], n: int):
+    """Coerce columns to their schema types; return (clean columns, keep mask, reasons per rejected row)."""
+    keep = np.ones(n, dtype=bool)
+    reasons: dict[int, str] = {}
+    out: dict[str, object] = {}
+
+    def reject(mask: np.ndarray, why: str) -> None:
+        for i in np.flatnonzero(mask & keep):
+            reasons[int(i)] = why
+        keep[mask] = False
+
+    for c in columns:
+        if c.name not in data:
+            continue
+        v = data[c.name]
+        t = c.type
+        if t.startswith(("Float", "Int", "UInt")):
+            arr = np.asarray(v)
+            if arr.dtype.kind not in "fiub":
+                coerced = np.empty(n, dtype=np.float64)
+                bad = np.zeros(n, dtype=bool)
+                for i, x in enumerate(arr):
+                    try:
+                        if isinstance(x, (str, bytes)) or x is None:
+                            raise TypeError
+                        coerced[i] = float(x)
+                    except (TypeError, ValueError):
+                        coerced[i] = 0.0
+                        bad[i] = True
+                reject(bad, f"{c.name}: not a number")
+                arr = coerced
+            if t.startswith("Float"):
+                arr = arr.astype(np.float64, copy=False)
+                if c.finite:
+                    reject(~np.isfinite(arr), f"{c.name}: non-finite value")
+            else:
+                if arr.dtype.kind == "f":
+                    reject(~np.isfinite(arr), f"{c.name}: non-finite value for an integer column")
+                    arr = np.where(np.isfinite(arr), arr, 0)
+                arr = arr.astype(np.uint64 if t.startswith("UInt") else np.int64, copy=False)
+            out[c.name] = arr
+        elif t == "String":
+            arr = np.asarray(v, dtype=object)
+            bad = np.fromiter((x is None for x in arr), dtype=bool, count=n)
+            if bad.any():
+                reject(bad, f"{c.name}: missing string")
+                arr = np.where(bad, "", arr)
+            out[c.name] = arr
+        elif t.startswith("Array("):
+            lst = list(v)
+            bad = np.fromiter((not isinstance(x, (list, tuple, np.ndarray)) for x in lst), dtype=bool, count=n)
+            if bad.any():
+                reject(bad, f"{c.name}: not a list")
+                lst = [[] if b else x for x, b in zip(lst, bad, strict=True)]
+            out[c.name] = lst
+        else:
+            out[c.name] = v
+    return out, keep, reasons
+
+
+class Sink:
+    """Asynchronous, batched, lossless writer into a `Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        spool_dir: str | os.PathLike | None = None,
+        max_batch_rows: int = 200_000,
+        flush_interval: float = 1.0,
+        max_buffer_rows: int = 2_000_000,
+        retry_initial: float = 0.2,
+        retry_max: float = 10.0,
+        telemetry=None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.spool_dir = Path(spool_dir or os.environ.get("VOXWATCH_SPOOL", "./var/spool"))
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.max_batch_rows = max_batch_rows
+        self.flush_interval = flush_interval
+        self.max_buffer_rows = max_buffer_rows
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.telemetry = telemetry
+        self.on_error = on_error
+        self.stats = SinkStats()
+        self._pending: dict[str, list[tuple[int, dict]]] = defaultdict(list)  # table -> [(rows, columns)]
+        self._pending_rows = 0
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._flush_requested = False
+        self._store_down_until = 0.0
+        self._backoff = retry_initial
+        self._seq = 0
+        # Batches spooled by an earlier process (a crash, an outage at shutdown) are replayed first.
+        self._spool_nonempty = bool(self.spooled_files())
+        self._thread = threading.Thread(target=self._run, name="voxwatch-sink", daemon=True)
+        self._thread.start()
+
+    # -- producer side ---------------------------------------------------------------------------
+    def write(self, table: str, rows: Iterable[Mapping[str, object]]) -> int:
+        """Queue dict rows. Returns the number of rows accepted (rejected rows are counted and logged)."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        names = {k for r in rows for k in r}
+        return self.write_columns(table, {k: [r.get(k) for r in rows] for k in names}, _from_rows=rows)
+
+    def write_columns(self, table: str, columns: Mapping[str, object], _from_rows=None) -> int:
+        """Queue a batch given as columns (numpy arrays or lists of equal length)."""
+        t = TABLES_BY_NAME.get(table)
+        if t is None:
+            raise StoreError(f"sink: unknown table {table!r}")
+        stored = t.stored_columns()
+        known = {c.name for c in stored}
+        unknown = set(columns) - known
+        if unknown:
+            raise StoreError(f"sink: table {table} has no column(s) {', '.join(sorted(unknown))}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise StoreError(f"sink: columns of {table} have different lengths {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        if n == 0:
+            return 0
+        clean, keep, reasons = _validate(table, stored, columns, n)
+        if reasons:
+            self._count_rejected(table, reasons)
+            idx = np.flatnonzero(keep)
+            clean = {k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in clean.items()}
+            n = len(idx)
+            if n == 0:
+                return 0
+        with self._cond:
+            if self._pending_rows + n > self.max_buffer_rows:
+                over = True
+            else:
+                over = False
+                self._pending[table].append((n, clean))
+                self._pending_rows += n
+                if sum(r for r, _ in self._pending[table]) >= self.max_batch_rows:
+                    self._cond.notify_all()
+        if over:
+            # Memory is bounded: past the limit the batch goes to disk and is replayed in order.
+            self._spool(table, self._frame(table, clean))
+        return n
+
+    def _count_rejected(self, table: str, reasons: dict[int, str]) -> None:
+        by_reason: dict[str, int] = defaultdict(int)
+        for why in reasons.values():
+            by_reason[why] += 1
+        for why, k in by_reason.items():
+            log.warning("sink: rejected %d row(s) of %s: %s", k, table, why)
+            self.stats.rejected[table] += k
+            self.stats.rejected_reasons[f"{table}: {why}"] += k
+            self._metric("voxwatch_sink_rows_rejected_total", k, table=table, reason=why.split(":")[-1].strip())
+
+    def _metric(self, name: str, n: int, **labels) -> None:
+        if self.telemetry is not None and n:
+            self.telemetry[name].labels(**labels).inc(n)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def spooled_files(self) -> list[Path]:
+        return sorted(self.spool_dir.glob("*.arrow"))
+
+    # -- control ---------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Block until every row buffered so far is in the store or safely in the spool."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._flush_requested = True
+            self._cond.notify_all()
+            while self._pending_rows or self._inflight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"sink: flush timed out with {self._pending_rows} rows pending")
+                self._cond.wait(remaining if remaining is not None else 0.5)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Flush, then wait until the spool is replayed too (the store must be reachable)."""
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        while self.spooled_files():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sink: {len(self.spooled_files())} spooled batch(es) not replayed yet")
+            with self._cond:
+                self._store_down_until = 0.0  # try now rather than after the backoff
+                self._cond.notify_all()
+            time.sleep(0.05)
+
+    def close(self, timeout: float = 60.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- writer thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_interval
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    now = time.monotonic()
+                    big = any(sum(r for r, _ in v) >= self.max_batch_rows for v in self._pending.values())
+                    if big or self._flush_requested or now >= next_flush:
+                        break
+                    if self._spool_nonempty and now >= self._store_down_until:
+                        break
+                    self._cond.wait(min(next_flush - now, 0.25))
+                if self._stopping and not self._pending_rows:
+                    return
+                batches = self._take_batches()
+                self._flush_requested = False
+                self._inflight += len(batches)
+            next_flush = time.monotonic() + self.flush_interval
+            for table, df in batches:
+                try:
+                    self._write_or_spool(table, df)
+                finally:
+                    with self._cond:
+                        self._inflight -= 1
+                        self._cond.notify_all()
+            self._replay_spool()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _take_batches(self) -> list[tuple[str, dict]]:
+        out = []
+        for table, chunks in self._pending.items():
+            if not chunks:
+                continue
+            n = sum(r for r, _ in chunks)
+            if len(chunks) == 1:
+                merged = chunks[0][1]
+            else:
+                merged = {}
+                for name in chunks[0][1]:
+                    parts = [c[name] for _, c in chunks]
+                    if all(isinstance(p, np.ndarray) for p in parts):
+                        merged[name] = np.concatenate(parts)
+                    else:
+                        merged[name] = [x for p in parts for x in p]
+                # chunks may name different column subsets: fill what one chunk lacks from the store defaults
+                if any(set(c) != set(merged) for _, c in chunks):
+                    merged = self._merge_ragged(table, chunks)
+            out.append((table, self._frame(table, merged)))
+            self._pending_rows -= n
+        self._pending.clear()
+        return out
+
+    def _merge_ragged(self, table: str, chunks) -> dict:
+        frames = [self.store.frame(table, c) for _, c in chunks]
+        import pandas as pd
+
+        df = pd.concat(frames, ignore_index=True)
+        return {k: df[k].to_numpy() for k in df.columns}
+
+    def _frame(self, table: str, columns: dict):
+        return self.store.frame(table, columns)
+
+    def _write_or_spool(self, table: str, df) -> None:
+        if time.monotonic() < self._store_down_until or self._spool_nonempty:
+            # Keep order: while older batches wait in the spool, newer ones queue behind them.
+            self._spool(table, df)
+            return
+        try:
+            n = self._insert_isolating_bad_rows(table, df)
+            self._store_up()
+            self.stats.written[table] += n
+            self._metric("voxwatch_sink_rows_written_total", n, table=table)
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+            self._spool(table, df)
+
+    def _insert_isolating_bad_rows(self, table: str, df) -> int:
+        """Insert; if the store refuses the data itself, bisect to reject only the offending rows.
+
+        Returns the number of rows stored."""
+        try:
+            return self.store.insert(table, df)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if len(df) == 1:
+                self._count_rejected(table, {0: f"refused by the store: {str(exc)[:200]}"})
+                return 0
+            mid = len(df) // 2
+            return self._insert_isolating_bad_rows(
+                table, df.iloc[:mid].reset_index(drop=True)
+            ) + self._insert_isolating_bad_rows(table, df.iloc[mid:].reset_index(drop=True))
+
+    def _store_down(self, exc: Exception) -> None:
+        self.stats.store_errors += 1
+        self._store_down_until = time.monotonic() + self._backoff
+        log.warning("sink: store unavailable (%s); spooling, retry in %.1fs", exc, self._backoff)
+        if self.on_error:
+            self.on_error(str(exc))
+        self._backoff = min(self._backoff * 2, self.retry_max)
+
+    def _store_up(self) -> None:
+        self._backoff = self.retry_initial
+        self._store_down_until = 0.0
+
+    # -- spool -----------------------------------------------------------------------------------
+    def _spool(self, table: str, df) -> None:
+        self._seq += 1
+        name = f"{time.time_ns():020d}-{self._seq:08d}-{uuid.uuid4().hex[:8]}-{table}"
+        tmp = self.spool_dir / f"{name}.tmp"
+        tbl = to_arrow(TABLES_BY_NAME[table].stored_columns(), df)
+        with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, tbl.schema) as w:
+            w.write_table(tbl)
+        os.replace(tmp, self.spool_dir / f"{name}.arrow")  # atomic: a crash leaves no half file
+        self.stats.spooled[table] += len(df)
+        self._metric("voxwatch_sink_rows_spooled_total", len(df), table=table)
+        self._spool_nonempty = True
+
+    def _replay_spool(self) -> None:
+        files = self.spooled_files()
+        self._spool_nonempty = bool(files)
+        if not files or time.monotonic() < self._store_down_until:
+            return
+        for path in files:
+            table = path.stem.split("-", 3)[3]
+            with pa.memory_map(str(path), "r") as src:
+                tbl = ipc.open_file(src).read_all()
+            df = tbl.to_pandas()
+            try:
+                n = self._insert_isolating_bad_rows(table, df)
+            except StoreUnavailable as exc:
+                self._store_down(exc)
+                return
+            path.unlink()
+            self._store_up()
+            self.stats.replayed[table] += n
+            self._metric("voxwatch_sink_rows_replayed_total", n, table=table)
+        self._spool_nonempty = bool(self.spooled_files())

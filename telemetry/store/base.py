@@ -1,0 +1,219 @@
+"""The store interface every room uses: migrate, insert columns, query with parameters, read-only SQL.
+
+Backends differ only in how they move bytes (`_execute`, `_query_df`, `_insert_df`); schema,
+migration, parameter checks, the read-only guard and cluster layout are shared here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from telemetry.store.dialect import Dialect, check_params
+from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message names the operation and the cause."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (server down, connection refused): the sink spools and retries."""
+
+
+class ReadOnlyViolation(StoreError):
+    """Analysts' SQL tried to do something other than read."""
+
+
+_READONLY_START = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+_LEADING_COMMENTS = re.compile(r"^\s*((--[^\n]*\n)|(/\*.*?\*/))*", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'")
+_FORBIDDEN_SETTINGS = re.compile(r"\b(readonly|max_result_rows|max_execution_time|result_overflow_mode)\b", re.I)
+
+
+def _default_for(c: Column, n: int):
+    t = c.type
+    if t.startswith("Array("):
+        return [[] for _ in range(n)]
+    if t == "String":
+        return np.full(n, "", dtype=object)
+    if t.startswith("Float"):
+        return np.zeros(n, dtype=np.float64)
+    if t.startswith(("Int", "UInt")):
+        return np.zeros(n, dtype=np.int64 if t.startswith("Int") else np.uint64)
+    raise StoreError(f"column {c.name} ({t}) has no default: give it explicitly")
+
+
+class Store(ABC):
+    """One ClickHouse database, embedded or remote. Tables are named plainly in every query;
+    in cluster mode the plain name is the Distributed table in front of `<name>_local` shards."""
+
+    url: str
+    dialect: Dialect
+    cluster: str | None = None
+
+    # -- backend primitives ----------------------------------------------------------------------
+    @abstractmethod
+    def _execute(self, sql: str, settings: Mapping[str, object] | None = None) -> None: ...
+
+    @abstractmethod
+    def _query_df(self, sql: str, params: Mapping | None, settings: Mapping[str, object] | None) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def _insert_df(self, table: str, df: pd.DataFrame) -> None: ...
+
+    @abstractmethod
+    def server_version(self) -> str: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema ----------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Create missing tables, add missing columns, record the schema version. Idempotent.
+
+        Returns the schema version the store was at before (0 for a new store)."""
+        before = self.schema_version()
+        for t in TABLES:
+            self._create_table(t)
+        self._add_missing_columns()
+        for v in VIEWS:
+            self._create_view(v)
+        if before < SCHEMA_VERSION:
+            from voxwatch import __version__ as release  # noqa: PLC0415 - version string only
+
+            self.insert(
+                "schema_version",
+                {"version": [SCHEMA_VERSION], "applied_ms": [int(time.time() * 1000)], "release": [release]},
+            )
+            log.info("store %s migrated from schema %d to %d", self.url, before, SCHEMA_VERSION)
+        return before
+
+    def schema_version(self) -> int:
+        if not self._table_exists("schema_version"):
+            return 0
+        df = self._query_df("SELECT max(version) AS v FROM schema_version", None, None)
+        return int(df["v"].iloc[0]) if len(df) else 0
+
+    def _table_exists(self, name: str) -> bool:
+        df = self._query_df(
+            "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": name},
+            None,
+        )
+        return int(df["n"].iloc[0]) > 0
+
+    def _local_name(self, t: str) -> str:
+        return f"{t}_local" if self.cluster else t
+
+    def _create_table(self, t: Table) -> None:
+        self._execute(self.dialect.table_ddl(t, name=self._local_name(t.name)))
+
+    def _create_view(self, v: View) -> None:
+        # The view reads the local shard so every shard rolls up its own rows.
+        sources = {t.name: self._local_name(t.name) for t in TABLES}
+        self._execute(self.dialect.view_ddl(v, sources, self._local_name(v.target)))
+
+    def _existing_columns(self, table_name: str) -> set[str]:
+        df = self._query_df(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+            {"t": table_name},
+            None,
+        )
+        return set(df["name"])
+
+    def _add_missing_columns(self) -> None:
+        for t in TABLES:
+            have = self._existing_columns(self._local_name(t.name))
+            for c in t.columns:
+                if c.name not in have:
+                    self._execute(self.dialect.add_column_ddl(self._local_name(t.name), c))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def frame(self, table: str, data) -> pd.DataFrame:
+        """Columns in schema order with defaults filled; unknown columns are an error."""
+        t = TABLES_BY_NAME.get(table)
+        if t is None:
+            raise StoreError(f"unknown table {table!r}")
+        df = data if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data))
+        stored = t.stored_columns()
+        unknown = set(df.columns) - {c.name for c in stored}
+        if unknown:
+            raise StoreError(f"table {table}: unknown column(s) {', '.join(sorted(unknown))}")
+        n = len(df)
+        out = {}
+        for c in stored:
+            out[c.name] = df[c.name].to_numpy() if c.name in df.columns else _default_for(c, n)
+        return pd.DataFrame(out)
+
+    def insert(self, table: str, data) -> int:
+        """Insert a DataFrame or a dict of columns (lists or numpy arrays). Returns rows inserted."""
+        df = self.frame(table, data)
+        if len(df):
+            self._insert_df(table, df)
+        return len(df)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def query(self, sql: str, params: Mapping | None = None) -> pd.DataFrame:
+        """Run a parameterised query (`{name:Type}` placeholders) and return a DataFrame."""
+        check_params(sql, params)
+        return self._query_df(sql, params, None)
+
+    def query_rows(self, sql: str, params: Mapping | None = None) -> list[tuple]:
+        df = self.query(sql, params)
+        return list(df.itertuples(index=False, name=None))
+
+    def scalar(self, sql: str, params: Mapping | None = None):
+        df = self.query(sql, params)
+        return df.iloc[0, 0] if len(df) else None
+
+    def readonly_query(self, sql: str, max_rows: int = 10_000, max_seconds: float = 10.0) -> pd.DataFrame:
+        """Analysts' SQL: one read statement, bounded in rows and time, refused if it writes.
+
+        The engine enforces it too (readonly=1), so a statement that slips past the text check
+        still cannot change anything."""
+        text = _LEADING_COMMENTS.sub("", sql).strip().rstrip(";").strip()
+        if not text:
+            raise ReadOnlyViolation("empty SQL statement")
+        bare = _STRINGS.sub("''", text)
+        if ";" in bare:
+            raise ReadOnlyViolation("only one statement is allowed")
+        if not _READONLY_START.match(text):
+            first = text.split(None, 1)[0].upper()
+            raise ReadOnlyViolation(f"read-only SQL: {first} statements are not allowed (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN only)")
+        if re.search(r"\bSETTINGS\b", bare, re.I) and _FORBIDDEN_SETTINGS.search(bare):
+            raise ReadOnlyViolation("read-only SQL may not change readonly or the row/time limits")
+        if re.search(r"\bINTO\s+OUTFILE\b", bare, re.I):
+            raise ReadOnlyViolation("read-only SQL may not write files (INTO OUTFILE)")
+        if re.search(r"\b(file|url|remote|remoteSecure|s3|hdfs|mysql|postgresql|executable)\s*\(", bare, re.I):
+            raise ReadOnlyViolation("read-only SQL may not read outside the store (table functions are refused)")
+        try:
+            df = self._query_df(text, None, self.dialect.readonly_settings(max_rows, max_seconds))
+        except StoreError as exc:
+            msg = str(exc)
+            if "READONLY" in msg or "readonly mode" in msg:
+                raise ReadOnlyViolation(f"read-only SQL: the store refused a write ({msg.splitlines()[0]})") from exc
+            raise
+        return df.head(max_rows)
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    def optimize(self, table: str) -> None:
+        """Force merges (ReplacingMergeTree dedup, TTL) — for tests and maintenance."""
+        self._execute(f"OPTIMIZE TABLE {self._local_name(table)} FINAL")
+
+    def truncate(self, table: str) -> None:
+        self._execute(f"TRUNCATE TABLE {self._local_name(table)}")

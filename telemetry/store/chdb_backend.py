@@ -1,0 +1,130 @@
+"""Embedded ClickHouse (chdb): the default store, data under a local folder, one process owns it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+
+import pandas as pd
+
+from telemetry.store.arrow import to_arrow
+from telemetry.store.base import Store, StoreError
+from telemetry.store.dialect import MODERN, literal, placeholders
+from telemetry.store.schema import TABLES_BY_NAME
+
+# chdb keeps one engine per process; sessions on the same path share it. Track them so a second
+# open of the same folder in this process reuses the session instead of failing on the lock.
+_SESSIONS: dict[str, tuple[object, int]] = {}
+_SESSIONS_LOCK = threading.Lock()
+# One lock for the engine: every store object in the process shares it, and `USE db` + query
+# must not interleave between threads.
+_ENGINE_LOCK = threading.RLock()
+_CURRENT_DATABASE: dict[int, str] = {}  # id(session) -> database last selected with USE
+
+
+def _settings_clause(settings: Mapping[str, object] | None) -> str:
+    if not settings:
+        return ""
+    parts = []
+    for k, v in settings.items():
+        parts.append(f"{k} = {literal(v, 'String') if isinstance(v, str) else v}")
+    return " SETTINGS " + ", ".join(parts)
+
+
+class ChdbStore(Store):
+    """chdb session on `path`; `database` lets tests keep separate databases inside one path."""
+
+    dialect = MODERN
+
+    def __init__(self, path: str, database: str = "voxwatch") -> None:
+        from chdb import session as chdb_session
+
+        self.path = os.path.abspath(path)
+        self.database = database
+        self.url = f"chdb://{self.path}" + (f"?database={database}" if database != "voxwatch" else "")
+        self._lock = _ENGINE_LOCK
+        os.makedirs(self.path, exist_ok=True)
+        with _SESSIONS_LOCK:
+            sess, refs = _SESSIONS.get(self.path, (None, 0))
+            if sess is None and _SESSIONS:
+                other = next(iter(_SESSIONS))
+                raise StoreError(
+                    f"cannot open embedded store at {self.path}: this process already has {other} open, and "
+                    "chdb allows one data folder per process (use separate databases in one folder: "
+                    "chdb://FOLDER?database=NAME; in tests, the `store` fixture of tests/conftest.py)"
+                )
+            if sess is None:
+                try:
+                    sess = chdb_session.Session(self.path)
+                except Exception as exc:  # chdb surfaces a lock held by another process as BAD_ARGUMENTS
+                    raise StoreError(
+                        f"cannot open embedded store at {self.path}: {_first_line(exc)} "
+                        "(another process may own it: use its query API, or a clickhouse:// store)"
+                    ) from exc
+            _SESSIONS[self.path] = (sess, refs + 1)
+        self._session = sess
+        self._closed = False
+        self._run(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
+
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping | None = None, use_database: bool = True):
+        if self._closed:
+            raise StoreError("store is closed")
+        with self._lock:
+            try:
+                # The session is shared by every database in the folder: select ours when it changed.
+                if use_database and _CURRENT_DATABASE.get(id(self._session)) != self.database:
+                    self._session.query(f"USE {self.database}")
+                    _CURRENT_DATABASE[id(self._session)] = self.database
+                return self._session.query(sql, fmt, params=params) if params else self._session.query(sql, fmt)
+            except Exception as exc:
+                raise StoreError(f"chdb: {_first_line(exc)}") from exc
+
+    def _execute(self, sql: str, settings: Mapping[str, object] | None = None) -> None:
+        self._run(sql + _settings_clause(settings))
+
+    def _query_df(self, sql, params, settings) -> pd.DataFrame:
+        native = None
+        if params:
+            native = {}
+            for name, ch_type in placeholders(sql):
+                v = params[name]
+                # chdb binds scalars natively; arrays must be given as their literal text.
+                native[name] = literal(v, ch_type) if ch_type.strip().startswith("Array(") else v
+        res = self._run(sql + _settings_clause(settings), "DataFrame", native)
+        return res if isinstance(res, pd.DataFrame) else pd.DataFrame()
+
+    def _insert_df(self, table: str, df: pd.DataFrame) -> None:
+        cols = TABLES_BY_NAME[table].stored_columns()
+        tbl = to_arrow(cols, df)  # noqa: F841 - read by chdb's Python() table function by name
+        names = ", ".join(f"`{c.name}`" for c in cols)
+        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(tbl)")
+
+    def server_version(self) -> str:
+        return str(self._run("SELECT version()", "DataFrame").iloc[0, 0])
+
+    def drop_database(self) -> None:
+        self._run(f"DROP DATABASE IF EXISTS {self.database}")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with _SESSIONS_LOCK:
+            sess, refs = _SESSIONS.get(self.path, (None, 0))
+            if sess is None:
+                return
+            if refs <= 1:
+                _SESSIONS.pop(self.path, None)
+                _CURRENT_DATABASE.pop(id(sess), None)
+                try:
+                    sess.close()
+                except Exception:  # noqa: BLE001 - closing twice is harmless
+                    pass
+            else:
+                _SESSIONS[self.path] = (sess, refs - 1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,323 @@
+"""The ClickHouse schema, declared once and rendered through a dialect.
+
+Every table every room writes lives here. Columns carry a logical type; the dialect turns it into
+what the engine accepts: chdb / modern servers get LowCardinality, codecs and TTL; Debian's 18.16
+server gets plain types. Times are stored as Int64 epoch milliseconds (`*_ms`) in both, so every
+query is the same text on both engines; an ALIAS column `ts` gives analysts a DateTime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # ClickHouse type as the modern dialect writes it, without LowCardinality
+    low_cardinality: bool = False  # String columns with few distinct values
+    codec: str | None = None  # modern-only compression codec
+    finite: bool = False  # Float64 columns that must never hold NaN/inf (the sink rejects such rows)
+    alias: str | None = None  # ALIAS expression (modern form); None for stored columns
+    legacy_alias: str | None = None  # ALIAS expression on the legacy dialect
+    legacy_type: str | None = None  # type override on the legacy dialect
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    order_by: str
+    engine: str = "MergeTree"
+    partition_by: str | None = None
+    ttl_days: int | None = None  # retention on modern engines
+    ttl_column: str = "ts_ms"
+    shard_key: str = "rand()"  # how the Distributed table spreads rows in cluster mode
+    description: str = ""
+
+    def stored_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.alias is None]
+
+
+@dataclass(frozen=True)
+class View:
+    """A materialized view `TO` a table (both dialects accept this form)."""
+
+    name: str
+    target: str
+    select: str
+
+
+def _ts_alias(col: str = "ts_ms") -> Column:
+    return Column(
+        "ts",
+        "DateTime64(3, 'UTC')",
+        alias=f"fromUnixTimestamp64Milli({col}, 'UTC')",
+        legacy_type="DateTime",
+        legacy_alias=f"toDateTime(intDiv({col}, 1000))",
+    )
+
+
+S = "String"
+LC = dict(low_cardinality=True)
+DAY_PARTITION = "toYYYYMMDD(toDateTime(intDiv(ts_ms, 1000)))"
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "schema_version",
+        (Column("version", "UInt32"), Column("applied_ms", "Int64"), Column("release", S)),
+        order_by="version",
+        description="one row per applied schema version",
+    ),
+    Table(
+        "metric_series",
+        (
+            Column("fingerprint", "UInt64"),
+            Column("metric_id", "UInt32"),
+            Column("metric", S, **LC),  # the catalog name
+            Column("sample_name", S, **LC),  # name as exposed: e.g. *_bucket, *_sum, *_count
+            Column("metric_type", S, **LC),
+            Column("label_keys", "Array(String)"),
+            Column("label_values", "Array(String)"),
+            Column("first_seen_ms", "Int64"),
+        ),
+        engine="ReplacingMergeTree",
+        order_by="fingerprint",
+        shard_key="fingerprint",
+        description="one row per series (fingerprint of metric + labels); label sets stored once",
+    ),
+    Table(
+        "metric_samples",
+        (
+            Column("ts_ms", "Int64", codec="DoubleDelta, ZSTD(1)"),
+            Column("fingerprint", "UInt64"),
+            Column("metric_id", "UInt32"),
+            Column("value", "Float64", codec="Gorilla, ZSTD(1)", finite=True),
+            _ts_alias(),
+        ),
+        order_by="(metric_id, fingerprint, ts_ms)",
+        partition_by=DAY_PARTITION,
+        ttl_days=30,
+        shard_key="fingerprint",
+        description="one row per sample of a series",
+    ),
+    Table(
+        "metric_rollups_1m",
+        (
+            Column("bucket_ms", "Int64"),
+            Column("fingerprint", "UInt64"),
+            Column("metric_id", "UInt32"),
+            Column("min_value", "AggregateFunction(min, Float64)"),
+            Column("max_value", "AggregateFunction(max, Float64)"),
+            Column("sum_value", "AggregateFunction(sum, Float64)"),
+            Column("samples", "AggregateFunction(count, Float64)"),
+            Column("last_value", "AggregateFunction(argMax, Float64, Int64)"),
+        ),
+        engine="AggregatingMergeTree",
+        order_by="(metric_id, fingerprint, bucket_ms)",
+        partition_by="toYYYYMM(toDateTime(intDiv(bucket_ms, 1000)))",
+        ttl_days=400,
+        ttl_column="bucket_ms",
+        shard_key="fingerprint",
+        description="per-minute rollups of metric_samples for long ranges (filled by a view)",
+    ),
+    Table(
+        "calls",
+        (
+            Column("call_id", S),
+            Column("started_ms", "Int64"),
+            Column("ended_ms", "Int64"),
+            Column("region", S, **LC),
+            Column("language", S, **LC),
+            Column("scenario", S, **LC),
+            Column("channel", S, **LC),  # webrtc | simulated
+            Column("intents", "Array(String)"),
+            Column("outcome", S, **LC),  # completed | handoff | abandoned | failed | silence | ...
+            Column("handoff", "UInt8"),
+            Column("handoff_reason", S, **LC),
+            Column("turns", "UInt16"),
+            Column("latency_p50_ms", "Float64"),
+            Column("latency_p95_ms", "Float64"),
+            Column("latency_max_ms", "Float64"),
+            Column("degradation_level", S, **LC),
+            Column("transcript", S),
+            Column("trace_id", S),
+            _ts_alias("started_ms"),
+        ),
+        order_by="(started_ms, call_id)",
+        partition_by="toYYYYMMDD(toDateTime(intDiv(started_ms, 1000)))",
+        ttl_days=90,
+        ttl_column="started_ms",
+        shard_key="cityHash64(call_id)",
+        description="one row per call, written when it ends",
+    ),
+    Table(
+        "spans",
+        (
+            Column("trace_id", S),
+            Column("span_id", S),
+            Column("parent_span_id", S),
+            Column("call_id", S),
+            Column("turn", "UInt16"),
+            Column("name", S, **LC),  # conversation | turn | stt | nlu | llm | tts | tool | ...
+            Column("start_us", "Int64"),
+            Column("duration_ms", "Float64"),
+            Column("status", S, **LC),  # ok | error
+            Column("attr_keys", "Array(String)"),
+            Column("attr_values", "Array(String)"),
+        ),
+        order_by="(call_id, start_us)",
+        partition_by="toYYYYMMDD(toDateTime(intDiv(start_us, 1000000)))",
+        ttl_days=90,
+        ttl_column="intDiv(start_us, 1000)",
+        shard_key="cityHash64(call_id)",
+        description="per-call spans: conversation -> turn -> stage",
+    ),
+    Table(
+        "anomaly_findings",
+        (
+            Column("ts_ms", "Int64"),
+            Column("finding_id", S),
+            Column("detector", S, **LC),
+            Column("kind", S, **LC),  # saturation_trend | level_shift | spike | multivariate | ...
+            Column("metric", S, **LC),
+            Column("fingerprint", "UInt64"),
+            Column("label_keys", "Array(String)"),
+            Column("label_values", "Array(String)"),
+            Column("score", "Float64"),
+            Column("value", "Float64"),
+            Column("expected_low", "Float64"),
+            Column("expected_high", "Float64"),
+            Column("time_to_exhaustion_s", "Float64"),  # NaN when not a saturation forecast
+            Column("confidence", "Float64"),
+            Column("reason", S),
+            _ts_alias(),
+        ),
+        order_by="(ts_ms, metric)",
+        partition_by=DAY_PARTITION,
+        ttl_days=180,
+        description="anomaly detector findings",
+    ),
+    Table(
+        "alert_events",
+        (
+            Column("ts_ms", "Int64"),
+            Column("rule", S, **LC),
+            Column("alert_fingerprint", S),
+            Column("state", S, **LC),  # pending | firing | resolved | inactive
+            Column("previous_state", S, **LC),
+            Column("severity", S, **LC),
+            Column("label_keys", "Array(String)"),
+            Column("label_values", "Array(String)"),
+            Column("annotation_keys", "Array(String)"),
+            Column("annotation_values", "Array(String)"),
+            Column("value", "Float64"),
+            Column("active_since_ms", "Int64"),
+            _ts_alias(),
+        ),
+        order_by="(ts_ms, rule, alert_fingerprint)",
+        partition_by=DAY_PARTITION,
+        ttl_days=400,
+        description="alert state transitions",
+    ),
+    Table(
+        "silences",
+        (
+            Column("silence_id", S),
+            Column("updated_ms", "Int64"),
+            Column("created_ms", "Int64"),
+            Column("starts_ms", "Int64"),
+            Column("ends_ms", "Int64"),
+            Column("created_by", S),
+            Column("comment", S),
+            Column("matchers_json", S),  # [{name, value, isRegex, isEqual}]
+            Column("state", S, **LC),  # active | expired | pending
+        ),
+        engine="ReplacingMergeTree(updated_ms)",
+        order_by="silence_id",
+        shard_key="cityHash64(silence_id)",
+        description="silences; the newest row per id wins",
+    ),
+    Table(
+        "notifications",
+        (
+            Column("ts_ms", "Int64"),
+            Column("notification_id", S),
+            Column("receiver", S, **LC),
+            Column("integration", S, **LC),  # webhook | pagerduty | alertmanager | action
+            Column("group_key", S),
+            Column("status", S, **LC),  # firing | resolved
+            Column("attempt", "UInt16"),
+            Column("result", S, **LC),  # delivered | retrying | failed | deduplicated | suppressed
+            Column("http_status", "Int32"),
+            Column("error", S),
+            Column("alert_fingerprints", "Array(String)"),
+            Column("payload", S),
+            _ts_alias(),
+        ),
+        order_by="(ts_ms, receiver)",
+        partition_by=DAY_PARTITION,
+        ttl_days=400,
+        description="every delivery attempt of every notification",
+    ),
+    Table(
+        "degradation_actions",
+        (
+            Column("ts_ms", "Int64"),
+            Column("action_id", S),
+            Column("phase", S, **LC),  # requested | applied | reverted | refused
+            Column("level", S, **LC),
+            Column("previous_level", S, **LC),
+            Column("region", S, **LC),
+            Column("rule", S, **LC),
+            Column("reason", S),
+            Column("effect_metric", S),
+            Column("effect_value", "Float64"),
+            _ts_alias(),
+        ),
+        order_by="(ts_ms, action_id)",
+        partition_by=DAY_PARTITION,
+        ttl_days=400,
+        description="degradation actions asked for, applied and reverted, with their effect",
+    ),
+    Table(
+        "alert_state",
+        (
+            Column("rule", S),
+            Column("alert_fingerprint", S),
+            Column("updated_ms", "Int64"),
+            Column("state", S, **LC),
+            Column("active_since_ms", "Int64"),
+            Column("fired_ms", "Int64"),
+            Column("resolved_ms", "Int64"),
+            Column("last_notified_ms", "Int64"),
+            Column("payload_json", S),
+        ),
+        engine="ReplacingMergeTree(updated_ms)",
+        order_by="(rule, alert_fingerprint)",
+        shard_key="cityHash64(rule)",
+        description="current state of each alert, so a restart neither loses nor repeats alerts",
+    ),
+)
+
+VIEWS: tuple[View, ...] = (
+    View(
+        "metric_rollups_1m_mv",
+        "metric_rollups_1m",
+        "SELECT intDiv(ts_ms, 60000) * 60000 AS bucket_ms, fingerprint, metric_id, "
+        "minState(value) AS min_value, maxState(value) AS max_value, sumState(value) AS sum_value, "
+        "countState(value) AS samples, argMaxState(value, ts_ms) AS last_value "
+        "FROM {metric_samples} GROUP BY bucket_ms, fingerprint, metric_id",
+    ),
+)
+
+TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES_BY_NAME)}") from None

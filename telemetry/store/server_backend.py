@@ -1,0 +1,194 @@
+"""A real ClickHouse server over the native protocol (clickhouse-driver), single node or a cluster.
+
+Parameters are bound client-side (escaped literals), as clickhouse-driver itself does, because the
+18.16 server has no server-side `{name:Type}` parameters. In cluster mode every shard gets
+`<table>_local` tables and every node a Distributed table with the plain name, created over direct
+connections to each shard so no ZooKeeper (ON CLUSTER DDL) is needed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from telemetry.store.base import Store, StoreError, StoreUnavailable
+from telemetry.store.dialect import dialect_for_version, substitute
+import time
+
+from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS
+
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, EOFError, OSError, TimeoutError)
+
+
+def _driver_errors():
+    from clickhouse_driver import errors
+
+    return errors
+
+
+class ServerStore(Store):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        user: str = "default",
+        password: str = "",
+        database: str = "voxwatch",
+        cluster: str | None = None,
+        connect_timeout: float = 3.0,
+        send_receive_timeout: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.user, self.password = host, port, user, password
+        self.database = database
+        self.cluster = cluster
+        self.connect_timeout = connect_timeout
+        self.send_receive_timeout = send_receive_timeout
+        auth = f"{user}@" if user else ""
+        self.url = f"clickhouse://{auth}{host}:{port}/{database}" + (f"?cluster={cluster}" if cluster else "")
+        self._lock = threading.RLock()
+        self._client = self._connect(host, port)
+        self.dialect = dialect_for_version(self.server_version())
+
+    # -- connections -----------------------------------------------------------------------------
+    def _connect(self, host: str, port: int, database: str | None = None):
+        from clickhouse_driver import Client
+
+        bootstrap = Client(
+            host=host, port=port, user=self.user, password=self.password,
+            connect_timeout=self.connect_timeout, send_receive_timeout=self.send_receive_timeout,
+        )
+        self._guard(lambda: bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}"), host, port)
+        bootstrap.disconnect()
+        return Client(
+            host=host, port=port, user=self.user, password=self.password, database=database or self.database,
+            connect_timeout=self.connect_timeout, send_receive_timeout=self.send_receive_timeout,
+        )
+
+    def _guard(self, fn, host: str | None = None, port: int | None = None):
+        errors = _driver_errors()
+        where = f"{host or self.host}:{port or self.port}"
+        try:
+            return fn()
+        except (errors.NetworkError, errors.SocketTimeoutError, *_NETWORK_ERRORS) as exc:
+            raise StoreUnavailable(f"ClickHouse server {where} unreachable: {_first_line(exc)}") from exc
+        except errors.ServerException as exc:
+            raise StoreError(f"ClickHouse server {where}: {_first_line(exc)}") from exc
+        except errors.Error as exc:
+            raise StoreError(f"ClickHouse client ({where}): {_first_line(exc)}") from exc
+
+    # -- primitives ------------------------------------------------------------------------------
+    def _execute(self, sql: str, settings: Mapping[str, object] | None = None) -> None:
+        with self._lock:
+            self._guard(lambda: self._client.execute(sql, settings=dict(settings or {})))
+
+    def _query_df(self, sql, params, settings) -> pd.DataFrame:
+        text = substitute(sql, params) if params else sql
+        with self._lock:
+            rows, cols = self._guard(
+                lambda: self._client.execute(text, settings=dict(settings or {}), with_column_types=True)
+            )
+        names = [c[0] for c in cols]
+        return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
+
+    def _insert_df(self, table: str, df: pd.DataFrame) -> None:
+        cols = TABLES_BY_NAME[table].stored_columns()
+        columns = []
+        for c in cols:
+            v = df[c.name].to_numpy()
+            if c.type.startswith("Array("):
+                columns.append([list(x) for x in v])
+            elif isinstance(v, np.ndarray) and v.dtype != object:
+                columns.append(v.tolist())
+            else:
+                columns.append(list(v))
+        names = ", ".join(f"`{c.name}`" for c in cols)
+        # Distributed inserts are asynchronous by default; sync makes "accepted" mean "on the shard".
+        settings = {"insert_distributed_sync": 1} if self.cluster else {}
+        with self._lock:
+            self._guard(
+                lambda: self._client.execute(
+                    f"INSERT INTO {table} ({names}) VALUES", columns, columnar=True, settings=settings
+                )
+            )
+
+    def server_version(self) -> str:
+        with self._lock:
+            rows = self._guard(lambda: self._client.execute("SELECT version()"))
+        return str(rows[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._client.disconnect()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+    # -- cluster layout --------------------------------------------------------------------------
+    def shards(self) -> list[tuple[int, str, int]]:
+        """(shard_num, host, port) of the first replica of each shard of the cluster."""
+        df = self._query_df(
+            "SELECT shard_num, host_address, port FROM system.clusters "
+            "WHERE cluster = {c:String} AND replica_num = 1 ORDER BY shard_num",
+            {"c": self.cluster},
+            None,
+        )
+        if df.empty:
+            raise StoreError(f"cluster {self.cluster!r} is not defined in the server's remote_servers")
+        return [(int(r.shard_num), str(r.host_address), int(r.port)) for r in df.itertuples()]
+
+    def migrate(self) -> int:
+        if not self.cluster:
+            return super().migrate()
+        before = self.schema_version() if self._table_exists("schema_version") else 0
+        nodes = []
+        for _, host, port in self.shards():
+            node = ServerStore.__new__(ServerStore)
+            node.__dict__.update(self.__dict__)
+            node.host, node.port = host, port
+            node._lock = threading.RLock()
+            node._client = self._connect(host, port)
+            nodes.append(node)
+        try:
+            for node in nodes:
+                # Each shard: local tables and views (super().migrate() logic, minus the version row).
+                for t in TABLES:
+                    node._create_table(t)
+                node._add_missing_columns()
+                for v in VIEWS:
+                    node._create_view(v)
+                for t in TABLES:
+                    node._execute(
+                        node.dialect.table_ddl(
+                            t, name=t.name,
+                            engine=f"Distributed({self.cluster}, {self.database}, {t.name}_local, {t.shard_key})",
+                        )
+                    )
+        finally:
+            for node in nodes:
+                node.close()
+        if before < SCHEMA_VERSION:
+            from voxwatch import __version__ as release
+
+            self.insert("schema_version", {"version": [SCHEMA_VERSION], "applied_ms": [int(time.time() * 1000)], "release": [release]})
+        return before
+
+    def optimize(self, table: str) -> None:
+        if not self.cluster:
+            return super().optimize(table)
+        for _, host, port in self.shards():
+            c = self._connect(host, port)
+            self._guard(lambda c=c: c.execute(f"OPTIMIZE TABLE {table}_local FINAL"), host, port)
+            c.disconnect()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's own words, without the stack trace clickhouse-driver appends."""
+    text = getattr(exc, "message", None) or str(exc)
+    text = text.split("Stack trace", 1)[0].strip()
+    code = getattr(exc, "code", None)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Code:")]
+    msg = lines[0] if lines else (text or type(exc).__name__)
+    return f"Code {code}: {msg}" if code else msg

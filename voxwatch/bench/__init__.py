@@ -1,0 +1,1 @@
+"""Benchmarks: one module per `voxwatch bench NAME`."""
