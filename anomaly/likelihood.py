@@ -1,0 +1,90 @@
+"""Turns raw detector scores into sparse, trustworthy findings: every false one costs an on-call
+engineer, so a score alone never pages.
+
+Per series, the recent raw scores (a short EWMA) are compared with their own long history (EWMA
+mean and variance): how unlikely is it that a series that usually scores like *this* scores like
+*that* now? The tail probability p becomes a score on a log scale, log(p) / log(1e-10) in [0, 1]
+(the anomaly likelihood of Numenta's detectors). A finding fires when that score reaches
+`threshold` and the series is not cooling down after its previous finding.
+
+>>> import numpy as np
+>>> gate = LikelihoodGate(n_series=1, threshold=0.5, cooldown_s=600, warmup=50)
+>>> rng = np.random.default_rng(1)
+>>> fired = [gate.update(60.0 * i, [rng.uniform(0, 0.2)]).fired[0] for i in range(400)]
+>>> any(fired)
+False
+>>> bool(gate.update(60.0 * 400, [1.0]).fired[0])
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import log_ndtr
+
+from anomaly.base import as_tick
+
+_LOG_1E10 = math.log(1e-10)
+
+
+@dataclass
+class GateResult:
+    score: np.ndarray  # likelihood score in [0, 1]; NaN where the raw score was NaN or warming up
+    fired: np.ndarray  # bool: a finding is due now
+    cooling: np.ndarray  # bool: above threshold but held back by the cooldown
+
+
+class LikelihoodGate:
+    """The findings stage. One instance per detector, across all of that detector's series."""
+
+    def __init__(
+        self,
+        n_series: int = 1,
+        *,
+        short: int = 5,  # points averaged for "now"
+        alpha_long: float = 0.002,  # history of raw scores: about 500 points
+        threshold: float = 0.5,
+        cooldown_s: float = 3600.0,
+        warmup: int = 100,
+        min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
+        raw_passthrough: float = 0.9,  # a raw score this high is itself trustworthy enough
+    ) -> None:
+        n = int(n_series)
+        self.n_series = n
+        self.alpha_short = 2.0 / (short + 1.0)
+        self.alpha_long = alpha_long
+        self.threshold, self.cooldown_s, self.warmup = threshold, cooldown_s, warmup
+        self.min_std, self.raw_passthrough = min_std, raw_passthrough
+        self.count = np.zeros(n, dtype=np.int64)
+        self.recent = np.zeros(n)
+        self.mean = np.zeros(n)
+        self.var = np.zeros(n)
+        self.last_fired_ts = np.full(n, -np.inf)
+
+    def update(self, ts, raw) -> GateResult:
+        ts, raw = as_tick(self.n_series, ts, raw)
+        ok = np.isfinite(raw)
+        r = np.where(ok, raw, 0.0)
+        first = ok & (self.count == 0)
+        recent = np.where(first, r, self.recent + self.alpha_short * (r - self.recent))
+        std = np.maximum(np.sqrt(self.var), self.min_std)
+        z = (recent - self.mean) / std
+        score = np.clip(log_ndtr(-z) / _LOG_1E10, 0.0, 1.0)
+        score = np.maximum(score, np.where(r >= self.raw_passthrough, r, 0.0))
+        ready = ok & (self.count >= self.warmup)
+        score = np.where(ready, score, np.nan)
+        above = ready & (score >= self.threshold)
+        cooling = above & (ts - self.last_fired_ts < self.cooldown_s)
+        fired = above & ~cooling
+        self.last_fired_ts = np.where(fired, ts, self.last_fired_ts)
+        # learn: the long history moves with the raw score itself, not the short average
+        a = self.alpha_long
+        d = r - self.mean
+        self.mean = np.where(ok, np.where(first, r, self.mean + a * d), self.mean)
+        self.var = np.where(ok & ~first, (1 - a) * (self.var + a * d * d), self.var)
+        self.recent = np.where(ok, recent, self.recent)
+        self.count += ok
+        return GateResult(score, fired, cooling)
