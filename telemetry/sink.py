@@ -71,6 +71,7 @@ def _validate(table: str, columns: list[Column], data: Mapping[str, object], n: 
         if t.startswith(("Float", "Int", "UInt")):
             arr = np.asarray(v)
             if arr.dtype.kind not in "fiub":
+                arr = np.asarray(v, dtype=object)  # mixed input: judge each value on its own
                 coerced = np.empty(n, dtype=np.float64)
                 bad = np.zeros(n, dtype=bool)
                 for i, x in enumerate(arr):

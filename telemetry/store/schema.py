@@ -109,11 +109,11 @@ TABLES: tuple[Table, ...] = (
             Column("bucket_ms", "Int64"),
             Column("fingerprint", "UInt64"),
             Column("metric_id", "UInt32"),
-            Column("min_value", "AggregateFunction(min, Float64)"),
-            Column("max_value", "AggregateFunction(max, Float64)"),
-            Column("sum_value", "AggregateFunction(sum, Float64)"),
-            Column("samples", "AggregateFunction(count, Float64)"),
-            Column("last_value", "AggregateFunction(argMax, Float64, Int64)"),
+            Column("min_state", "AggregateFunction(min, Float64)"),
+            Column("max_state", "AggregateFunction(max, Float64)"),
+            Column("sum_state", "AggregateFunction(sum, Float64)"),
+            Column("count_state", "AggregateFunction(count, Float64)"),
+            Column("last_state", "AggregateFunction(argMax, Float64, Int64)"),
         ),
         engine="AggregatingMergeTree",
         order_by="(metric_id, fingerprint, bucket_ms)",
@@ -307,8 +307,8 @@ VIEWS: tuple[View, ...] = (
         "metric_rollups_1m_mv",
         "metric_rollups_1m",
         "SELECT intDiv(ts_ms, 60000) * 60000 AS bucket_ms, fingerprint, metric_id, "
-        "minState(value) AS min_value, maxState(value) AS max_value, sumState(value) AS sum_value, "
-        "countState(value) AS samples, argMaxState(value, ts_ms) AS last_value "
+        "minState(value) AS min_state, maxState(value) AS max_state, sumState(value) AS sum_state, "
+        "countState(value) AS count_state, argMaxState(value, ts_ms) AS last_state "
         "FROM {metric_samples} GROUP BY bucket_ms, fingerprint, metric_id",
     ),
 )
