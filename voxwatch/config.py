@@ -1,0 +1,151 @@
+"""Service configuration: where the store is, who may call the API with which scopes, where to listen.
+
+Configuration is data: a TOML or YAML file validated with pydantic at load, so a mistake names the
+file, the field and the problem. `VOXWATCH_STORE` in the environment overrides the file's store URL,
+and a command-line `--store` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_STORE_URL = "chdb://./var/voxwatch"
+STORE_ENV = "VOXWATCH_STORE"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file, field and problem."""
+
+
+class Scope(StrEnum):
+    """What a token may do: `read` sees everything; `admin` also changes silences and degradation."""
+
+    READ = "read"
+    ADMIN = "admin"
+
+
+class ApiToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="who holds the token (shown in logs and createdBy)")
+    token: str = Field(min_length=16, description="the bearer secret; at least 16 characters")
+    scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ])
+
+    def allows(self, scope: Scope) -> bool:
+        # admin implies read: an on-call engineer with an admin token can also look at things
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+class QueryLimits(BaseModel):
+    """Bounds on what one API request may ask of the store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_range_days: float = Field(default=31.0, gt=0, description="longest time range a query may span")
+    max_points: int = Field(default=5000, gt=0, description="most time buckets in one series response")
+    max_search_rows: int = Field(default=10000, gt=0, description="most calls one search returns")
+    sql_max_rows: int = Field(default=10000, gt=0, description="row cap for analysts' SQL")
+    sql_max_seconds: float = Field(default=10.0, gt=0, description="time cap for analysts' SQL")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = Field(default=DEFAULT_STORE_URL, description="chdb:///dir or clickhouse://user:pw@host:port/db")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    dashboard_port: int = Field(default=8501, ge=0, le=65535)
+    tokens: list[ApiToken] = Field(default_factory=list)
+    limits: QueryLimits = Field(default_factory=QueryLimits)
+
+    @field_validator("store")
+    @classmethod
+    def _store_has_scheme(cls, v: str) -> str:
+        if not v.startswith(("chdb://", "clickhouse://")):
+            raise ValueError("must start with chdb:// or clickhouse://")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> Settings:
+        seen: set[str] = set()
+        for t in self.tokens:
+            if t.token in seen:
+                raise ValueError(f"token of {t.name!r} is used twice")
+            seen.add(t.token)
+        return self
+
+    def token_for(self, secret: str) -> ApiToken | None:
+        for t in self.tokens:
+            if secrets.compare_digest(t.token.encode(), secret.encode()):
+                return t
+        return None
+
+    def first_token(self, scope: Scope) -> str | None:
+        """A token holding exactly this scope if there is one (the dashboard wants a read-only token)."""
+        exact = [t for t in self.tokens if scope in t.scopes and (scope == Scope.ADMIN or Scope.ADMIN not in t.scopes)]
+        usable = exact or [t for t in self.tokens if t.allows(scope)]
+        return usable[0].token if usable else None
+
+    def with_generated_tokens(self) -> Settings:
+        """The same settings plus a fresh read and admin token when none are configured (for local runs)."""
+        if self.tokens:
+            return self
+        return self.model_copy(
+            update={
+                "tokens": [
+                    ApiToken(name="local-read", token="vxr_" + secrets.token_urlsafe(24), scopes=[Scope.READ]),
+                    ApiToken(name="local-admin", token="vxa_" + secrets.token_urlsafe(24), scopes=[Scope.ADMIN]),
+                ]
+            }
+        )
+
+
+def _describe(exc: ValidationError, path: str) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        problems.append(f"{field}: {err['msg']}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: unknown config format (use .toml, .yaml or .yml)")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of settings")
+    return data
+
+
+def load_settings(path: str | Path | None = None, *, store: str | None = None, env: dict | None = None,
+                  **overrides: Any) -> Settings:
+    """Settings from an optional file, then `VOXWATCH_STORE`, then explicit overrides (e.g. CLI flags)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = _read_file(Path(path)) if path else {}
+    if env.get(STORE_ENV):
+        data["store"] = env[STORE_ENV]
+    if store:
+        data["store"] = store
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path or "settings"))) from None
