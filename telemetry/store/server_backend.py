@@ -8,6 +8,7 @@ connections to each shard so no ZooKeeper (ON CLUSTER DDL) is needed.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 
@@ -19,6 +20,10 @@ from telemetry.store.dialect import dialect_for_version, substitute
 import time
 
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS
+
+# The store reports an unreachable server itself, in one line; the driver's own warning carries a
+# traceback per attempt, which buries that line.
+logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, EOFError, OSError, TimeoutError)
 
