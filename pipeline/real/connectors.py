@@ -1,0 +1,42 @@
+"""Integration connectors over HTTP: one `IntegrationConnector` per downstream system (CRM, orders,
+ticketing, catalog). The pipeline wraps each call in that system's connection pool and queues failed
+actions for retry; the connector only speaks the protocol and reports what the server said."""
+
+from __future__ import annotations
+
+import httpx
+
+from pipeline.engines import IntegrationAction, IntegrationResult
+
+SYSTEMS = ("crm", "orders", "ticketing", "catalog")
+
+
+class HttpConnector:
+    def __init__(self, system: str, client: httpx.AsyncClient) -> None:
+        self.system = system
+        self._client = client
+
+    async def execute(self, action: IntegrationAction) -> IntegrationResult:
+        headers = {"Idempotency-Key": action.idempotency_key} if action.idempotency_key else {}
+        payload = dict(action.payload)
+        payload.setdefault("call_id", action.call_id)
+        try:
+            resp = await self._client.post(f"/v1/{self.system}/{action.operation}", json=payload, headers=headers)
+        except httpx.TimeoutException as exc:
+            return IntegrationResult(False, error=f"timeout: {exc}", status=504)
+        except httpx.TransportError as exc:
+            return IntegrationResult(False, error=f"unreachable: {exc}", status=503)
+        if resp.status_code != 200:
+            return IntegrationResult(False, error=resp.text[:200], status=resp.status_code)
+        body = resp.json()
+        return IntegrationResult(bool(body.get("ok", True)), data=body.get("data") or {}, status=200)
+
+
+def http_connectors(base_url: str, timeout_s: float = 3.0, max_connections: int = 64) -> tuple[dict[str, HttpConnector], httpx.AsyncClient]:
+    """One connector per system sharing a keep-alive client; close the client when done."""
+    client = httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        timeout=httpx.Timeout(timeout_s, connect=1.0),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+    return {s: HttpConnector(s, client) for s in SYSTEMS}, client
