@@ -1,0 +1,318 @@
+"""The alert engine: evaluates the rule set on the injected clock, moves each alert through
+inactive -> pending -> firing -> resolved, persists every transition (`alert_events`) and the current
+state (`alert_state`), and hands firing and resolved alerts to the notification dispatcher.
+
+Feed it metrics (`ingest`, `scrape`) and findings (`on_finding`), then call `tick()` once per
+(simulated) second. After a restart, `AlertEngine(..., store=store)` takes back the alerts and the
+notification log, so nothing already paged is paged again and nothing firing is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from alerts.actions import ActionController, ActionSink
+from alerts.evaluate import FindingLog, evaluate, metrics_of
+from alerts.model import FIRING, INACTIVE, PENDING, RESOLVED, Alert, alert_fingerprint
+from alerts.notify.dispatch import Dispatcher
+from alerts.notify.nflog import NFLOG_RULE, NotificationLog
+from alerts.notify.silences import Silences
+from alerts.notify.stages import Inhibitor, receiver_pipeline
+from alerts.receivers.alertmanager import AlertmanagerReceiver
+from alerts.receivers.pagerduty import PagerDutyReceiver
+from alerts.receivers.webhook import WebhookReceiver
+from alerts.ruleset import RuleFileError, RuleSet, load_rules
+from alerts.series import MetricView, sample_names_for
+from alerts.templates import render
+
+log = logging.getLogger(__name__)
+
+RECEIVER_TYPES = {"webhook": WebhookReceiver, "pagerduty": PagerDutyReceiver, "alertmanager": AlertmanagerReceiver}
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        clock,
+        *,
+        writer=None,
+        store=None,
+        view: MetricView | None = None,
+        silences: Silences | None = None,
+        action_sink: ActionSink | None = None,
+        external_url: str = "",
+        notify: bool = True,
+        resolved_retention: float = 900.0,
+        on_attempt=None,
+    ) -> None:
+        self.ruleset = ruleset
+        self.clock = clock
+        self.writer = writer
+        self.store = store
+        self.view = view or MetricView()
+        self.external_url = external_url
+        self.notify = notify
+        self.resolved_retention = resolved_retention
+        self.on_attempt = on_attempt
+        self.findings = FindingLog(retention=self._finding_retention())
+        self.alerts: dict[str, Alert] = {}
+        self._last_eval: dict[str, float] = {}
+        self.transitions: list[dict] = []
+        self.rule_errors: dict[str, str] = {}
+        self.last_reload_error: str | None = None
+        self.nflog = NotificationLog(clock, writer, store)
+        self.silences = silences if silences is not None else Silences(clock, writer, store)
+        self.actions = ActionController(action_sink, clock, writer, self.view) if action_sink is not None else None
+        self._build_notifier()
+        if store is not None:
+            self.restore()
+
+    # -- wiring
+    def _finding_retention(self) -> float:
+        windows = [r.window for r in self.ruleset.rules() if r.type in ("anomaly", "predictive")]
+        return max(windows, default=600.0) + 60.0
+
+    def _build_notifier(self) -> None:
+        self.receivers: dict = {}
+        for rc in self.ruleset.receivers:
+            if rc.type == "action":
+                if self.actions is not None:
+                    self.actions.name = rc.name
+                    self.receivers[rc.name] = (self.actions, rc)
+                continue
+            self.receivers[rc.name] = (RECEIVER_TYPES[rc.type](rc), rc)
+        inhibitor = Inhibitor(self.ruleset.inhibit_rules, lambda: list(self.alerts.values()))
+        pipelines = {
+            name: receiver_pipeline(
+                recv, rc, inhibitor=inhibitor, silences=self.silences, nflog=self.nflog, writer=self.writer,
+                dedup=rc.type != "action", on_attempt=self.on_attempt,
+            )
+            for name, (recv, rc) in self.receivers.items()
+        }
+        self.inhibitor = inhibitor
+        self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url)
+
+    def wanted_sample_names(self) -> list[str]:
+        """Sample names the rules read (for a restricted registry scrape)."""
+        names: set[str] = set()
+        for r in self.ruleset.rules():
+            for m in metrics_of(r):
+                names.update(sample_names_for(m))
+            if r.action is not None and r.action.effect_metric:
+                names.update(sample_names_for(r.action.effect_metric))
+        return sorted(names)
+
+    # -- inputs
+    def ingest(self, samples: Iterable[tuple], ts: float | None = None) -> int:
+        return self.view.ingest(self.clock.now() if ts is None else ts, samples)
+
+    def scrape(self, registry) -> int:
+        return self.view.scrape_registry(registry, self.clock.now(), self.wanted_sample_names())
+
+    def on_finding(self, finding) -> None:
+        self.findings.add(finding)
+
+    # -- evaluation
+    def evaluate(self, now: float | None = None) -> list[dict]:
+        """Evaluate the rule groups that are due; returns this round's transitions."""
+        now = self.clock.now() if now is None else now
+        out: list[dict] = []
+        for group in self.ruleset.groups:
+            last = self._last_eval.get(group.name)
+            if last is not None and now - last + 1e-9 < group.interval:
+                continue
+            self._last_eval[group.name] = now
+            for rule in group.rules:
+                try:
+                    holding = evaluate(rule, self.view, self.findings, now)
+                    self.rule_errors.pop(rule.name, None)
+                except Exception as exc:  # one broken rule must not stop the others
+                    if rule.name not in self.rule_errors:
+                        log.exception("rule %s failed", rule.name)
+                    self.rule_errors[rule.name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                out.extend(self._advance(rule, holding, now))
+        self._persist(out, now)
+        self.transitions.extend(out)
+        if len(self.transitions) > 100_000:
+            del self.transitions[:50_000]
+        return out
+
+    def _advance(self, rule, holding: dict, now: float) -> list[dict]:
+        out = []
+        seen = set()
+        for ls, value in holding.items():
+            labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels, **dict(ls)}
+            fp = alert_fingerprint(labels)
+            seen.add(fp)
+            a = self.alerts.get(fp)
+            if a is None or a.state == RESOLVED:
+                prev = a.state if a is not None else INACTIVE
+                a = Alert(rule.name, fp, labels, {}, PENDING, float(value), now, now, action=rule.action,
+                          generator_url=f"{self.external_url}/alerts/{rule.name}" if self.external_url else "")
+                self.alerts[fp] = a
+                out.append(self._transition(a, prev))
+            a.value = float(value)
+            a.last_held = now
+            a.annotations = {k: render(v, labels, a.value, self.external_url) for k, v in rule.annotations.items()}
+            if a.state == PENDING and now - a.active_since + 1e-9 >= rule.for_:
+                a.state, a.fired_at = FIRING, now
+                out.append(self._transition(a, PENDING))
+        for fp, a in list(self.alerts.items()):
+            if a.rule != rule.name or fp in seen:
+                continue
+            if a.state == PENDING:
+                a.state = INACTIVE
+                del self.alerts[fp]
+                out.append(self._transition(a, PENDING))
+            elif a.state == FIRING and now - a.last_held + 1e-9 >= rule.keep_firing_for:
+                a.state, a.resolved_at = RESOLVED, now
+                out.append(self._transition(a, FIRING))
+            elif a.state == RESOLVED and now - (a.resolved_at or now) > self.resolved_retention:
+                a.state = INACTIVE
+                del self.alerts[fp]
+                out.append(self._transition(a, RESOLVED, event=False))
+        return out
+
+    def _transition(self, a: Alert, previous: str, event: bool = True) -> dict:
+        return {"ts": self.clock.now(), "rule": a.rule, "fingerprint": a.fingerprint, "state": a.state,
+                "previous_state": previous, "labels": dict(a.labels), "value": a.value, "alert": a, "event": event}
+
+    def _persist(self, transitions: list[dict], now: float) -> None:
+        if self.writer is None or not transitions:
+            return
+        ms = int(round(now * 1000))
+        events, states = [], {}
+        for t in transitions:
+            a: Alert = t["alert"]
+            if t["event"]:
+                events.append({
+                    "ts_ms": ms, "rule": a.rule, "alert_fingerprint": a.fingerprint, "state": t["state"],
+                    "previous_state": t["previous_state"], "severity": a.severity,
+                    "label_keys": list(a.labels), "label_values": list(a.labels.values()),
+                    "annotation_keys": list(a.annotations), "annotation_values": list(a.annotations.values()),
+                    "value": a.value if math.isfinite(a.value) else 0.0,
+                    "active_since_ms": int(round(a.active_since * 1000)),
+                })
+            states[a.fingerprint] = {
+                "rule": a.rule, "alert_fingerprint": a.fingerprint, "updated_ms": ms, "state": t["state"],
+                "active_since_ms": int(round(a.active_since * 1000)),
+                "fired_ms": int(round(a.fired_at * 1000)) if a.fired_at is not None else 0,
+                "resolved_ms": int(round(a.resolved_at * 1000)) if a.resolved_at is not None else 0,
+                "last_notified_ms": 0, "payload_json": json.dumps({**a.to_json(), "state": t["state"]}),
+            }
+        try:
+            if events:
+                self.writer.write("alert_events", events)
+            self.writer.write("alert_state", list(states.values()))
+        except Exception:
+            log.exception("could not persist alert transitions")
+
+    def restore(self) -> int:
+        """Take back pending, firing and recently resolved alerts from the store."""
+        df = self.store.query(
+            "SELECT alert_fingerprint, argMax(state, updated_ms) AS state, argMax(payload_json, updated_ms) AS payload "
+            "FROM alert_state WHERE rule != {n:String} GROUP BY alert_fingerprint",
+            {"n": NFLOG_RULE},
+        )
+        n = 0
+        now = self.clock.now()
+        for state, payload in zip(df["state"], df["payload"]):
+            if state not in (PENDING, FIRING, RESOLVED):
+                continue
+            d = json.loads(payload)
+            try:
+                rule = self.ruleset.rule(d["rule"])
+            except KeyError:
+                continue
+            a = Alert.from_json(d, action=rule.action)
+            if a.state == RESOLVED and now - (a.resolved_at or now) > self.resolved_retention:
+                continue
+            self.alerts[a.fingerprint] = a
+            n += 1
+        if self.actions is not None:
+            self.actions.restore(self.store, self.ruleset)
+        return n
+
+    # -- the loop
+    def step(self) -> list[dict]:
+        """Evaluate, hand alerts to the dispatcher and start due flushes (needs a running loop to notify)."""
+        out = self.evaluate()
+        if self.notify:
+            current = [a for a in self.alerts.values() if a.state in (FIRING, RESOLVED)]
+            self.dispatcher.update(current)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return out
+            self.dispatcher.tick()
+            if self.actions is not None and self.actions.active:
+                asyncio.get_running_loop().create_task(self.actions.tick())
+        return out
+
+    async def tick(self) -> list[dict]:
+        out = self.step()
+        # let flushes that need no I/O (in-process actions) finish within this tick
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return out
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        await self.dispatcher.drain(timeout)
+
+    async def aclose(self) -> None:
+        await self.drain(2.0)
+        for recv, _ in self.receivers.values():
+            close = getattr(recv, "aclose", None)
+            if close is not None:
+                await close()
+
+    # -- rule changes
+    def reload(self, paths: Iterable[str | Path]) -> RuleSet:
+        """Load new rule files; an invalid set is refused (RuleFileError) and the current one keeps running."""
+        try:
+            new = load_rules(paths)
+        except RuleFileError as exc:
+            self.last_reload_error = str(exc)
+            raise
+        self.last_reload_error = None
+        self.apply_ruleset(new)
+        return new
+
+    def apply_ruleset(self, new: RuleSet) -> None:
+        now = self.clock.now()
+        names = {r.name: r for r in new.rules()}
+        gone = []
+        for fp, a in list(self.alerts.items()):
+            rule = names.get(a.rule)
+            if rule is None:
+                if a.state == FIRING:
+                    a.state, a.resolved_at = RESOLVED, now
+                    gone.append(self._transition(a, FIRING))
+                elif a.state == PENDING:
+                    del self.alerts[fp]
+            else:
+                a.action = rule.action
+        self._persist(gone, now)
+        self.ruleset = new
+        self.findings.retention = self._finding_retention()
+        self._build_notifier()
+
+    # -- reading
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts.values() if a.state == FIRING]
+
+    def state(self) -> list[dict]:
+        return [a.to_json() for a in sorted(self.alerts.values(), key=lambda a: (a.rule, a.fingerprint))]
+
+
+def build_engine(paths=None, clock=None, **kw) -> AlertEngine:
+    from telemetry.clock import WallClock
+
+    return AlertEngine(load_rules(paths), clock or WallClock(), **kw)

@@ -1,0 +1,99 @@
+"""What every receiver plug-in is: `send(ctx, alerts) -> DeliveryResult`, one attempt, no retries
+(the retry stage owns those), never raising for what the far end answers."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+# Enough for any sane acknowledgement; a receiver that streams megabytes back is cut off here.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+@dataclass
+class DeliveryResult:
+    ok: bool
+    retry: bool = False
+    http_status: int = 0
+    error: str = ""
+    retry_after: float | None = None  # seconds, from a Retry-After header
+    payload: str = ""  # what was sent (for the notifications table)
+
+
+class Receiver(Protocol):
+    name: str
+    integration: str  # webhook | pagerduty | alertmanager | action
+    send_resolved: bool
+
+    async def send(self, ctx: Any, alerts: list) -> DeliveryResult: ...
+
+
+def parse_retry_after(value: str | None, now_wall: float | None = None) -> float | None:
+    """Retry-After is either seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if dt is None:
+        return None
+    return max(0.0, dt.timestamp() - (time.time() if now_wall is None else now_wall))
+
+
+def classify(status: int) -> tuple[bool, bool]:
+    """(ok, retry) for an HTTP status: 2xx ok; 429 and 5xx retry; other 4xx are final."""
+    if 200 <= status < 300:
+        return True, False
+    if status == 429 or status >= 500:
+        return False, True
+    return False, False
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int, bytes, dict[str, str]]:
+    """POST and read at most MAX_RESPONSE_BYTES of the answer (the rest is dropped unread)."""
+    async with client.stream("POST", url, content=body, headers={"content-type": "application/json", **headers}, timeout=timeout) as resp:
+        chunks = []
+        size = 0
+        async for chunk in resp.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_RESPONSE_BYTES:
+                break
+        return resp.status_code, b"".join(chunks)[:MAX_RESPONSE_BYTES], dict(resp.headers)
+
+
+def parse_json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+async def http_attempt(client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> DeliveryResult:
+    """One HTTP delivery attempt, turned into a DeliveryResult whatever happens on the wire."""
+    payload = body.decode()
+    try:
+        status, resp_body, resp_headers = await post_json(client, url, body, headers, timeout)
+    except httpx.TimeoutException as exc:
+        return DeliveryResult(False, True, 0, f"timeout: {type(exc).__name__}", payload=payload)
+    except httpx.TransportError as exc:
+        return DeliveryResult(False, True, 0, f"transport: {type(exc).__name__}: {exc}"[:300], payload=payload)
+    except httpx.HTTPError as exc:
+        return DeliveryResult(False, False, 0, f"http: {exc}"[:300], payload=payload)
+    ok, retry = classify(status)
+    err = "" if ok else resp_body[:300].decode("utf-8", "replace")
+    ra = parse_retry_after(resp_headers.get("retry-after")) if not ok else None
+    return DeliveryResult(ok, retry, status, err, ra, payload)
