@@ -183,6 +183,10 @@ def build_router(ctx: AppContext) -> APIRouter | None:
     def bad(exc: Exception, status: int = 400):
         raise HTTPException(status, str(exc)) from None
 
+    @router.get("/now", summary="The service clock (virtual during replays): dashboards anchor ranges on it")
+    def get_now(_: ApiToken = Depends(require_read)) -> dict:
+        return {"now_ms": now_ms()}
+
     # ---- metrics ------------------------------------------------------------------------------
 
     @router.get("/catalog", response_model=CatalogResponse, summary="Browse and search the metric catalog")

@@ -1,0 +1,104 @@
+"""Overview: is the pipeline healthy right now? Traffic, turn latency against the 300 ms budget,
+errors, the most saturated resources with their forecast, active alerts and the degradation level."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards.common import (
+    add_series_lines,
+    annotate,
+    duration_text,
+    fetch,
+    incident_marks,
+    labels_text,
+    line_figure,
+    range_label,
+    refresh_seconds,
+    time_window,
+    ts,
+)
+
+st.title("Overview")
+label = range_label()
+auto = st.sidebar.toggle("Auto-refresh", value=True, key="vx_auto")
+
+
+@st.fragment(run_every=refresh_seconds() if auto else None)
+def panels() -> None:
+    w = time_window(label)
+    data = fetch("/overview", **w.params)
+    if data is None:
+        return
+    traffic = pd.DataFrame(data["traffic"])
+    calls = int(traffic["calls"].sum()) if len(traffic) else 0
+    failed = int(traffic["failed"].sum()) if len(traffic) else 0
+    p99 = next((s for s in data["latency"] if s["labels"].get("quantile") == "0.99"), None)
+    p99_now = p99["points"][-1][1] if p99 and p99["points"] else None
+    deg = data["degradation"]
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Calls", f"{calls:,}")
+    c2.metric("Failed calls", f"{(failed / calls if calls else 0):.1%}")
+    c3.metric("Turn latency P99 (latest)", "—" if p99_now is None else f"{p99_now:.0f} ms",
+              delta=None if p99_now is None else f"{p99_now - data['budget_ms']:+.0f} ms vs budget", delta_color="inverse")
+    c4.metric("Active alerts", len(data["active_alerts"]))
+    c5.metric("Degradation level", deg["level"])
+    st.caption(f"{w.label}: {ts(w.start_ms):%Y-%m-%d %H:%M} – {ts(w.end_ms):%H:%M} UTC · turn latency from "
+               f"{data['latency_source']} · step {data['step_ms'] // 1000} s")
+
+    marks = incident_marks(w)
+    left, right = st.columns(2)
+    with left:
+        fig = line_figure("Turn latency P50 / P95 / P99", "ms")
+        add_series_lines(fig, data["latency"], name_of=lambda s: f"P{float(s['labels']['quantile']) * 100:g}")
+        fig.add_hline(y=data["budget_ms"], line=dict(color="red", dash="dash"), annotation_text="300 ms budget")
+        annotate(fig, marks)
+        st.plotly_chart(fig, use_container_width=True, key="latency")
+    with right:
+        fig = line_figure("Traffic: calls started per step", "calls")
+        if len(traffic):
+            x = ts(traffic["t"])
+            fig.add_trace(go.Bar(x=x, y=traffic["calls"], name="calls", marker_color="#1f77b4"))
+            fig.add_trace(go.Bar(x=x, y=traffic["handoffs"], name="handoffs", marker_color="#9467bd"))
+        annotate(fig, marks)
+        st.plotly_chart(fig, use_container_width=True, key="traffic")
+    left, right = st.columns(2)
+    with left:
+        fig = line_figure("Errors: failed and abandoned calls", "calls")
+        if len(traffic):
+            x = ts(traffic["t"])
+            fig.add_trace(go.Scatter(x=x, y=traffic["failed"], name="failed", mode="lines", line=dict(color="#d62728")))
+            fig.add_trace(go.Scatter(x=x, y=traffic["abandoned"], name="abandoned", mode="lines",
+                                     line=dict(color="#ff7f0e")))
+        annotate(fig, marks)
+        st.plotly_chart(fig, use_container_width=True, key="errors")
+    with right:
+        st.subheader("Most saturated resources")
+        sat = data["saturation"]
+        if sat:
+            st.dataframe(pd.DataFrame([{
+                "resource": f"{s['metric'].removeprefix('voxwatch_').removesuffix('_saturation_ratio')} "
+                            f"({labels_text(s['labels'])})",
+                "saturation": s["value"],
+                "time to exhaustion": duration_text(s["time_to_exhaustion_s"]),
+            } for s in sat]), hide_index=True, use_container_width=True,
+                column_config={"saturation": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")})
+        else:
+            st.info("No saturation series in this range.")
+    st.subheader("Active alerts")
+    if data["active_alerts"]:
+        st.dataframe(pd.DataFrame([{
+            "rule": a["rule"], "state": a["state"], "severity": a["severity"], "labels": labels_text(a["labels"]),
+            "summary": a["annotations"].get("summary", ""),
+            "since": ts(a["active_since_ms"]) if a["active_since_ms"] else None,
+        } for a in data["active_alerts"]]), hide_index=True, use_container_width=True)
+    else:
+        st.success("No alerts firing.")
+    if deg["level"] != "NORMAL":
+        st.warning(f"Degraded: {deg['level']} since {ts(deg['since_ms']):%H:%M:%S} UTC — {deg['reason']}"
+                   if deg.get("since_ms") else f"Degraded: {deg['level']}")
+
+
+panels()

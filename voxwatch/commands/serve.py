@@ -1,0 +1,207 @@
+"""`voxwatch serve`: the long-running service. It owns the store (chdb locks its folder, so this
+process is the one that opens it), serves the FastAPI app (query API, /metrics, control) on uvicorn,
+and optionally the Streamlit dashboard, which reads through that API with a read token.
+
+`start_api` and `start_dashboard` are what `voxwatch demo` and the tests use to run the same pieces
+in the background and learn their URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from voxwatch.config import ConfigError, Scope, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+DASHBOARD_APP = Path(__file__).resolve().parent.parent.parent / "dashboards" / "app.py"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningAPI:
+    """The API served by uvicorn on a background thread of this process."""
+
+    url: str
+    server: object  # uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def start_api(ctx, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning",
+              ready_timeout: float = 30.0) -> RunningAPI:
+    """Serve `create_app(ctx)` on a thread; returns once it answers /healthz. Port 0 picks a free one."""
+    import uvicorn
+
+    from voxwatch.app import create_app
+
+    port = port or free_port(host)
+    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level=log_level, access_log=False,
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # the owner of the main thread handles signals
+    thread = threading.Thread(target=server.run, name=f"voxwatch-api-{port}", daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    _wait_http(f"{url}/healthz", ready_timeout, thread.is_alive)
+    return RunningAPI(url, server, thread)
+
+
+@dataclass
+class RunningDashboard:
+    """The Streamlit dashboard in a child process."""
+
+    url: str
+    process: subprocess.Popen
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+def start_dashboard(api_url: str, token: str, host: str = "127.0.0.1", port: int = 0, *,
+                    refresh_s: float | None = None, ready_timeout: float = 60.0, log_file=None) -> RunningDashboard:
+    """Start `streamlit run dashboards/app.py` pointed at the API with a read token; returns once it serves."""
+    port = port or free_port(host)
+    env = dict(os.environ, VOXWATCH_API_URL=api_url, VOXWATCH_API_TOKEN=token)
+    if refresh_s is not None:
+        env["VOXWATCH_REFRESH_S"] = str(refresh_s)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.address", host,
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://{host}:{port}"
+    try:
+        _wait_http(f"{url}/_stcore/health", ready_timeout, lambda: proc.poll() is None)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return RunningDashboard(url, proc)
+
+
+def _wait_http(url: str, timeout: float, alive) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server behind {url} exited before it answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
+
+
+def build_context(settings: Settings, store=None, clock=None):
+    """The service's AppContext: the store (opened and migrated here unless given), a sink, the clock."""
+    from telemetry.clock import WallClock
+    from telemetry.store import open_store
+    from voxwatch.context import AppContext
+
+    store = store or open_store(settings.store)
+    sink = None
+    try:
+        from telemetry.sink import Sink
+
+        sink = Sink(store)
+    except ImportError:
+        pass
+    return AppContext(store=store, sink=sink, clock=clock or WallClock(), settings=settings)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the API (and optionally the dashboard) on a store, until stopped")
+    p.add_argument("--config", help="settings file (.toml or .yaml): store, tokens with scopes, ports, limits")
+    p.add_argument("--store", help="store URL (overrides the config and VOXWATCH_STORE)")
+    p.add_argument("--host", help="address to listen on (default from config, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="API port (default from config, else 8000)")
+    p.add_argument("--dashboard", action="store_true", help="also serve the Streamlit dashboard")
+    p.add_argument("--dashboard-port", type=int, help="dashboard port (default from config, else 8501)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from voxwatch.cli import CommandError
+
+    try:
+        settings = load_settings(args.config, store=args.store, host=args.host, port=args.port,
+                                 dashboard_port=args.dashboard_port)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    generated = not settings.tokens
+    settings = settings.with_generated_tokens()
+    try:
+        ctx = build_context(settings)
+    except Exception as exc:  # the store URL or the store itself: one line for the operator
+        raise CommandError(f"cannot open store {settings.store}: {str(exc).splitlines()[0]}") from None
+
+    import uvicorn
+
+    from voxwatch.app import create_app
+
+    dashboard = None
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    try:
+        api_port = settings.port or free_port(settings.host)
+        url = f"http://{settings.host}:{api_port}"
+        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
+        if generated:
+            print("voxwatch: no tokens configured; generated for this run:", flush=True)
+            for t in settings.tokens:
+                print(f"  {t.name} ({', '.join(s.value for s in t.scopes)}): {t.token}", flush=True)
+        config = uvicorn.Config(create_app(ctx), host=settings.host, port=api_port, log_level="warning",
+                                access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None
+        thread = threading.Thread(target=server.run, name="voxwatch-api", daemon=True)
+        thread.start()
+        _wait_http(f"{url}/healthz", 30.0, thread.is_alive)
+        if args.dashboard:
+            token = settings.first_token(Scope.READ)
+            dashboard = start_dashboard(url.replace("0.0.0.0", "127.0.0.1"), token, settings.host,
+                                        settings.dashboard_port)
+            print(f"voxwatch: dashboard on {dashboard.url}", flush=True)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stopping.is_set() and thread.is_alive():
+            stopping.wait(0.5)
+        server.should_exit = True
+        thread.join(10)
+        return 0
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        if ctx.sink is not None:
+            ctx.sink.close()
+        ctx.store.close()
+        print("voxwatch: stopped", flush=True)
