@@ -45,8 +45,12 @@ class InputGuard:
     skipped: Counter = field(default_factory=Counter)
     last_ts: np.ndarray = field(init=False)
 
+    gap_factor: float = 5.0  # a step this many times the usual one is counted as a gap
+
     def __post_init__(self) -> None:
         self.last_ts = np.full(self.n_series, -np.inf)
+        self.step = np.full(self.n_series, np.nan)  # usual spacing between a series' points
+        self.started = np.zeros(self.n_series, dtype=bool)
 
     def screen(self, ts: np.ndarray, values: np.ndarray, commit: bool = True) -> np.ndarray:
         """Mask of the points to use; counts every point left out. NaN values count as `missing`
@@ -59,9 +63,18 @@ class InputGuard:
         if not commit:
             return ok
         if not ok.all():
-            self.skipped["missing"] += int(np.count_nonzero(missing))
+            # a series that has not started yet is not missing anything
+            self.skipped["missing"] += int(np.count_nonzero(missing & self.started))
             self.skipped["infinite"] += int(np.count_nonzero(infinite))
             self.skipped["out_of_order"] += int(np.count_nonzero(bad_ts & ~missing & ~infinite))
+        dt = ts - self.last_ts
+        seen_before = ok & np.isfinite(dt)
+        if seen_before.any():
+            gaps = seen_before & (dt > self.gap_factor * self.step)
+            self.skipped["gap"] += int(np.count_nonzero(gaps))  # counted, the point itself is used
+            usual = np.where(np.isnan(self.step), dt, self.step + 0.05 * (np.minimum(dt, 10 * self.step) - self.step))
+            self.step = np.where(seen_before, usual, self.step)
+        self.started |= ok
         self.last_ts = np.where(ok, ts, self.last_ts)
         return ok
 
@@ -86,7 +99,7 @@ class Detector(ABC):
 
     @property
     def skipped(self) -> Counter:
-        """Points left out, by cause (missing, infinite, out_of_order)."""
+        """Points left out, by cause (missing, infinite, out_of_order), and gaps seen (gap)."""
         return self.guard.skipped
 
     @abstractmethod

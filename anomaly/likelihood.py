@@ -50,8 +50,12 @@ class LikelihoodGate:
         cooldown_s: float = 3600.0,
         warmup: int = 100,
         min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
-        raw_passthrough: float = 0.9,  # a raw score this high is itself trustworthy enough
+        raw_passthrough: float = 2.0,  # a raw score at least this high passes as it is (off: > 1)
+        mode: str = "likelihood",  # or "direct": the raw score itself, for calibrated detectors
     ) -> None:
+        if mode not in ("likelihood", "direct"):
+            raise ValueError(f"unknown gate mode {mode!r}")
+        self.mode = mode
         n = int(n_series)
         self.n_series = n
         self.alpha_short = 2.0 / (short + 1.0)
@@ -74,7 +78,9 @@ class LikelihoodGate:
         z = (recent - self.mean) / std
         score = np.clip(log_ndtr(-z) / _LOG_1E10, 0.0, 1.0)
         score = np.maximum(score, np.where(r >= self.raw_passthrough, r, 0.0))
-        ready = ok & (self.count >= self.warmup)
+        if self.mode == "direct":
+            score = r
+        ready = ok & ((self.count >= self.warmup) | (self.mode == "direct"))
         score = np.where(ready, score, np.nan)
         above = ready & (score >= self.threshold)
         cooling = above & (ts - self.last_fired_ts < self.cooldown_s)

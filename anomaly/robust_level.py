@@ -108,8 +108,11 @@ class RobustLevel(Detector):
         return slot, seasonal_pred, pred, scale, z, score, pred - k * scale, pred + k * scale
 
     def _kind(self, z, score, ready):
-        drift = 0.7 * self.drift + 0.3 * np.clip(np.nan_to_num(z), -10, 10)
-        kind = np.where(np.abs(drift) > 2.5, LEVEL_SHIFT, SPIKE).astype(object)
+        zc = np.clip(np.nan_to_num(z), -10, 10)
+        drift = 0.7 * self.drift + 0.3 * zc
+        # one wild point is a spike; it is a level shift when the points before it leaned the same way
+        sustained = (np.abs(self.drift) > 1.5) & (np.sign(self.drift) == np.sign(zc)) & (np.abs(zc) > 2)
+        kind = np.where(sustained, LEVEL_SHIFT, SPIKE).astype(object)
         kind[~ready] = ""
         return kind, drift
 

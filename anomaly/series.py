@@ -1,0 +1,155 @@
+"""From stored samples to the series detectors watch.
+
+Gauges are watched as they are. Counters are cumulative, so they are watched as a rate per second
+between consecutive samples (a drop is a counter reset: that interval is skipped and counted).
+Histograms are cumulative buckets, so each interval's P99 is estimated from the bucket increments,
+as Prometheus' histogram_quantile does, and watched under the histogram's name with the label
+stat="p99". Every sample left out is counted by cause in `skipped`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs: hashable label sets
+
+
+def labels_key(labels: dict[str, str] | Labels) -> Labels:
+    items = labels.items() if isinstance(labels, dict) else labels
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """A watched series: the catalog metric and its labels (histogram statistics carry `stat`)."""
+
+    metric: str
+    labels: Labels
+    fingerprint: int = 0
+
+    @property
+    def labels_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def describe(self) -> str:
+        inner = ",".join(f'{k}="{v}"' for k, v in self.labels)
+        return f"{self.metric}{{{inner}}}" if inner else self.metric
+
+
+@dataclass
+class Sample:
+    """One stored or live sample, as metric_samples + metric_series describe it."""
+
+    metric: str
+    labels: dict[str, str]
+    value: float
+    sample_name: str = ""  # e.g. *_bucket, *_sum, *_count, *_total; empty = the metric itself
+    metric_type: str = "gauge"
+    fingerprint: int = 0
+
+
+def histogram_quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
+    """Prometheus' estimate: linear interpolation inside the bucket where the rank falls.
+    `counts` are cumulative per upper bound (the last bound may be +Inf)."""
+    total = counts[-1]
+    if not total > 0:
+        return math.nan
+    rank = q * total
+    i = int(np.searchsorted(counts, rank, side="left"))
+    i = min(i, len(counts) - 1)
+    if math.isinf(upper_bounds[i]):
+        return float(upper_bounds[i - 1]) if i > 0 else math.nan
+    lower = float(upper_bounds[i - 1]) if i > 0 else 0.0
+    below = float(counts[i - 1]) if i > 0 else 0.0
+    in_bucket = float(counts[i]) - below
+    if in_bucket <= 0:
+        return float(upper_bounds[i])
+    return lower + (float(upper_bounds[i]) - lower) * (rank - below) / in_bucket
+
+
+@dataclass
+class SeriesDeriver:
+    """Keeps the previous cumulative values it needs and turns one tick of samples into
+    (SeriesKey, value) pairs."""
+
+    quantile: float = 0.99
+    skipped: Counter = field(default_factory=Counter)
+    _prev: dict = field(default_factory=dict)  # (sample key) -> (ts, value)
+
+    def derive(self, ts: float, samples: list[Sample]) -> list[tuple[SeriesKey, float]]:
+        out: list[tuple[SeriesKey, float]] = []
+        buckets: dict[tuple[str, Labels], list[tuple[float, float, int]]] = defaultdict(list)
+        for s in samples:
+            if s.metric_type == "histogram" or s.sample_name.endswith(("_bucket", "_sum", "_count")):
+                if s.sample_name.endswith("_bucket"):
+                    le = s.labels.get("le")
+                    try:
+                        bound = float(le) if le is not None else math.nan
+                    except ValueError:
+                        bound = math.nan
+                    if math.isnan(bound):
+                        self.skipped["bad_bucket"] += 1
+                        continue
+                    rest = labels_key({k: v for k, v in s.labels.items() if k != "le"})
+                    buckets[(s.metric, rest)].append((bound, s.value, s.fingerprint))
+                continue  # _sum/_count: the buckets carry what the P99 needs
+            key = SeriesKey(s.metric, labels_key(s.labels), s.fingerprint)
+            if s.metric_type == "counter" or s.sample_name.endswith("_total"):
+                value = self._rate(key, ts, s.value)
+                if value is not None:
+                    out.append((key, value))
+            else:
+                out.append((key, s.value))
+        for (metric, rest), rows in buckets.items():
+            value = self._interval_quantile(metric, rest, ts, rows)
+            if value is not None:
+                out.append((SeriesKey(metric, labels_key(rest + (("stat", f"p{round(self.quantile * 100):d}"),))), value))
+        return out
+
+    def _rate(self, key: SeriesKey, ts: float, value: float) -> float | None:
+        if not math.isfinite(value):
+            self.skipped["non_finite"] += 1
+            return None
+        prev = self._prev.get(key)
+        self._prev[key] = (ts, value)
+        if prev is None:
+            self.skipped["first_sample"] += 1
+            return None
+        t0, v0 = prev
+        if ts <= t0:
+            self.skipped["out_of_order"] += 1
+            return None
+        if value < v0:
+            self.skipped["counter_reset"] += 1
+            return None
+        return (value - v0) / (ts - t0)
+
+    def _interval_quantile(self, metric: str, rest: Labels, ts: float, rows) -> float | None:
+        rows.sort()
+        bounds = np.array([r[0] for r in rows])
+        cum = np.array([r[1] for r in rows], dtype=float)
+        if not np.all(np.isfinite(cum)):
+            self.skipped["non_finite"] += 1
+            return None
+        key = ("hist", metric, rest)
+        prev = self._prev.get(key)
+        self._prev[key] = (ts, bounds, cum)
+        if prev is None:
+            self.skipped["first_sample"] += 1
+            return None
+        t0, b0, c0 = prev
+        if ts <= t0:
+            self.skipped["out_of_order"] += 1
+            return None
+        if len(b0) != len(bounds) or not np.array_equal(b0, bounds) or np.any(cum < c0):
+            self.skipped["counter_reset"] += 1
+            return None
+        inc = cum - c0
+        if not inc[-1] > 0:
+            self.skipped["empty_interval"] += 1  # nothing observed: no latency to judge
+            return None
+        return histogram_quantile(self.quantile, bounds, inc)

@@ -1,0 +1,287 @@
+"""The anomaly service: runs the detectors continuously over new samples and records findings.
+
+Samples come from the store (`poll_store` reads metric_samples joined with metric_series since the
+last watermark; `run` does that on a clock) or are fed live (`observe`). Each tick is derived into
+watched series (`anomaly.series`), then scored in vectorised banks of detectors: saturation metrics
+(those the catalog gives a capacity) by the saturation trend detector, every other series by the
+robust level detector. The findings stage (`LikelihoodGate`) keeps findings sparse; each finding is
+written to anomaly_findings through the Sink and handed to every callable in `on_finding` (the
+alert engine subscribes there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from anomaly.base import Detector
+from anomaly.finding import Finding
+from anomaly.likelihood import LikelihoodGate
+from anomaly.robust_level import RobustLevel
+from anomaly.saturation_trend import SaturationTrend
+from anomaly.series import Sample, SeriesDeriver, SeriesKey, labels_key
+from telemetry.clock import Clock, WallClock
+
+log = logging.getLogger(__name__)
+
+
+class SaturationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    window: int = Field(30, ge=6)
+    horizon_s: float = Field(1800.0, gt=0)  # forecasts within this horizon are urgent
+    min_rise_sigmas: float = Field(3.0, gt=0)
+    threshold: float = Field(0.3, gt=0, le=1)  # confidence x urgency needed for a finding
+    cooldown_s: float = Field(900.0, ge=0)
+
+
+class LevelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = Field(0.05, gt=0, le=1)
+    alpha_err: float = Field(0.02, gt=0, le=1)
+    err_clip_sigma: float = Field(1000.0, gt=0)
+    slot_s: float = Field(300.0, gt=0)
+    alpha_season: float = Field(0.3, gt=0, le=1)
+    relative_floor: float = Field(0.01, ge=0)
+    warmup: int = Field(30, ge=1)
+    threshold: float = Field(0.5, gt=0, le=1)  # likelihood score for a finding
+    gate_warmup: int = Field(100, ge=1)
+    alpha_long: float = Field(0.0005, gt=0, le=1)
+    short: int = Field(5, ge=1)
+    cooldown_s: float = Field(3600.0, ge=0)
+
+
+class AnomalySettings(BaseModel):
+    """The service's parameters; `AnomalySettings.model_validate(yaml_dict)` checks a config file."""
+
+    model_config = ConfigDict(extra="forbid")
+    bank_size: int = Field(512, ge=1)  # series per vectorised detector bank
+    lag_s: float = Field(5.0, ge=0)  # read the store this far behind now, so batched writes have landed
+    quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
+    saturation: SaturationSettings = SaturationSettings()
+    level: LevelSettings = LevelSettings()
+
+
+@dataclass
+class _Bank:
+    """A block of series slots sharing one vectorised detector and its findings stage."""
+
+    detector: Detector
+    gate: LikelihoodGate
+    keys: list[SeriesKey] = field(default_factory=list)
+
+
+class _Role:
+    """All banks of one detector kind, and which slot each series has."""
+
+    def __init__(self, make: Callable[[], _Bank], bank_size: int) -> None:
+        self.make, self.bank_size = make, bank_size
+        self.banks: list[_Bank] = []
+        self.slots: dict[SeriesKey, tuple[int, int]] = {}
+
+    def slot(self, key: SeriesKey) -> tuple[int, int]:
+        found = self.slots.get(key)
+        if found is None:
+            if not self.banks or len(self.banks[-1].keys) >= self.bank_size:
+                self.banks.append(self.make())
+            b = len(self.banks) - 1
+            self.banks[b].keys.append(key)
+            found = self.slots[key] = (b, len(self.banks[b].keys) - 1)
+        return found
+
+
+class AnomalyService:
+    def __init__(
+        self,
+        sink=None,
+        clock: Clock | None = None,
+        catalog=None,
+        settings: AnomalySettings | None = None,
+        on_finding: Iterable[Callable[[Finding], None]] = (),
+    ) -> None:
+        self.sink = sink
+        self.clock = clock or WallClock()
+        self.catalog = catalog
+        self.settings = settings or AnomalySettings()
+        self.on_finding: list[Callable[[Finding], None]] = list(on_finding)
+        self.deriver = SeriesDeriver(quantile=self.settings.quantile)
+        self.findings_total: Counter = Counter()
+        self.callback_errors = 0
+        self.ticks = 0
+        self.watermark_ms: int | None = None
+        self._capacity_latest: dict[tuple[str, tuple], float] = {}
+        s, lv, n = self.settings.saturation, self.settings.level, self.settings.bank_size
+        self.saturation = _Role(
+            lambda: _Bank(
+                SaturationTrend(n, capacity=np.nan, window=s.window, horizon_s=s.horizon_s,
+                                min_rise_sigmas=s.min_rise_sigmas),
+                # saturation scores are already calibrated (confidence x urgency): a plain threshold
+                LikelihoodGate(n, mode="direct", threshold=s.threshold, cooldown_s=s.cooldown_s),
+            ),
+            n,
+        )
+        self.level = _Role(
+            lambda: _Bank(
+                RobustLevel(n, alpha=lv.alpha, alpha_err=lv.alpha_err, err_clip_sigma=lv.err_clip_sigma,
+                            slot_s=lv.slot_s, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
+                            warmup=lv.warmup),
+                LikelihoodGate(n, threshold=lv.threshold, cooldown_s=lv.cooldown_s, warmup=lv.gate_warmup,
+                               alpha_long=lv.alpha_long, short=lv.short),
+            ),
+            n,
+        )
+
+    # -- what is watched how --------------------------------------------------------------------
+    def _spec(self, metric: str):
+        return self.catalog.get(metric) if self.catalog is not None else None
+
+    def _capacity(self, key: SeriesKey) -> float | None:
+        """The capacity a series saturates against, or None when it is not a saturation series."""
+        spec = self._spec(key.metric)
+        if spec is None:
+            return None
+        if spec.capacity is not None:
+            return float(spec.capacity)
+        if spec.capacity_metric:
+            cap_spec = self._spec(spec.capacity_metric)
+            cap_labels = cap_spec.labels if cap_spec is not None else ()
+            labels = key.labels_dict
+            lookup = (spec.capacity_metric, labels_key({k: labels.get(k, "") for k in cap_labels}))
+            return self._capacity_latest.get(lookup, math.nan)  # NaN until the capacity is seen
+        if spec.unit == "ratio":
+            return 1.0
+        return None
+
+    # -- feeding --------------------------------------------------------------------------------
+    def observe(self, ts: float, samples: Iterable[Sample | tuple]) -> list[Finding]:
+        """Feed one tick of samples (live). Tuples are (metric, labels dict, value) gauges."""
+        batch = [s if isinstance(s, Sample) else Sample(s[0], dict(s[1]), float(s[2])) for s in samples]
+        derived = self.deriver.derive(ts, batch)
+        for key, value in derived:  # capacities first, so this tick's saturation uses them
+            self._capacity_latest[(key.metric, key.labels)] = value
+        per_bank: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for key, value in derived:
+            cap = self._capacity(key)
+            role = 0 if cap is not None else 1
+            bank, slot = (self.saturation if role == 0 else self.level).slot(key)
+            if role == 0:
+                self.saturation.banks[bank].detector.capacity[slot] = cap
+            per_bank.setdefault((role, bank), []).append((slot, value))
+        findings: list[Finding] = []
+        for (role, b), items in per_bank.items():
+            bank = (self.saturation if role == 0 else self.level).banks[b]
+            values = np.full(bank.detector.n_series, np.nan)
+            slots = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+            values[slots] = [v for _, v in items]
+            scores = bank.detector.update(ts, values)
+            gate = bank.gate.update(ts, scores.score)
+            for i in np.flatnonzero(gate.fired):
+                findings.append(self._finding(ts, bank, int(i), values[i], scores, gate.score[i]))
+        self.ticks += 1
+        self._publish(findings)
+        return findings
+
+    def _finding(self, ts, bank: _Bank, i: int, value: float, scores, score: float) -> Finding:
+        key = bank.keys[i]
+        det = bank.detector
+        kind = str(scores.kind[i])
+        lo, hi = float(scores.expected_low[i]), float(scores.expected_high[i])
+        tte = float(scores.time_to_exhaustion_s[i]) if scores.time_to_exhaustion_s is not None else math.nan
+        conf = float(scores.confidence[i]) if scores.confidence is not None else float(score)
+        if isinstance(det, SaturationTrend):
+            cap = float(det.capacity[i])
+            reason = (
+                f"{key.describe()} at {value:.3g} of capacity {cap:.3g}, rising {det.slope[i] * 60:.3g}/min: "
+                f"exhausted in {tte / 60:.1f} min (confidence {conf:.2f})"
+            )
+        else:
+            reason = f"{key.describe()} = {value:.4g}, expected {lo:.4g} to {hi:.4g} ({kind.replace('_', ' ')})"
+        return Finding(
+            ts=float(ts), detector=det.name, kind=kind, metric=key.metric, labels=key.labels_dict,
+            score=float(score), value=float(value), expected_low=lo, expected_high=hi,
+            time_to_exhaustion_s=tte, confidence=conf, reason=reason, fingerprint=key.fingerprint,
+        )
+
+    def _publish(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        for f in findings:
+            self.findings_total[f.kind] += 1
+        if self.sink is not None:
+            self.sink.write("anomaly_findings", [f.to_row() for f in findings])
+        for f in findings:
+            for callback in self.on_finding:
+                try:
+                    callback(f)
+                except Exception:  # a subscriber's bug must not stop detection
+                    self.callback_errors += 1
+                    log.exception("on_finding callback %r failed", callback)
+
+    # -- reading the store ----------------------------------------------------------------------
+    _SAMPLES_SQL = (
+        "SELECT s.ts_ms AS ts_ms, s.fingerprint AS fingerprint, s.value AS value, m.metric AS metric, "
+        "m.sample_name AS sample_name, m.metric_type AS metric_type, m.label_keys AS label_keys, "
+        "m.label_values AS label_values FROM metric_samples AS s INNER JOIN ("
+        "SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
+        "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series GROUP BY fingerprint"
+        ") AS m USING (fingerprint) WHERE s.ts_ms > {after:Int64} AND s.ts_ms <= {until:Int64} "
+        "ORDER BY ts_ms, fingerprint"
+    )
+
+    def poll_store(self, store, until_ms: int | None = None) -> list[Finding]:
+        """Score every sample stored since the last poll (up to now - lag), tick by tick."""
+        if until_ms is None:
+            until_ms = self.clock.now_ms() - int(self.settings.lag_s * 1000)
+        after = self.watermark_ms if self.watermark_ms is not None else -(2**62)
+        if until_ms <= after:
+            return []
+        frame = store.query(self._SAMPLES_SQL, {"after": int(after), "until": int(until_ms)})
+        self.watermark_ms = int(until_ms)
+        findings: list[Finding] = []
+        if frame.empty:
+            return findings
+        ts_ms = frame["ts_ms"].to_numpy()
+        cuts = np.flatnonzero(np.diff(ts_ms)) + 1
+        cols = [frame[c].tolist() for c in ("fingerprint", "value", "metric", "sample_name", "metric_type",
+                                              "label_keys", "label_values")]
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(frame)]):
+            samples = [
+                Sample(cols[2][j], dict(zip(cols[5][j], cols[6][j])), float(cols[1][j]), cols[3][j], cols[4][j],
+                       int(cols[0][j]))
+                for j in range(lo, hi)
+            ]
+            findings.extend(self.observe(ts_ms[lo] / 1000.0, samples))
+        return findings
+
+    async def run(self, store, interval_s: float = 10.0, stop: asyncio.Event | None = None) -> None:
+        """Poll the store every `interval_s` of the service's clock until `stop` is set."""
+        while stop is None or not stop.is_set():
+            try:
+                self.poll_store(store)
+            except Exception:
+                log.exception("anomaly poll failed; retrying next interval")
+            await self.clock.sleep(interval_s)
+
+    # -- accounting -----------------------------------------------------------------------------
+    def skipped(self) -> dict[str, int]:
+        """Points left out, by cause, across the deriver and every detector."""
+        total = Counter(self.deriver.skipped)
+        for role in (self.saturation, self.level):
+            for bank in role.banks:
+                total.update(bank.detector.skipped)
+        return dict(total)
+
+    def stats(self) -> dict:
+        return {
+            "ticks": self.ticks,
+            "series": {"saturation": len(self.saturation.slots), "level": len(self.level.slots)},
+            "findings": dict(self.findings_total),
+            "skipped": self.skipped(),
+            "callback_errors": self.callback_errors,
+        }

@@ -1,0 +1,157 @@
+"""Each detector's behaviour, as the on-call engineer relies on it."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+
+from anomaly.base import LEVEL_SHIFT, SATURATION_TREND, SPIKE
+from anomaly.isolation_forest import MultivariateIsolation
+from anomaly.likelihood import LikelihoodGate
+from anomaly.robust_level import RobustLevel
+from anomaly.saturation_trend import SaturationTrend
+
+
+@pytest.mark.parametrize(
+    "module", ["robust_level", "saturation_trend", "likelihood", "isolation_forest"]
+)
+def test_docstring_example_runs(module):
+    result = doctest.testmod(importlib.import_module(f"anomaly.{module}"))
+    assert result.attempted > 0 and result.failed == 0
+
+
+# -- saturation ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("noise", [0.002, 0.01, 0.02])
+def test_saturation_ramp_forecasts_time_to_exhaustion_close_to_truth(noise):
+    rng = np.random.default_rng(7)
+    det = SaturationTrend(capacity=1.0, window=40, horizon_s=3600)
+    step = 15.0
+    rate = 0.3 / 3600  # +30 % of capacity per hour, from 0.4
+    for i in range(120):
+        t = step * i
+        s = det.update(t, [0.4 + rate * t + rng.normal(0, noise)])
+    truth = (1.0 - (0.4 + rate * t)) / rate
+    assert s.time_to_exhaustion_s[0] == pytest.approx(truth, rel=0.15)
+    assert s.kind[0] == SATURATION_TREND
+    # the rise over the window is 0.05: clear above noise 0.01, only half believable at 0.02
+    assert s.confidence[0] > (0.8 if noise <= 0.01 else 0.3)
+
+
+def test_flat_noisy_saturation_series_never_scores_a_finding():
+    rng = np.random.default_rng(3)
+    det = SaturationTrend(capacity=1.0, window=30, horizon_s=1800)
+    gate = LikelihoodGate(mode="direct", threshold=0.3, cooldown_s=900)
+    fired = 0
+    for i in range(5000):
+        s = det.update(10.0 * i, [np.clip(0.55 + rng.normal(0, 0.05), 0, 1)])
+        fired += int(gate.update(10.0 * i, s.score).fired[0])
+    assert fired == 0
+
+
+def test_series_already_at_capacity_scores_one_with_no_time_left():
+    det = SaturationTrend(capacity=100.0, window=10)
+    for i in range(20):
+        s = det.update(float(i), [100.0 + (i % 2)])
+    assert s.time_to_exhaustion_s[0] == 0.0 and s.score[0] == 1.0
+
+
+def test_refit_every_spreads_refits_but_still_forecasts():
+    rng = np.random.default_rng(2)
+    det = SaturationTrend(n_series=8, capacity=1.0, window=20, refit_every=4)
+    for i in range(80):
+        s = det.update(float(i), 0.2 + 0.005 * i + rng.normal(0, 0.002, 8))
+    truth = (1.0 - (0.2 + 0.005 * 79)) / 0.005
+    assert np.allclose(s.time_to_exhaustion_s, truth, rtol=0.2)
+
+
+# -- level / spike ------------------------------------------------------------------------------
+def _gate_run(values, ts, det=None, gate=None):
+    det = det or RobustLevel()
+    gate = gate or LikelihoodGate(threshold=0.5, cooldown_s=3600)
+    out = []
+    for t, v in zip(ts, values):
+        s = det.update(t, [v])
+        g = gate.update(t, s.score)
+        out.append((bool(g.fired[0]), s.kind[0], float(s.score[0])))
+    return out
+
+
+def test_flat_noisy_latency_gives_no_finding():
+    rng = np.random.default_rng(11)
+    n = 20_000
+    latency = 0.18 * np.exp(rng.normal(0, 0.15, n))  # log-normal, like a latency P50
+    out = _gate_run(latency, 15.0 * np.arange(n))
+    assert sum(f for f, _, _ in out) == 0
+
+
+def test_daily_seasonal_series_gives_no_finding():
+    rng = np.random.default_rng(5)
+    t = 300.0 * np.arange(288 * 10)  # ten days at 5 minutes
+    values = 100 + 40 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 3, t.size)
+    out = _gate_run(values, t)
+    assert sum(f for f, _, _ in out) == 0
+
+
+def test_latency_spike_is_found_and_called_a_spike():
+    rng = np.random.default_rng(1)
+    n = 3000
+    latency = 0.18 + rng.normal(0, 0.01, n)
+    latency[2500] = 2.4
+    out = _gate_run(latency, 15.0 * np.arange(n))
+    fired = [i for i, (f, _, _) in enumerate(out) if f]
+    assert fired == [2500]
+    assert out[2500][1] == SPIKE
+
+
+def test_lasting_level_shift_is_found_once_and_called_a_level_shift():
+    rng = np.random.default_rng(4)
+    n = 3000
+    errors = 0.01 + rng.normal(0, 0.002, n)
+    errors[2000:] += 0.03
+    out = _gate_run(errors, 15.0 * np.arange(n))
+    fired = [i for i, (f, _, _) in enumerate(out) if f]
+    assert len(fired) == 1 and 2000 <= fired[0] <= 2005
+    assert any(k == LEVEL_SHIFT for _, k, _ in out[2000:2010])
+
+
+def test_vectorised_tick_scores_like_the_streaming_path():
+    rng = np.random.default_rng(9)
+    n_series, n = 5, 400
+    data = rng.normal(10, 1, (n, n_series)) * np.arange(1, n_series + 1)
+    data[300, 2] += 30
+    many = RobustLevel(n_series=n_series)
+    singles = [RobustLevel() for _ in range(n_series)]
+    for i in range(n):
+        tick = many.update(60.0 * i, data[i]).score
+        alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
+        np.testing.assert_allclose(tick, alone, equal_nan=True)
+
+
+def test_score_one_does_not_learn():
+    det = RobustLevel()
+    for i in range(100):
+        det.process_one(5.0 + (i % 3), float(i))
+    before = det.score_one(50.0, 100.0)
+    assert before == det.score_one(50.0, 100.0)
+    assert det.count[0] == 100
+
+
+# -- multivariate -------------------------------------------------------------------------------
+def test_multivariate_refits_in_background_and_flags_the_odd_stage():
+    rng = np.random.default_rng(0)
+    det = MultivariateIsolation(n_entities=6, n_features=4, refit_every=100,
+                                feature_names=["p50", "p99", "errors", "queue"])
+    base = np.array([0.15, 0.29, 0.01, 3.0])
+    for i in range(300):
+        det.update(float(i), base * (1 + rng.normal(0, 0.05, (6, 4))))
+    det.wait_for_refit()
+    assert det.fits >= 1
+    tick = base * (1 + rng.normal(0, 0.05, (6, 4)))
+    tick[4] = base * [1.0, 3.0, 4.0, 1.0]  # p99 and errors together, queue unchanged
+    s = det.update(300.0, tick)
+    det.close()
+    assert int(np.nanargmax(s.score)) == 4
+    assert det.last_top_feature[4] in ("p99", "errors")
