@@ -86,6 +86,8 @@ class AlertEngine:
                     self.actions.name = rc.name
                     self.receivers[rc.name] = (self.actions, rc)
                 continue
+            if rc.type in ("webhook", "alertmanager") and not rc.url:
+                continue  # no URL configured: the receiver is off (its routes deliver nowhere)
             self.receivers[rc.name] = (RECEIVER_TYPES[rc.type](rc), rc)
         inhibitor = Inhibitor(self.ruleset.inhibit_rules, lambda: list(self.alerts.values()))
         pipelines = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.templates import TemplateError, check_template
 
@@ -46,16 +46,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[float, Field(ge=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _durations(*names: str):
-    """A `before` validator that turns duration strings into seconds for the named fields."""
-    return field_validator(*names, mode="before")(lambda cls, v: parse_duration(v) if v is not None else v)
 
 
 class Selector(_Model):
@@ -88,7 +83,6 @@ class ActionSpec(_Model):
     effect_window: Duration = 60.0
     min_hold: Duration = 120.0  # never revert sooner than this after applying
     revert_after: Duration = 60.0  # the alert must stay resolved this long before the revert
-    _d = _durations("min_hold", "revert_after", "effect_window")
 
 
 class RuleBase(_Model):
@@ -99,7 +93,6 @@ class RuleBase(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     action: ActionSpec | None = None
-    _d = _durations("for_", "keep_firing_for")
 
     @field_validator("name")
     @classmethod
@@ -136,7 +129,6 @@ class ThresholdRule(RuleBase):
     op: Op = ">"
     threshold: float
     min_denominator: float = 0.0  # ratios with a smaller denominator are not evaluated
-    _d = _durations("window")
 
     @model_validator(mode="after")
     def _quantile_needs_q(self):
@@ -160,7 +152,6 @@ class AnomalyRule(RuleBase):
     min_confidence: float = Field(0.0, ge=0, le=1)
     window: Duration = 120.0
     by: list[str] | None = None  # label names from the finding; None = all of the finding's labels
-    _d = _durations("window")
 
 
 class PredictiveRule(RuleBase):
@@ -180,7 +171,6 @@ class PredictiveRule(RuleBase):
     min_confidence: float = Field(0.0, ge=0, le=1)
     window: Duration = 300.0
     by: list[str] | None = None
-    _d = _durations("horizon", "window")
 
     @model_validator(mode="after")
     def _series_needs_expr(self):
@@ -194,7 +184,6 @@ class BurnWindow(_Model):
     short: Duration
     factor: float = Field(gt=0)
     severity: Literal["page", "ticket"]
-    _d = _durations("long", "short")
 
     @model_validator(mode="after")
     def _short_below_long(self):
@@ -246,7 +235,6 @@ class RuleGroup(_Model):
     name: str
     interval: Duration = 1.0
     rules: list[Rule] = Field(default_factory=list)
-    _d = _durations("interval")
 
 
 class Route(_Model):
@@ -261,7 +249,6 @@ class Route(_Model):
     repeat_interval: Duration = 14400.0
     continue_: bool = Field(False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
-    _d = _durations("group_wait", "group_interval", "repeat_interval")
 
 
 class RetryPolicy(_Model):
@@ -271,7 +258,6 @@ class RetryPolicy(_Model):
     jitter: float = Field(0.2, ge=0, le=1)
     max_elapsed: Duration = 3600.0  # give up (result failed) after this much time
     timeout: Duration = 10.0  # per attempt, wall-clock (real I/O)
-    _d = _durations("initial", "max_backoff", "max_elapsed", "timeout")
 
 
 class ReceiverConfig(_Model):
@@ -316,6 +302,7 @@ class RuleSet(_Model):
     receivers: list[ReceiverConfig]
     inhibit_rules: list[InhibitRule]
     sources: list[str] = Field(default_factory=list)
+    rule_sources: dict[str, str] = Field(default_factory=dict)  # alert name -> file:group
 
     def rules(self) -> list[Any]:
         return [r for g in self.groups for r in g.rules]
@@ -444,7 +431,7 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
                     raise RuleFileError(
                         f"{f}: group {g.name!r}, rule {r.name!r}: duplicate alert name (also in {seen_rules[r.name]})"
                     )
-                seen_rules[r.name] = str(f)
+                seen_rules[r.name] = f"{f}: group {g.name!r}"
         groups.extend(rf.groups)
         if rf.route is not None:
             if route is not None:
@@ -463,6 +450,7 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
         receivers=list(receivers.values()),
         inhibit_rules=inhibit,
         sources=[str(f) for f in files],
+        rule_sources={name: where for name, where in seen_rules.items()},
     )
 
 
@@ -475,3 +463,64 @@ def _check_route_receivers(route: Route, receivers: dict[str, ReceiverConfig], f
                 f"{', '.join(map(str, files))}: route: receiver {r.receiver!r} is not defined in 'receivers'"
             )
         stack.extend(r.routes)
+
+
+def check_against_catalog(ruleset: RuleSet, catalog) -> list[str]:
+    """Problems a rule file cannot show by itself: metrics that are not in the catalog, the wrong
+    metric type for an aggregation, labels the metric does not have, SLO thresholds off the buckets."""
+    problems: list[str] = []
+
+    def where(rule, fld: str) -> str:
+        return f"{ruleset.rule_sources.get(rule.name, '?')}, rule {rule.name!r}, field {fld}"
+
+    def spec_of(rule, fld: str, metric: str, types: tuple[str, ...] | None = None):
+        spec = catalog.get(metric)
+        if spec is None:
+            problems.append(f"{where(rule, fld)}: metric {metric!r} is not in the catalog")
+            return None
+        if types and spec.type not in types:
+            problems.append(f"{where(rule, fld)}: {metric} is a {spec.type}; this needs a {' or '.join(types)}")
+        return spec
+
+    def labels_ok(rule, fld: str, spec, names) -> None:
+        if spec is None:
+            return
+        extra = [n for n in names if n not in spec.labels and n != "le"]
+        if extra:
+            problems.append(f"{where(rule, fld)}: {spec.name} has no label(s) {', '.join(extra)} (it has: {', '.join(spec.labels) or 'none'})")
+
+    agg_types = {"rate": ("counter",), "increase": ("counter",), "quantile": ("histogram",), "mean_from_histogram": ("histogram",)}
+    for rule in ruleset.rules():
+        if rule.type == "threshold":
+            for fld, sel in (("expr", rule.expr), ("ratio_to", rule.ratio_to)):
+                if sel is None:
+                    continue
+                spec = spec_of(rule, f"{fld}.metric", sel.metric, agg_types.get(rule.aggregation))
+                labels_ok(rule, f"{fld}.match", spec, list(sel.match) + list(sel.match_re))
+                labels_ok(rule, "by", spec, rule.by)
+        elif rule.type == "predictive":
+            if rule.source == "series":
+                spec = spec_of(rule, "expr.metric", rule.expr.metric, ("gauge",))
+                labels_ok(rule, "by", spec, rule.by or [])
+            elif rule.metric and "*" not in rule.metric:
+                spec = spec_of(rule, "metric", rule.metric)
+                if spec is not None and not spec.is_saturation:
+                    problems.append(f"{where(rule, 'metric')}: {spec.name} declares no capacity, so no saturation forecast exists for it")
+        elif rule.type == "anomaly":
+            if rule.metric and "*" not in rule.metric:
+                spec_of(rule, "metric", rule.metric)
+        elif rule.type == "slo":
+            if rule.sli.kind == "latency":
+                spec = spec_of(rule, "sli.metric", rule.sli.metric, ("histogram",))
+                if spec is not None and spec.buckets and not any(abs(b - rule.sli.threshold) < 1e-12 for b in spec.buckets):
+                    problems.append(f"{where(rule, 'sli.threshold')}: {rule.sli.threshold} is not a bucket bound of {spec.name} ({', '.join(f'{b:g}' for b in spec.buckets)})")
+                labels_ok(rule, "sli.match", spec, list(rule.sli.match))
+            else:
+                for fld, sel in (("sli.bad", rule.sli.bad), ("sli.total", rule.sli.total)):
+                    spec = spec_of(rule, f"{fld}.metric", sel.metric, ("counter",))
+                    labels_ok(rule, f"{fld}.match", spec, list(sel.match) + list(sel.match_re))
+        if rule.action is not None and rule.action.effect_metric:
+            spec = spec_of(rule, "action.effect_metric", rule.action.effect_metric)
+            if spec is not None and rule.action.effect_quantile and spec.type != "histogram":
+                problems.append(f"{where(rule, 'action.effect_quantile')}: {spec.name} is not a histogram")
+    return problems

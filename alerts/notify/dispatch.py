@@ -83,8 +83,8 @@ class Dispatcher:
         now = self.clock.now()
         for a in alerts:
             for path, route in match_routes(self.route, a.labels):
-                if route.receiver == "null":
-                    continue
+                if route.receiver == "null" or route.receiver not in self.pipelines:
+                    continue  # a receiver without a URL (or an action sink) is switched off
                 glabels = self._group_labels(route, a.labels)
                 key = f"{path}:{json.dumps(glabels, sort_keys=True)}"
                 g = self.groups.get(key)
