@@ -55,7 +55,7 @@ def panels() -> None:
         add_series_lines(fig, data["latency"], name_of=lambda s: f"P{float(s['labels']['quantile']) * 100:g}")
         fig.add_hline(y=data["budget_ms"], line=dict(color="red", dash="dash"), annotation_text="300 ms budget")
         annotate(fig, marks)
-        st.plotly_chart(fig, use_container_width=True, key="latency")
+        st.plotly_chart(fig, width="stretch", key="latency")
     with right:
         fig = line_figure("Traffic: calls started per step", "calls")
         if len(traffic):
@@ -63,7 +63,7 @@ def panels() -> None:
             fig.add_trace(go.Bar(x=x, y=traffic["calls"], name="calls", marker_color="#1f77b4"))
             fig.add_trace(go.Bar(x=x, y=traffic["handoffs"], name="handoffs", marker_color="#9467bd"))
         annotate(fig, marks)
-        st.plotly_chart(fig, use_container_width=True, key="traffic")
+        st.plotly_chart(fig, width="stretch", key="traffic")
     left, right = st.columns(2)
     with left:
         fig = line_figure("Errors: failed and abandoned calls", "calls")
@@ -73,7 +73,7 @@ def panels() -> None:
             fig.add_trace(go.Scatter(x=x, y=traffic["abandoned"], name="abandoned", mode="lines",
                                      line=dict(color="#ff7f0e")))
         annotate(fig, marks)
-        st.plotly_chart(fig, use_container_width=True, key="errors")
+        st.plotly_chart(fig, width="stretch", key="errors")
     with right:
         st.subheader("Most saturated resources")
         sat = data["saturation"]
@@ -83,7 +83,7 @@ def panels() -> None:
                             f"({labels_text(s['labels'])})",
                 "saturation": s["value"],
                 "time to exhaustion": duration_text(s["time_to_exhaustion_s"]),
-            } for s in sat]), hide_index=True, use_container_width=True,
+            } for s in sat]), hide_index=True, width="stretch",
                 column_config={"saturation": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")})
         else:
             st.info("No saturation series in this range.")
@@ -93,7 +93,7 @@ def panels() -> None:
             "rule": a["rule"], "state": a["state"], "severity": a["severity"], "labels": labels_text(a["labels"]),
             "summary": a["annotations"].get("summary", ""),
             "since": ts(a["active_since_ms"]) if a["active_since_ms"] else None,
-        } for a in data["active_alerts"]]), hide_index=True, use_container_width=True)
+        } for a in data["active_alerts"]]), hide_index=True, width="stretch")
     else:
         st.success("No alerts firing.")
     if deg["level"] != "NORMAL":

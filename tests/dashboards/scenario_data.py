@@ -154,6 +154,7 @@ def fill(store) -> dict:
         "effect_metric": [SATURATION_METRIC[0]] * 2, "effect_value": [0.0, 0.0],
     })
     return {"start_ms": START_MS, "end_ms": END_MS, "calls": N_CALLS, "call_ids": list(calls["call_id"]),
+            "call_starts": list(calls["started_ms"]),
             "slow_call_id": calls["call_id"][int(np.argmax(calls["latency_p95_ms"]))], "fired_ms": fired,
             "action_ms": action_ts, "series": len(series_rows), "samples": sum(len(v) for v in sample_cols["ts_ms"])}
 

@@ -33,3 +33,65 @@ def test_overview_shows_traffic_latency_saturation_alerts_and_level(dashboard_en
     assert saturation.iloc[0]["resource"].startswith("pool (pool=crm, region=eu-west")
     assert saturation.iloc[0]["time to exhaustion"] == "18 min"
     assert "PoolSaturationForecast" in list(at.dataframe[1].value["rule"])
+
+
+def test_metrics_page_searches_the_catalog_and_plots_a_metric_with_label_filters(dashboard_env):
+    at = run_page("metrics")
+    at.text_input(key="vx_metric_q").input("saturation").run()
+    assert not at.exception
+    names = list(at.dataframe[0].value["name"])
+    assert names == ["voxwatch_pool_saturation_ratio"]
+    at.multiselect(key="vx_label_voxwatch_pool_saturation_ratio_pool").select("crm").run()
+    assert not at.exception
+    assert len(charts(at)) == 1
+    assert "2 series" in at.caption[-1].value  # crm in two regions
+
+
+def test_metrics_page_plots_histogram_percentiles(dashboard_env):
+    at = run_page("metrics")
+    at.text_input(key="vx_metric_q").input("turn latency").run()
+    at.selectbox(key="vx_metric").select("voxwatch_turn_latency_seconds").run()
+    assert not at.exception
+    assert "3 series" in at.caption[-1].value  # P50, P95, P99
+
+
+def test_incidents_page_shows_alert_timeline_notifications_and_actions(dashboard_env):
+    at = run_page("incidents")
+    history = at.dataframe[0].value
+    assert list(history["state"]) == ["firing", "pending"]
+    notes, actions = at.dataframe[1].value, at.dataframe[2].value
+    assert list(notes["receiver"]) == ["oncall-webhook"]
+    assert "applied" in set(actions["phase"])
+    assert len(charts(at)) == 3  # timeline, annotated latency, annotated saturation
+
+
+def test_calls_page_filters_exports_csv_and_shows_a_waterfall(dashboard_env):
+    at = run_page("calls")
+    last_hour = sum(1 for t in dashboard_env["call_starts"] if t >= dashboard_env["end_ms"] - 3_600_000)
+    assert at.caption[0].value.startswith(f"{last_hour} calls match")
+    at.text_input(key="vx_f_text").input("charged twice")
+    at.button[0].click().run()  # the form's Search button
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) > 0 and all("billing" in i for i in table["intents"])
+    assert at.get("download_button")
+    assert len(charts(at)) == 1  # the selected call's waterfall
+    assert "charged twice" in at.code[0].value
+
+
+def test_anomalies_page_lists_findings_with_band_and_forecast(dashboard_env):
+    at = run_page("anomalies")
+    table = at.dataframe[0].value
+    assert set(table["kind"]) == {"saturation_trend", "level_shift"}
+    assert "18 min" in set(table["time to exhaustion"])
+    assert len(charts(at)) == 1
+
+
+def test_sql_page_runs_a_read_only_query_and_refuses_a_write(dashboard_env):
+    at = run_page("sql")
+    df = at.dataframe[0].value
+    assert set(df["region"]) == {"eu-west", "us-east"}
+    at.text_area(key="vx_sql_text").input("DROP TABLE calls")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "not allowed" in at.error[0].value

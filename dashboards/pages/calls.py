@@ -1,0 +1,89 @@
+"""Calls: the analysts' call-history explorer (filters, CSV export) and one call's turn-by-turn
+waterfall of stage spans with its transcript and the alerts and actions around it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards.common import fetch, labels_text, range_label, time_window, ts
+
+STAGE_COLOURS = {"stt": "#1f77b4", "nlu": "#9467bd", "llm": "#ff7f0e", "tts": "#2ca02c", "tool": "#8c564b",
+                 "integration": "#8c564b", "response": "#ff7f0e", "handoff": "#e377c2", "vad": "#7f7f7f"}
+
+st.title("Calls")
+label = range_label()
+w = time_window(label)
+
+with st.form("vx_call_filters"):
+    c1, c2, c3, c4 = st.columns(4)
+    regions = c1.text_input("Regions (comma-separated)", key="vx_f_region")
+    languages = c2.text_input("Languages", key="vx_f_lang")
+    intents = c3.text_input("Intents", key="vx_f_intent")
+    outcomes = c4.multiselect("Outcome", ["completed", "handoff", "abandoned", "failed", "silence"], key="vx_f_outcome")
+    c1, c2, c3, c4 = st.columns(4)
+    handoff = c1.selectbox("Handoff", ["any", "yes", "no"], key="vx_f_handoff")
+    min_latency = c2.number_input("P95 turn latency above (ms)", min_value=0, value=0, step=50, key="vx_f_lat")
+    text = c3.text_input("Words in the transcript", key="vx_f_text")
+    limit = c4.number_input("Rows", min_value=10, max_value=10_000, value=200, step=50, key="vx_f_limit")
+    st.form_submit_button("Search")
+
+
+def split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+result = fetch("/calls", **w.params, region=split(regions), language=split(languages), intent=split(intents),
+               outcome=outcomes, handoff={"any": None, "yes": True, "no": False}[handoff],
+               min_latency_ms=min_latency or None, text=text or None, limit=int(limit))
+if result is not None:
+    calls = pd.DataFrame(result["calls"])
+    st.caption(f"{result['total']:,} calls match · showing {len(calls)} newest")
+    if len(calls):
+        calls.insert(1, "started", ts(calls["started_ms"]))
+        calls["intents"] = calls["intents"].map(lambda v: ", ".join(v))
+        shown = calls[["call_id", "started", "region", "language", "intents", "outcome", "handoff", "turns",
+                       "latency_p50_ms", "latency_p95_ms", "latency_max_ms", "degradation_level"]]
+        st.dataframe(shown, hide_index=True, width="stretch", height=300)
+        st.download_button("Export CSV", calls.drop(columns=["started"]).to_csv(index=False).encode(),
+                           file_name="voxwatch-calls.csv", mime="text/csv", key="vx_csv")
+        call_id = st.selectbox("Call", list(calls["call_id"]), key="vx_call")
+        detail = fetch(f"/calls/{call_id}")
+        if detail is not None:
+            call = detail["call"]
+            st.subheader(f"Call {call['call_id']}")
+            st.caption(f"{call['region']} · {call['language']} · {', '.join(call['intents'])} · {call['outcome']} · "
+                       f"{call['turns']} turns · P95 {call['latency_p95_ms']:.0f} ms · level {call['degradation_level']}")
+            t0 = min([t["start_us"] for t in detail["turns"]] or [call["started_ms"] * 1000])
+            fig = go.Figure()
+            seen = set()
+            for turn in detail["turns"]:
+                row = f"turn {turn['turn']}"
+                fig.add_trace(go.Bar(y=[row], x=[turn["duration_ms"]], base=[(turn["start_us"] - t0) / 1000],
+                                     orientation="h", marker_color="rgba(120,120,120,0.25)", name="turn",
+                                     showlegend="turn" not in seen, hovertext=f"turn {turn['duration_ms']:.0f} ms"))
+                seen.add("turn")
+                for s in turn["stages"]:
+                    fig.add_trace(go.Bar(
+                        y=[f"{row} · {s['name']}"], x=[s["duration_ms"]], base=[(s["start_us"] - t0) / 1000],
+                        orientation="h", name=s["name"], showlegend=s["name"] not in seen,
+                        marker_color="#d62728" if s["status"] == "error" else STAGE_COLOURS.get(s["name"], "#17becf"),
+                        hovertext=f"{s['name']} {s['duration_ms']:.0f} ms {s['status']}"))
+                    seen.add(s["name"])
+            n_rows = sum(1 + len(t["stages"]) for t in detail["turns"])
+            fig.update_layout(title="Turn-by-turn waterfall (ms from the first turn)", barmode="overlay",
+                              height=120 + 22 * n_rows, margin=dict(l=10, r=10, t=40, b=10),
+                              yaxis=dict(autorange="reversed"), xaxis_title="ms")
+            st.plotly_chart(fig, width="stretch", key="waterfall")
+            st.subheader("Transcript")
+            st.code(detail["transcript"] or "(no transcript)", language=None)
+            if detail["alerts"] or detail["actions"]:
+                st.subheader("Alerts and actions during the call")
+                rows = [{"time": ts(a["ts_ms"]), "what": f"alert {a['rule']} {a['state']}",
+                         "detail": labels_text(a["labels"])} for a in detail["alerts"]]
+                rows += [{"time": ts(a["ts_ms"]), "what": f"action {a['phase']} {a['level']}", "detail": a["reason"]}
+                         for a in detail["actions"]]
+                st.dataframe(pd.DataFrame(rows).sort_values("time"), hide_index=True, width="stretch")
+    else:
+        st.info("No call matches these filters in this range.")
