@@ -44,6 +44,7 @@ INTENTS: dict[str, IntentSpec] = {
         IntentSpec("product_question", lookups=(Lookup("catalog", "product_info", cache="product_info"),)),
         IntentSpec("account_update", lookups=(CUSTOMER_HISTORY,), actions=(("crm", "update_account"),)),
         IntentSpec("complaint", lookups=(CUSTOMER_HISTORY,), actions=(("ticketing", "open_ticket"),)),
+        IntentSpec("cancel_order", lookups=(CUSTOMER_HISTORY, Lookup("orders", "order_status")), actions=(("orders", "cancel_order"),)),
         IntentSpec(HUMAN_INTENT, handoff=True),
         IntentSpec(FALLBACK_INTENT),
     )

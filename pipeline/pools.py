@@ -209,6 +209,18 @@ class ConnectionPool:
         if self.metrics is not None:
             self.metrics.pool_leak(self, n)
 
+    def reclaim(self) -> None:
+        """Get leaked connections back (the leaking client was restarted)."""
+        n = self.leaked
+        if n <= 0:
+            return
+        self.leaked = 0
+        now = self.clock.now()
+        self._free_at = [now if f == float("inf") else f for f in self._free_at]
+        heapq.heapify(self._free_at)
+        if self.metrics is not None:
+            self.metrics.pool_leak(self, -n)
+
     def resize(self, new_size: int, now: float | None = None) -> None:
         now = self.clock.now() if now is None else now
         new_size = max(1, int(new_size))

@@ -298,10 +298,8 @@ class Pipeline:
         self.regions = RegionRouter(regions, clock, metrics=self.metrics)
         self.controller = controller or DegradationController(clock, sink=sink, metrics=self.metrics, default_region=regions[0].name)
         self.controller.subscribe(self.regions.on_degradation)
-        self.pools: dict[str, PoolSet] = {
-            r.name: PoolSet({svc: ConnectionPool(svc, PoolConfig(**cfg), clock, region=r.name, metrics=self.metrics) for svc, cfg in self.config.pools.items()})
-            for r in regions
-        }
+        # Downstream services (CRM, orders, LLM provider) are shared by the regions: one pool each.
+        self.pools = PoolSet({svc: ConnectionPool(svc, PoolConfig(**cfg), clock, metrics=self.metrics) for svc, cfg in self.config.pools.items()})
         self.caches = CacheSet({name: TTLCache(name, cfg.get("capacity", 10_000), cfg.get("ttl_s", 600), metrics=self.metrics) for name, cfg in self.config.caches.items()})
         self.queue = IntegrationQueue(clock, metrics=self.metrics, seed=seed)
         self.handoff = HandoffQueue(clock, agents=self.config.human_agents, handle_time_s=self.config.handoff_handle_time_s, metrics=self.metrics)
@@ -310,7 +308,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ services for stages
     def pool(self, region: str, service: str) -> ConnectionPool:
-        return self.pools[region][service]
+        return self.pools[service]
 
     def template(self, intent: str, facts: dict) -> str:
         return TEMPLATES.get(intent, "Let me help you with that.")
@@ -396,8 +394,7 @@ class Pipeline:
         """Once per second: health checks, pool saturation response, queue/handoff/cache gauges."""
         now = self.clock.now() if now is None else now
         self.regions.tick(now)
-        for ps in self.pools.values():
-            ps.tick(now)
+        self.pools.tick(now)
         self.handoff.tick(now)
         self.queue.publish(now)
         self.caches.publish()

@@ -1,0 +1,956 @@
+"""The load simulator: thousands of concurrent calls through the pipeline's own pools, caches, retry
+queue, regions, handoff queue, degradation controller and telemetry, with simulated engines.
+
+Why turns are processed in batches: at 15,000 concurrent calls a turn ends somewhere about every
+0.7 ms; replaying that 60 times faster than real time leaves roughly 10 us of one core per turn, less
+than one asyncio task switch. So each call is a row of state (numpy arrays) and the driver advances
+time in ticks (1 s on the virtual clock): every turn whose caller stops speaking inside the tick is
+drawn through the stage models as arrays, while everything stateful is the real code: each request
+to a downstream service is served by `ConnectionPool.serve` (an exact FIFO queue over the pool's
+connections, in time order, with acquire timeouts), every cache lookup is a real `TTLCache` lookup,
+queued actions go through `IntegrationQueue` with its retries, handoffs through `HandoffQueue`, the
+degradation policy is read from the controller each tick, and regions fail over in `RegionRouter`.
+
+The same driver runs on the wall clock for live load (smaller ticks, sleeping until each tick is
+due). `on_tick(now)` hooks run once per simulated second: detectors and alert evaluation attach here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.degradation import DegradationLevel
+from pipeline.engines import FALLBACK_INTENT, HUMAN_INTENT, IntegrationAction
+from pipeline.handoff import HandoffRequest
+from pipeline.intents import INTENTS, spec
+from pipeline.observe import NullMetrics
+from pipeline.runner import Pipeline, PipelineConfig
+from pipeline.simulation.engines import simulated_engines
+from pipeline.simulation.scenario import Latency, Scenario
+from telemetry.clock import VirtualClock
+
+MAX_TURNS = 40
+STAGES = ("edge", "stt", "nlu", "response", "integrations", "tts")
+OUTCOMES = ("completed", "handoff", "abandoned", "failed", "silence")
+LEVEL_NAMES = [m.name for m in DegradationLevel]
+GREETING_S = 2.5  # the agent's greeting before the caller's first utterance
+FAILED_TURN_S = 3.0  # dead air before a caller notices a turn that went nowhere
+
+
+def _lognormal(rng: np.random.Generator, lat: Latency, n: int, factor: float | np.ndarray = 1.0) -> np.ndarray:
+    return rng.lognormal(lat.mu, lat.sigma, n) * factor
+
+
+def _mean(lat: Latency) -> float:
+    return math.exp(lat.mu + lat.sigma**2 / 2)
+
+
+@dataclass
+class TickHook:
+    fn: Callable
+    is_async: bool
+
+
+class Simulation:
+    """`Simulation(scenario, clock=..., telemetry=..., sink=..., seed=...).run(until=...)`.
+
+    - `clock`: a VirtualClock (default, as fast as possible) or a WallClock (live load).
+    - `telemetry`: a `telemetry.instruments.Telemetry`; the pipeline records its catalog metrics there.
+    - `sink`: where call records, spans and degradation actions go (`telemetry.sink.Sink`).
+    - `on_tick(fn)`: `fn(now)` (sync or async) after every simulated second.
+    - `pipeline`: the shared parts; `pipeline.controller` is the degradation control surface.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        clock=None,
+        telemetry=None,
+        sink=None,
+        seed: int | None = None,
+        metrics=None,
+        trace_sample_rate: float | None = None,
+        tick_s: float | None = None,
+        snapshot: Callable[[float], object] | None = None,
+    ) -> None:
+        self.scenario = sc = scenario
+        self.clock = clock if clock is not None else VirtualClock(sc.start)
+        self.virtual = isinstance(self.clock, VirtualClock)
+        self.seed = sc.seed if seed is None else int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        if metrics is None and telemetry is not None:
+            from pipeline.metrics import PipelineMetrics
+
+            metrics = PipelineMetrics(telemetry)
+        self.metrics = metrics or NullMetrics()
+        self.telemetry = telemetry
+        self.sink = sink
+        self.snapshot = snapshot
+        self.trace_sample_rate = sc.telemetry.trace_sample_rate if trace_sample_rate is None else trace_sample_rate
+        self.tick_s = tick_s or (sc.tick_s if self.virtual else min(sc.tick_s, 0.1))
+        config = PipelineConfig(
+            regions=[r.model_dump() for r in sc.regions],
+            pools={name: p.model_dump() for name, p in sc.pools.items()},
+            caches={name: c.model_dump() for name, c in sc.caches.items()},
+            human_agents=sc.handoff.agents,
+            handoff_handle_time_s=sc.handoff.handle_time_s,
+            scenario=sc.name,
+        )
+        self.engines = simulated_engines(sc.engines, self.clock, self.seed)
+        self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=config, seed=self.seed)
+        self.controller = self.pipeline.controller
+        self.t0 = self.clock.now()
+        self.t = 0.0  # scenario seconds done
+        self._hooks: list[TickHook] = []
+        self._next_second = 0.0
+        self._region_names = [r.name for r in sc.regions]
+        self._region_weights = np.array([r.weight for r in sc.regions]) / sum(r.weight for r in sc.regions)
+        self._region_capacity = np.array([r.capacity for r in sc.regions])
+        self._langs = list(sc.caller.languages)
+        self._lang_p = np.array(list(sc.caller.languages.values()), dtype=float)
+        self._lang_p /= self._lang_p.sum()
+        self._intent_names = list(sc.intents)
+        for extra in (FALLBACK_INTENT, "goodbye"):
+            if extra not in self._intent_names:
+                self._intent_names.append(extra)
+        self._intent_idx = {n: i for i, n in enumerate(self._intent_names)}
+        base = np.array([sc.intents.get(n, 0.0) for n in self._intent_names], dtype=float)
+        boost = np.array([sc.traffic.ramp_intent_boost.get(n, 0.0) for n in self._intent_names], dtype=float)
+        self._mix_base, self._mix_boost = base, boost
+        self._build_intent_tables()
+        c = sc.caller
+        self._cycle_mean = _mean(c.utterance) + _mean(c.reply_audio) + _mean(c.pause) + 0.25
+        self._call_mean_s = GREETING_S + c.turns_mean * self._cycle_mean
+        cap = int(sc.traffic.concurrent_calls * 1.5) + 1024
+        self._alloc(cap)
+        self._seq = 0
+        self._fault_acc: dict[int, float] = {}
+        self._fault_active: dict[int, bool] = {}
+        # results kept for the summary
+        self.totals = {"calls_started": 0, "calls_rejected": 0, "turns": 0, "turns_failed": 0, "llm_calls": 0, "llm_avoided": 0, "handoffs": 0, "queued_actions": 0, "integration_errors": 0}
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.rows = {"calls": 0, "spans": 0}
+        self.timeline: list[dict] = []
+        self._window: dict[str, list[np.ndarray]] = {s: [] for s in (*STAGES, "turn")}
+        self._window_start = 0.0
+        self._window_s = 60.0
+        self._peak_active = 0
+        self._pool_first_saturated: dict[str, float] = {}
+        self._wall = 0.0
+
+    # ------------------------------------------------------------------ public surface
+    def on_tick(self, fn: Callable) -> Callable:
+        """Register `fn(now)` to run after every simulated second (sync or async); returns fn."""
+        self._hooks.append(TickHook(fn, inspect.iscoroutinefunction(fn)))
+        return fn
+
+    @property
+    def active_calls(self) -> int:
+        return int(self._alive.sum())
+
+    def run(self, until: float | None = None, progress: Callable[[float, float], None] | None = None) -> dict:
+        """Run to `until` scenario seconds (default: the scenario's duration) and return the summary."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_async(until, progress))
+        raise RuntimeError("Simulation.run() called inside an event loop; await run_async() instead")
+
+    async def run_async(self, until: float | None = None, progress: Callable[[float, float], None] | None = None) -> dict:
+        end = self.scenario.duration_s if until is None else min(until, self.scenario.duration_s)
+        wall0 = time.perf_counter()
+        if self.t == 0.0 and not self._alive.any():
+            self._populate(self.t0)
+            await self._second(self.t0)
+        dt = self.tick_s
+        while self.t < end - 1e-9:
+            step = min(dt, end - self.t)
+            now = self.t0 + self.t
+            if self.virtual:
+                if now > self.clock.now():
+                    self.clock.advance_to(now)
+            else:
+                lag = now - self.clock.now()
+                if lag > 0:
+                    await self.clock.sleep(lag)
+            self._step(now, step)
+            self.t += step
+            if self.t + 1e-9 >= self._next_second:
+                await self._second(self.t0 + self.t)
+            else:
+                await asyncio.sleep(0)
+            if progress is not None:
+                progress(self.t, end)
+        if self.virtual and self.clock.now() < self.t0 + self.t:
+            self.clock.advance_to(self.t0 + self.t)
+        self._close_window(self.t0 + self.t)
+        self._wall += time.perf_counter() - wall0
+        return self.summary()
+
+    # ------------------------------------------------------------------ state
+    def _alloc(self, cap: int) -> None:
+        self._cap = cap
+        self._alive = np.zeros(cap, bool)
+        self._next_at = np.full(cap, np.inf)
+        self._origin = np.zeros(cap, np.int16)
+        self._lang = np.zeros(cap, np.int16)
+        self._customer = np.zeros(cap, np.int64)
+        self._started = np.zeros(cap)
+        self._turns_done = np.zeros(cap, np.int16)
+        self._turns_planned = np.zeros(cap, np.int16)
+        self._misunder = np.zeros(cap, np.int8)
+        self._failed_turns = np.zeros(cap, np.int8)
+        self._history_known = np.zeros(cap, bool)
+        self._level_max = np.zeros(cap, np.int8)
+        self._traced = np.zeros(cap, bool)
+        self._call_seq = np.zeros(cap, np.int64)
+        self._lat = np.zeros((cap, MAX_TURNS), np.float32)
+        self._intents = np.zeros((cap, MAX_TURNS), np.int8)
+        self._served_by = np.zeros(cap, np.int16)
+        self._free = list(range(cap - 1, -1, -1))
+
+    def _grow(self) -> None:
+        old = self._cap
+        new = old * 2
+        for name in ("_alive", "_next_at", "_origin", "_lang", "_customer", "_started", "_turns_done", "_turns_planned", "_misunder", "_failed_turns", "_history_known", "_level_max", "_traced", "_call_seq", "_served_by"):
+            a = getattr(self, name)
+            b = np.full(new, np.inf) if name == "_next_at" else np.zeros(new, a.dtype)
+            b[:old] = a
+            setattr(self, name, b)
+        for name in ("_lat", "_intents"):
+            a = getattr(self, name)
+            b = np.zeros((new, MAX_TURNS), a.dtype)
+            b[:old] = a
+            setattr(self, name, b)
+        self._free = list(range(new - 1, old - 1, -1)) + self._free
+        self._cap = new
+
+    def _build_intent_tables(self) -> None:
+        names = self._intent_names
+        systems = ["crm", "orders", "ticketing", "catalog"]
+        self._systems = systems
+        n = len(names)
+        self._needs_history = np.zeros(n, bool)
+        self._lookup_sys = np.full(n, -1, np.int16)
+        self._lookup_cached = np.zeros(n, bool)
+        self._action_sys = np.full(n, -1, np.int16)
+        self._cacheable = np.zeros(n, bool)
+        self._lookup_op: list[str] = [""] * n
+        self._action_op: list[str] = [""] * n
+        for i, name in enumerate(names):
+            s = spec(name)
+            self._cacheable[i] = s.cacheable
+            for lk in s.lookups:
+                if lk.cache == "customer_history":
+                    self._needs_history[i] = True
+                else:
+                    self._lookup_sys[i] = systems.index(lk.system)
+                    self._lookup_cached[i] = lk.cache == "product_info"
+                    self._lookup_op[i] = lk.operation
+            if s.actions:
+                sys_name, op = s.actions[0]
+                self._action_sys[i] = systems.index(sys_name)
+                self._action_op[i] = op
+        self._human_idx = self._intent_idx.get(HUMAN_INTENT, -1)
+        self._fallback_idx = self._intent_idx[FALLBACK_INTENT]
+        self._goodbye_idx = self._intent_idx["goodbye"]
+
+    def _intent_mix(self, t: float) -> np.ndarray:
+        p = self._mix_base + self._mix_boost * self.scenario.traffic.ramp_progress(t)
+        p[self._fallback_idx] = 0.0
+        return np.cumsum(p / p.sum())
+
+    # ------------------------------------------------------------------ calls
+    def _new_calls(self, n: int, now: float, spread_s: float) -> None:
+        if n <= 0:
+            return
+        sc, rng = self.scenario, self.rng
+        origins = rng.choice(len(self._region_names), size=n, p=self._region_weights)
+        arrivals = now + rng.random(n) * spread_s
+        silent = rng.random(n) < sc.caller.silence_rate
+        # admission: the serving region must be up and under its capacity
+        served = np.array([self._serving_idx(o) for o in range(len(self._region_names))])
+        active_by_region = np.bincount(self._served_by[self._alive], minlength=len(self._region_names))
+        for r in range(len(self._region_names)):
+            mask = origins == r
+            k = int(mask.sum())
+            if not k:
+                continue
+            s = served[r]
+            if s < 0:
+                self.totals["calls_rejected"] += k
+                self.metrics.calls_rejected(self._region_names[r], "region_down", k)
+                origins[mask] = -1
+                continue
+            room = max(0, int(self._region_capacity[s]) - int(active_by_region[s]))
+            if k > room:
+                idx = np.flatnonzero(mask)[room:]
+                origins[idx] = -1
+                self.totals["calls_rejected"] += len(idx)
+                self.metrics.calls_rejected(self._region_names[s], "at_capacity", len(idx))
+            active_by_region[s] += min(k, room)
+            if s != r:
+                self.metrics.routing(self._region_names[s], "failover", min(k, room))
+        keep = origins >= 0
+        origins, arrivals, silent = origins[keep], arrivals[keep], silent[keep]
+        n = len(origins)
+        if not n:
+            return
+        regions_served = served[origins]
+        for r in np.unique(regions_served):
+            k = int((regions_served == r).sum())
+            self.metrics.call_started(self._region_names[r], "simulated", k)
+            self.metrics.routing(self._region_names[r], "nearest", k)
+        self.totals["calls_started"] += n
+        # callers who never speak end after a few seconds of silence
+        for i in np.flatnonzero(silent):
+            self._seq += 1
+            self.outcomes["silence"] += 1
+            self._write_silent_call(self._seq, self._region_names[regions_served[i]], float(arrivals[i]))
+        talk = ~silent
+        origins, arrivals, regions_served = origins[talk], arrivals[talk], regions_served[talk]
+        n = len(origins)
+        while len(self._free) < n:
+            self._grow()
+        slots = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        c = sc.caller
+        self._alive[slots] = True
+        self._origin[slots] = origins
+        self._served_by[slots] = regions_served
+        self._lang[slots] = rng.choice(len(self._langs), size=n, p=self._lang_p)
+        # repeat callers: a heavy-tailed draw over the customer base, so history caches get real hits
+        self._customer[slots] = np.minimum(rng.zipf(1.3, n), c.customers) + rng.integers(0, 3, n) * c.customers
+        self._started[slots] = arrivals
+        self._turns_done[slots] = 0
+        self._turns_planned[slots] = np.clip(rng.geometric(1.0 / c.turns_mean, n), 1, MAX_TURNS)
+        self._misunder[slots] = 0
+        self._failed_turns[slots] = 0
+        self._history_known[slots] = False
+        self._level_max[slots] = int(self.controller.level)
+        self._traced[slots] = rng.random(n) < self.trace_sample_rate
+        seqs = np.arange(self._seq + 1, self._seq + n + 1)
+        self._seq += n
+        self._call_seq[slots] = seqs
+        self._next_at[slots] = arrivals + GREETING_S + _lognormal(rng, c.utterance, n)
+        self._lat[slots] = 0
+        self._intents[slots] = 0
+
+    def _populate(self, now: float) -> None:
+        """Start mid-day: the traffic shape's concurrency at t=0, each call somewhere in its life."""
+        n = int(round(self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(0.0)))
+        if n <= 0:
+            return
+        before = self._seq
+        self._new_calls(n, now - self._call_mean_s, 0.0)
+        alive = np.flatnonzero(self._alive & (self._call_seq > before))
+        rng = self.rng
+        planned = self._turns_planned[alive]
+        done = (rng.random(len(alive)) * planned).astype(np.int16)
+        self._turns_done[alive] = done
+        self._started[alive] = now - done * self._cycle_mean - rng.random(len(alive)) * self._cycle_mean
+        self._next_at[alive] = now + rng.random(len(alive)) * self._cycle_mean
+        self._history_known[alive] = done > 0
+        self._lat[alive, :] = 0.0
+
+    def _serving_idx(self, origin: int) -> int:
+        s = self.pipeline.regions.serving(self._region_names[origin])
+        if s is None or not self.pipeline.regions.is_up(s):
+            return -1
+        return self._region_names.index(s)
+
+    # ------------------------------------------------------------------ faults
+    def _apply_faults(self, t: float, now: float, dt: float) -> None:
+        sc = self.scenario
+        regions = self.pipeline.regions
+        llm_factor = 1.0
+        hold = {s: 1.0 for s in self._systems}
+        err = {s: 0.0 for s in self._systems}
+        tmo = {s: 0.0 for s in self._systems}
+        down: set[str] = set()
+        for i, f in enumerate(sc.faults):
+            active = f.active(t)
+            was = self._fault_active.get(i, False)
+            self._fault_active[i] = active
+            progress = 1.0
+            ramp = getattr(f, "ramp_s", 0.0)
+            if active and ramp:
+                progress = min(1.0, (t - f.start_s) / ramp)
+            if f.kind == "pool_leak":
+                pool = self.pipeline.pools[f.pool]
+                if active:
+                    acc = self._fault_acc.get(i, 0.0) + f.per_minute / 60.0 * dt
+                    whole = int(acc)
+                    if whole:
+                        pool.leak(whole)
+                    self._fault_acc[i] = acc - whole
+                elif was:
+                    pool.reclaim()  # the leaking service was restarted
+            elif f.kind == "downstream_slowdown" and active and f.pool in hold:
+                hold[f.pool] *= 1.0 + (f.factor - 1.0) * progress
+            elif f.kind == "llm_latency" and active:
+                llm_factor *= 1.0 + (f.factor - 1.0) * progress
+            elif f.kind == "integration_failure" and active:
+                err[f.system] = max(err[f.system], f.error_rate)
+                tmo[f.system] = max(tmo[f.system], f.timeout_rate)
+            elif f.kind == "region_outage" and active:
+                down.add(f.region)
+            elif f.kind == "complete_outage" and active:
+                down.update(self._region_names)
+        for name in self._region_names:
+            up = name not in down
+            if regions.is_up(name) != up:
+                regions.set_up(name, up, now)
+        self._llm_factor, self._hold_factor, self._err_extra, self._timeout_rate = llm_factor, hold, err, tmo
+        for s in self._systems:  # the scalar engines see the same faults
+            conn = self.engines.connectors.get(s)
+            if conn is not None:
+                conn.factor, conn.extra_error_rate, conn.timeout_rate = hold[s], err[s], tmo[s]
+        self.engines.llm.factor = llm_factor
+
+    # ------------------------------------------------------------------ one tick
+    def _step(self, now: float, dt: float) -> None:
+        t = now - self.t0
+        self._apply_faults(t, now, dt)
+        rate = self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(t) / self._call_mean_s
+        self._new_calls(int(self.rng.poisson(rate * dt)), now, dt)
+        due = np.flatnonzero(self._next_at < now + dt)
+        if len(due):
+            self._turns(due, now, dt)
+        self.pipeline.queue.step(now + dt, self._execute_queued, limit=self._queue_budget(dt))
+
+    def _queue_budget(self, dt: float) -> int:
+        pools = self.pipeline.pools
+        # the queue's workers may use about a third of the integration pools' connections
+        usable = sum(pools[s].usable for s in ("crm", "orders", "ticketing"))
+        return max(20, int(usable * dt * 3))
+
+    def _pool_requests(self, system: str, arrivals: np.ndarray, holds: np.ndarray, op_counts: dict[str, int] | None = None):
+        """Serve requests through the real pool; draw the connector's outcome for those that got one.
+        Returns (time spent: wait + hold, ok mask, error kind array)."""
+        n = len(arrivals)
+        rng = self.rng
+        model = self.scenario.engines.connectors[system]
+        tmo = rng.random(n) < self._timeout_rate[system]
+        holds = np.where(tmo, model.timeout_s, holds)
+        pool = self.pipeline.pools[system]
+        waits, timed_out = pool.serve(arrivals, holds)
+        failed = rng.random(n) < (model.error_rate + self._err_extra[system])
+        ok = ~timed_out & ~tmo & ~failed
+        spent = waits + np.where(timed_out, 0.0, holds)
+        kinds = np.where(timed_out, "pool_timeout", np.where(tmo, "timeout", np.where(failed, "server_error", "")))
+        got = ~timed_out
+        self.metrics.integration_batch(system, op_counts or {}, holds[got], kinds[kinds != ""], n)
+        return spent, ok, kinds
+
+    def _turns(self, due: np.ndarray, now: float, dt: float) -> None:
+        sc, rng, m = self.scenario, self.rng, self.metrics
+        pipe = self.pipeline
+        policy = self.controller.policy
+        level = int(policy.level)
+        n = len(due)
+        ts = self._next_at[due].copy()
+        t_rel = now - self.t0
+        self._next_at[due] = np.inf
+        self._level_max[due] = np.maximum(self._level_max[due], level)
+        eng = sc.engines
+        # --- edge: which region serves each call now
+        n_regions = len(self._region_names)
+        serving_tab = np.array([self._serving_idx(o) for o in range(n_regions)])
+        origin = self._origin[due]
+        serving = serving_tab[origin]
+        moved = (serving >= 0) & (serving != self._served_by[due])
+        if moved.any():
+            for a, b in zip(self._served_by[due][moved], serving[moved], strict=True):
+                m.calls_migrated(self._region_names[a], self._region_names[b], 1)
+            self._served_by[due[moved]] = serving[moved]
+        edge_ok = serving >= 0
+        served = np.where(edge_ok, serving, origin).astype(np.int64)
+        lat_edge = _lognormal(rng, eng.edge.latency, n)
+        cum = lat_edge.copy()
+        stage_lat = {s: np.zeros(n) for s in STAGES}
+        stage_lat["edge"] = lat_edge
+        failed_stage = np.full(n, "", dtype=object)
+        failed_stage[~edge_ok] = "edge"
+        handoff_reason = np.full(n, "", dtype=object)
+        if policy.handoff_everything:
+            handoff_reason[edge_ok] = "degradation"
+        live = edge_ok & (handoff_reason == "")
+        # --- intent the caller has this turn
+        last = self._turns_done[due] + 1 >= self._turns_planned[due]
+        intent = np.searchsorted(self._intent_mix(t_rel), rng.random(n)).astype(np.int16)
+        intent = np.minimum(intent, len(self._intent_names) - 1)
+        intent[last] = self._goodbye_idx
+        # --- stt
+        stt = _lognormal(rng, eng.stt.latency, n)
+        stt_err = live & (rng.random(n) < eng.stt.error_rate)
+        stage_lat["stt"] = np.where(live, stt, 0.0)
+        cum += stage_lat["stt"]
+        failed_stage[stt_err] = "stt"
+        live &= ~stt_err
+        conf = np.clip(rng.normal(eng.stt_confidence_mean, 0.06, n), 0.05, 1.0)
+        m.stt_batch(self._langs, self._lang[due][live | stt_err], stt[live | stt_err], conf[live], stt_err.sum(), self._region_names, served[live | stt_err])
+        # --- nlu
+        nlu = _lognormal(rng, eng.nlu.latency, n)
+        nlu_err = live & (rng.random(n) < eng.nlu.error_rate)
+        stage_lat["nlu"] = np.where(live | nlu_err, nlu, 0.0)
+        cum += stage_lat["nlu"]
+        failed_stage[nlu_err] = "nlu"
+        live &= ~nlu_err
+        fallback = live & (rng.random(n) < eng.fallback_rate) & ~last
+        intent[fallback] = self._fallback_idx
+        nlu_conf = np.where(fallback, rng.uniform(0.15, 0.5, n), rng.uniform(0.6, 0.99, n))
+        m.nlu_batch(self._intent_names, intent[live], nlu_conf[live], nlu[live | nlu_err], int(nlu_err.sum()), self._langs, self._lang[due][live])
+        slots = due
+        self._misunder[slots[fallback]] += 1
+        human = live & (intent == self._human_idx)
+        handoff_reason[human] = "caller_request"
+        confused = fallback & (self._misunder[slots] >= 2)
+        handoff_reason[confused] = "misunderstanding"
+        answering = live & ~human & ~confused
+        # --- response: caches first, lookups through the pools, the LLM only for reasoning
+        t_resp0 = cum.copy()
+        hist_need = answering & self._needs_history[intent] & ~self._history_known[slots]
+        queued_level = policy.integrations_queued
+        deferred = {s: 0 for s in self._systems}
+        if hist_need.any():
+            cache = pipe.caches["customer_history"]
+            idx = np.flatnonzero(hist_need)
+            keys = self._customer[slots[idx]].tolist()
+            hits = np.array([cache.get(k, now, "customer_history") is not None for k in keys], bool)
+            self._history_known[slots[idx[hits]]] = True
+            m.context_loads("cache", np.full(int(hits.sum()), 0.0004))
+            miss = idx[~hits]
+            shed = queued_level or pipe.pools["crm"].should_shed(now)
+            if len(miss) and shed:
+                deferred["crm"] += len(miss)
+            elif len(miss):
+                holds = _lognormal(rng, eng.connectors["crm"].latency, len(miss), self._hold_factor["crm"])
+                spent, ok, _ = self._pool_requests("crm", ts[miss] + cum[miss], holds, {"customer_history": len(miss)})
+                cum[miss] += spent
+                m.context_loads("crm", spent)
+                m.customer_lookups(ok)
+                for j, k in zip(miss[ok].tolist(), self._customer[slots[miss[ok]]].tolist(), strict=True):
+                    cache.put(k, {"customer": k}, now)
+                    self._history_known[slots[j]] = True
+                self.totals["integration_errors"] += int((~ok).sum())
+        # the lookup the answer needs (order status, billing account, product info)
+        lk_sys = self._lookup_sys[intent]
+        need = answering & (lk_sys >= 0)
+        prod = need & self._lookup_cached[intent]
+        if prod.any():
+            cache = pipe.caches["product_info"]
+            idx = np.flatnonzero(prod)
+            keys = np.minimum(rng.zipf(1.2, len(idx)), sc.products).tolist()
+            hits = np.array([cache.get(k, now, "product_question") is not None for k in keys], bool)
+            need[idx[hits]] = False
+            for k in [k for k, h in zip(keys, hits, strict=True) if not h]:
+                cache.put(k, {"product": k}, now)  # filled by the lookup below
+        for si, system in enumerate(self._systems):
+            idx = np.flatnonzero(need & (lk_sys == si))
+            if not len(idx):
+                continue
+            if queued_level:
+                for j in idx.tolist():
+                    pipe.queue.enqueue(IntegrationAction(system, self._lookup_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
+                deferred[system] += len(idx)
+                self.totals["queued_actions"] += len(idx)
+                continue
+            holds = _lognormal(rng, eng.connectors[system].latency, len(idx), self._hold_factor[system])
+            ops: dict[str, int] = {}
+            for j in idx.tolist():
+                ops[self._lookup_op[intent[j]]] = ops.get(self._lookup_op[intent[j]], 0) + 1
+            spent, ok, _ = self._pool_requests(system, ts[idx] + cum[idx], holds, ops)
+            cum[idx] += spent
+            self.totals["integration_errors"] += int((~ok).sum())
+        for system, k in deferred.items():
+            if k:
+                m.integration_deferred(system, k)
+        # the answer
+        cacheable = answering & self._cacheable[intent]
+        route = np.full(n, "", dtype=object)
+        if cacheable.any():
+            cache = pipe.caches["responses"]
+            idx = np.flatnonzero(cacheable)
+            lang = self._lang[slots[idx]]
+            variant = rng.integers(0, 40, len(idx))
+            names = self._intent_names
+            keys = list(zip(intent[idx].tolist(), lang.tolist(), variant.tolist(), strict=True))
+            hits = np.array([cache.get(k, now, names[k[0]]) is not None for k in keys], bool)
+            route[idx[hits]] = "cache"
+            fill = {j: k for j, k, h in zip(idx.tolist(), keys, hits.tolist(), strict=True) if not h}
+        else:
+            fill = {}
+        without_llm = np.array([policy.answers_without_llm(name) for name in self._intent_names], bool)
+        templ = answering & (route == "") & without_llm[intent]
+        route[templ] = "template"
+        use_llm = answering & (route == "")
+        route[use_llm] = "llm"
+        tmpl_lat = _lognormal(rng, eng.template.latency, n)
+        quick = (route == "cache") | (route == "template")
+        cum[quick] += tmpl_lat[quick]
+        llm_ok = np.zeros(n, bool)
+        if use_llm.any():
+            idx = np.flatnonzero(use_llm)
+            k = len(idx)
+            f = self._llm_factor
+            ttft = _lognormal(rng, eng.llm.ttft, k, f)
+            tokens = np.maximum(1, rng.exponential(eng.llm.completion_tokens_mean, k)).astype(np.int64)
+            holds = ttft + tokens / eng.llm.tokens_per_s * f
+            waits, timed_out = pipe.pools["llm"].serve(ts[idx] + cum[idx], holds)
+            err = timed_out | (rng.random(k) < eng.llm.error_rate)
+            cum[idx] += waits + np.where(timed_out, 0.0, ttft)
+            llm_ok[idx[~err]] = True
+            m.llm_batch(ttft[~timed_out], holds[~timed_out], tokens[~timed_out], int(eng.llm.prompt_tokens_mean), int(err.sum()), int(timed_out.sum()), waits[~timed_out])
+            self.totals["llm_calls"] += k
+            route[idx[err]] = "fallback"
+            if fill:
+                cache = pipe.caches["responses"]
+                for j in idx[~err].tolist():
+                    key = fill.get(j)
+                    if key is not None:
+                        cache.put(key, "answer", now)
+        self.totals["llm_avoided"] += int(quick.sum())
+        if policy.serve_common_from_cache:
+            m.degradation_cached(self._intent_names, intent[templ])
+        stage_lat["response"] = np.where(answering, cum - t_resp0, 0.0)
+        m.response_batch(route[answering], stage_lat["response"][answering])
+        # --- integrations: actions after the answer, now or queued; failures are queued for retry
+        t_int0 = cum.copy()
+        act = self._action_sys[intent]
+        for si, system in enumerate(self._systems):
+            idx = np.flatnonzero(answering & (act == si))
+            if not len(idx):
+                continue
+            pool = pipe.pools[system]
+            if queued_level or pool.should_shed(now):
+                for j in idx.tolist():
+                    pipe.queue.enqueue(IntegrationAction(system, self._action_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
+                self.totals["queued_actions"] += len(idx)
+                m.integration_deferred(system, len(idx))
+                continue
+            holds = _lognormal(rng, eng.connectors[system].latency, len(idx), self._hold_factor[system])
+            ops: dict[str, int] = {}
+            for j in idx.tolist():
+                ops[self._action_op[intent[j]]] = ops.get(self._action_op[intent[j]], 0) + 1
+            spent, ok, _ = self._pool_requests(system, ts[idx] + cum[idx], holds, ops)
+            cum[idx] += spent
+            for j in idx[~ok].tolist():
+                pipe.queue.enqueue(IntegrationAction(system, self._action_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
+            self.totals["queued_actions"] += int((~ok).sum())
+            self.totals["integration_errors"] += int((~ok).sum())
+        stage_lat["integrations"] = cum - t_int0
+        # --- speech
+        speaking = answering.copy()
+        tts = _lognormal(rng, eng.tts.latency, n)
+        tts_err = speaking & (rng.random(n) < eng.tts.error_rate)
+        stage_lat["tts"] = np.where(speaking, tts, 0.0)
+        cum += stage_lat["tts"]
+        failed_stage[tts_err] = "tts"
+        reply_audio = _lognormal(rng, sc.caller.reply_audio, n)
+        m.tts_batch(self._langs, self._lang[slots][speaking], tts[speaking], reply_audio[speaking], int(tts_err.sum()))
+        # --- the turn as the caller heard it
+        failed = failed_stage != ""
+        latency = np.where(failed & ~edge_ok, FAILED_TURN_S, cum)
+        turn_no = self._turns_done[slots].astype(np.int64)
+        col = np.minimum(turn_no, MAX_TURNS - 1)
+        self._lat[slots, col] = latency * 1000.0
+        self._intents[slots, col] = intent
+        self._turns_done[slots] += 1
+        self.totals["turns"] += n
+        self.totals["turns_failed"] += int(failed.sum())
+        region_names = self._region_names
+        m.turn_batch(region_names, served, latency, failed_stage, stage_lat, live | failed)
+        for s in STAGES:
+            self._window[s].append(stage_lat[s][stage_lat[s] > 0])
+        self._window["turn"].append(latency[edge_ok])
+        if self.trace_sample_rate > 0:
+            self._trace_turns(np.flatnonzero(self._traced[slots]), slots, ts, stage_lat, latency, intent, route, failed_stage, level)
+        # --- what the caller does next
+        has_handoff = handoff_reason != ""
+        self._failed_turns[slots[failed]] += 1
+        gave_up = failed & ((self._failed_turns[slots] >= 2) | ~edge_ok & (rng.random(n) < 0.5))
+        p_hang = sc.caller.hangup_rate + np.where(latency > sc.caller.impatience_s, sc.caller.impatient_hangup_rate, 0.0)
+        hung = ~has_handoff & ~gave_up & (rng.random(n) < p_hang)
+        done = ~has_handoff & ~gave_up & ~hung & (self._turns_done[slots] >= self._turns_planned[slots])
+        cont = ~(has_handoff | gave_up | hung | done)
+        pause = _lognormal(rng, sc.caller.pause, n)
+        utter = _lognormal(rng, sc.caller.utterance, n)
+        self._next_at[slots[cont]] = (ts + latency + reply_audio + pause + utter)[cont]
+        if has_handoff.any():
+            self._handoffs(np.flatnonzero(has_handoff), slots, handoff_reason, ts + latency, served, intent, policy)
+        ended_at = ts + latency + np.where(done, reply_audio, 0.0)
+        for outcome, mask in (("handoff", has_handoff), ("failed", gave_up), ("abandoned", hung), ("completed", done)):
+            if mask.any():
+                self._end_calls(slots[mask], ended_at[mask], outcome, served[mask])
+
+    # ------------------------------------------------------------------ endings
+    def _handoffs(self, idx: np.ndarray, slots: np.ndarray, reasons: np.ndarray, at: np.ndarray, served: np.ndarray, intent: np.ndarray, policy) -> None:
+        names = self._intent_names
+        hq = self.pipeline.handoff
+        for j in idx.tolist():
+            s = slots[j]
+            k = min(int(self._turns_done[s]), MAX_TURNS)
+            intents = [names[i] for i in self._intents[s, :k].tolist()]
+            transcript = [{"turn": t + 1, "caller": f"<{intents[t]}>", "agent": "", "intent": intents[t]} for t in range(k)]
+            hq.enqueue(
+                HandoffRequest(
+                    f"{self.scenario.name}-{self.seed}-{int(self._call_seq[s])}",
+                    str(reasons[j]),
+                    self._region_names[served[j]],
+                    self._langs[self._lang[s]],
+                    transcript,
+                    intents,
+                    {"customer_id": int(self._customer[s]), "degradation_level": policy.level.name},
+                    float(at[j]),
+                )
+            )
+        self.totals["handoffs"] += len(idx)
+
+    def _write_silent_call(self, seq: int, region: str, at: float) -> None:
+        self.metrics.call_ended_batch(region, "silence", np.array([8.0]), np.array([0]))
+        if self.sink is not None:
+            self.sink.write("calls", [{
+                "call_id": f"{self.scenario.name}-{self.seed}-{seq}", "started_ms": int(at * 1000), "ended_ms": int((at + 8.0) * 1000),
+                "region": region, "language": self._langs[0], "scenario": self.scenario.name, "channel": "simulated", "intents": [],
+                "outcome": "silence", "handoff": 0, "handoff_reason": "", "turns": 0, "latency_p50_ms": 0.0, "latency_p95_ms": 0.0,
+                "latency_max_ms": 0.0, "degradation_level": self.controller.level.name, "transcript": "", "trace_id": "",
+            }])
+            self.rows["calls"] += 1
+
+    def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray) -> None:
+        k = len(slots)
+        self.outcomes[outcome] += k
+        turns = np.minimum(self._turns_done[slots], MAX_TURNS).astype(np.int64)
+        durations = ended_at - self._started[slots]
+        for r in np.unique(served):
+            mask = served == r
+            self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])
+        if self.sink is not None:
+            lat = self._lat[slots].astype(np.float64)
+            cols = np.arange(MAX_TURNS)[None, :]
+            valid = cols < turns[:, None]
+            masked = np.where(valid, lat, np.nan)
+            with np.errstate(all="ignore"):
+                p50 = np.nan_to_num(np.nanpercentile(masked, 50, axis=1)) if k else np.zeros(0)
+                p95 = np.nan_to_num(np.nanpercentile(masked, 95, axis=1)) if k else np.zeros(0)
+            mx = np.where(valid, lat, 0.0).max(axis=1) if k else np.zeros(0)
+            names = self._intent_names
+            intents_rows = self._intents[slots].tolist()
+            turn_list = turns.tolist()
+            prefix = f"{self.scenario.name}-{self.seed}-"
+            seqs = self._call_seq[slots].tolist()
+            traced = self._traced[slots]
+            call_ids = [prefix + str(s) for s in seqs]
+            self.sink.write_columns("calls", {
+                "call_id": call_ids,
+                "started_ms": (self._started[slots] * 1000).astype(np.int64),
+                "ended_ms": (ended_at * 1000).astype(np.int64),
+                "region": [self._region_names[o] for o in self._origin[slots].tolist()],
+                "language": [self._langs[x] for x in self._lang[slots].tolist()],
+                "scenario": [self.scenario.name] * k,
+                "channel": ["simulated"] * k,
+                "intents": [[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
+                "outcome": [outcome] * k,
+                "handoff": np.full(k, 1 if outcome == "handoff" else 0, np.uint8),
+                "handoff_reason": [""] * k if outcome != "handoff" else ["handoff"] * k,
+                "turns": turns.astype(np.uint16),
+                "latency_p50_ms": p50,
+                "latency_p95_ms": p95,
+                "latency_max_ms": mx,
+                "degradation_level": [LEVEL_NAMES[x] for x in self._level_max[slots].tolist()],
+                "transcript": [" | ".join(names[i] for i in row[:t]) if tr else "" for row, t, tr in zip(intents_rows, turn_list, traced.tolist(), strict=True)],
+                "trace_id": [f"{s:032x}" if tr else "" for s, tr in zip(seqs, traced.tolist(), strict=True)],
+            })
+            self.rows["calls"] += k
+            if traced.any():
+                self._trace_calls(slots[traced], ended_at[traced], outcome)
+        self._alive[slots] = False
+        self._next_at[slots] = np.inf
+        self._free.extend(slots.tolist())
+
+    # ------------------------------------------------------------------ spans (sampled calls)
+    def _trace_turns(self, idx, slots, ts, stage_lat, latency, intent, route, failed_stage, level) -> None:
+        if not len(idx) or self.sink is None:
+            return
+        rows = {k: [] for k in ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms", "status", "attr_keys", "attr_values")}
+        prefix = f"{self.scenario.name}-{self.seed}-"
+        names = self._intent_names
+        for j in idx.tolist():
+            seq = int(self._call_seq[slots[j]])
+            trace = f"{seq:032x}"
+            turn = int(self._turns_done[slots[j]])
+            turn_id = f"{seq:010x}{turn:04x}00"
+            start = float(ts[j])
+            status = "error" if failed_stage[j] else "ok"
+            spans = [(turn_id, f"{seq:010x}000000", "turn", start, float(latency[j]), status, ["intent", "route", "degradation_level"], [names[intent[j]], str(route[j]), LEVEL_NAMES[level]])]
+            t = start
+            for si, s in enumerate(STAGES):
+                d = float(stage_lat[s][j])
+                if d <= 0 and s != failed_stage[j]:
+                    continue
+                spans.append((f"{seq:010x}{turn:04x}{si + 1:02x}", turn_id, s, t, d, "error" if failed_stage[j] == s else "ok", [], []))
+                t += d
+            for sid, parent, name, st, dur, stat, ak, av in spans:
+                rows["trace_id"].append(trace)
+                rows["span_id"].append(sid)
+                rows["parent_span_id"].append(parent)
+                rows["call_id"].append(prefix + str(seq))
+                rows["turn"].append(turn)
+                rows["name"].append(name)
+                rows["start_us"].append(int(st * 1e6))
+                rows["duration_ms"].append(dur * 1000.0)
+                rows["status"].append(stat)
+                rows["attr_keys"].append(ak)
+                rows["attr_values"].append(av)
+        self.sink.write_columns("spans", rows)
+        self.rows["spans"] += len(rows["name"])
+
+    def _trace_calls(self, slots, ended_at, outcome) -> None:
+        prefix = f"{self.scenario.name}-{self.seed}-"
+        seqs = self._call_seq[slots].tolist()
+        k = len(seqs)
+        self.sink.write_columns("spans", {
+            "trace_id": [f"{s:032x}" for s in seqs],
+            "span_id": [f"{s:010x}000000" for s in seqs],
+            "parent_span_id": [""] * k,
+            "call_id": [prefix + str(s) for s in seqs],
+            "turn": np.zeros(k, np.uint16),
+            "name": ["conversation"] * k,
+            "start_us": (self._started[slots] * 1e6).astype(np.int64),
+            "duration_ms": (ended_at - self._started[slots]) * 1000.0,
+            "status": ["error" if outcome == "failed" else "ok"] * k,
+            "attr_keys": [["outcome", "region", "language"]] * k,
+            "attr_values": [[outcome, self._region_names[o], self._langs[lg]] for o, lg in zip(self._origin[slots].tolist(), self._lang[slots].tolist(), strict=True)],
+        })
+        self.rows["spans"] += k
+
+    # ------------------------------------------------------------------ the integration queue's worker
+    def _execute_queued(self, items, now: float) -> list[tuple[bool, str]]:
+        out: list[tuple[bool, str] | None] = [None] * len(items)
+        by_system: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            by_system.setdefault(it.action.system, []).append(i)
+        rng = self.rng
+        for system, idx in by_system.items():
+            if system not in self.pipeline.pools.pools:
+                for i in idx:
+                    out[i] = (False, f"no pool for {system}")
+                continue
+            k = len(idx)
+            holds = _lognormal(rng, self.scenario.engines.connectors[system].latency, k, self._hold_factor.get(system, 1.0))
+            arrivals = now + rng.random(k) * self.tick_s
+            ops: dict[str, int] = {}
+            for i in idx:
+                op = items[i].action.operation
+                ops[op] = ops.get(op, 0) + 1
+            _, ok, kinds = self._pool_requests(system, arrivals, holds, ops)
+            self.metrics.queue_attempts([items[i].action.operation for i in idx], holds)
+            for j, i in enumerate(idx):
+                out[i] = (bool(ok[j]), str(kinds[j]))
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ once per simulated second
+    async def _second(self, now: float) -> None:
+        self._next_second = math.floor(self.t + 1e-9) + 1.0
+        pipe = self.pipeline
+        pipe.tick(now)
+        active = self.active_calls
+        self._peak_active = max(self._peak_active, active)
+        t_rel = now - self.t0
+        for name, pool in pipe.pools.pools.items():
+            if name not in self._pool_first_saturated and pool.busy_at(now) >= pool.usable and pool.waiting(now) > 0:
+                self._pool_first_saturated[name] = t_rel
+        alive = self._alive
+        by_region = np.bincount(self._served_by[alive], minlength=len(self._region_names))
+        self.metrics.sim_second(self, now, by_region)
+        if t_rel + 1e-9 >= self._window_start + self._window_s:
+            self._close_window(now)
+        if self.snapshot is not None:
+            self.snapshot(now)
+        for hook in self._hooks:
+            result = hook.fn(now)
+            if hook.is_async or inspect.isawaitable(result):
+                await result
+        await asyncio.sleep(0)
+
+    def _close_window(self, now: float) -> None:
+        t_rel = now - self.t0
+        if t_rel <= self._window_start:
+            return
+        row: dict = {"t_s": round(self._window_start, 3), "end_s": round(t_rel, 3)}
+        turn = np.concatenate(self._window["turn"]) if self._window["turn"] else np.zeros(0)
+        row["turns"] = int(len(turn))
+        row["latency_mean_ms"] = round(float(turn.mean() * 1000), 3) if len(turn) else 0.0
+        for s in ("turn", *STAGES):
+            arr = np.concatenate(self._window[s]) if self._window[s] else np.zeros(0)
+            if len(arr):
+                p = np.percentile(arr, [50, 95, 99]) * 1000
+                row[s] = {"p50_ms": round(float(p[0]), 3), "p95_ms": round(float(p[1]), 3), "p99_ms": round(float(p[2]), 3)}
+            else:
+                row[s] = {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+        row["pools"] = {name: {"saturation": round(p.saturation(now), 4), "waiting": p.waiting(now), "size": p.size, "leaked": p.leaked} for name, p in self.pipeline.pools.pools.items()}
+        row["active_calls"] = self.active_calls
+        row["level"] = self.controller.level.name
+        row["queue_depth"] = len(self.pipeline.queue)
+        row["handoff_queue"] = len(self.pipeline.handoff)
+        self.timeline.append(row)
+        self._window = {s: [] for s in (*STAGES, "turn")}
+        self._window_start = t_rel
+
+    # ------------------------------------------------------------------ summary
+    def summary(self) -> dict:
+        pipe = self.pipeline
+        all_turns = [r for r in self.timeline if r["turns"]]
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "simulated_s": round(self.t, 3),
+            "wall_s": round(self._wall, 3),
+            "speed": round(self.t / self._wall, 2) if self._wall else None,
+            "calls": {
+                "started": self.totals["calls_started"],
+                "rejected": self.totals["calls_rejected"],
+                "ended": dict(self.outcomes),
+                "active_at_end": self.active_calls,
+                "peak_active": self._peak_active,
+            },
+            "turns": {"total": self.totals["turns"], "failed": self.totals["turns_failed"]},
+            "llm": {"calls": self.totals["llm_calls"], "answered_without_llm": self.totals["llm_avoided"]},
+            "integrations": {
+                "errors": self.totals["integration_errors"],
+                "queued": self.totals["queued_actions"],
+                "queue_succeeded": pipe.queue.succeeded,
+                "queue_retried": pipe.queue.retried,
+                "queue_dead_lettered": pipe.queue.dead_lettered,
+                "queue_depth": len(pipe.queue),
+            },
+            "handoffs": {"total": self.totals["handoffs"], "assigned": pipe.handoff.assigned, "waiting": len(pipe.handoff)},
+            "latency_by_minute": all_turns,
+            "pools": {
+                name: {
+                    "size": p.size,
+                    "max_size": p.config.max_size,
+                    "leaked": p.leaked,
+                    "resizes": p.resizes,
+                    "acquired": p.acquired_total,
+                    "timeouts": p.timeouts_total,
+                    "mean_wait_ms": round(p.wait_sum_s / p.acquired_total * 1000, 3) if p.acquired_total else 0.0,
+                    "peak_saturation": max((r["pools"][name]["saturation"] for r in self.timeline), default=0.0),
+                    "first_saturated_s": self._pool_first_saturated.get(name),
+                }
+                for name, p in pipe.pools.pools.items()
+            },
+            "caches": {c.name: {"hit_ratio": round(c.hit_ratio, 4), "entries": len(c), "evictions": c.evictions} for c in pipe.caches},
+            "regions": {"failovers": pipe.regions.failovers, "failover_s": [round(x, 3) for r in pipe.regions.regions.values() for x in r.failover_times]},
+            "degradation": {"level": self.controller.level.name, "actions": [{k: v for k, v in a.items() if k in ("ts_ms", "phase", "level", "previous_level", "region", "rule", "reason")} for a in self.controller.history]},
+            "ground_truth": self.scenario.ground_truth(),
+            "rows": dict(self.rows),
+        }
