@@ -1,0 +1,25 @@
+"""Telemetry, the ground floor: the metric catalog, instruments, per-call traces, the snapshotter, the
+sink and the store. Callers import from here, not from deep paths:
+
+    from telemetry import Telemetry, Snapshotter, default_catalog
+"""
+
+from telemetry.catalog import Catalog, CatalogError, MetricSpec, default_catalog, load_catalog
+from telemetry.clock import Clock, VirtualClock, WallClock
+from telemetry.instruments import DisabledTelemetry, Telemetry
+from telemetry.snapshot import Snapshotter, series_fingerprint
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "Clock",
+    "DisabledTelemetry",
+    "MetricSpec",
+    "Snapshotter",
+    "Telemetry",
+    "VirtualClock",
+    "WallClock",
+    "default_catalog",
+    "load_catalog",
+    "series_fingerprint",
+]

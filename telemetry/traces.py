@@ -1,0 +1,479 @@
+"""Per-call traces: conversation -> turn -> stage spans through the OpenTelemetry API, and call records.
+
+The span tree is the one Pipecat/LiveKit-style voice stacks emit: a `conversation` span per call, a
+`turn` span per caller utterance and its answer, and stage spans under each turn (`stt`, `nlu`, `llm`,
+`tts`, `tool`, ...) carrying `gen_ai.*` attributes for model calls. Each Telemetry has its own SDK
+TracerProvider whose span processor turns finished spans into rows of the `spans` table and hands
+them to the sink in batches; `CallTrace.end()` writes the call's row into `calls`.
+
+Time comes from the injected clock (start/end passed in ns), so a virtual-clock simulation yields
+spans on simulated time. Sampling is decided once per call (`sample_ratio`): an unsampled call costs
+almost nothing and still gets its call record. Call and trace ids live here, never in metric labels.
+
+    call = tel.traces.start_call("c-1", region="eu-west", language="en")
+    turn = call.start_turn()
+    stt = turn.stage("stt"); ...; stt.end()
+    turn.record_stage("llm", start, end, llm_attributes("openai", "gpt-4o-mini", 812, 41))
+    turn.end()
+    call.end(outcome="completed")
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter as _Tally
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import Status, StatusCode
+
+# attribute keys shared with voice stacks (conversation/turn) and the OpenTelemetry GenAI conventions
+CALL_ID = "conversation.id"
+TURN_NUMBER = "turn.number"
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+_ROW_KEYS = (CALL_ID, TURN_NUMBER)  # stored in their own columns, not in attr_keys
+
+
+def llm_attributes(provider: str, model: str, input_tokens: int, output_tokens: int,
+                   time_to_first_token_s: float | None = None, cached: bool = False) -> dict[str, Any]:
+    """The gen_ai.* attributes of an `llm` span."""
+    attrs: dict[str, Any] = {
+        GEN_AI_SYSTEM: provider,
+        GEN_AI_OPERATION: "chat",
+        GEN_AI_REQUEST_MODEL: model,
+        GEN_AI_INPUT_TOKENS: int(input_tokens),
+        GEN_AI_OUTPUT_TOKENS: int(output_tokens),
+    }
+    if time_to_first_token_s is not None:
+        attrs["gen_ai.response.time_to_first_token"] = float(time_to_first_token_s)
+    if cached:
+        attrs["voxwatch.cache_hit"] = True
+    return attrs
+
+
+def tool_attributes(tool: str, service: str | None = None) -> dict[str, Any]:
+    """The attributes of a `tool` span (an integration call the response step made)."""
+    attrs: dict[str, Any] = {GEN_AI_OPERATION: "execute_tool", GEN_AI_TOOL_NAME: tool}
+    if service:
+        attrs["voxwatch.service"] = service
+    return attrs
+
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+class _SeededIds(IdGenerator):
+    """Trace/span ids from a seeded generator, so a seeded simulation replays the same ids."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def generate_span_id(self) -> int:
+        return self._rng.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._rng.getrandbits(128) or 1
+
+
+class SpanRowProcessor(SpanProcessor):
+    """Buffers finished spans as `spans` rows and hands them to the sink in columnar batches."""
+
+    def __init__(self, tracing: CallTracing, batch_size: int) -> None:
+        self._tracing = tracing
+        self._batch_size = batch_size
+        self._rows: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attrs = span.attributes or {}
+        keys = [k for k in attrs if k not in _ROW_KEYS]
+        parent = span.parent
+        start = span.start_time or 0
+        end = span.end_time or start
+        row = (
+            format(span.context.trace_id, "032x"),
+            format(span.context.span_id, "016x"),
+            format(parent.span_id, "016x") if parent is not None else "",
+            str(attrs.get(CALL_ID, "")),
+            int(attrs.get(TURN_NUMBER, 0)),
+            span.name,
+            start // 1000,
+            (end - start) / 1e6,
+            "error" if span.status.status_code is StatusCode.ERROR else "ok",
+            keys,
+            [str(attrs[k]) for k in keys],
+        )
+        with self._lock:
+            self._rows.append(row)
+            full = len(self._rows) >= self._batch_size
+        if full:
+            self.flush()
+
+    def flush(self) -> int:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
+            return 0
+        cols = list(zip(*rows))
+        self._tracing._emit(
+            "spans",
+            {
+                "trace_id": list(cols[0]), "span_id": list(cols[1]), "parent_span_id": list(cols[2]),
+                "call_id": list(cols[3]), "turn": list(cols[4]), "name": list(cols[5]),
+                "start_us": list(cols[6]), "duration_ms": list(cols[7]), "status": list(cols[8]),
+                "attr_keys": list(cols[9]), "attr_values": list(cols[10]),
+            },
+        )
+        self._tracing._count_spans(_Tally(cols[5]))
+        return len(rows)
+
+    def shutdown(self) -> None:
+        self.flush()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.flush()
+        return True
+
+
+class _NoopSpan:
+    """What an unsampled call hands out for stages: every method does nothing."""
+
+    __slots__ = ()
+    sampled = False
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        pass
+
+    def end(self, end: float | None = None, error: str | None = None,
+            attributes: Mapping[str, Any] | None = None) -> None:
+        pass
+
+
+_NOOP_SPAN = _NoopSpan()
+
+
+class StageSpan:
+    """One stage of one turn (stt, nlu, llm, tts, tool, ...), started and not yet ended."""
+
+    __slots__ = ("_span", "_clock")
+    sampled = True
+
+    def __init__(self, span, clock) -> None:
+        self._span = span
+        self._clock = clock
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self._span.set_attributes(attributes)
+
+    def end(self, end: float | None = None, error: str | None = None,
+            attributes: Mapping[str, Any] | None = None) -> None:
+        if attributes:
+            self._span.set_attributes(attributes)
+        if error is not None:
+            self._span.set_status(Status(StatusCode.ERROR, error))
+        self._span.end(end_time=_ns(self._clock.now() if end is None else end))
+
+
+class TurnTrace:
+    """One conversation turn: its stage spans, and its latency for the call record."""
+
+    __slots__ = ("call", "number", "start", "_span", "_ctx", "_base", "ended")
+
+    def __init__(self, call: CallTrace, number: int, start: float) -> None:
+        self.call = call
+        self.number = number
+        self.start = start
+        self.ended = False
+        if call.sampled:
+            self._base = {CALL_ID: call.call_id, TURN_NUMBER: number}
+            self._span = call._tracing.tracer.start_span(
+                "turn", context=call._ctx, start_time=_ns(start), attributes=self._base
+            )
+            self._ctx = otel_trace.set_span_in_context(self._span)
+        else:
+            self._span = self._ctx = self._base = None
+
+    def stage(self, name: str, start: float | None = None,
+              attributes: Mapping[str, Any] | None = None) -> StageSpan | _NoopSpan:
+        """Start a stage span now (or at `start`); end it with `.end()`."""
+        if self._span is None:
+            return _NOOP_SPAN
+        clock = self.call._tracing.clock
+        attrs = {**self._base, **attributes} if attributes else self._base
+        span = self.call._tracing.tracer.start_span(
+            name, context=self._ctx, start_time=_ns(clock.now() if start is None else start), attributes=attrs
+        )
+        return StageSpan(span, clock)
+
+    def record_stage(self, name: str, start: float, end: float,
+                     attributes: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+        """A stage whose start and end are already known (the simulator's path): one call, no handle."""
+        if self._span is None:
+            return
+        attrs = {**self._base, **attributes} if attributes else self._base
+        span = self.call._tracing.tracer.start_span(name, context=self._ctx, start_time=_ns(start), attributes=attrs)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=_ns(end))
+
+    def end(self, end: float | None = None, latency_s: float | None = None, error: str | None = None,
+            attributes: Mapping[str, Any] | None = None) -> None:
+        """Close the turn. `latency_s` is the caller-perceived latency for the call record (default: the
+        turn span's duration)."""
+        if self.ended:
+            return
+        self.ended = True
+        t_end = self.call._tracing.clock.now() if end is None else end
+        self.call._latencies.append(t_end - self.start if latency_s is None else latency_s)
+        if self._span is not None:
+            if attributes:
+                self._span.set_attributes(attributes)
+            if latency_s is not None:
+                self._span.set_attribute("voxwatch.turn_latency_s", float(latency_s))
+            if error is not None:
+                self._span.set_status(Status(StatusCode.ERROR, error))
+            self._span.end(end_time=_ns(t_end))
+
+
+class CallTrace:
+    """One call: the conversation span (when sampled) and what its call record needs."""
+
+    def __init__(self, tracing: CallTracing, call_id: str, *, region: str, language: str, channel: str,
+                 scenario: str, start: float, sampled: bool, attributes: Mapping[str, Any] | None) -> None:
+        self._tracing = tracing
+        self.call_id = call_id
+        self.region = region
+        self.language = language
+        self.channel = channel
+        self.scenario = scenario
+        self.start = start
+        self.sampled = sampled
+        self.intents: list[str] = []
+        self.transcript_lines: list[str] = []
+        self._latencies: list[float] = []
+        self._turns = 0
+        self.ended = False
+        if sampled:
+            attrs = {CALL_ID: call_id, "voxwatch.region": region, "voxwatch.language": language,
+                     "voxwatch.channel": channel}
+            if attributes:
+                attrs.update(attributes)
+            self._span = tracing.tracer.start_span("conversation", start_time=_ns(start), attributes=attrs)
+            self._ctx = otel_trace.set_span_in_context(self._span)
+            self.trace_id = format(self._span.get_span_context().trace_id, "032x")
+        else:
+            self._span = self._ctx = None
+            self.trace_id = ""
+
+    @property
+    def turns(self) -> int:
+        return self._turns
+
+    def start_turn(self, start: float | None = None) -> TurnTrace:
+        self._turns += 1
+        return TurnTrace(self, self._turns, self._tracing.clock.now() if start is None else start)
+
+    def add_intent(self, intent: str) -> None:
+        self.intents.append(intent)
+
+    def end(self, outcome: str, *, end: float | None = None, handoff_reason: str = "",
+            intents: Iterable[str] | None = None, degradation_level: str = "", transcript: str | None = None,
+            error: str | None = None) -> dict[str, Any]:
+        """Close the conversation span and write the call's row into `calls`; returns the row."""
+        if self.ended:
+            raise RuntimeError(f"call {self.call_id} already ended")
+        self.ended = True
+        t_end = self._tracing.clock.now() if end is None else end
+        lat = sorted(self._latencies)
+        row = {
+            "call_id": self.call_id,
+            "started_ms": int(round(self.start * 1000)),
+            "ended_ms": int(round(t_end * 1000)),
+            "region": self.region,
+            "language": self.language,
+            "scenario": self.scenario,
+            "channel": self.channel,
+            "intents": list(self.intents if intents is None else intents),
+            "outcome": outcome,
+            "handoff": 1 if (handoff_reason or outcome == "handoff") else 0,
+            "handoff_reason": handoff_reason,
+            "turns": self._turns,
+            "latency_p50_ms": _percentile(lat, 0.50) * 1000,
+            "latency_p95_ms": _percentile(lat, 0.95) * 1000,
+            "latency_max_ms": (lat[-1] if lat else 0.0) * 1000,
+            "degradation_level": degradation_level,
+            "transcript": "\n".join(self.transcript_lines) if transcript is None else transcript,
+            "trace_id": self.trace_id,
+        }
+        if self._span is not None:
+            self._span.set_attribute("voxwatch.outcome", outcome)
+            if error is not None:
+                self._span.set_status(Status(StatusCode.ERROR, error))
+            self._span.end(end_time=_ns(t_end))
+        self._tracing._record_call(row)
+        return row
+
+
+class CallTracing:
+    """The tracer of one Telemetry: starts calls, exports their spans and call records via the sink."""
+
+    def __init__(self, telemetry, sample_ratio: float = 0.1, seed: int | None = None,
+                 batch_size: int = 2048) -> None:
+        if not 0.0 <= sample_ratio <= 1.0:
+            raise ValueError(f"trace sample_ratio must be within [0, 1], got {sample_ratio}")
+        self._tel = telemetry
+        self.clock = telemetry.clock
+        self.sample_ratio = sample_ratio
+        self._rng = random.Random(seed)
+        self.provider = TracerProvider(
+            sampler=ALWAYS_ON,  # sampling is decided per call, before any span exists
+            resource=Resource.create({"service.name": "voxwatch-pipeline"}),
+            id_generator=_SeededIds(random.Random(None if seed is None else seed + 1)),
+        )
+        self._processor = SpanRowProcessor(self, batch_size)
+        self.provider.add_span_processor(self._processor)
+        self.tracer = self.provider.get_tracer("voxwatch.pipeline")
+        self._calls: list[dict] = []
+        self._lock = threading.Lock()
+        self._batch_size = batch_size
+        self._spans_metric = telemetry["voxwatch_trace_spans_exported_total"] if "voxwatch_trace_spans_exported_total" in telemetry else None
+        calls_metric = telemetry["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in telemetry else None
+        self._calls_sampled = calls_metric.labels(sampled="true") if calls_metric is not None else None
+        self._calls_unsampled = calls_metric.labels(sampled="false") if calls_metric is not None else None
+
+    def start_call(self, call_id: str, *, region: str = "", language: str = "", channel: str = "simulated",
+                   scenario: str = "", start: float | None = None, sampled: bool | None = None,
+                   attributes: Mapping[str, Any] | None = None) -> CallTrace:
+        if sampled is None:
+            sampled = self.sample_ratio >= 1.0 or (self.sample_ratio > 0.0 and self._rng.random() < self.sample_ratio)
+        return CallTrace(self, call_id, region=region, language=language, channel=channel, scenario=scenario,
+                         start=self.clock.now() if start is None else start, sampled=sampled, attributes=attributes)
+
+    def flush(self) -> None:
+        """Hand every buffered span and call record to the sink."""
+        self._processor.flush()
+        with self._lock:
+            calls, self._calls = self._calls, []
+        if calls:
+            self._emit("calls", {k: [c[k] for c in calls] for k in calls[0]})
+
+    def shutdown(self) -> None:
+        self.flush()
+        self.provider.shutdown()
+
+    # ---- internals
+    def _record_call(self, row: dict) -> None:
+        if self._calls_sampled is not None:
+            (self._calls_sampled if row["trace_id"] else self._calls_unsampled).inc()
+        with self._lock:
+            self._calls.append(row)
+            full = len(self._calls) >= self._batch_size
+        if full:
+            self.flush()
+
+    def _emit(self, table: str, columns: dict) -> None:
+        sink = self._tel.sink
+        if sink is not None:
+            sink.write_columns(table, columns)
+
+    def _count_spans(self, by_name: Mapping[str, int]) -> None:
+        if self._spans_metric is not None:
+            for name, n in by_name.items():
+                self._spans_metric.labels(span=name).inc(n)
+
+
+class _DisabledCall:
+    __slots__ = ()
+    call_id = ""
+    trace_id = ""
+    sampled = False
+    turns = 0
+
+    def start_turn(self, start: float | None = None) -> _DisabledTurn:
+        return _DISABLED_TURN
+
+    def add_intent(self, intent: str) -> None:
+        pass
+
+    def end(self, outcome: str, **_kw) -> dict:
+        return {}
+
+
+class _DisabledTurn:
+    __slots__ = ()
+    number = 0
+
+    def stage(self, name: str, start: float | None = None, attributes=None) -> _NoopSpan:
+        return _NOOP_SPAN
+
+    def record_stage(self, name, start, end, attributes=None, error=None) -> None:
+        pass
+
+    def end(self, end=None, latency_s=None, error=None, attributes=None) -> None:
+        pass
+
+
+_DISABLED_TURN = _DisabledTurn()
+_DISABLED_CALL = _DisabledCall()
+
+
+class DisabledCallTracing:
+    """Telemetry off: same surface, nothing recorded."""
+
+    sample_ratio = 0.0
+
+    def start_call(self, call_id: str, **_kw) -> _DisabledCall:
+        return _DISABLED_CALL
+
+    def flush(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+__all__ = [
+    "CALL_ID",
+    "CallTrace",
+    "CallTracing",
+    "DisabledCallTracing",
+    "GEN_AI_INPUT_TOKENS",
+    "GEN_AI_OUTPUT_TOKENS",
+    "GEN_AI_REQUEST_MODEL",
+    "GEN_AI_SYSTEM",
+    "StageSpan",
+    "TURN_NUMBER",
+    "TurnTrace",
+    "llm_attributes",
+    "tool_attributes",
+]
