@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from telemetry.store.arrow import to_arrow
 from telemetry.store.base import Store, StoreError, StoreUnavailable
 from telemetry.store.schema import TABLES_BY_NAME, Column
 
@@ -186,18 +185,18 @@ class Sink:
             n = len(idx)
             if n == 0:
                 return 0
+        # Arrow from numpy is zero-copy for numbers; batches then concatenate and slice without copies.
+        tbl = self.store.batch(table, clean)
         with self._cond:
-            if self._pending_rows + n > self.max_buffer_rows:
-                over = True
-            else:
-                over = False
-                self._pending[table].append((n, clean))
+            over = self._pending_rows + n > self.max_buffer_rows
+            if not over:
+                self._pending[table].append(tbl)
                 self._pending_rows += n
-                if sum(r for r, _ in self._pending[table]) >= self.max_batch_rows:
+                if sum(t.num_rows for t in self._pending[table]) >= self.max_batch_rows:
                     self._cond.notify_all()
         if over:
             # Memory is bounded: past the limit the batch goes to disk and is replayed in order.
-            self._spool(table, self._frame(table, clean))
+            self._spool(table, tbl)
         return n
 
     def _count_rejected(self, table: str, reasons: dict[int, str]) -> None:
@@ -268,7 +267,7 @@ class Sink:
             with self._cond:
                 while not self._stopping:
                     now = time.monotonic()
-                    big = any(sum(r for r, _ in v) >= self.max_batch_rows for v in self._pending.values())
+                    big = any(sum(t.num_rows for t in v) >= self.max_batch_rows for v in self._pending.values())
                     if big or self._flush_requested or now >= next_flush:
                         break
                     if self._spool_nonempty and now >= self._store_down_until:
@@ -280,9 +279,9 @@ class Sink:
                 self._flush_requested = False
                 self._inflight += len(batches)
             next_flush = time.monotonic() + self.flush_interval
-            for table, df in batches:
+            for table, batch in batches:
                 try:
-                    self._write_or_spool(table, df)
+                    self._write_or_spool(table, batch)
                 finally:
                     with self._cond:
                         self._inflight -= 1
@@ -291,70 +290,46 @@ class Sink:
             with self._cond:
                 self._cond.notify_all()
 
-    def _take_batches(self) -> list[tuple[str, dict]]:
+    def _take_batches(self) -> list[tuple[str, pa.Table]]:
         out = []
         for table, chunks in self._pending.items():
-            if not chunks:
-                continue
-            n = sum(r for r, _ in chunks)
-            if len(chunks) == 1:
-                merged = chunks[0][1]
-            else:
-                merged = {}
-                for name in chunks[0][1]:
-                    parts = [c[name] for _, c in chunks]
-                    if all(isinstance(p, np.ndarray) for p in parts):
-                        merged[name] = np.concatenate(parts)
-                    else:
-                        merged[name] = [x for p in parts for x in p]
-                # chunks may name different column subsets: fill what one chunk lacks from the store defaults
-                if any(set(c) != set(merged) for _, c in chunks):
-                    merged = self._merge_ragged(table, chunks)
-            out.append((table, self._frame(table, merged)))
-            self._pending_rows -= n
+            if chunks:
+                batch = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
+                out.append((table, batch))
+                self._pending_rows -= batch.num_rows
         self._pending.clear()
         return out
 
-    def _merge_ragged(self, table: str, chunks) -> dict:
-        frames = [self.store.frame(table, c) for _, c in chunks]
-        import pandas as pd
-
-        df = pd.concat(frames, ignore_index=True)
-        return {k: df[k].to_numpy() for k in df.columns}
-
-    def _frame(self, table: str, columns: dict):
-        return self.store.frame(table, columns)
-
-    def _write_or_spool(self, table: str, df) -> None:
+    def _write_or_spool(self, table: str, batch: pa.Table) -> None:
         if time.monotonic() < self._store_down_until or self._spool_nonempty:
             # Keep order: while older batches wait in the spool, newer ones queue behind them.
-            self._spool(table, df)
+            self._spool(table, batch)
             return
         try:
-            n = self._insert_isolating_bad_rows(table, df)
+            n = self._insert_isolating_bad_rows(table, batch)
             self._store_up()
             self.stats.written[table] += n
             self._metric("voxwatch_sink_rows_written_total", n, table=table)
         except StoreUnavailable as exc:
             self._store_down(exc)
-            self._spool(table, df)
+            self._spool(table, batch)
 
-    def _insert_isolating_bad_rows(self, table: str, df) -> int:
+    def _insert_isolating_bad_rows(self, table: str, batch: pa.Table) -> int:
         """Insert; if the store refuses the data itself, bisect to reject only the offending rows.
 
         Returns the number of rows stored."""
         try:
-            return self.store.insert(table, df)
+            return self.store.insert(table, batch)
         except StoreUnavailable:
             raise
         except StoreError as exc:
-            if len(df) == 1:
+            if batch.num_rows == 1:
                 self._count_rejected(table, {0: f"refused by the store: {str(exc)[:200]}"})
                 return 0
-            mid = len(df) // 2
-            return self._insert_isolating_bad_rows(
-                table, df.iloc[:mid].reset_index(drop=True)
-            ) + self._insert_isolating_bad_rows(table, df.iloc[mid:].reset_index(drop=True))
+            mid = batch.num_rows // 2
+            return self._insert_isolating_bad_rows(table, batch.slice(0, mid)) + self._insert_isolating_bad_rows(
+                table, batch.slice(mid)
+            )
 
     def _store_down(self, exc: Exception) -> None:
         self.stats.store_errors += 1
@@ -369,16 +344,15 @@ class Sink:
         self._store_down_until = 0.0
 
     # -- spool -----------------------------------------------------------------------------------
-    def _spool(self, table: str, df) -> None:
+    def _spool(self, table: str, batch: pa.Table) -> None:
         self._seq += 1
         name = f"{time.time_ns():020d}-{self._seq:08d}-{uuid.uuid4().hex[:8]}-{table}"
         tmp = self.spool_dir / f"{name}.tmp"
-        tbl = to_arrow(TABLES_BY_NAME[table].stored_columns(), df)
-        with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, tbl.schema) as w:
-            w.write_table(tbl)
+        with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, batch.schema) as w:
+            w.write_table(batch)
         os.replace(tmp, self.spool_dir / f"{name}.arrow")  # atomic: a crash leaves no half file
-        self.stats.spooled[table] += len(df)
-        self._metric("voxwatch_sink_rows_spooled_total", len(df), table=table)
+        self.stats.spooled[table] += batch.num_rows
+        self._metric("voxwatch_sink_rows_spooled_total", batch.num_rows, table=table)
         self._spool_nonempty = True
 
     def _replay_spool(self) -> None:
@@ -389,10 +363,9 @@ class Sink:
         for path in files:
             table = path.stem.split("-", 3)[3]
             with pa.memory_map(str(path), "r") as src:
-                tbl = ipc.open_file(src).read_all()
-            df = tbl.to_pandas()
+                batch = ipc.open_file(src).read_all()
             try:
-                n = self._insert_isolating_bad_rows(table, df)
+                n = self._insert_isolating_bad_rows(table, batch)
             except StoreUnavailable as exc:
                 self._store_down(exc)
                 return

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from telemetry.store.schema import Column
-
 _SCALARS = {
     "String": pa.string(),
     "Float64": pa.float64(),
@@ -28,15 +26,3 @@ def arrow_type(ch_type: str) -> pa.DataType:
         return _SCALARS[ch_type]
     except KeyError:
         raise TypeError(f"no Arrow mapping for ClickHouse type {ch_type}") from None
-
-
-def to_arrow(columns: list[Column], df) -> pa.Table:
-    arrays = []
-    for c in columns:
-        values = df[c.name]
-        values = values.to_numpy() if hasattr(values, "to_numpy") else values
-        t = arrow_type(c.type)
-        if pa.types.is_list(t):
-            values = list(values)
-        arrays.append(pa.array(values, type=t, from_pandas=True))
-    return pa.Table.from_arrays(arrays, names=[c.name for c in columns])

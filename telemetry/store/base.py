@@ -1,6 +1,6 @@
 """The store interface every room uses: migrate, insert columns, query with parameters, read-only SQL.
 
-Backends differ only in how they move bytes (`_execute`, `_query_df`, `_insert_df`); schema,
+Backends differ only in how they move bytes (`_execute`, `_query_df`, `_insert_arrow`); schema,
 migration, parameter checks, the read-only guard and cluster layout are shared here.
 """
 
@@ -14,7 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import Dialect, check_params
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
 
@@ -68,7 +70,7 @@ class Store(ABC):
     def _query_df(self, sql: str, params: Mapping | None, settings: Mapping[str, object] | None) -> pd.DataFrame: ...
 
     @abstractmethod
-    def _insert_df(self, table: str, df: pd.DataFrame) -> None: ...
+    def _insert_arrow(self, table: str, tbl: pa.Table) -> None: ...
 
     @abstractmethod
     def server_version(self) -> str: ...
@@ -144,28 +146,56 @@ class Store(ABC):
                     self._execute(self.dialect.add_column_ddl(self._local_name(t.name), c))
 
     # -- writing ---------------------------------------------------------------------------------
-    def frame(self, table: str, data) -> pd.DataFrame:
-        """Columns in schema order with defaults filled; unknown columns are an error."""
+    def batch(self, table: str, data) -> pa.Table:
+        """A schema-complete Arrow batch for `table` from a DataFrame, a dict of columns (lists or
+        numpy arrays) or an Arrow table; missing columns take defaults, unknown ones are an error."""
         t = TABLES_BY_NAME.get(table)
         if t is None:
             raise StoreError(f"unknown table {table!r}")
-        df = data if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data))
         stored = t.stored_columns()
-        unknown = set(df.columns) - {c.name for c in stored}
+        if isinstance(data, pa.Table):
+            names = set(data.column_names)
+            n = data.num_rows
+            get = data.column
+        else:
+            if isinstance(data, pd.DataFrame):
+                names, n = set(data.columns), len(data)
+            else:
+                data = dict(data)
+                names = set(data)
+                lengths = {len(v) for v in data.values()}
+                if len(lengths) > 1:
+                    raise StoreError(f"table {table}: columns have different lengths {sorted(lengths)}")
+                n = lengths.pop() if lengths else 0
+            get = data.__getitem__
+        unknown = names - {c.name for c in stored}
         if unknown:
             raise StoreError(f"table {table}: unknown column(s) {', '.join(sorted(unknown))}")
-        n = len(df)
-        out = {}
+        arrays = []
         for c in stored:
-            out[c.name] = df[c.name].to_numpy() if c.name in df.columns else _default_for(c, n)
-        return pd.DataFrame(out)
+            typ = arrow_type(c.type)
+            if c.name in names:
+                v = get(c.name)
+                if isinstance(v, (pa.Array, pa.ChunkedArray)):
+                    arrays.append(v if v.type == typ else v.cast(typ))
+                    continue
+                v = v.to_numpy() if hasattr(v, "to_numpy") else v
+                if pa.types.is_list(typ):
+                    v = [list(x) for x in v]
+            else:
+                v = _default_for(c, n)
+            try:
+                arrays.append(pa.array(v, type=typ, from_pandas=True))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise StoreError(f"table {table}, column {c.name}: {exc}") from exc
+        return pa.Table.from_arrays(arrays, names=[c.name for c in stored])
 
     def insert(self, table: str, data) -> int:
-        """Insert a DataFrame or a dict of columns (lists or numpy arrays). Returns rows inserted."""
-        df = self.frame(table, data)
-        if len(df):
-            self._insert_df(table, df)
-        return len(df)
+        """Insert a DataFrame, a dict of columns or an Arrow table. Returns rows inserted."""
+        tbl = self.batch(table, data)
+        if tbl.num_rows:
+            self._insert_arrow(table, tbl)
+        return tbl.num_rows
 
     # -- reading ---------------------------------------------------------------------------------
     def query(self, sql: str, params: Mapping | None = None) -> pd.DataFrame:

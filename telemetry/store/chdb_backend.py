@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from telemetry.store.arrow import to_arrow
 from telemetry.store.base import Store, StoreError
 from telemetry.store.dialect import MODERN, literal, placeholders
 from telemetry.store.schema import TABLES_BY_NAME
@@ -94,9 +93,9 @@ class ChdbStore(Store):
         res = self._run(sql + _settings_clause(settings), "DataFrame", native)
         return res if isinstance(res, pd.DataFrame) else pd.DataFrame()
 
-    def _insert_df(self, table: str, df: pd.DataFrame) -> None:
+    def _insert_arrow(self, table: str, tbl) -> None:
         cols = TABLES_BY_NAME[table].stored_columns()
-        tbl = to_arrow(cols, df)  # noqa: F841 - read by chdb's Python() table function by name
+        # `tbl` is read by chdb's Python() table function, by name, from this frame.
         names = ", ".join(f"`{c.name}`" for c in cols)
         self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(tbl)")
 

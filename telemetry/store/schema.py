@@ -8,7 +8,7 @@ query is the same text on both engines; an ALIAS column `ts` gives analysts a Da
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SCHEMA_VERSION = 3
 

@@ -16,8 +16,8 @@ from telemetry.store import (
     StoreError,
     StoreUnavailable,
     open_store,
+    queries,
 )
-from telemetry.store import queries
 
 NOW_MS = int(time.time() * 1000) // 60000 * 60000  # recent (TTL keeps it), minute-aligned
 

@@ -27,13 +27,17 @@ def add_arguments(p) -> None:
     p.add_argument("--repeat", type=int, default=3, help="runs of each path; the best is reported")
 
 
-def _rows(n: int, seed: int = 7) -> dict[str, np.ndarray]:
+def _rows(n: int, series: int = 5000, seed: int = 7) -> dict[str, np.ndarray]:
+    """Rows shaped like the snapshotter's: every series sampled once per 1 s tick, each series
+    belonging to one metric (the per-minute rollup view groups by series and minute)."""
     rng = np.random.default_rng(seed)
-    now = int(time.time() * 1000)
+    now = int(time.time() * 1000) // 1000 * 1000
+    idx = np.arange(n, dtype=np.int64)
+    sid = idx % series
     return {
-        "ts_ms": now + np.arange(n, dtype=np.int64) // 500 * 1000,
-        "fingerprint": rng.integers(0, 500, n, dtype=np.uint64),
-        "metric_id": rng.integers(1, 300, n, dtype=np.uint32),
+        "ts_ms": now + (idx // series) * 1000,
+        "fingerprint": (sid.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)),
+        "metric_id": (sid % 300 + 1).astype(np.uint32),
         "value": rng.random(n),
     }
 
