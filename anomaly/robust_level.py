@@ -96,7 +96,7 @@ class RobustLevel(Detector):
         z = (values - pred) / scale
         # tail probability on a log scale. Latency and error series are heavy-tailed: a Laplace
         # tail (exp(-|e| / mean abs error)) keeps their ordinary bursts from scoring like outliers.
-        absz = np.abs(np.nan_to_num(z))
+        absz = np.minimum(np.abs(np.nan_to_num(z)), 1e6)
         if self.tail == "laplace":
             log10_p = -absz * _SIGMA_PER_ABS_DEV / _LN10
         else:
