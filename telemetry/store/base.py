@@ -6,6 +6,7 @@ migration, parameter checks, the read-only guard and cluster layout are shared h
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import re
 import time
@@ -39,6 +40,14 @@ _READONLY_START = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXIST
 _LEADING_COMMENTS = re.compile(r"^\s*((--[^\n]*\n)|(/\*.*?\*/))*", re.DOTALL)
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'")
 _FORBIDDEN_SETTINGS = re.compile(r"\b(readonly|max_result_rows|max_execution_time|result_overflow_mode)\b", re.I)
+
+
+def _release() -> str:
+    # The installed distribution's version; telemetry imports nothing of ours, not even voxwatch.
+    try:
+        return importlib.metadata.version("voxwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _default_for(c: Column, n: int):
@@ -96,14 +105,15 @@ class Store(ABC):
         for v in VIEWS:
             self._create_view(v)
         if before < SCHEMA_VERSION:
-            from voxwatch import __version__ as release  # noqa: PLC0415 - version string only
-
-            self.insert(
-                "schema_version",
-                {"version": [SCHEMA_VERSION], "applied_ms": [int(time.time() * 1000)], "release": [release]},
-            )
+            self._record_schema_version()
             log.info("store %s migrated from schema %d to %d", self.url, before, SCHEMA_VERSION)
         return before
+
+    def _record_schema_version(self) -> None:
+        self.insert(
+            "schema_version",
+            {"version": [SCHEMA_VERSION], "applied_ms": [int(time.time() * 1000)], "release": [_release()]},
+        )
 
     def schema_version(self) -> int:
         if not self._table_exists("schema_version"):

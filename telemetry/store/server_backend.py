@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Mapping
 
 import pandas as pd
@@ -171,9 +170,7 @@ class ServerStore(Store):
             for node in nodes:
                 node.close()
         if before < SCHEMA_VERSION:
-            from voxwatch import __version__ as release
-
-            self.insert("schema_version", {"version": [SCHEMA_VERSION], "applied_ms": [int(time.time() * 1000)], "release": [release]})
+            self._record_schema_version()
         return before
 
     def optimize(self, table: str) -> None:
