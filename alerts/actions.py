@@ -270,25 +270,25 @@ class ActionController:
     def restore(self, store, ruleset) -> int:
         """Take back the actions that were applied and not reverted before a restart."""
         df = store.query(
-            "SELECT action_id, argMax(phase, ts_ms) AS phase, any(level) AS level, any(region) AS region, "
-            "any(rule) AS rule, min(ts_ms) AS first_ms FROM degradation_actions "
+            "SELECT action_id, argMax(phase, ts_ms) AS a_phase, any(level) AS a_level, any(region) AS a_region, "
+            "any(rule) AS a_rule, min(ts_ms) AS a_first_ms FROM degradation_actions "
             "WHERE action_id LIKE 'act-%' AND phase != 'observed' GROUP BY action_id"
         )
         n = 0
         now = self.clock.now()
         for r in df.itertuples(index=False):
-            if r.phase not in ("applied", "requested"):
+            if r.a_phase not in ("applied", "requested"):
                 continue
             try:
-                rule = ruleset.rule(r.rule)
+                rule = ruleset.rule(r.a_rule)
             except KeyError:
                 rule = None
             spec = rule.action if rule is not None else None
             if spec is None:
                 continue
-            key = (r.rule, r.level, r.region)
+            key = (r.a_rule, r.a_level, r.a_region)
             # assume resolved until a firing alert claims it (the action route flushes within seconds)
-            self.active[key] = ActiveAction(key, r.action_id, r.rule, r.level, r.region, spec, r.first_ms / 1000.0, set(), now, observed=True)
+            self.active[key] = ActiveAction(key, r.action_id, r.a_rule, r.a_level, r.a_region, spec, r.a_first_ms / 1000.0, set(), now, observed=True)
             n += 1
         if n:
             self.requested = self.desired()

@@ -219,13 +219,13 @@ class AlertEngine:
     def restore(self) -> int:
         """Take back pending, firing and recently resolved alerts from the store."""
         df = self.store.query(
-            "SELECT alert_fingerprint, argMax(state, updated_ms) AS state, argMax(payload_json, updated_ms) AS payload "
+            "SELECT alert_fingerprint, argMax(state, updated_ms) AS s_state, argMax(payload_json, updated_ms) AS s_payload "
             "FROM alert_state WHERE rule != {n:String} GROUP BY alert_fingerprint",
             {"n": NFLOG_RULE},
         )
         n = 0
         now = self.clock.now()
-        for state, payload in zip(df["state"], df["payload"]):
+        for state, payload in zip(df["s_state"], df["s_payload"]):
             if state not in (PENDING, FIRING, RESOLVED):
                 continue
             d = json.loads(payload)

@@ -37,11 +37,11 @@ class NotificationLog:
 
     def _load(self, store) -> None:
         df = store.query(
-            "SELECT alert_fingerprint, argMax(payload_json, updated_ms) AS payload FROM alert_state "
+            "SELECT alert_fingerprint, argMax(payload_json, updated_ms) AS s_payload FROM alert_state "
             "WHERE rule = {r:String} GROUP BY alert_fingerprint",
             {"r": NFLOG_RULE},
         )
-        for key, payload in zip(df["alert_fingerprint"], df["payload"]):
+        for key, payload in zip(df["alert_fingerprint"], df["s_payload"]):
             d = json.loads(payload)
             self._entries[(d["receiver"], d["group_key"])] = NflogEntry(
                 frozenset(d["firing"]), frozenset(d["resolved"]), float(d["ts"])
