@@ -91,7 +91,7 @@ def fill(store) -> dict:
         per_step = rng.poisson(30, len(ts))
         cum = np.zeros((len(ts), len(LE)))
         for i, n in enumerate(per_step):
-            lat = rng.lognormal(np.log(0.15 + (1.2 * progress[i] if region == "eu-west" else 0.0)), 0.35, n)
+            lat = rng.lognormal(np.log(0.12 + (1.2 * progress[i] if region == "eu-west" else 0.0)), 0.3, n)
             bounds = np.array([float(x) for x in LE])
             cum[i] = (lat[:, None] <= bounds[None, :]).sum(axis=0)
         cum = np.cumsum(cum, axis=0)
