@@ -45,8 +45,7 @@ class VirtualClock:
     """
 
     def __init__(self, start: float | None = None) -> None:
-        # Default: 09:00 UTC today. Not a fixed historical date, because the store's TTL retention
-        # would drop rows stamped years ago as soon as they are merged.
+        # Default: 09:00 UTC today, so a replay lands in the time ranges dashboards show by default.
         if start is None:
             start = (time.time() // 86400) * 86400 + 9 * 3600
         self._now = float(start)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from telemetry.store.schema import Column, Table, View
 
+RETENTION_COLUMN = "stored_at"  # modern dialect only; filled by the engine, never sent by us
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
 
 
@@ -102,13 +103,19 @@ class Dialect:
 
     def table_ddl(self, t: Table, name: str | None = None, engine: str | None = None) -> str:
         cols = ",\n  ".join(self.column_ddl(c) for c in t.columns)
+        retention = self.modern and t.ttl_days
+        if retention:
+            # Retention counts from when a row was stored, not from its event time: a replay of a
+            # past incident (a scenario on a virtual clock) is kept as long as live data.
+            kind = "SimpleAggregateFunction(max, DateTime)" if "Aggregating" in t.engine else "DateTime"
+            cols += f",\n  `{RETENTION_COLUMN}` {kind} DEFAULT now()"
         parts = [f"CREATE TABLE IF NOT EXISTS {name or t.name} (\n  {cols}\n) ENGINE = {engine or t.engine}"]
         if engine is None or not engine.startswith("Distributed"):
             if t.partition_by:
                 parts.append(f"PARTITION BY {t.partition_by}")
             parts.append(f"ORDER BY {t.order_by}")
-            if self.modern and t.ttl_days:
-                parts.append(f"TTL toDateTime(intDiv({t.ttl_column}, 1000)) + INTERVAL {t.ttl_days} DAY")
+            if retention:
+                parts.append(f"TTL {RETENTION_COLUMN} + INTERVAL {t.ttl_days} DAY")
         return "\n".join(parts)
 
     def view_ddl(self, v: View, source_tables: dict[str, str], target: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ class Table:
     order_by: str
     engine: str = "MergeTree"
     partition_by: str | None = None
-    ttl_days: int | None = None  # retention on modern engines
-    ttl_column: str = "ts_ms"
+    ttl_days: int | None = None  # retention on modern engines, counted from when rows were stored
     shard_key: str = "rand()"  # how the Distributed table spreads rows in cluster mode
     description: str = ""
 
@@ -119,7 +118,6 @@ TABLES: tuple[Table, ...] = (
         order_by="(metric_id, fingerprint, bucket_ms)",
         partition_by="toYYYYMM(toDateTime(intDiv(bucket_ms, 1000)))",
         ttl_days=400,
-        ttl_column="bucket_ms",
         shard_key="fingerprint",
         description="per-minute rollups of metric_samples for long ranges (filled by a view)",
     ),
@@ -149,7 +147,6 @@ TABLES: tuple[Table, ...] = (
         order_by="(started_ms, call_id)",
         partition_by="toYYYYMMDD(toDateTime(intDiv(started_ms, 1000)))",
         ttl_days=90,
-        ttl_column="started_ms",
         shard_key="cityHash64(call_id)",
         description="one row per call, written when it ends",
     ),
@@ -171,7 +168,6 @@ TABLES: tuple[Table, ...] = (
         order_by="(call_id, start_us)",
         partition_by="toYYYYMMDD(toDateTime(intDiv(start_us, 1000000)))",
         ttl_days=90,
-        ttl_column="intDiv(start_us, 1000)",
         shard_key="cityHash64(call_id)",
         description="per-call spans: conversation -> turn -> stage",
     ),

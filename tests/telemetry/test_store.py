@@ -177,3 +177,10 @@ def test_cluster_spreads_rows_over_both_shards(cluster_store, clickhouse_cluster
         c = Client("127.0.0.1", port=node.tcp_port)
         counts = c.execute(f"SELECT fingerprint, count() FROM {cluster_store.database}.metric_samples_local GROUP BY fingerprint")
         assert all(n == 120 for _, n in counts)
+
+
+def test_retention_counts_from_storage_not_event_time(store):
+    # A replay of an incident from 2023 must survive the 30-day TTL on metric_samples.
+    store.insert("metric_samples", {"ts_ms": [1_696_323_600_000], "fingerprint": [1], "metric_id": [1], "value": [0.5]})
+    store.optimize("metric_samples")
+    assert int(store.scalar("SELECT count() FROM metric_samples")) == 1
