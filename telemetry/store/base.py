@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from telemetry.store.arrow import arrow_type
-from telemetry.store.dialect import Dialect, check_params
+from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,15 @@ class Store(ABC):
 
     def _add_missing_columns(self) -> None:
         for t in TABLES:
-            have = self._existing_columns(self._local_name(t.name))
+            local = self._local_name(t.name)
+            have = self._existing_columns(local)
             for c in t.columns:
                 if c.name not in have:
-                    self._execute(self.dialect.add_column_ddl(self._local_name(t.name), c))
+                    self._execute(self.dialect.add_column_ddl(local, c))
+            if self.dialect.modern and t.ttl_days and RETENTION_COLUMN not in have:
+                # Stores from schema 3 had event-time TTLs: move retention to the storage time.
+                for stmt in self.dialect.retention_ddl(local, t):
+                    self._execute(stmt)
 
     # -- writing ---------------------------------------------------------------------------------
     def batch(self, table: str, data) -> pa.Table:

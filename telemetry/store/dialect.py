@@ -122,6 +122,13 @@ class Dialect:
         select = v.select.format(**source_tables)
         return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {v.name} TO {target} AS {select}"
 
+    def retention_ddl(self, table_name: str, t: Table) -> list[str]:
+        kind = "SimpleAggregateFunction(max, DateTime)" if "Aggregating" in t.engine else "DateTime"
+        return [
+            f"ALTER TABLE {table_name} ADD COLUMN IF NOT EXISTS `{RETENTION_COLUMN}` {kind} DEFAULT now()",
+            f"ALTER TABLE {table_name} MODIFY TTL {RETENTION_COLUMN} + INTERVAL {t.ttl_days} DAY",
+        ]
+
     def add_column_ddl(self, table_name: str, c: Column) -> str:
         return f"ALTER TABLE {table_name} ADD COLUMN {self.column_ddl(c)}"
 

@@ -184,3 +184,15 @@ def test_retention_counts_from_storage_not_event_time(store):
     store.insert("metric_samples", {"ts_ms": [1_696_323_600_000], "fingerprint": [1], "metric_id": [1], "value": [0.5]})
     store.optimize("metric_samples")
     assert int(store.scalar("SELECT count() FROM metric_samples")) == 1
+
+
+def test_a_schema_3_store_moves_its_retention_to_storage_time(store):
+    store._execute("DROP TABLE calls")
+    store._execute(
+        "CREATE TABLE calls (call_id String, started_ms Int64) ENGINE = MergeTree ORDER BY started_ms "
+        "TTL toDateTime(intDiv(started_ms, 1000)) + INTERVAL 90 DAY"
+    )
+    store.migrate()
+    ddl = store.scalar("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'calls'")
+    assert "stored_at + toIntervalDay(90)" in ddl
+    assert "transcript" in store._existing_columns("calls")
