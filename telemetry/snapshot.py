@@ -107,7 +107,7 @@ class Snapshotter:
                 planned.add(key)
                 keys = list(spec.labels)
                 values = list(key)
-                labels = dict(zip(keys, values))
+                labels = dict(zip(keys, values, strict=False))
                 if spec.type == "histogram":
                     prom = child._h
                     fps = []

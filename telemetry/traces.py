@@ -138,7 +138,7 @@ class SpanRowProcessor(SpanProcessor):
             rows, self._rows = self._rows, []
         if not rows:
             return 0
-        cols = list(zip(*rows))
+        cols = list(zip(*rows, strict=False))
         self._tracing._emit(
             "spans",
             {

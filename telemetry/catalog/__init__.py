@@ -85,6 +85,11 @@ class CatalogError(ValueError):
     """A catalog file is malformed; the message names the file, the entry and the problem."""
 
 
+def _bad(field: str, problem: str) -> ValueError:
+    """An entry-level problem attributed to one field (pydantic reports those at the entry's level)."""
+    return ValueError(f"{field}::{problem}")
+
+
 class MetricSpec(BaseModel):
     """One declared metric."""
 
@@ -164,38 +169,38 @@ class MetricSpec(BaseModel):
         name = self.name
         if self.type == "counter":
             if not name.endswith("_total"):
-                raise ValueError(f"counter {name!r} must end with _total")
+                raise _bad("name", f"counter {name!r} must end with _total")
             base = name[: -len("_total")]
         else:
             if name.endswith("_total"):
-                raise ValueError(f"{self.type} {name!r} must not end with _total (only counters do)")
+                raise _bad("name", f"{self.type} {name!r} must not end with _total (only counters do)")
             base = name
         suffix = UNITS[self.unit]
         if suffix and not base.endswith(suffix):
-            raise ValueError(f"unit {self.unit!r} needs the name to end with {suffix}"
+            raise _bad("unit", f"unit {self.unit!r} needs the name to end with {suffix}"
                              f"{' (before _total)' if self.type == 'counter' else ''}")
         for s, unit in _UNIT_SUFFIXES.items():
             if base.endswith(s) and unit != self.unit:
-                raise ValueError(f"name ends with {s} but unit is {self.unit!r} (expected {unit!r})")
+                raise _bad("unit", f"name ends with {s} but unit is {self.unit!r} (expected {unit!r})")
         if self.type == "histogram":
             if self.buckets is None:
                 preset = _DEFAULT_BUCKETS.get(self.unit)
                 if preset is None:
-                    raise ValueError(f"histogram with unit {self.unit!r} needs explicit buckets")
+                    raise _bad("buckets", f"histogram with unit {self.unit!r} needs explicit buckets")
                 object.__setattr__(self, "buckets", BUCKET_PRESETS[preset])
             b = self.buckets
-            if not b or any(not math.isfinite(x) for x in b) or any(x >= y for x, y in zip(b, b[1:])):
-                raise ValueError("buckets must be finite and strictly increasing")
+            if not b or any(not math.isfinite(x) for x in b) or any(x >= y for x, y in zip(b, b[1:], strict=False)):
+                raise _bad("buckets", "buckets must be finite and strictly increasing")
         elif self.buckets is not None:
-            raise ValueError(f"buckets are only for histograms, not {self.type}")
+            raise _bad("buckets", f"buckets are only for histograms, not {self.type}")
         if self.capacity is not None and self.capacity_metric is not None:
-            raise ValueError("give either capacity or capacity_metric, not both")
+            raise _bad("capacity", "give either capacity or capacity_metric, not both")
         if (self.capacity is not None or self.capacity_metric) and self.type == "counter":
-            raise ValueError("a counter cannot saturate; capacity is for gauges and histograms")
+            raise _bad("capacity", "a counter cannot saturate; capacity is for gauges and histograms")
         if self.capacity is not None and not (math.isfinite(self.capacity) and self.capacity > 0):
-            raise ValueError("capacity must be a positive finite number")
+            raise _bad("capacity", "capacity must be a positive finite number")
         if "saturation" in name and self.capacity is None and self.capacity_metric is None:
-            raise ValueError("a saturation metric must declare capacity or capacity_metric")
+            raise _bad("capacity", "a saturation metric must declare capacity or capacity_metric")
         return self
 
     # ---- derived facts
@@ -302,6 +307,8 @@ def _entry_error(path: Path, index: int, raw: object, exc: ValidationError) -> C
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(entry)"
         msg = err["msg"].removeprefix("Value error, ")
+        if "::" in msg:
+            loc, msg = msg.split("::", 1)
         problems.append(f"field '{loc}': {msg}")
     return CatalogError(f"{path}: entry {index} ({name}): " + "; ".join(problems))
 

@@ -1,0 +1,129 @@
+"""Per-call traces: the conversation -> turn -> stage tree in the spans table, the call record in calls,
+times from the injected clock, sampling per call."""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry import Telemetry, VirtualClock
+from telemetry.sink import Sink
+from telemetry.traces import llm_attributes, tool_attributes
+
+T0 = 1_696_323_780.0  # 09:03 UTC, when latency went from 180 ms to 2.4 s
+
+
+@pytest.fixture
+def sink(store, tmp_path):
+    s = Sink(store, spool_dir=tmp_path / "spool", flush_interval=60)
+    yield s
+    s.close()
+
+
+def one_call(tel: Telemetry, clock: VirtualClock, call_id: str, sampled: bool | None = None):
+    call = tel.traces.start_call(call_id, region="us-east", language="en", scenario="incident", sampled=sampled)
+    for _ in range(2):
+        turn = call.start_turn()
+        stt = turn.stage("stt", attributes={"voxwatch.language": "en"})
+        clock.advance(0.08)
+        stt.end(attributes={"voxwatch.confidence": 0.91})
+        t = clock.now()
+        turn.record_stage("llm", t, t + 0.15, llm_attributes("local", "qwen-0.5b", 812, 41, 0.09))
+        turn.record_stage("tool", t + 0.15, t + 0.35, tool_attributes("lookup_order", "orders"), error="pool_timeout")
+        clock.advance(0.4)
+        turn.end(latency_s=0.21)
+    call.add_intent("order_status")
+    clock.advance(1.0)
+    return call.end(outcome="completed", degradation_level="normal")
+
+
+def test_a_sampled_call_writes_its_span_tree_and_call_record(store, sink):
+    clock = VirtualClock(T0)
+    tel = Telemetry(clock=clock, sink=sink, trace_sample_ratio=1.0)
+    row = one_call(tel, clock, "call-001")
+    tel.flush()
+    sink.flush()
+
+    spans = store.query("SELECT * FROM spans WHERE call_id = 'call-001' ORDER BY start_us, name")
+    assert sorted(spans["name"].value_counts().items()) == [
+        ("conversation", 1), ("llm", 2), ("stt", 2), ("tool", 2), ("turn", 2)]
+    by_id = {r.span_id: r for r in spans.itertuples()}
+    conv = spans[spans["name"] == "conversation"].iloc[0]
+    assert conv["parent_span_id"] == "" and conv["turn"] == 0
+    for r in spans.itertuples():
+        if r.name == "turn":
+            assert r.parent_span_id == conv["span_id"]
+        elif r.name != "conversation":
+            parent = by_id[r.parent_span_id]
+            assert parent.name == "turn" and parent.turn == r.turn
+    assert set(spans["trace_id"]) == {row["trace_id"]}
+
+    # the injected (virtual) clock drives every timestamp
+    assert conv["start_us"] == int(T0 * 1_000_000)
+    stt = spans[spans["name"] == "stt"].iloc[0]
+    assert stt["duration_ms"] == pytest.approx(80.0, abs=1e-3)
+    assert conv["duration_ms"] == pytest.approx(2 * 480.0 + 1000.0, abs=1e-3)
+
+    llm = spans[spans["name"] == "llm"].iloc[0]
+    attrs = dict(zip(llm["attr_keys"], llm["attr_values"], strict=False))
+    assert attrs["gen_ai.system"] == "local" and attrs["gen_ai.usage.input_tokens"] == "812"
+    assert attrs["gen_ai.usage.output_tokens"] == "41" and attrs["gen_ai.request.model"] == "qwen-0.5b"
+    tool = spans[spans["name"] == "tool"].iloc[0]
+    assert tool["status"] == "error"
+    assert dict(zip(stt["attr_keys"], stt["attr_values"], strict=False))["voxwatch.confidence"] == "0.91"
+
+    calls = store.query("SELECT * FROM calls WHERE call_id = 'call-001'")
+    assert len(calls) == 1
+    c = calls.iloc[0]
+    assert (c["region"], c["language"], c["outcome"], c["turns"]) == ("us-east", "en", "completed", 2)
+    assert list(c["intents"]) == ["order_status"]
+    assert c["latency_p95_ms"] == pytest.approx(210.0)
+    assert c["started_ms"] == int(T0 * 1000) and c["ended_ms"] == int(T0 * 1000) + 1960
+    assert c["trace_id"] == row["trace_id"] != ""
+
+
+def test_an_unsampled_call_still_writes_its_call_record_but_no_spans(store, sink):
+    clock = VirtualClock(T0)
+    tel = Telemetry(clock=clock, sink=sink, trace_sample_ratio=0.0)
+    one_call(tel, clock, "call-002")
+    tel.flush()
+    sink.flush()
+    assert store.query("SELECT count() AS n FROM spans")["n"][0] == 0
+    c = store.query("SELECT trace_id, turns, latency_max_ms FROM calls WHERE call_id = 'call-002'").iloc[0]
+    assert c["trace_id"] == "" and c["turns"] == 2 and c["latency_max_ms"] == pytest.approx(210.0)
+    assert tel.registry.get_sample_value("voxwatch_trace_calls_recorded_total", {"sampled": "false"}) == 1.0
+
+
+def test_sampling_keeps_about_the_configured_share_of_calls_and_is_reproducible_with_a_seed():
+    def sampled(seed):
+        tel = Telemetry(clock=VirtualClock(T0), trace_sample_ratio=0.25, seed=seed)
+        return [tel.traces.start_call(f"c{i}").sampled for i in range(2000)]
+
+    a = sampled(11)
+    assert 0.20 < sum(a) / len(a) < 0.30
+    assert a == sampled(11)
+
+
+def test_exported_spans_are_counted_by_name(sink):
+    clock = VirtualClock(T0)
+    tel = Telemetry(clock=clock, sink=sink, trace_sample_ratio=1.0)
+    one_call(tel, clock, "call-003")
+    tel.flush()
+    get = tel.registry.get_sample_value
+    assert get("voxwatch_trace_spans_exported_total", {"span": "llm"}) == 2.0
+    assert get("voxwatch_trace_spans_exported_total", {"span": "conversation"}) == 1.0
+
+
+def test_call_and_trace_ids_cannot_become_metric_labels():
+    tel = Telemetry()
+    with pytest.raises(ValueError, match="unknown label 'call_id'"):
+        tel["voxwatch_turn_latency_seconds"].labels(region="eu", call_id="call-001")
+
+
+def test_disabled_tracing_has_the_same_surface():
+    off = Telemetry.disabled()
+    call = off.traces.start_call("x", region="eu")
+    turn = call.start_turn()
+    turn.stage("stt").end()
+    turn.record_stage("llm", 0.0, 0.1)
+    turn.end()
+    assert call.end(outcome="completed") == {}
