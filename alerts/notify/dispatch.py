@@ -9,6 +9,7 @@ a flush is an asyncio task, and a group never starts a second flush while one is
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import re
@@ -118,7 +119,8 @@ class Dispatcher:
     async def _flush(self, g: AggregationGroup) -> None:
         started = self.clock.now()
         snapshot = {fp: (a, a.state, a.resolved_at) for fp, a in g.alerts.items()}
-        alerts = sorted((a for a, _, _ in snapshot.values()), key=lambda a: a.fingerprint)
+        # a retry resends what this flush decided to send, even if the live alert changes meanwhile
+        alerts = sorted((copy.copy(a) for a, _, _ in snapshot.values()), key=lambda a: a.fingerprint)
         firing = {a.fingerprint for a in alerts if a.status == "firing"}
         resolved = {a.fingerprint for a in alerts if a.status == "resolved"}
         ctx = NotifyContext(

@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Matcher(BaseModel):
@@ -22,15 +22,14 @@ class Matcher(BaseModel):
     is_regex: bool = Field(False, alias="isRegex")
     is_equal: bool = Field(True, alias="isEqual")
 
-    @field_validator("value")
-    @classmethod
-    def _regex_ok(cls, v, info):
-        if info.data.get("is_regex"):
+    @model_validator(mode="after")
+    def _regex_ok(self):
+        if self.is_regex:
             try:
-                re.compile(v)
+                re.compile(self.value)
             except re.error as exc:
-                raise ValueError(f"bad regex {v!r}: {exc}") from None
-        return v
+                raise ValueError(f"bad regex {self.value!r}: {exc}") from None
+        return self
 
     def matches(self, labels: dict[str, str]) -> bool:
         actual = labels.get(self.name, "")
