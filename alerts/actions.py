@@ -139,7 +139,7 @@ class ActionController:
         from alerts.ruleset import Selector
 
         sel = Selector(metric=spec.effect_metric, match=spec.effect_match)
-        agg = "quantile" if spec.effect_quantile else "max"
+        agg = "quantile" if spec.effect_quantile else "last"
         try:
             vals = aggregate(self.view, sel, agg, [], self.clock.now(), spec.effect_window, spec.effect_quantile)
         except Exception:

@@ -27,8 +27,10 @@ if data is not None:
             "time to exhaustion": duration_text(f["time_to_exhaustion_s"]), "reason": f["reason"], "id": f["finding_id"],
         } for f in found])
         st.dataframe(table, hide_index=True, width="stretch")
+        # open on the newest saturation forecast when there is one: it is the finding that has a deadline
+        first = next((i for i, f in enumerate(found) if f["time_to_exhaustion_s"]), 0)
         choice = st.selectbox("Finding", [f"{f['finding_id']} · {f['kind']} · {f['metric']}" for f in found],
-                              key="vx_finding")
+                              index=first, key="vx_finding")
         f = found[[f"{x['finding_id']} · {x['kind']} · {x['metric']}" for x in found].index(choice)]
         filt = [f"{k}={v}" for k, v in f["labels"].items()]
         params = dict(metric=f["metric"], label=filt, **w.params)
