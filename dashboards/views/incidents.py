@@ -34,7 +34,8 @@ if alerts and alerts["history"]:
         times = list(part["ts_ms"]) + [w.end_ms]
         for (_, r), end in zip(part.iterrows(), times[1:], strict=False):
             if r["state"] in ("pending", "firing"):
-                rows.append({"alert": f"{r['rule']} ({labels_text(r['labels'])})", "state": r["state"],
+                scope = {k: v for k, v in r["labels"].items() if k not in ("alertname", "severity")}
+                rows.append({"alert": f"{r['rule']} ({labels_text(scope)})", "state": r["state"],
                              "start": ts(r["ts_ms"]), "end": ts(end)})
     if rows:
         fig = px.timeline(pd.DataFrame(rows), x_start="start", x_end="end", y="alert", color="state",
@@ -49,7 +50,7 @@ if alerts and alerts["history"]:
 else:
     st.success("No alert transitions in this range.")
 
-overview = fetch("/overview", **w.params)
+overview = fetch("/overview", **w.params, step_s=max(60, (w.end_ms - w.start_ms) // 60_000 // 60 * 60))
 if overview is not None:
     fig = line_figure("Turn latency with what happened", "ms")
     add_series_lines(fig, overview["latency"], name_of=lambda s: f"P{float(s['labels']['quantile']) * 100:g}")

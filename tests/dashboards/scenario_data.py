@@ -59,8 +59,12 @@ def _fp(*parts: str) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "big") >> 1
 
 
-def fill(store) -> dict:
-    """Write the scenario; returns what tests assert against (ids, counts, times)."""
+def fill(store, end_ms: int | None = None) -> dict:
+    """Write the scenario ending at `end_ms` (default: the last whole hour); returns what tests assert
+    against (ids, counts, times)."""
+    END_MS = int(end_ms or globals()["END_MS"])  # noqa: N806 - the module constant, moved
+    START_MS = END_MS - 2 * 3_600_000  # noqa: N806
+    INCIDENT_MS = END_MS - 40 * 60_000  # noqa: N806
     rng = np.random.default_rng(3)
     ts = np.arange(START_MS, END_MS, STEP_MS, dtype=np.int64)
     progress = np.clip((ts - INCIDENT_MS) / (END_MS - INCIDENT_MS), 0, 1)
@@ -105,7 +109,7 @@ def fill(store) -> dict:
     store.insert("metric_series", {k: [r[k] for r in series_rows] for k in series_rows[0]})
     store.insert("metric_samples", {k: np.concatenate(v) for k, v in sample_cols.items()})
 
-    calls, spans = _calls(rng)
+    calls, spans = _calls(rng, START_MS, END_MS, INCIDENT_MS)
     store.insert("calls", calls)
     store.insert("spans", spans)
 
@@ -159,7 +163,7 @@ def fill(store) -> dict:
             "action_ms": action_ts, "series": len(series_rows), "samples": sum(len(v) for v in sample_cols["ts_ms"])}
 
 
-def _calls(rng):
+def _calls(rng, START_MS, END_MS, INCIDENT_MS):  # noqa: N803 - same names as in fill
     starts = np.sort(rng.integers(START_MS, END_MS - 120_000, N_CALLS))
     calls = {k: [] for k in ("call_id", "started_ms", "ended_ms", "region", "language", "scenario", "channel", "intents",
                              "outcome", "handoff", "handoff_reason", "turns", "latency_p50_ms", "latency_p95_ms",

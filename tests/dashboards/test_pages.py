@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-PAGES = Path(__file__).resolve().parents[2] / "dashboards" / "pages"
+PAGES = Path(__file__).resolve().parents[2] / "dashboards" / "views"
 
 
 def run_page(name: str, timeout: float = 60) -> AppTest:
@@ -94,3 +94,14 @@ def test_sql_page_runs_a_read_only_query_and_refuses_a_write(dashboard_env):
     at.button[0].click().run()
     assert not at.exception
     assert "not allowed" in at.error[0].value
+
+
+def test_the_app_opens_on_the_overview_with_one_range_picker_for_every_page(dashboard_env):
+    at = AppTest.from_file(str(PAGES.parent / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Overview"
+    assert [s.label for s in at.sidebar.selectbox] == ["Time range"]
+    at.sidebar.selectbox(key="vx_range").select("Last 6 hours").run()
+    assert not at.exception
+    assert at.caption[0].value.startswith("Last 6 hours")
