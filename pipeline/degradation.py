@@ -190,5 +190,5 @@ class DegradationController:
         if self.sink is not None:
             self.sink.write("degradation_actions", [row])
         if self.metrics is not None:
-            self.metrics.degradation_action(phase, level)
+            self.metrics.degradation_action(phase, level, "alerts" if rule else "operator")
         return row

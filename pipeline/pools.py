@@ -57,6 +57,10 @@ class ConnectionPool:
         self.timeouts_total = 0
         self.wait_sum_s = 0.0
         self._saturated_since: float | None = None
+        self._busy_accum = 0.0  # connection-seconds handed out by the batch path since the last tick
+        self._last_tick: float | None = None
+        self.saturated = False  # every usable connection busy and callers waiting (as of the last tick)
+        self.utilization = 0.0  # time-averaged share of the pool in use over the last tick
         # async path
         self._in_use = 0
         self._waiters: deque[asyncio.Future] = deque()
@@ -165,6 +169,7 @@ class ConnectionPool:
         waits[order] = w_out
         timed_out[order] = t_out
         ok = ~timed_out
+        self._busy_accum += float(holds[ok].sum())
         self.acquired_total += int(ok.sum())
         self.timeouts_total += int(timed_out.sum())
         self.wait_sum_s += float(waits[ok].sum())
@@ -249,10 +254,22 @@ class ConnectionPool:
 
     def tick(self, now: float) -> None:
         """Once per second: apply the saturation response and publish the pool's gauges."""
-        busy = self.in_use(now)
         waiting = self.waiting(now)
-        saturated = busy >= self.usable and waiting > 0
-        if saturated:
+        elapsed = 0.0 if self._last_tick is None else now - self._last_tick
+        self._last_tick = now
+        if self._busy_accum > 0 and elapsed > 0:
+            # batch path: the integral of connections in use over the interval, not one instant
+            # (requests of a batch are booked ahead of time, so an instant would count the future)
+            self.utilization = min(1.0, (self._busy_accum + self.leaked * elapsed) / (self.size * elapsed))
+            if waiting > 0:
+                self.utilization = 1.0
+            busy = round(self.utilization * self.size)
+        else:
+            busy = self.in_use(now)
+            self.utilization = min(1.0, busy / self.size) if self.size else 1.0
+        self._busy_accum = 0.0
+        self.saturated = busy >= self.size and waiting > 0
+        if self.saturated:
             if self._saturated_since is None:
                 self._saturated_since = now
             elif now - self._saturated_since >= self.config.grow_after_s and self.size < self.config.max_size:

@@ -42,7 +42,7 @@ class EngineModel(Strict):
 
 
 class LLMModel(Strict):
-    ttft: Latency = Latency(median_ms=220, sigma=0.35)
+    ttft: Latency = Latency(median_ms=105, sigma=0.35)
     tokens_per_s: float = Field(default=90.0, gt=0)
     completion_tokens_mean: float = Field(default=45.0, gt=0)
     prompt_tokens_mean: float = Field(default=420.0, gt=0)
@@ -57,10 +57,10 @@ class ConnectorModel(Strict):
 
 class Engines(Strict):
     edge: EngineModel = EngineModel(latency=Latency(median_ms=8, sigma=0.3))
-    stt: EngineModel = EngineModel(latency=Latency(median_ms=55, sigma=0.3), error_rate=0.001)
+    stt: EngineModel = EngineModel(latency=Latency(median_ms=45, sigma=0.3), error_rate=0.001)
     nlu: EngineModel = EngineModel(latency=Latency(median_ms=6, sigma=0.3), error_rate=0.0005)
     template: EngineModel = EngineModel(latency=Latency(median_ms=4, sigma=0.3))
-    tts: EngineModel = EngineModel(latency=Latency(median_ms=40, sigma=0.3), error_rate=0.0005)
+    tts: EngineModel = EngineModel(latency=Latency(median_ms=30, sigma=0.3), error_rate=0.0005)
     llm: LLMModel = LLMModel()
     connectors: dict[str, ConnectorModel] = Field(
         default_factory=lambda: {s: ConnectorModel() for s in ("crm", "orders", "ticketing", "catalog")}
@@ -136,7 +136,8 @@ DEFAULT_INTENT_MIX = {
     "product_question": 0.15,
     "account_update": 0.04,
     "complaint": 0.04,
-    "talk_to_human": 0.03,
+    "cancel_order": 0.02,
+    "talk_to_human": 0.008,
     "goodbye": 0.07,
 }
 
@@ -171,8 +172,8 @@ class CacheSpec(Strict):
 
 
 class Handoff(Strict):
-    agents: int = Field(default=600, ge=0)
-    handle_time_s: float = Field(default=240, gt=0)
+    agents: int = Field(default=2500, ge=0)
+    handle_time_s: float = Field(default=180, gt=0)
 
 
 class TelemetrySpec(Strict):

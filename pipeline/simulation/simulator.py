@@ -52,6 +52,25 @@ def _mean(lat: Latency) -> float:
     return math.exp(lat.mu + lat.sigma**2 / 2)
 
 
+def _row_percentiles(lat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P50, P95 and max of the first counts[i] values of each row (nearest rank), vectorised."""
+    k = len(counts)
+    if not k:
+        z = np.zeros(0)
+        return z, z, z
+    cols = np.arange(lat.shape[1])[None, :]
+    filled = np.where(cols < counts[:, None], lat.astype(np.float64), np.inf)
+    ordered = np.sort(filled, axis=1)
+    n = np.maximum(counts, 1)
+    rows = np.arange(k)
+    out = []
+    for q in (0.5, 0.95):
+        idx = np.minimum(n - 1, np.round(q * (n - 1)).astype(np.int64))
+        out.append(np.where(counts > 0, ordered[rows, idx], 0.0))
+    mx = np.where(counts > 0, ordered[rows, n - 1], 0.0)
+    return out[0], out[1], mx
+
+
 @dataclass
 class TickHook:
     fn: Callable
@@ -89,7 +108,7 @@ class Simulation:
         if metrics is None and telemetry is not None:
             from pipeline.metrics import PipelineMetrics
 
-            metrics = PipelineMetrics(telemetry)
+            metrics = PipelineMetrics(telemetry, seed=self.seed)
         self.metrics = metrics or NullMetrics()
         self.telemetry = telemetry
         self.sink = sink
@@ -129,9 +148,11 @@ class Simulation:
         c = sc.caller
         self._cycle_mean = _mean(c.utterance) + _mean(c.reply_audio) + _mean(c.pause) + 0.25
         self._call_mean_s = GREETING_S + c.turns_mean * self._cycle_mean
+        self._duration_est = self._call_mean_s  # refined from the calls that end
         cap = int(sc.traffic.concurrent_calls * 1.5) + 1024
         self._alloc(cap)
         self._seq = 0
+        self._populated_seq = 0
         self._fault_acc: dict[int, float] = {}
         self._fault_active: dict[int, bool] = {}
         # results kept for the summary
@@ -144,7 +165,15 @@ class Simulation:
         self._window_s = 60.0
         self._peak_active = 0
         self._pool_first_saturated: dict[str, float] = {}
+        self._pool_saturated_run: dict[str, int] = {}
         self._wall = 0.0
+        self._wall_elapsed = 0.0  # wall seconds spent so far (for the speed gauge)
+        self._tick_wall: list[float] = []
+        self._events = {"arrival": 0, "turn": 0, "hangup": 0, "fault": 0}
+        self._llm_factor = 1.0
+        self._hold_factor = dict.fromkeys(self._systems, 1.0)
+        self._err_extra = dict.fromkeys(self._systems, 0.0)
+        self._timeout_rate = dict.fromkeys(self._systems, 0.0)
 
     # ------------------------------------------------------------------ public surface
     def on_tick(self, fn: Callable) -> Callable:
@@ -181,7 +210,11 @@ class Simulation:
                 lag = now - self.clock.now()
                 if lag > 0:
                     await self.clock.sleep(lag)
+            w0 = time.perf_counter()
             self._step(now, step)
+            w1 = time.perf_counter()
+            self._tick_wall.append(w1 - w0)
+            self._wall_elapsed = self._wall + (w1 - wall0)
             self.t += step
             if self.t + 1e-9 >= self._next_second:
                 await self._second(self.t0 + self.t)
@@ -310,6 +343,7 @@ class Simulation:
             self.metrics.call_started(self._region_names[r], "simulated", k)
             self.metrics.routing(self._region_names[r], "nearest", k)
         self.totals["calls_started"] += n
+        self._events["arrival"] += n
         # callers who never speak end after a few seconds of silence
         for i in np.flatnonzero(silent):
             self._seq += 1
@@ -358,6 +392,7 @@ class Simulation:
         self._started[alive] = now - done * self._cycle_mean - rng.random(len(alive)) * self._cycle_mean
         self._next_at[alive] = now + rng.random(len(alive)) * self._cycle_mean
         self._history_known[alive] = done > 0
+        self._populated_seq = self._seq
         self._lat[alive, :] = 0.0
 
     def _serving_idx(self, origin: int) -> int:
@@ -379,6 +414,8 @@ class Simulation:
             active = f.active(t)
             was = self._fault_active.get(i, False)
             self._fault_active[i] = active
+            if active != was:
+                self._events["fault"] += 1
             progress = 1.0
             ramp = getattr(f, "ramp_s", 0.0)
             if active and ramp:
@@ -419,12 +456,23 @@ class Simulation:
     def _step(self, now: float, dt: float) -> None:
         t = now - self.t0
         self._apply_faults(t, now, dt)
-        rate = self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(t) / self._call_mean_s
-        self._new_calls(int(self.rng.poisson(rate * dt)), now, dt)
+        self._new_calls(int(self.rng.poisson(self._arrival_rate(t) * dt)), now, dt)
         due = np.flatnonzero(self._next_at < now + dt)
         if len(due):
             self._turns(due, now, dt)
         self.pipeline.queue.step(now + dt, self._execute_queued, limit=self._queue_budget(dt))
+
+    def _arrival_rate(self, t: float) -> float:
+        """New calls per second that hold concurrency at the traffic shape's target.
+
+        Little's law with the mean call length seen so far, plus a gentle correction towards the
+        target (callers whose calls ended early, e.g. during an outage, call back), capped so an
+        outage's backlog returns as a surge, not as a wall.
+        """
+        target = self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(t)
+        base = target / self._duration_est
+        correction = (target - self.active_calls) / 120.0
+        return float(min(max(0.0, base + correction), 3.0 * base))
 
     def _queue_budget(self, dt: float) -> int:
         pools = self.pipeline.pools
@@ -665,6 +713,7 @@ class Simulation:
         self._intents[slots, col] = intent
         self._turns_done[slots] += 1
         self.totals["turns"] += n
+        self._events["turn"] += n
         self.totals["turns_failed"] += int(failed.sum())
         region_names = self._region_names
         m.turn_batch(region_names, served, latency, failed_stage, stage_lat, live | failed)
@@ -728,20 +777,22 @@ class Simulation:
     def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray) -> None:
         k = len(slots)
         self.outcomes[outcome] += k
+        if outcome == "abandoned":
+            self._events["hangup"] += k
+        if outcome in ("completed", "abandoned", "failed"):
+            last = np.maximum(np.minimum(self._turns_done[slots], MAX_TURNS) - 1, 0)
+            self.metrics.intents_outcome(self._intent_names, self._intents[slots, last], outcome == "completed")
         turns = np.minimum(self._turns_done[slots], MAX_TURNS).astype(np.int64)
         durations = ended_at - self._started[slots]
+        fresh = self._call_seq[slots] > self._populated_seq  # calls seen whole, not joined mid-life
+        if fresh.any():
+            w = min(0.2, fresh.sum() / 2000.0)
+            self._duration_est = (1 - w) * self._duration_est + w * float(durations[fresh].mean())
         for r in np.unique(served):
             mask = served == r
             self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])
         if self.sink is not None:
-            lat = self._lat[slots].astype(np.float64)
-            cols = np.arange(MAX_TURNS)[None, :]
-            valid = cols < turns[:, None]
-            masked = np.where(valid, lat, np.nan)
-            with np.errstate(all="ignore"):
-                p50 = np.nan_to_num(np.nanpercentile(masked, 50, axis=1)) if k else np.zeros(0)
-                p95 = np.nan_to_num(np.nanpercentile(masked, 95, axis=1)) if k else np.zeros(0)
-            mx = np.where(valid, lat, 0.0).max(axis=1) if k else np.zeros(0)
+            p50, p95, mx = _row_percentiles(self._lat[slots], turns)
             names = self._intent_names
             intents_rows = self._intents[slots].tolist()
             turn_list = turns.tolist()
@@ -866,8 +917,14 @@ class Simulation:
         self._peak_active = max(self._peak_active, active)
         t_rel = now - self.t0
         for name, pool in pipe.pools.pools.items():
-            if name not in self._pool_first_saturated and pool.busy_at(now) >= pool.usable and pool.waiting(now) > 0:
-                self._pool_first_saturated[name] = t_rel
+            # saturated: fully used with callers waiting for 10 s in a row (not a momentary burst)
+            if pool.saturated:
+                run = self._pool_saturated_run.get(name, 0) + 1
+                self._pool_saturated_run[name] = run
+                if run >= 10 and name not in self._pool_first_saturated:
+                    self._pool_first_saturated[name] = t_rel - run + 1
+            else:
+                self._pool_saturated_run[name] = 0
         alive = self._alive
         by_region = np.bincount(self._served_by[alive], minlength=len(self._region_names))
         self.metrics.sim_second(self, now, by_region)
@@ -896,7 +953,7 @@ class Simulation:
                 row[s] = {"p50_ms": round(float(p[0]), 3), "p95_ms": round(float(p[1]), 3), "p99_ms": round(float(p[2]), 3)}
             else:
                 row[s] = {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
-        row["pools"] = {name: {"saturation": round(p.saturation(now), 4), "waiting": p.waiting(now), "size": p.size, "leaked": p.leaked} for name, p in self.pipeline.pools.pools.items()}
+        row["pools"] = {name: {"saturation": round(p.utilization, 4), "waiting": p.waiting(now), "size": p.size, "leaked": p.leaked} for name, p in self.pipeline.pools.pools.items()}
         row["active_calls"] = self.active_calls
         row["level"] = self.controller.level.name
         row["queue_depth"] = len(self.pipeline.queue)
