@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,56 +50,65 @@ def _reject_reason(value: float) -> str:
 # ---- children: one label set of one metric (what hot paths hold on to)
 
 class CounterChild:
-    __slots__ = ("_c", "_inst")
+    __slots__ = ("_c", "_v", "_inst")
 
     def __init__(self, prom, inst: Instrument) -> None:
         self._c = prom
+        self._v = prom._value  # the locked value behind prometheus' inc(): same effect, half the cost
         self._inst = inst
 
     def inc(self, amount: float = 1.0) -> None:
         if 0.0 <= amount < _INF:  # NaN fails every comparison
-            self._c.inc(amount)
+            self._v.inc(amount)
         else:
             self._inst._reject(amount)
 
 
 class GaugeChild:
-    __slots__ = ("_g", "_inst")
+    __slots__ = ("_g", "_v", "_inst")
 
     def __init__(self, prom, inst: Instrument) -> None:
         self._g = prom
+        self._v = prom._value
         self._inst = inst
 
     def set(self, value: float) -> None:
         if -_INF < value < _INF:
-            self._g.set(value)
+            self._v.set(float(value))
         else:
             self._inst._reject(value)
 
     def inc(self, amount: float = 1.0) -> None:
         if -_INF < amount < _INF:
-            self._g.inc(amount)
+            self._v.inc(amount)
         else:
             self._inst._reject(amount)
 
     def dec(self, amount: float = 1.0) -> None:
         if -_INF < amount < _INF:
-            self._g.dec(amount)
+            self._v.inc(-amount)
         else:
             self._inst._reject(amount)
 
 
 class HistogramChild:
-    __slots__ = ("_h", "_inst", "_bounds")
+    __slots__ = ("_h", "_inst", "_bounds", "_bounds_list", "_buckets", "_sum")
 
     def __init__(self, prom, inst: Instrument) -> None:
         self._h = prom
         self._inst = inst
         self._bounds = None
+        # prometheus keeps one (non-cumulative) value per bucket and makes them cumulative on collect;
+        # a value belongs to the first bucket whose upper bound is >= it: bisect_left finds it in
+        # O(log n) where prometheus' observe() walks the list
+        self._bounds_list = list(prom._upper_bounds)
+        self._buckets = prom._buckets
+        self._sum = prom._sum
 
     def observe(self, value: float) -> None:
         if -_INF < value < _INF:
-            self._h.observe(value)
+            self._buckets[bisect_left(self._bounds_list, value)].inc(1.0)
+            self._sum.inc(value)
         else:
             self._inst._reject(value)
 
