@@ -351,7 +351,7 @@ def build_router(ctx: AppContext) -> APIRouter | None:
     def saturation_metric_ids() -> list[int]:
         declared = catalog.declared()
         # ratios against a fixed capacity compare across resources; raw gauges (calls_active) would not
-        ids = {m.id for m in declared if m.saturation and m.unit == "ratio"}
+        ids = {m.id for m in declared if m.saturation and m.unit == "ratio" and m.type == "gauge"}
         # plus any stored *_saturation_ratio series (data written before the catalog declared them)
         df = store.query("SELECT DISTINCT metric_id FROM metric_series WHERE endsWith(metric, {s:String})",
                          {"s": reads.SATURATION_SUFFIX})
