@@ -47,10 +47,10 @@ def promql_hint(spec: MetricSpec, catalog: Catalog | None = None) -> str:
 
 
 def sql_hint(spec: MetricSpec) -> str:
-    """Where its samples are in ClickHouse (works on both engines)."""
-    return (f"SELECT s.label_values, m.ts_ms, m.value FROM metric_samples AS m "
-            f"INNER JOIN metric_series AS s ON m.fingerprint = s.fingerprint "
-            f"WHERE m.metric_id = {spec.id} AND s.sample_name = '{spec.sample_names()[0]}' ORDER BY m.ts_ms")
+    """Where its samples are in ClickHouse (no JOIN, so the same text runs on chdb and on 18.16)."""
+    return (f"SELECT fingerprint, ts_ms, value FROM metric_samples WHERE metric_id = {spec.id} "
+            f"AND fingerprint IN (SELECT fingerprint FROM metric_series WHERE sample_name = "
+            f"'{spec.sample_names()[0]}') ORDER BY fingerprint, ts_ms")
 
 
 def _cell(text: str) -> str:
