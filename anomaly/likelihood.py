@@ -52,7 +52,10 @@ class LikelihoodGate:
         min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
         raw_passthrough: float = 2.0,  # a raw score at least this high passes as it is (off: > 1)
         mode: str = "likelihood",  # or "direct": the raw score itself, for calibrated detectors
+        record_decay: float | None = None,  # per point decay of the running maximum of raw scores
+        record_power: float = 4.0,
     ) -> None:
+        self.record_decay, self.record_power = record_decay, record_power
         if mode not in ("likelihood", "direct"):
             raise ValueError(f"unknown gate mode {mode!r}")
         self.mode = mode
@@ -67,6 +70,7 @@ class LikelihoodGate:
         self.mean = np.zeros(n)
         self.var = np.zeros(n)
         self.last_fired_ts = np.full(n, -np.inf)
+        self.record = np.zeros(n)  # decaying maximum of past raw scores
 
     def update(self, ts, raw) -> GateResult:
         ts, raw = as_tick(self.n_series, ts, raw)
@@ -78,6 +82,10 @@ class LikelihoodGate:
         z = (recent - self.mean) / std
         score = np.clip(log_ndtr(-z) / _LOG_1E10, 0.0, 1.0)
         score = np.maximum(score, np.where(r >= self.raw_passthrough, r, 0.0))
+        if self.record_decay is not None:
+            # a burst no bigger than the series' recent worst is ordinary for this series
+            ratio = np.clip(r / np.maximum(self.record, 1e-12), 0.0, 1.0)
+            score = score * ratio**self.record_power
         if self.mode == "direct":
             score = r
         ready = ok & ((self.count >= self.warmup) | (self.mode == "direct"))
@@ -92,5 +100,7 @@ class LikelihoodGate:
         self.mean = np.where(ok, np.where(first, r, self.mean + a * d), self.mean)
         self.var = np.where(ok & ~first, (1 - a) * (self.var + a * d * d), self.var)
         self.recent = np.where(ok, recent, self.recent)
+        if self.record_decay is not None:
+            self.record = np.where(ok, np.maximum(self.record * self.record_decay, r), self.record)
         self.count += ok
         return GateResult(score, fired, cooling)

@@ -32,6 +32,21 @@ _SIGMA_PER_ABS_DEV = math.sqrt(math.pi / 2)  # sigma = 1.2533 * mean absolute de
 _LN10 = math.log(10.0)
 
 
+class _Profile:
+    """One seasonal profile (a period split into slots) for every series."""
+
+    def __init__(self, n: int, period_s: float, slot_s: float) -> None:
+        self.period_s, self.slot_s = float(period_s), float(slot_s)
+        self.n_slots = max(1, int(round(period_s / slot_s)))
+        self.season = np.zeros((n, self.n_slots))  # residual to the slow level, per slot
+        self.seen = np.zeros((n, self.n_slots), dtype=bool)
+        self.err = np.zeros(n)  # recent absolute error of slow level + profile
+
+    def slot(self, ts: np.ndarray) -> np.ndarray:
+        safe = np.where(np.isfinite(ts), ts, 0.0)
+        return ((safe % self.period_s) // self.slot_s).astype(np.int64) % self.n_slots
+
+
 class RobustLevel(Detector):
     name = "robust_level"
 
@@ -41,9 +56,9 @@ class RobustLevel(Detector):
         *,
         alpha: float = 0.05,  # fast level: about 20 points of memory
         alpha_err: float = 0.02,  # recent absolute error: about 50 points
-        alpha_slow: float = 0.005,  # slow level under the daily profile
-        alpha_season: float = 0.1,  # per slot of the day
-        period_s: float = 86_400.0,
+        alpha_slow: float = 0.005,  # slow level under the seasonal profiles
+        alpha_season: float = 0.1,  # per slot of a profile
+        periods_s: tuple[float, ...] = (86_400.0,),  # daily; add 604_800.0 for a weekly profile
         slot_s: float = 900.0,
         clip_sigma: float = 3.0,  # winsorise learned values at this many sigmas
         err_clip_sigma: float = 8.0,  # the error scale learns from bursts up to this size
@@ -56,8 +71,7 @@ class RobustLevel(Detector):
         super().__init__(n_series)
         n = self.n_series
         self.alpha, self.alpha_err, self.alpha_slow, self.alpha_season = alpha, alpha_err, alpha_slow, alpha_season
-        self.period_s, self.slot_s = period_s, slot_s
-        self.n_slots = max(1, int(round(period_s / slot_s)))
+        self.profiles = [_Profile(n, p, slot_s) for p in periods_s]
         self.err_clip_sigma = err_clip_sigma
         self.clip_sigma, self.warmup, self.log10_p_full = clip_sigma, warmup, log10_p_full
         self.relative_floor, self.absolute_floor = relative_floor, absolute_floor
@@ -67,32 +81,32 @@ class RobustLevel(Detector):
         self.level = np.zeros(n)
         self.slow = np.zeros(n)
         self.err_plain = np.zeros(n)
-        self.err_season = np.zeros(n)
-        self.season = np.zeros((n, self.n_slots))
-        self.season_seen = np.zeros((n, self.n_slots), dtype=bool)
         self.drift = np.zeros(n)  # EWMA of signed z: a lasting shift rather than a single spike
         self._rows = np.arange(n)
 
     # -- internals ------------------------------------------------------------------------------
     def _predict(self, ts: np.ndarray):
-        safe_ts = np.where(np.isfinite(ts), ts, 0.0)
-        slot = ((safe_ts % self.period_s) // self.slot_s).astype(np.int64) % self.n_slots
-        seasonal_pred = self.slow + self.season[self._rows, slot]
-        use_season = (
-            self.season_seen[self._rows, slot]
-            & (ts - self.first_ts >= self.period_s)
-            & (self.err_season < 0.8 * self.err_plain)
-        )
-        pred = np.where(use_season, seasonal_pred, self.level)
-        err = np.where(use_season, self.err_season, self.err_plain)
+        """The prediction of each series: the fast level, or the slow level plus the seasonal
+        profile that has lately predicted better (by a clear margin, and only once a whole period
+        has been seen)."""
+        pred, err = self.level.copy(), self.err_plain.copy()
+        slots, seasonal = [], []
+        for p in self.profiles:
+            slot = p.slot(ts)
+            sp = self.slow + p.season[self._rows, slot]
+            use = p.seen[self._rows, slot] & (ts - self.first_ts >= p.period_s) & (p.err < 0.8 * err)
+            pred = np.where(use, sp, pred)
+            err = np.where(use, p.err, err)
+            slots.append(slot)
+            seasonal.append(sp)
         scale = np.maximum(
             _SIGMA_PER_ABS_DEV * err,
             np.maximum(self.relative_floor * np.abs(pred), self.absolute_floor),
         )
-        return slot, seasonal_pred, pred, scale
+        return slots, seasonal, pred, scale
 
     def _score(self, ts, values, ok):
-        slot, seasonal_pred, pred, scale = self._predict(ts)
+        slots, seasonal, pred, scale = self._predict(ts)
         z = (values - pred) / scale
         # tail probability on a log scale. Latency and error series are heavy-tailed: a Laplace
         # tail (exp(-|e| / mean abs error)) keeps their ordinary bursts from scoring like outliers.
@@ -105,7 +119,7 @@ class RobustLevel(Detector):
         ready = ok & (self.count >= self.warmup)
         score = np.where(ready, score, np.nan)
         k = 3.0
-        return slot, seasonal_pred, pred, scale, z, score, pred - k * scale, pred + k * scale
+        return (slots, seasonal, pred, scale), z, score, pred - k * scale, pred + k * scale
 
     def _kind(self, z, score, ready):
         zc = np.clip(np.nan_to_num(z), -10, 10)
@@ -119,19 +133,20 @@ class RobustLevel(Detector):
     def peek(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
         ok = self.guard.screen(ts, values, commit=False)
-        _, _, _, _, z, score, lo, hi = self._score(ts, values, ok)
+        _, z, score, lo, hi = self._score(ts, values, ok)
         kind, _ = self._kind(z, score, np.isfinite(score))
         return TickScores(score, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), kind)
 
     def update(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
         ok = self.guard.screen(ts, values)
-        slot, seasonal_pred, pred, scale, z, score, lo, hi = self._score(ts, values, ok)
+        state, z, score, lo, hi = self._score(ts, values, ok)
         kind, drift = self._kind(z, score, np.isfinite(score))
-        self._learn(ts, values, ok, slot, seasonal_pred, scale, z, drift)
+        self._learn(ts, values, ok, state, drift)
         return TickScores(score, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), kind)
 
-    def _learn(self, ts, x, ok, slot, seasonal_pred, scale, z, drift):
+    def _learn(self, ts, x, ok, state, drift):
+        slots, seasonal, pred, scale = state
         fresh = ok & (self.count == 0)
         if fresh.any():  # a series' first point sets its levels
             self.level[fresh] = x[fresh]
@@ -142,26 +157,24 @@ class RobustLevel(Detector):
         warm = ok & (self.count >= 2)  # the error scale needs a couple of points before it means anything
         # winsorise only once the scale has been learned, else the first points could never move it
         lim = np.where(warm, cs * scale, np.inf)
-        e_plain = np.clip(xv - self.level, -lim, lim)
-        e_season = np.clip(xv - seasonal_pred, -lim, lim)
         elim = lim * (self.err_clip_sigma / cs)
+        e_plain = np.clip(xv - self.level, -lim, lim)
         a_plain = np.minimum(np.abs(xv - self.level), elim)
-        a_season = np.minimum(np.abs(xv - seasonal_pred), elim)
-        seen = self.season_seen[self._rows, slot]
-        # the profile's error only counts once the slot has been learned at least once
         self.err_plain = np.where(ok & ~fresh, self.err_plain + self.alpha_err * (a_plain - self.err_plain), self.err_plain)
-        upd_season_err = ok & seen
-        self.err_season = np.where(
-            upd_season_err,
-            np.where(self.err_season == 0, a_season, self.err_season + self.alpha_err * (a_season - self.err_season)),
-            self.err_season,
-        )
         self.level = np.where(ok, self.level + self.alpha * e_plain, self.level)
         resid = np.clip(xv - self.slow, -lim * 4, lim * 4)
-        self.slow = np.where(ok, self.slow + self.alpha_slow * np.clip(xv - self.slow - self.season[self._rows, slot], -lim, lim), self.slow)
-        cur = self.season[self._rows, slot]
-        new = np.where(seen, cur + self.alpha_season * (resid - cur), resid)
-        self.season[self._rows, slot] = np.where(ok, new, cur)
-        self.season_seen[self._rows, slot] |= ok
+        deseason = np.zeros_like(xv)  # the slow level learns with the first profile's shape removed
+        for i, (p, slot, sp) in enumerate(zip(self.profiles, slots, seasonal)):
+            seen = p.seen[self._rows, slot]
+            a = np.minimum(np.abs(xv - sp), elim)
+            # a profile's error counts only where its slot has been learned at least once
+            p.err = np.where(ok & seen, np.where(p.err == 0, a, p.err + self.alpha_err * (a - p.err)), p.err)
+            cur = p.season[self._rows, slot]
+            if i == 0:
+                deseason = np.where(seen, cur, 0.0)
+            p.season[self._rows, slot] = np.where(ok, np.where(seen, cur + self.alpha_season * (resid - cur), resid), cur)
+            p.seen[self._rows, slot] |= ok
+        step = np.clip(xv - self.slow - deseason, -lim, lim)
+        self.slow = np.where(ok, self.slow + self.alpha_slow * step, self.slow)
         self.drift = np.where(ok & (self.count >= self.warmup), drift, self.drift)
         self.count += ok

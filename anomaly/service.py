@@ -47,6 +47,8 @@ class LevelSettings(BaseModel):
     alpha_err: float = Field(0.02, gt=0, le=1)
     err_clip_sigma: float = Field(1000.0, gt=0)
     slot_s: float = Field(300.0, gt=0)
+    periods_s: tuple[float, ...] = (86_400.0,)
+    tail: str = Field("laplace", pattern="^(laplace|gaussian)$")
     alpha_season: float = Field(0.3, gt=0, le=1)
     relative_floor: float = Field(0.01, ge=0)
     warmup: int = Field(30, ge=1)
@@ -55,6 +57,8 @@ class LevelSettings(BaseModel):
     alpha_long: float = Field(0.0005, gt=0, le=1)
     short: int = Field(5, ge=1)
     cooldown_s: float = Field(3600.0, ge=0)
+    record_decay: float | None = Field(None, gt=0, le=1)
+    record_power: float = Field(4.0, ge=0)
 
 
 class AnomalySettings(BaseModel):
@@ -129,10 +133,11 @@ class AnomalyService:
         self.level = _Role(
             lambda: _Bank(
                 RobustLevel(n, alpha=lv.alpha, alpha_err=lv.alpha_err, err_clip_sigma=lv.err_clip_sigma,
-                            slot_s=lv.slot_s, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
+                            slot_s=lv.slot_s, periods_s=lv.periods_s, tail=lv.tail, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
                             warmup=lv.warmup),
                 LikelihoodGate(n, threshold=lv.threshold, cooldown_s=lv.cooldown_s, warmup=lv.gate_warmup,
-                               alpha_long=lv.alpha_long, short=lv.short),
+                               alpha_long=lv.alpha_long, short=lv.short, record_decay=lv.record_decay,
+                               record_power=lv.record_power),
             ),
             n,
         )
