@@ -189,7 +189,7 @@ def series_labels(store, metric: MetricRef, matchers: list[LabelMatcher], *, sam
 def metric_labels(store, metric: MetricRef, limit_values: int = 200) -> dict[str, list[str]]:
     """Label names of a metric and their values seen so far (for the dashboard's filter pickers)."""
     df = store.query(
-        "SELECT k, groupUniqArray({lim:UInt64})(v) AS vals FROM "
+        "SELECT k, arraySlice(groupUniqArray(v), 1, {lim:UInt64}) AS vals FROM "
         "(SELECT label_keys, label_values FROM metric_series WHERE metric_id = {id:UInt32}) "
         "ARRAY JOIN label_keys AS k, label_values AS v GROUP BY k ORDER BY k",
         {"id": metric.metric_id, "lim": limit_values})
@@ -521,9 +521,10 @@ def span_latency_quantiles(store, tr: TimeRange, quantiles: list[float], span_na
 
 
 def saturated_resources(store, metric_ids: list[int], tr: TimeRange, *, top: int = 10,
-                        lookback_ms: int = 300_000) -> pd.DataFrame:
-    """The most saturated resources at the end of the range: latest value of every saturation-ratio
-    series, highest first, with the latest forecast time to exhaustion from the anomaly findings."""
+                        lookback_ms: int = 3_600_000) -> pd.DataFrame:
+    """The most saturated resources at the end of the range: the latest value (within the last
+    `lookback_ms` of the range) of every saturation-ratio series, highest first, with the latest
+    forecast time to exhaustion from the anomaly findings."""
     if not metric_ids:
         return pd.DataFrame(columns=["fingerprint", "metric", "labels", "value", "ts_ms", "time_to_exhaustion_s"])
     s = max(tr.start_ms, tr.end_ms - lookback_ms)
