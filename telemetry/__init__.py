@@ -7,6 +7,7 @@ sink and the store. Callers import from here, not from deep paths:
 from telemetry.catalog import Catalog, CatalogError, MetricSpec, default_catalog, load_catalog
 from telemetry.clock import Clock, VirtualClock, WallClock
 from telemetry.instruments import DisabledTelemetry, Telemetry
+from telemetry.runtime import RuntimeMonitor
 from telemetry.snapshot import Snapshotter, series_fingerprint
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Clock",
     "DisabledTelemetry",
     "MetricSpec",
+    "RuntimeMonitor",
     "Snapshotter",
     "Telemetry",
     "VirtualClock",
