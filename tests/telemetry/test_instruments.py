@@ -148,3 +148,20 @@ def test_disabled_telemetry_checks_names_and_records_nothing():
     assert list(off.registry.collect()) == []
     with pytest.raises(KeyError, match="not declared"):
         off["voxwatch_made_up_total"]
+
+
+def test_a_custom_catalog_still_gets_the_instruments_own_metrics(tmp_path):
+    from telemetry.catalog import load_catalog
+
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        "groups:\n  - component: pool\n    layer: integration\n    metrics:\n"
+        '      - {id: 1, name: voxwatch_pool_in_use, type: gauge, unit: count, labels: [pool], '
+        'description: "Connections borrowed."}\n'
+    )
+    t = Telemetry(load_catalog([path]))
+    t["voxwatch_pool_in_use"].labels(pool="crm").set(math.nan)
+    assert value(t, "voxwatch_instrument_rejected_observations_total",
+                 metric="voxwatch_pool_in_use", reason="nan") == 1.0
+    with pytest.raises(KeyError):
+        t["voxwatch_calls_active"]
