@@ -451,6 +451,17 @@ class PipelineMetrics:
             self._inc("voxwatch_pool_connections_opened_total", churn, name)
             self._inc("voxwatch_pool_connect_errors_total", int(self.rng.binomial(churn, 0.01)), name)
 
+    # ------------------------------------------------------------------ circuit breakers
+    def circuit_short_circuited(self, dependency: str, n: int) -> None:
+        self._inc("voxwatch_circuit_short_circuited_total", n, dependency)
+
+    def circuit_transition(self, dependency: str, to_state: str, state: int) -> None:
+        self.m("voxwatch_circuit_transitions_total", dependency, to_state).inc()
+        self.m("voxwatch_circuit_state", dependency).set(state)
+
+    def circuit_state(self, dependency: str, state: int) -> None:
+        self.m("voxwatch_circuit_state", dependency).set(state)
+
     # ------------------------------------------------------------------ caches
     def cache_state(self, cache) -> None:
         name = cache.name

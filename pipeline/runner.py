@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.actions import IntegrationQueue
 from pipeline.caches import CacheSet, TTLCache
+from pipeline.circuit import CircuitBreaker
 from pipeline.context import CallContext, TurnRecord
 from pipeline.degradation import DegradationController, DegradationPolicy
 from pipeline.engines import (
@@ -301,6 +302,7 @@ class Pipeline:
         # Downstream services (CRM, orders, LLM provider) are shared by the regions: one pool each.
         self.pools = PoolSet({svc: ConnectionPool(svc, PoolConfig(**cfg), clock, metrics=self.metrics) for svc, cfg in self.config.pools.items()})
         self.caches = CacheSet({name: TTLCache(name, cfg.get("capacity", 10_000), cfg.get("ttl_s", 600), metrics=self.metrics) for name, cfg in self.config.caches.items()})
+        self.breakers = {svc: CircuitBreaker(svc, clock, metrics=self.metrics) for svc in self.config.pools if svc != "llm"}
         self.queue = IntegrationQueue(clock, metrics=self.metrics, seed=seed)
         self.handoff = HandoffQueue(clock, agents=self.config.human_agents, handle_time_s=self.config.handoff_handle_time_s, metrics=self.metrics)
         self.active: dict[str, CallContext] = {}
@@ -319,6 +321,10 @@ class Pipeline:
         if connector is None:
             return IntegrationResult(False, error=f"no connector for {action.system}", status=503)
         pool = self.pool(region, action.system)
+        breaker = self.breakers.get(action.system)
+        if breaker is not None and not breaker.allow(1):
+            self.metrics.integration_call(region, action.system, action.operation, 0.0, False)
+            return IntegrationResult(False, error=f"{action.system}: circuit open", status=503)
         t0 = self.clock.now()
         try:
             async with pool.connection():
@@ -327,6 +333,8 @@ class Pipeline:
             result = IntegrationResult(False, error=str(exc), status=504)
         except Exception as exc:
             result = IntegrationResult(False, error=f"{type(exc).__name__}: {exc}", status=502)
+        if breaker is not None:
+            breaker.record(int(result.ok), int(not result.ok))
         self.metrics.integration_call(region, action.system, action.operation, self.clock.now() - t0, result.ok)
         return result
 
@@ -398,6 +406,8 @@ class Pipeline:
         self.handoff.tick(now)
         self.queue.publish(now)
         self.caches.publish()
+        for b in self.breakers.values():
+            b.publish()
         self.metrics.tick(now, self)
 
 

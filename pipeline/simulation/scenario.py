@@ -42,7 +42,7 @@ class EngineModel(Strict):
 
 
 class LLMModel(Strict):
-    ttft: Latency = Latency(median_ms=105, sigma=0.35)
+    ttft: Latency = Latency(median_ms=90, sigma=0.35)
     tokens_per_s: float = Field(default=90.0, gt=0)
     completion_tokens_mean: float = Field(default=45.0, gt=0)
     prompt_tokens_mean: float = Field(default=420.0, gt=0)

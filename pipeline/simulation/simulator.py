@@ -148,7 +148,9 @@ class Simulation:
         c = sc.caller
         self._cycle_mean = _mean(c.utterance) + _mean(c.reply_audio) + _mean(c.pause) + 0.25
         self._call_mean_s = GREETING_S + c.turns_mean * self._cycle_mean
-        self._duration_est = self._call_mean_s  # refined from the calls that end
+        # calls also end early (hang-ups, handoffs): the expected number of turns is shorter
+        p_end = 1.0 / c.turns_mean + c.hangup_rate + sc.intents.get(HUMAN_INTENT, 0.0) / max(sum(sc.intents.values()), 1e-9) + 0.01
+        self._duration_est = GREETING_S + self._cycle_mean / p_end  # refined from the calls that end
         cap = int(sc.traffic.concurrent_calls * 1.5) + 1024
         self._alloc(cap)
         self._seq = 0
@@ -386,9 +388,12 @@ class Simulation:
         self._new_calls(n, now - self._call_mean_s, 0.0)
         alive = np.flatnonzero(self._alive & (self._call_seq > before))
         rng = self.rng
-        planned = self._turns_planned[alive]
-        done = (rng.random(len(alive)) * planned).astype(np.int16)
+        # turns are geometric, so a call in progress has as many turns ahead as a new one (memoryless):
+        # draw its age separately and add it to the turns it still has
+        k = len(alive)
+        done = np.minimum(rng.geometric(1.0 / self.scenario.caller.turns_mean, k) - 1, MAX_TURNS // 2).astype(np.int16)
         self._turns_done[alive] = done
+        self._turns_planned[alive] = np.minimum(self._turns_planned[alive] + done, MAX_TURNS)
         self._started[alive] = now - done * self._cycle_mean - rng.random(len(alive)) * self._cycle_mean
         self._next_at[alive] = now + rng.random(len(alive)) * self._cycle_mean
         self._history_known[alive] = done > 0
@@ -471,7 +476,7 @@ class Simulation:
         """
         target = self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(t)
         base = target / self._duration_est
-        correction = (target - self.active_calls) / 120.0
+        correction = (target - self.active_calls) / 60.0
         return float(min(max(0.0, base + correction), 3.0 * base))
 
     def _queue_budget(self, dt: float) -> int:
@@ -486,6 +491,24 @@ class Simulation:
         n = len(arrivals)
         rng = self.rng
         model = self.scenario.engines.connectors[system]
+        breaker = self.pipeline.breakers.get(system)
+        allowed = breaker.allow(n, self.clock.now()) if breaker is not None else n
+        if allowed < n:
+            # an open breaker fails these at once: no connection held, no wait
+            spent = np.zeros(n)
+            ok = np.zeros(n, bool)
+            kinds = np.full(n, "circuit_open", dtype=object)
+            if allowed:
+                sub = np.sort(rng.choice(n, allowed, replace=False))
+                s_spent, s_ok, s_kinds = self._pool_requests_allowed(system, arrivals[sub], holds[sub], op_counts, model, breaker)
+                spent[sub], ok[sub], kinds[sub] = s_spent, s_ok, s_kinds
+            self.metrics.integration_batch(system, {}, np.zeros(0), np.full(n - allowed, "circuit_open"), n - allowed)
+            return spent, ok, kinds
+        return self._pool_requests_allowed(system, arrivals, holds, op_counts, model, breaker)
+
+    def _pool_requests_allowed(self, system, arrivals, holds, op_counts, model, breaker):
+        n = len(arrivals)
+        rng = self.rng
         tmo = rng.random(n) < self._timeout_rate[system]
         holds = np.where(tmo, model.timeout_s, holds)
         pool = self.pipeline.pools[system]
@@ -495,6 +518,9 @@ class Simulation:
         spent = waits + np.where(timed_out, 0.0, holds)
         kinds = np.where(timed_out, "pool_timeout", np.where(tmo, "timeout", np.where(failed, "server_error", "")))
         got = ~timed_out
+        if breaker is not None:
+            # the breaker judges the downstream, not the pool: pool timeouts are our own queueing
+            breaker.record(int(ok.sum()), int((tmo | failed).sum()), self.clock.now())
         self.metrics.integration_batch(system, op_counts or {}, holds[got], kinds[kinds != ""], n)
         return spent, ok, kinds
 
