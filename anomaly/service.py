@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 class SaturationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    window: int = Field(30, ge=6)
+    window: int = Field(40, ge=6)  # points: 10 minutes at the default 15 s step
     horizon_s: float = Field(1800.0, gt=0)  # forecasts within this horizon are urgent
     min_rise_sigmas: float = Field(3.0, gt=0)
     threshold: float = Field(0.3, gt=0, le=1)  # confidence x urgency needed for a finding
@@ -67,6 +67,8 @@ class AnomalySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bank_size: int = Field(512, ge=1)  # series per vectorised detector bank
     lag_s: float = Field(5.0, ge=0)  # read the store this far behind now, so batched writes have landed
+    step_s: float = Field(15.0, gt=0)  # stored samples are read in steps of this length (one point per series)
+    metrics: list[str] | None = None  # watch only these catalog metrics (None: every stored metric)
     quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
     saturation: SaturationSettings = SaturationSettings()
     level: LevelSettings = LevelSettings()
@@ -229,24 +231,42 @@ class AnomalyService:
                     log.exception("on_finding callback %r failed", callback)
 
     # -- reading the store ----------------------------------------------------------------------
+    # One row per series and step: gauges averaged over the step (less noise), cumulative series
+    # (counters, histogram buckets) at their last value, which is what a rate or an increment needs.
     _SAMPLES_SQL = (
-        "SELECT s.ts_ms AS ts_ms, s.fingerprint AS fingerprint, s.value AS value, m.metric AS metric, "
+        "SELECT b.bucket_ms AS ts_ms, b.fingerprint AS fingerprint, "
+        "if(m.metric_type = 'gauge', b.mean_value, b.last_value) AS value, m.metric AS metric, "
         "m.sample_name AS sample_name, m.metric_type AS metric_type, m.label_keys AS label_keys, "
-        "m.label_values AS label_values FROM metric_samples AS s INNER JOIN ("
+        "m.label_values AS label_values FROM ("
+        "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS mean_value, "
+        "argMax(value, ts_ms) AS last_value FROM metric_samples "
+        "WHERE ts_ms >= {after:Int64} AND ts_ms < {until:Int64} {metric_filter}"
+        "GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
         "SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
-        "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series GROUP BY fingerprint"
-        ") AS m USING (fingerprint) WHERE s.ts_ms > {after:Int64} AND s.ts_ms <= {until:Int64} "
-        "ORDER BY ts_ms, fingerprint"
+        "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series {series_filter}"
+        "GROUP BY fingerprint) AS m USING (fingerprint) ORDER BY ts_ms, fingerprint"
     )
 
     def poll_store(self, store, until_ms: int | None = None) -> list[Finding]:
-        """Score every sample stored since the last poll (up to now - lag), tick by tick."""
+        """Score every whole step stored since the last poll (up to now - lag), tick by tick."""
+        step_ms = int(self.settings.step_s * 1000)
         if until_ms is None:
             until_ms = self.clock.now_ms() - int(self.settings.lag_s * 1000)
+        until_ms = until_ms // step_ms * step_ms  # only whole steps: a step is read once, complete
         after = self.watermark_ms if self.watermark_ms is not None else -(2**62)
         if until_ms <= after:
             return []
-        frame = store.query(self._SAMPLES_SQL, {"after": int(after), "until": int(until_ms)})
+        params = {"after": int(after), "until": int(until_ms), "step": step_ms}
+        metric_filter = series_filter = ""
+        if self.settings.metrics is not None:
+            params["metrics"] = list(self.settings.metrics)
+            ids = [self.catalog[m].id for m in self.settings.metrics if self.catalog is not None and m in self.catalog]
+            if ids:
+                params["ids"] = ids
+                metric_filter = "AND has({ids:Array(UInt32)}, metric_id) "
+            series_filter = "WHERE has({metrics:Array(String)}, metric) "
+        sql = self._SAMPLES_SQL.replace("{metric_filter}", metric_filter).replace("{series_filter}", series_filter)
+        frame = store.query(sql, params)
         self.watermark_ms = int(until_ms)
         findings: list[Finding] = []
         if frame.empty:
