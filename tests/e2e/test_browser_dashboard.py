@@ -27,6 +27,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 FILL = ("import sys, time; from telemetry.store import open_store; from tests.dashboards.scenario_data import fill; "
         "s = open_store('chdb://' + sys.argv[1]); fill(s, end_ms=int(time.time() * 1000)); s.close()")
 
+# the console script, as a person runs it (`python -m voxwatch.cli` would load the CLI module twice)
+VOXWATCH = [sys.executable, "-c", "import sys; from voxwatch.cli import main; sys.exit(main())"]
+
 
 def _free_port() -> int:
     from voxwatch.commands.serve import free_port
@@ -50,7 +53,7 @@ def served(tmp_path_factory):
                    {"name": "oncall", "token": ADMIN_TOKEN, "scopes": ["admin"]}],
     }))
     log = open(work / "serve.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([sys.executable, "-m", "voxwatch.cli", "serve", "--config", str(config), "--dashboard"],
+    proc = subprocess.Popen([*VOXWATCH, "serve", "--config", str(config), "--dashboard"],
                             cwd=work, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, VOXWATCH_REFRESH_S="3600"))
     dash = f"http://127.0.0.1:{dash_port}"
     deadline = time.monotonic() + 90

@@ -104,6 +104,48 @@ def start_dashboard(api_url: str, token: str, host: str = "127.0.0.1", port: int
     return RunningDashboard(url, proc)
 
 
+@dataclass
+class RunningService:
+    """The API and the dashboard started together (what `voxwatch demo` shows to a person)."""
+
+    api: RunningAPI
+    dashboard: RunningDashboard | None
+    read_token: str
+    admin_token: str | None
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    @property
+    def dashboard_url(self) -> str | None:
+        return self.dashboard.url if self.dashboard else None
+
+    def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
+        self.api.stop()
+
+
+def start_service(ctx, host: str = "127.0.0.1", api_port: int = 0, dashboard_port: int = 0, *,
+                  dashboard: bool = True, refresh_s: float | None = None, log_file=None) -> RunningService:
+    """Serve `ctx` (API on a thread) and, with `dashboard`, Streamlit in a child process reading it with
+    a read token. Tokens come from `ctx.settings`; when it has none, a read and an admin token are
+    generated and put into `ctx.settings` (so the API accepts them). Stop with `.stop()`."""
+    settings = (ctx.settings or Settings()).with_generated_tokens()
+    ctx.settings = settings
+    api = start_api(ctx, host, api_port)
+    dash = None
+    read_token = settings.first_token(Scope.READ)
+    try:
+        if dashboard:
+            dash = start_dashboard(api.url, read_token, host, dashboard_port, refresh_s=refresh_s, log_file=log_file)
+    except Exception:
+        api.stop()
+        raise
+    return RunningService(api, dash, read_token, settings.first_token(Scope.ADMIN))
+
+
 def _wait_http(url: str, timeout: float, alive) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,11 +216,6 @@ def run(args) -> int:
     try:
         api_port = settings.port or free_port(settings.host)
         url = f"http://{settings.host}:{api_port}"
-        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
-        if generated:
-            print("voxwatch: no tokens configured; generated for this run:", flush=True)
-            for t in settings.tokens:
-                print(f"  {t.name} ({', '.join(s.value for s in t.scopes)}): {t.token}", flush=True)
         config = uvicorn.Config(create_app(ctx), host=settings.host, port=api_port, log_level="warning",
                                 access_log=False, lifespan="off")
         server = uvicorn.Server(config)
@@ -186,6 +223,12 @@ def run(args) -> int:
         thread = threading.Thread(target=server.run, name="voxwatch-api", daemon=True)
         thread.start()
         _wait_http(f"{url}/healthz", 30.0, thread.is_alive)
+        # printed once it answers, so whoever reads this line can use the URL at once
+        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
+        if generated:
+            print("voxwatch: no tokens configured; generated for this run:", flush=True)
+            for t in settings.tokens:
+                print(f"  {t.name} ({', '.join(s.value for s in t.scopes)}): {t.token}", flush=True)
         if args.dashboard:
             token = settings.first_token(Scope.READ)
             dashboard = start_dashboard(url.replace("0.0.0.0", "127.0.0.1"), token, settings.host,
