@@ -236,6 +236,7 @@ def test_notifications_and_degradation_history(http):
     ("/series", {"metric": "drop table; --"}, "neither a metric id nor a valid metric name"),
     ("/series", {"metric": "voxwatch_pool_saturation_ratio", "label": "pool"}, "malformed label filter"),
     ("/series", {"metric": "voxwatch_pool_saturation_ratio", "label": "pool=~("}, "invalid regular expression"),
+    ("/series", {"metric": "voxwatch_pool_saturation_ratio", "label": "pool=~(?=crm)"}, "store refused"),
     ("/series", {"metric": "voxwatch_pool_saturation_ratio", "start_ms": 2000, "end_ms": 1000}, "backwards"),
     ("/series", {"metric": "voxwatch_pool_saturation_ratio", "start_ms": 0, "end_ms": 400 * 86_400_000}, "longer than the limit"),
     ("/series", {"metric": "voxwatch_pool_saturation_ratio", "start_ms": 0, "end_ms": 86_400_000, "step_s": 1}, "points requested"),

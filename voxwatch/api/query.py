@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from telemetry.store import StoreError
 from voxwatch.api import query_reads as reads
 from voxwatch.api.query_models import (
     ActiveAlert,
@@ -252,6 +253,9 @@ def build_router(ctx: AppContext) -> APIRouter | None:
                 out = reads.metric_series(store, ref, matchers, tr, agg=agg, group_by=gb, source=source)
         except reads.BadQuery as exc:
             bad(exc)
+        except StoreError as exc:
+            # a filter Python accepts but ClickHouse's RE2 refuses (lookarounds, backreferences)
+            bad(f"the store refused this query: {str(exc).splitlines()[0]}")
         return SeriesResponse(**{**out, "agg": None if qs else out.get("agg"), "percentiles": qs or None})
 
     # ---- calls --------------------------------------------------------------------------------
@@ -538,8 +542,6 @@ def build_router(ctx: AppContext) -> APIRouter | None:
             bad(f"max_rows {max_rows} is above the limit of {lim.sql_max_rows}")
         if max_seconds > lim.sql_max_seconds:
             bad(f"max_seconds {max_seconds:g} is above the limit of {lim.sql_max_seconds:g}")
-        from telemetry.store import StoreError  # noqa: PLC0415
-
         t0 = time.perf_counter()
         try:
             # one row more than asked tells whether the answer was cut
