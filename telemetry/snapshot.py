@@ -38,16 +38,6 @@ def series_fingerprint(sample_name: str, labels: Mapping[str, str]) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-class _HistogramPlan:
-    __slots__ = ("fps", "metric_id", "buckets", "sum")
-
-    def __init__(self, fps: np.ndarray, metric_id: int, buckets: list, total) -> None:
-        self.fps = fps
-        self.metric_id = metric_id
-        self.buckets = buckets  # prometheus per-bucket values (made cumulative on read)
-        self.sum = total
-
-
 class Snapshotter:
     """Copies a Telemetry's samples into ClickHouse through the sink, one batch per tick."""
 
@@ -58,13 +48,16 @@ class Snapshotter:
         self.sink = sink if sink is not None else telemetry.sink
         self.clock = clock if clock is not None else telemetry.clock
         self.interval_s = float(interval_s)
-        # scalar series (counters, gauges): parallel lists, appended as series appear
+        # The plan, appended to as series appear. `_raw_values` hold the raw values (prometheus' value of a
+        # counter or gauge; a histogram's per-bucket counts and its sum). Output samples are copies of a
+        # raw value (`_direct`) or, for histograms, cumulative buckets and the count derived from the
+        # bucket segments. The index arrays are rebuilt only when series are added.
         self._fps: list[int] = []
         self._ids: list[int] = []
-        self._getters: list = []
-        self._fps_arr = np.empty(0, dtype=np.uint64)
-        self._ids_arr = np.empty(0, dtype=np.uint32)
-        self._hists: list[_HistogramPlan] = []
+        self._raw_values: list = []
+        self._hist_segments: list[tuple[int, int, int]] = []  # (raw start, n buckets, output start)
+        self._direct: list[tuple[int, int]] = []  # (output index, raw index)
+        self._index_stale = True
         self._planned: dict[str, set] = {}  # metric name -> label keys already planned
         self._stopped = False
         self.ticks = 0
@@ -79,7 +72,7 @@ class Snapshotter:
     @property
     def series(self) -> int:
         """Series (sample streams) a tick writes."""
-        return len(self._fps) + sum(len(h.fps) for h in self._hists)
+        return len(self._fps)
 
     # ---- planning: once per new series
     def _plan_new_series(self, now_ms: int) -> None:
@@ -95,7 +88,7 @@ class Snapshotter:
             rows["label_keys"].append(keys)
             rows["label_values"].append(values)
 
-        grew_scalar = False
+        grew = False
         for inst in self.telemetry:
             planned = self._planned.setdefault(inst.name, set())
             if inst.series_count == len(planned):
@@ -110,31 +103,38 @@ class Snapshotter:
                 labels = dict(zip(keys, values, strict=False))
                 if spec.type == "histogram":
                     prom = child._h
-                    fps = []
+                    out0 = len(self._fps)
+                    raw0 = len(self._raw_values)
                     for bound in prom._upper_bounds:
                         le = floatToGoString(bound)
                         fp = series_fingerprint(f"{spec.name}_bucket", {**labels, "le": le})
                         series_row(fp, spec, f"{spec.name}_bucket", keys + ["le"], values + [le])
-                        fps.append(fp)
-                    for suffix in ("_sum", "_count"):
-                        fp = series_fingerprint(spec.name + suffix, labels)
-                        series_row(fp, spec, spec.name + suffix, keys, values)
-                        fps.append(fp)
-                    self._hists.append(_HistogramPlan(np.array(fps, dtype=np.uint64), spec.id,
-                                                      list(prom._buckets), prom._sum))
+                        self._fps.append(fp)
+                    self._raw_values.extend(prom._buckets)
+                    nb = len(prom._buckets)
+                    self._hist_segments.append((raw0, nb, out0))
+                    fp = series_fingerprint(spec.name + "_sum", labels)
+                    series_row(fp, spec, spec.name + "_sum", keys, values)
+                    self._fps.append(fp)
+                    self._direct.append((out0 + nb, len(self._raw_values)))
+                    self._raw_values.append(prom._sum)
+                    fp = series_fingerprint(spec.name + "_count", labels)
+                    series_row(fp, spec, spec.name + "_count", keys, values)
+                    self._fps.append(fp)  # filled from the last cumulative bucket
+                    self._ids.extend([spec.id] * (nb + 2))
                 else:
                     prom = child._c if spec.type == "counter" else child._g
                     fp = series_fingerprint(spec.name, labels)
                     series_row(fp, spec, spec.name, keys, values)
+                    self._direct.append((len(self._fps), len(self._raw_values)))
                     self._fps.append(fp)
                     self._ids.append(spec.id)
-                    self._getters.append(prom._value.get)
-                    grew_scalar = True
+                    self._raw_values.append(prom._value)
+                grew = True
             if self._m_cardinality is not None and spec.labels:
                 self._m_cardinality.labels(metric=spec.name).set(inst.series_count)
-        if grew_scalar:
-            self._fps_arr = np.array(self._fps, dtype=np.uint64)
-            self._ids_arr = np.array(self._ids, dtype=np.uint32)
+        if grew:
+            self._index_stale = True
         if rows["fingerprint"] and self.sink is not None:
             n = len(rows["fingerprint"])
             rows["fingerprint"] = np.array(rows["fingerprint"], dtype=np.uint64)
@@ -143,20 +143,41 @@ class Snapshotter:
             self.sink.write_columns("metric_series", rows)
 
     # ---- one tick
+    def _build_index(self) -> None:
+        self._fps_arr = np.array(self._fps, dtype=np.uint64)
+        self._ids_arr = np.array(self._ids, dtype=np.uint32)
+        direct = np.array(self._direct, dtype=np.int64).reshape(-1, 2)
+        self._out_direct, self._raw_direct = direct[:, 0], direct[:, 1]
+        seg = np.array(self._hist_segments, dtype=np.int64).reshape(-1, 3)
+        raw0, nb, out0 = seg[:, 0], seg[:, 1], seg[:, 2]
+        self._seg_len = nb
+        self._raw_buckets = np.concatenate([np.arange(r, r + n) for r, n in zip(raw0, nb, strict=True)]) \
+            if len(seg) else np.empty(0, dtype=np.int64)
+        self._out_buckets = np.concatenate([np.arange(o, o + n) for o, n in zip(out0, nb, strict=True)]) \
+            if len(seg) else np.empty(0, dtype=np.int64)
+        ends = np.cumsum(nb) - 1  # position of each histogram's last bucket in the flat bucket array
+        self._seg_end = ends
+        self._seg_first = ends - nb + 1
+        self._out_count = out0 + nb + 1
+        self._index_stale = False
+
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current (fingerprints, metric ids, values) of every series, without writing anything."""
-        scalar = np.fromiter((g() for g in self._getters), dtype=np.float64, count=len(self._getters))
-        if not self._hists:
-            return self._fps_arr, self._ids_arr, scalar
-        fps = [self._fps_arr]
-        ids = [self._ids_arr]
-        vals = [scalar]
-        for h in self._hists:
-            counts = np.cumsum([b.get() for b in h.buckets])
-            fps.append(h.fps)
-            ids.append(np.full(len(h.fps), h.metric_id, dtype=np.uint32))
-            vals.append(np.concatenate((counts, (h.sum.get(), counts[-1]))))
-        return np.concatenate(fps), np.concatenate(ids), np.concatenate(vals)
+        if self._index_stale:
+            self._build_index()
+        # prometheus' values are floats behind a lock; reading one attribute is atomic under the GIL and a
+        # snapshot is not transactional anyway (collect() locks bucket by bucket too), so skip the lock
+        raw = np.array([v._value for v in self._raw_values], dtype=np.float64)
+        out = np.empty(len(self._fps), dtype=np.float64)
+        out[self._out_direct] = raw[self._raw_direct]
+        if len(self._seg_len):
+            # cumulative buckets per histogram: one cumsum over all, minus what precedes each histogram
+            flat = np.cumsum(raw[self._raw_buckets])
+            before = np.where(self._seg_first > 0, flat[self._seg_first - 1], 0.0)
+            cum = flat - np.repeat(before, self._seg_len)
+            out[self._out_buckets] = cum
+            out[self._out_count] = cum[self._seg_end]
+        return self._fps_arr, self._ids_arr, out
 
     def snapshot_once(self, now_ms: int | None = None) -> int:
         """Write one sample of every series at `now_ms` (default: the clock's now); returns rows written."""
