@@ -28,8 +28,9 @@ class HandoffRequest:
 class HandoffQueue:
     """FIFO of callers waiting for `agents` humans; `tick` assigns free agents (handle time given)."""
 
-    def __init__(self, clock, *, agents: int = 200, handle_time_s: float = 240.0, metrics=None, capacity: int = 1_000_000) -> None:
+    def __init__(self, clock, *, agents: int = 200, handle_time_s: float = 240.0, metrics=None, capacity: int = 1_000_000, patience_s: float = 120.0) -> None:
         self.clock = clock
+        self.patience_s = patience_s  # callers waiting longer than this hang up
         self.agents = agents
         self.handle_time_s = handle_time_s
         self.metrics = metrics
@@ -69,6 +70,12 @@ class HandoffQueue:
         return req
 
     def tick(self, now: float) -> None:
+        waiting = self._waiting
+        while waiting and now - waiting[0].enqueued_at > self.patience_s:
+            gone = waiting.popleft()
+            self.abandoned += 1
+            if self.metrics is not None:
+                self.metrics.handoff_abandoned(gone)
         busy = self._busy_until
         while busy and busy[0][0] <= now:
             heapq.heappop(busy)

@@ -76,6 +76,7 @@ class PipelineMetrics:
         self._last_second: float | None = None
         self._ended_window: list[tuple[float, str, str, int]] = []  # (t, region, outcome, n) for 15 min ratios
         self._turns_seen = 0
+        self._llm_tokens: list[tuple[float, float]] = []  # (second, tokens) for the per-minute quota
         self._turns_good = 0
         self._turns_bad = 0
 
@@ -116,9 +117,13 @@ class PipelineMetrics:
     def routing(self, region: str, reason: str, n: int) -> None:
         self._inc("voxwatch_region_routing_decisions_total", n, region, reason)
 
-    def calls_migrated(self, from_region: str, to_region: str, n: int) -> None:
+    def calls_by_language(self, language: str, n: int) -> None:
+        self._inc("voxwatch_business_calls_by_language_total", n, language)
+
+    def calls_migrated(self, from_region: str, to_region: str, n: int, context_lost: bool = False) -> None:
         self._inc("voxwatch_region_calls_migrated_total", n, from_region, to_region)
-        self._inc("voxwatch_context_lost_total", 0, "failover")
+        if context_lost:
+            self._inc("voxwatch_context_lost_total", n, "failover")
 
     def call_ended(self, region: str, channel: str, outcome: str, duration_s: float, turns: int) -> None:
         self.call_ended_batch(region, outcome, np.array([duration_s]), np.array([turns]))
@@ -325,7 +330,10 @@ class PipelineMetrics:
         self._inc("voxwatch_llm_cost_dollars_total", (in_tokens - cached) / 1000 * COST_PER_1K_INPUT + out_tokens / 1000 * COST_PER_1K_OUTPUT, PROVIDER, LLM_MODEL)
         self._inc("voxwatch_llm_finish_reasons_total", len(ttft) - n_err, PROVIDER, "stop")
         self._inc("voxwatch_llm_finish_reasons_total", int(rng.binomial(max(len(ttft), 0), 0.01)), PROVIDER, "length")
-        self._inc("voxwatch_llm_stream_stalls_total", int(((request_s - ttft) / np.maximum(tokens, 1) > 0.5).sum()), PROVIDER)
+        # a stream stalls more often when the provider is slow (generation time per token grows)
+        per_token = (request_s - ttft) / np.maximum(tokens, 1)
+        self._inc("voxwatch_llm_stream_stalls_total", int(rng.binomial(len(ttft), min(1.0, 0.002 * float(per_token.mean() / 0.011)))) if len(ttft) else 0, PROVIDER)
+        self._llm_tokens.append((self._last_second or 0.0, in_tokens + out_tokens))
         if n_err:
             self._inc("voxwatch_llm_errors_total", n_err - n_timeout, PROVIDER, "server_error")
             self._inc("voxwatch_llm_retries_total", n_err, PROVIDER)
@@ -384,6 +392,15 @@ class PipelineMetrics:
                 self._inc("voxwatch_integration_rate_limited_total", int(self.rng.binomial(k, 0.1)), system)
         self._many("voxwatch_integration_response_bytes", self.rng.lognormal(math.log(1800), 0.6, min(len(holds), 64)), system)
 
+    def connections_failed(self, system: str, n: int, connect_error_rate: float) -> None:
+        """Requests that failed on the wire close their connection; the pool opens a new one, which
+        fails too while the downstream is down."""
+        if n <= 0:
+            return
+        self._inc("voxwatch_pool_connections_closed_total", n, system, "error")
+        self._inc("voxwatch_pool_connections_opened_total", n, system)
+        self._inc("voxwatch_pool_connect_errors_total", int(self.rng.binomial(n, min(1.0, 0.01 + connect_error_rate))), system)
+
     def integration_deferred(self, system: str, n: int) -> None:
         self._inc("voxwatch_integration_deferred_total", n, system)
 
@@ -436,6 +453,11 @@ class PipelineMetrics:
         if pool.service == "llm":
             self.m("voxwatch_llm_inflight_requests", PROVIDER).set(busy)
             self.m("voxwatch_llm_concurrency_limit", PROVIDER).set(pool.size)
+            # the provider's per-minute token quota, provisioned with the concurrency limit
+            now = self._last_second or 0.0
+            self._llm_tokens = [(t, k) for t, k in self._llm_tokens if t > now - 60]
+            quota = pool.size * 2000.0
+            self.m("voxwatch_llm_quota_used_ratio", PROVIDER).set(min(1.0, sum(k for _, k in self._llm_tokens) / quota))
         else:
             self.m("voxwatch_integration_inflight_requests", name).set(busy)
 
@@ -540,6 +562,11 @@ class PipelineMetrics:
         self.m("voxwatch_handoff_wait_seconds", request.region).observe(max(0.0, wait))
         self.m("voxwatch_handoff_transfer_seconds", request.region).observe(float(self.rng.lognormal(math.log(1.2), 0.3)))
 
+    def handoff_abandoned(self, request) -> None:
+        self.m("voxwatch_handoff_abandoned_total", request.region).inc()
+        self.m("voxwatch_handoff_failures_total", "timeout").inc()
+        self.m("voxwatch_business_abandoned_calls_total", request.region, "handoff_queue").inc()
+
     def handoff_state(self, queue, now: float) -> None:
         regions = {r.region for r in list(queue._waiting)[:1000]} or {"all"}
         waiting = len(queue)
@@ -548,14 +575,6 @@ class PipelineMetrics:
             self.m("voxwatch_handoff_agents_staffed", region).set(queue.agents)
             self.m("voxwatch_handoff_agents_available", region).set(max(0, queue.agents - queue.agents_busy))
             self.m("voxwatch_handoff_agent_utilization_ratio", region).set(queue.agents_busy / queue.agents if queue.agents else 1.0)
-        # callers who give up after waiting too long in the human queue
-        if waiting and queue.oldest_wait(now) > 300:
-            gave_up = int(self.rng.binomial(waiting, 0.002))
-            if gave_up:
-                region = next(iter(sorted(regions)))
-                self._inc("voxwatch_handoff_abandoned_total", gave_up, region)
-                self._inc("voxwatch_handoff_failures_total", gave_up, "timeout")
-                self._inc("voxwatch_business_abandoned_calls_total", gave_up, region, "handoff_queue")
         if queue.agents == 0 and waiting:
             self._inc("voxwatch_handoff_failures_total", waiting, "no_agents")
 
@@ -771,7 +790,7 @@ class PipelineMetrics:
             self._many("voxwatch_worker_task_seconds", rng.lognormal(math.log(service_s), 0.3, 8), pool)
             self._inc("voxwatch_worker_tasks_total", turns_per_s, pool, "ok")
             self._inc("voxwatch_worker_tasks_total", int(rng.poisson(turns_per_s * 0.001)), pool, "error")
-            self._inc("voxwatch_worker_queue_rejections_total", int(rng.poisson(max(0.0, util - 0.95) * 100)), pool)
+            self._inc("voxwatch_worker_queue_rejections_total", int(rng.poisson(busy * 2e-4 + max(0.0, util - 0.95) * 100)), pool)
             self._inc("voxwatch_worker_restarts_total", int(rng.poisson(0.0005)), pool, "health_check")
             replicas = capacity // per_worker
             self.m("voxwatch_autoscaler_desired_replicas", pool).set(replicas)

@@ -174,6 +174,12 @@ class CacheSpec(Strict):
 class Handoff(Strict):
     agents: int = Field(default=2500, ge=0)
     handle_time_s: float = Field(default=180, gt=0)
+    patience_s: float = Field(default=120, gt=0)  # callers waiting longer for a human hang up
+
+
+class ActionQueueSpec(Strict):
+    capacity: int = Field(default=200_000, gt=0)  # actions held before new ones are dropped
+    max_attempts: int = Field(default=6, ge=1)
 
 
 class TelemetrySpec(Strict):
@@ -273,6 +279,7 @@ class Scenario(Strict):
     )
     engines: Engines = Engines()
     handoff: Handoff = Handoff()
+    actions: ActionQueueSpec = ActionQueueSpec()
     telemetry: TelemetrySpec = TelemetrySpec()
     faults: list[Fault] = Field(default_factory=list)
 
@@ -353,6 +360,7 @@ class Scenario(Strict):
                 if f.get("kind") == "pool_leak":
                     f["per_minute"] *= k
             data["handoff"]["agents"] = max(1, round(data["handoff"]["agents"] * k))
+            data["actions"]["capacity"] = max(10, round(data["actions"]["capacity"] * k))
             for r in data["regions"]:
                 r["capacity"] = max(1, round(r["capacity"] * k))
             for c in data["caches"].values():

@@ -125,7 +125,10 @@ class Simulation:
         )
         self.engines = simulated_engines(sc.engines, self.clock, self.seed)
         self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=config, seed=self.seed)
+        self.pipeline.handoff.patience_s = sc.handoff.patience_s
         self.controller = self.pipeline.controller
+        self.pipeline.queue.capacity = sc.actions.capacity
+        self.pipeline.queue.retry.max_attempts = sc.actions.max_attempts
         self.t0 = self.clock.now()
         self.t = 0.0  # scenario seconds done
         self._hooks: list[TickHook] = []
@@ -362,6 +365,9 @@ class Simulation:
         self._origin[slots] = origins
         self._served_by[slots] = regions_served
         self._lang[slots] = rng.choice(len(self._langs), size=n, p=self._lang_p)
+        by_lang = np.bincount(self._lang[slots], minlength=len(self._langs))
+        for li in np.flatnonzero(by_lang):
+            self.metrics.calls_by_language(self._langs[li], int(by_lang[li]))
         # repeat callers: a heavy-tailed draw over the customer base, so history caches get real hits
         self._customer[slots] = np.minimum(rng.zipf(1.3, n), c.customers) + rng.integers(0, 3, n) * c.customers
         self._started[slots] = arrivals
@@ -518,6 +524,7 @@ class Simulation:
         spent = waits + np.where(timed_out, 0.0, holds)
         kinds = np.where(timed_out, "pool_timeout", np.where(tmo, "timeout", np.where(failed, "server_error", "")))
         got = ~timed_out
+        self.metrics.connections_failed(system, int((tmo | failed).sum()), self._err_extra[system])
         if breaker is not None:
             # the breaker judges the downstream, not the pool: pool timeouts are our own queueing
             breaker.record(int(ok.sum()), int((tmo | failed).sum()), self.clock.now())
@@ -543,7 +550,9 @@ class Simulation:
         moved = (serving >= 0) & (serving != self._served_by[due])
         if moved.any():
             for a, b in zip(self._served_by[due][moved], serving[moved], strict=True):
-                m.calls_migrated(self._region_names[a], self._region_names[b], 1)
+                # a call whose region died under it loses its in-memory context; an evacuation hands it over
+                lost = not self.pipeline.regions.is_up(self._region_names[a])
+                m.calls_migrated(self._region_names[a], self._region_names[b], 1, context_lost=lost)
             self._served_by[due[moved]] = serving[moved]
         edge_ok = serving >= 0
         served = np.where(edge_ok, serving, origin).astype(np.int64)
@@ -762,6 +771,10 @@ class Simulation:
         if has_handoff.any():
             self._handoffs(np.flatnonzero(has_handoff), slots, handoff_reason, ts + latency, served, intent, policy)
         ended_at = ts + latency + np.where(done, reply_audio, 0.0)
+        dropped = gave_up & ~edge_ok
+        if dropped.any():
+            for r in np.unique(origin[dropped]):
+                m.calls_dropped(self._region_names[r], int((origin[dropped] == r).sum()))
         for outcome, mask in (("handoff", has_handoff), ("failed", gave_up), ("abandoned", hung), ("completed", done)):
             if mask.any():
                 self._end_calls(slots[mask], ended_at[mask], outcome, served[mask])
