@@ -65,6 +65,8 @@ class AlertEngine:
         self._last_eval: dict[str, float] = {}
         self.transitions: list[dict] = []
         self.rule_errors: dict[str, str] = {}
+        self._scrape_names: dict[tuple, list[str]] = {}
+        self._effects_scraped = -1e18
         self.last_reload_error: str | None = None
         self.nflog = NotificationLog(clock, writer, store)
         self.silences = silences if silences is not None else Silences(clock, writer, store)
@@ -100,22 +102,48 @@ class AlertEngine:
         self.inhibitor = inhibitor
         self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url)
 
-    def wanted_sample_names(self) -> list[str]:
-        """Sample names the rules read (for a restricted registry scrape)."""
+    def wanted_sample_names(self, groups=None) -> list[str]:
+        """Sample names the rules of `groups` (default: all) read, for a restricted registry scrape."""
+        names: set[str] = set()
+        for g in self.ruleset.groups if groups is None else groups:
+            for r in g.rules:
+                for m in metrics_of(r):
+                    names.update(sample_names_for(m))
+        if groups is None:
+            names.update(self._effect_names())
+        return sorted(names)
+
+    def _effect_names(self) -> set[str]:
         names: set[str] = set()
         for r in self.ruleset.rules():
-            for m in metrics_of(r):
-                names.update(sample_names_for(m))
             if r.action is not None and r.action.effect_metric:
                 names.update(sample_names_for(r.action.effect_metric))
-        return sorted(names)
+        return names
+
+    def _due_groups(self, now: float) -> list:
+        return [g for g in self.ruleset.groups
+                if self._last_eval.get(g.name) is None or now - self._last_eval[g.name] + 1e-9 >= g.interval]
 
     # -- inputs
     def ingest(self, samples: Iterable[tuple], ts: float | None = None) -> int:
         return self.view.ingest(self.clock.now() if ts is None else ts, samples)
 
     def scrape(self, registry) -> int:
-        return self.view.scrape_registry(registry, self.clock.now(), self.wanted_sample_names())
+        """Read the metrics of the rule groups due now from a prometheus-client registry (like a
+        Prometheus scrape per group interval); action effect metrics are read every 5 s."""
+        now = self.clock.now()
+        due = self._due_groups(now)
+        key = tuple(g.name for g in due)
+        names = self._scrape_names.get(key)
+        if names is None:
+            names = self._scrape_names[key] = self.wanted_sample_names(due)
+        names = list(names)
+        if now - self._effects_scraped >= 5.0:
+            self._effects_scraped = now
+            names = sorted(set(names) | self._effect_names())
+        if not names:
+            return 0
+        return self.view.scrape_registry(registry, now, names)
 
     def on_finding(self, finding) -> None:
         self.findings.add(finding)
@@ -304,6 +332,7 @@ class AlertEngine:
         self._persist(gone, now)
         self.ruleset = new
         self.findings.retention = self._finding_retention()
+        self._scrape_names.clear()
         self._build_notifier()
 
     # -- reading

@@ -58,7 +58,7 @@ class FindingRecord:
             score=float(get("score", 0.0) or 0.0),
             value=float(get("value", math.nan) if get("value") is not None else math.nan),
             time_to_exhaustion_s=float(tte) if tte is not None else math.nan,
-            confidence=float(get("confidence", 1.0) if get("confidence") is not None else 1.0),
+            confidence=float(get("confidence")) if get("confidence") is not None else math.nan,
             reason=str(get("reason", "") or ""),
         )
 
@@ -192,6 +192,11 @@ def _finding_matches(f: FindingRecord, kinds, metric: str | None, detector: str 
     return True
 
 
+def _confident(f: FindingRecord, minimum: float) -> bool:
+    """A finding without a confidence (NaN) is not filtered by it."""
+    return math.isnan(f.confidence) or f.confidence >= minimum
+
+
 def _finding_labels(f: FindingRecord) -> dict[str, str]:
     return {**f.labels, "metric": f.metric}
 
@@ -201,7 +206,7 @@ def eval_anomaly(rule: AnomalyRule, findings: FindingLog, now: float) -> dict[La
     for f in findings.recent(now, rule.window):
         if not _finding_matches(f, rule.kinds, rule.metric, rule.detector):
             continue
-        if f.score < rule.min_score or f.confidence < rule.min_confidence:
+        if f.score < rule.min_score or not _confident(f, rule.min_confidence):
             continue
         k = _group_key(_finding_labels(f), rule.by)
         out[k] = max(out.get(k, 0.0), f.score)
@@ -218,12 +223,14 @@ def eval_predictive(rule: PredictiveRule, view: MetricView, findings: FindingLog
         return {
             k: f.time_to_exhaustion_s
             for k, f in latest.items()
-            if f.confidence >= rule.min_confidence
+            if _confident(f, rule.min_confidence)
             and not math.isnan(f.time_to_exhaustion_s)
             and f.time_to_exhaustion_s < rule.horizon
         }
     out: dict[LabelSet, float] = {}
     for s in _resolve(view, rule.expr, "gauge"):
+        if rule.min_value is not None and (s.last() is None or s.last() < rule.min_value):
+            continue
         tte = predict_exhaustion(s, now, rule.window, rule.capacity)
         if tte is None or tte >= rule.horizon:
             continue

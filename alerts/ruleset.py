@@ -167,6 +167,7 @@ class PredictiveRule(RuleBase):
     metric: str | None = None
     expr: Selector | None = None  # for source: series
     capacity: float = 1.0
+    min_value: float | None = None  # source: series: only project series at least this high now
     horizon: Duration
     min_confidence: float = Field(0.0, ge=0, le=1)
     window: Duration = 300.0
