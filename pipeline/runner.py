@@ -39,7 +39,7 @@ from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
-from pipeline.tracing import CallTrace
+from pipeline.tracing import CallTrace, OtelCallTrace
 
 log = logging.getLogger(__name__)
 
@@ -288,10 +288,16 @@ class PipelineConfig:
 class Pipeline:
     """Owns the stages and the services they share; `run_turn` is the whole of a turn."""
 
-    def __init__(self, engines: Engines, *, clock, metrics=None, sink=None, config: PipelineConfig | None = None, stages: list[Stage] | None = None, controller: DegradationController | None = None, seed: int = 0) -> None:
+    def __init__(self, engines: Engines, *, clock, metrics=None, sink=None, config: PipelineConfig | None = None, stages: list[Stage] | None = None, controller: DegradationController | None = None, seed: int = 0, telemetry=None) -> None:
         self.engines = engines
         self.clock = clock
+        if metrics is None and telemetry is not None:
+            from pipeline.metrics import PipelineMetrics
+
+            metrics = PipelineMetrics(telemetry, seed=seed)
         self.metrics = metrics or NullMetrics()
+        # per-call traces through the Telemetry's OpenTelemetry tracer when there is one
+        self.tracing = telemetry.traces if telemetry is not None and getattr(telemetry, "enabled", False) else None
         self.sink = sink
         self.config = config or PipelineConfig()
         self.stages: list[Stage] = stages if stages is not None else [cls() for cls in DEFAULT_STAGES]
@@ -343,7 +349,7 @@ class Pipeline:
         origin = region or self.regions.names[0]
         ctx = CallContext(call_id=call_id or uuid.uuid4().hex, origin_region=origin, region=origin, language=language, customer_id=customer_id or uuid.uuid4().hex[:12], channel=channel, scenario=self.config.scenario, started_at=self.clock.now())
         self.active[ctx.call_id] = ctx
-        self._traces[ctx.call_id] = CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
+        self._traces[ctx.call_id] = OtelCallTrace(self.tracing, ctx) if self.tracing is not None else CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
         self.metrics.call_started(origin, channel)
         return ctx
 
@@ -391,7 +397,9 @@ class Pipeline:
         lat = sorted(t.latency_ms for t in ctx.turns)
         record = call_record(ctx, now, outcome, lat)
         trace = self._traces.pop(ctx.call_id, None)
-        if self.sink is not None:
+        if isinstance(trace, OtelCallTrace):
+            trace.finish_call(now, outcome, ctx, record["degradation_level"])  # writes the calls row
+        elif self.sink is not None:
             self.sink.write("calls", [record])
             if trace is not None:
                 self.sink.write("spans", trace.finish(now, outcome, ctx))

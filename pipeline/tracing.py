@@ -1,7 +1,8 @@
-"""Per-call span rows (conversation -> turn -> stage) in the shape of the store's `spans` table.
+"""Per-call traces for the turn runner: conversation -> turn -> stage.
 
-Spans are collected while the call runs and written in one batch when it ends, so a call costs one
-sink write however many turns it has.
+With a Telemetry, spans go through its OpenTelemetry tracer (`OtelCallTrace`, sampled per call, and
+the call record is written by `CallTrace.end`). Without one, `CallTrace` collects span rows in the
+shape of the store's `spans` table and the runner writes them with the call record when it ends.
 """
 
 from __future__ import annotations
@@ -56,3 +57,23 @@ class CallTrace:
         status = "error" if outcome == "failed" else "ok"
         self.rows.append(self._row(self.root_id, "", 0, "conversation", self.started_at, ended_at - self.started_at, status, attrs))
         return self.rows
+
+
+class OtelCallTrace:
+    """The same surface as CallTrace, over telemetry.traces (OpenTelemetry SDK spans)."""
+
+    def __init__(self, tracing, ctx) -> None:
+        self.call = tracing.start_call(ctx.call_id, region=ctx.origin_region, language=ctx.language, channel=ctx.channel, scenario=ctx.scenario, start=ctx.started_at)
+        ctx.trace_id = self.call.trace_id  # "" when this call is not sampled
+
+    def begin_turn(self, turn: int, start: float):
+        return self.call.start_turn(start)
+
+    def stage(self, turn_span, name: str, start: float, duration_s: float, status: str, attrs: dict | None = None) -> None:
+        turn_span.record_stage(name, start, start + duration_s, attrs, error=None if status == "ok" else status)
+
+    def end_turn(self, turn_span, duration_s: float, status: str, attrs: dict | None = None) -> None:
+        turn_span.end(turn_span.start + duration_s, latency_s=duration_s, error=None if status != "error" else "turn failed", attributes=attrs)
+
+    def finish_call(self, ended_at: float, outcome: str, ctx, level: str) -> dict:
+        return self.call.end(outcome, end=ended_at, handoff_reason=ctx.handoff_reason, intents=ctx.intents, degradation_level=level, transcript=ctx.transcript_text())
