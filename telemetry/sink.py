@@ -47,8 +47,13 @@ class SinkStats:
         return sum(getattr(self, kind).values())
 
 
-class RejectedRows(Exception):
-    pass
+def _reason_code(why: str) -> str:
+    """The catalog's reason label for a rejection message (bounded cardinality, unlike the message)."""
+    if "non-finite" in why:
+        return "non_finite"
+    if "refused by the store" in why:
+        return "store_refused"
+    return "bad_type"
 
 
 def _validate(table: str, columns: list[Column], data: Mapping[str, object], n: int):
@@ -207,11 +212,22 @@ class Sink:
             log.warning("sink: rejected %d row(s) of %s: %s", k, table, why)
             self.stats.rejected[table] += k
             self.stats.rejected_reasons[f"{table}: {why}"] += k
-            self._metric("voxwatch_sink_rows_rejected_total", k, table=table, reason=why.split(":")[-1].strip())
+            self._metric("voxwatch_sink_rows_rejected_total", k, table=table, reason=_reason_code(why))
 
     def _metric(self, name: str, n: int, **labels) -> None:
         if self.telemetry is not None and n:
-            self.telemetry[name].labels(**labels).inc(n)
+            m = self.telemetry[name]
+            (m.labels(**labels) if labels else m).inc(n)
+
+    def _gauges(self) -> None:
+        """Queue depth, spool size and store health, refreshed by the writer thread each round."""
+        if self.telemetry is None:
+            return
+        tel = self.telemetry
+        tel["voxwatch_sink_queue_rows"].set(self._pending_rows)
+        tel["voxwatch_sink_queue_capacity_rows"].set(self.max_buffer_rows)
+        tel["voxwatch_sink_spool_bytes"].set(sum(p.stat().st_size for p in self.spooled_files()) if self._spool_nonempty else 0)
+        tel["voxwatch_sink_store_up"].set(0 if time.monotonic() < self._store_down_until else 1)
 
     @property
     def pending_rows(self) -> int:
@@ -287,6 +303,7 @@ class Sink:
                         self._inflight -= 1
                         self._cond.notify_all()
             self._replay_spool()
+            self._gauges()
             with self._cond:
                 self._cond.notify_all()
 
@@ -305,12 +322,17 @@ class Sink:
             # Keep order: while older batches wait in the spool, newer ones queue behind them.
             self._spool(table, batch)
             return
+        t0 = time.perf_counter()
         try:
             n = self._insert_isolating_bad_rows(table, batch)
             self._store_up()
             self.stats.written[table] += n
             self._metric("voxwatch_sink_rows_written_total", n, table=table)
+            if self.telemetry is not None:
+                self.telemetry["voxwatch_sink_flush_seconds"].labels(table=table).observe(time.perf_counter() - t0)
+                self.telemetry["voxwatch_sink_batch_rows"].labels(table=table).observe(batch.num_rows)
         except StoreUnavailable as exc:
+            self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
             self._store_down(exc)
             self._spool(table, batch)
 
@@ -367,6 +389,7 @@ class Sink:
             try:
                 n = self._insert_isolating_bad_rows(table, batch)
             except StoreUnavailable as exc:
+                self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
                 self._store_down(exc)
                 return
             path.unlink()

@@ -213,10 +213,28 @@ class Store(ABC):
         return tbl.num_rows
 
     # -- reading ---------------------------------------------------------------------------------
+    # Set by the composition root: a telemetry.Telemetry that counts and times queries, and the
+    # `source` label (api, dashboard, anomaly, alerts) this store object's queries are counted under.
+    telemetry = None
+    source = "store"
+
     def query(self, sql: str, params: Mapping | None = None) -> pd.DataFrame:
         """Run a parameterised query (`{name:Type}` placeholders) and return a DataFrame."""
         check_params(sql, params)
-        return self._query_df(sql, params, None)
+        return self._timed(self._query_df, sql, params, None)
+
+    def _timed(self, fn, *args):
+        if self.telemetry is None:
+            return fn(*args)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        except Exception:
+            self.telemetry["voxwatch_store_query_errors_total"].labels(source=self.source).inc()
+            raise
+        finally:
+            self.telemetry["voxwatch_store_queries_total"].labels(source=self.source).inc()
+            self.telemetry["voxwatch_store_query_seconds"].labels(source=self.source).observe(time.perf_counter() - t0)
 
     def query_rows(self, sql: str, params: Mapping | None = None) -> list[tuple]:
         df = self.query(sql, params)
@@ -247,7 +265,7 @@ class Store(ABC):
         if re.search(r"\b(file|url|remote|remoteSecure|s3|hdfs|mysql|postgresql|executable)\s*\(", bare, re.I):
             raise ReadOnlyViolation("read-only SQL may not read outside the store (table functions are refused)")
         try:
-            df = self._query_df(text, None, self.dialect.readonly_settings(max_rows, max_seconds))
+            df = self._timed(self._query_df, text, None, self.dialect.readonly_settings(max_rows, max_seconds))
         except StoreError as exc:
             msg = str(exc)
             if "READONLY" in msg or "readonly mode" in msg:

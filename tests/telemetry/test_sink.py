@@ -135,3 +135,27 @@ def test_server_outage_loses_nothing_and_duplicates_nothing(clickhouse_server, t
     assert sink.stats.total("replayed") == sink.stats.total("spooled")
     store._execute(f"DROP DATABASE IF EXISTS {db}")
     store.close()
+
+
+def test_sink_and_store_report_through_the_catalog_metrics(store, tmp_path):
+    from telemetry import Telemetry
+
+    tel = Telemetry()
+    store.telemetry, store.source = tel, "anomaly"
+    with Sink(store, spool_dir=tmp_path / "spool", telemetry=tel) as sink:
+        batch = _batch(0, 4)
+        batch["value"] = np.array([1.0, np.nan, 3.0, 4.0])
+        sink.write_columns("metric_samples", batch)
+        sink.flush()
+        store.query("SELECT count() FROM metric_samples")
+        sink._gauges()
+
+    def value(name, **labels):
+        return tel.registry.get_sample_value(name, labels)
+
+    assert value("voxwatch_sink_rows_written_total", table="metric_samples") == 3
+    assert value("voxwatch_sink_rows_rejected_total", table="metric_samples", reason="non_finite") == 1
+    assert value("voxwatch_sink_batch_rows_count", table="metric_samples") == 1
+    assert value("voxwatch_sink_store_up") == 1
+    assert value("voxwatch_sink_queue_capacity_rows") == sink.max_buffer_rows
+    assert value("voxwatch_store_queries_total", source="anomaly") >= 1
