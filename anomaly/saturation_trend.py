@@ -9,8 +9,9 @@ declares it (ratio metrics saturate at 1.0). Confidence combines how many pairs 
 series rises with how far the rise over the window stands out of the residual noise, so a flat
 noisy series never forecasts exhaustion with confidence.
 
-The score is confidence times urgency, where urgency rises from 0 at `horizon_s` of time left to 1
-at none left (or at capacity already).
+The score is confidence times urgency, where urgency is 1 / (1 + time left / `horizon_s`): 1 at
+capacity, 1/2 with `horizon_s` left. With the service's threshold of 0.4, a fully confident forecast
+is reported with 1.5 horizons left, one of confidence 0.6 with half a horizon left.
 
 >>> import numpy as np
 >>> det = SaturationTrend(n_series=1, capacity=1.0, window=30, horizon_s=3600)
@@ -95,7 +96,9 @@ class SaturationTrend(Detector):
         with np.errstate(divide="ignore", invalid="ignore"):
             tte = np.where(self.slope > 0, headroom / self.slope, np.inf)
         tte = np.where(headroom <= 0, 0.0, tte)
-        urgency = np.clip(1.0 - tte / self.horizon_s, 0.0, 1.0)
+        # urgency is 1 with no time left, 1/2 at `horizon_s` left, and falls slowly beyond: a very
+        # confident forecast may warn a little past the horizon, a doubtful one only close to the end
+        urgency = 1.0 / (1.0 + np.maximum(tte, 0.0) / self.horizon_s)
         conf = np.where(headroom <= 0, 1.0, self.confidence)
         score = np.where(ready, np.clip(conf * urgency, 0.0, 1.0), np.nan)
         kind = np.where(ready, SATURATION_TREND, "").astype(object)

@@ -37,7 +37,7 @@ class SaturationSettings(BaseModel):
     window: int = Field(40, ge=6)  # points: 10 minutes at the default 15 s step
     horizon_s: float = Field(1800.0, gt=0)  # forecasts within this horizon are urgent
     min_rise_sigmas: float = Field(3.0, gt=0)
-    threshold: float = Field(0.3, gt=0, le=1)  # confidence x urgency needed for a finding
+    threshold: float = Field(0.4, gt=0, le=1)  # confidence x urgency needed for a finding
     cooldown_s: float = Field(900.0, ge=0)
 
 

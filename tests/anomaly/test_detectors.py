@@ -43,7 +43,7 @@ def test_saturation_ramp_forecasts_time_to_exhaustion_close_to_truth(noise):
 def test_flat_noisy_saturation_series_never_scores_a_finding():
     rng = np.random.default_rng(3)
     det = SaturationTrend(capacity=1.0, window=30, horizon_s=1800)
-    gate = LikelihoodGate(mode="direct", threshold=0.3, cooldown_s=900)
+    gate = LikelihoodGate(mode="direct", threshold=0.4, cooldown_s=900)  # the service's threshold
     fired = 0
     for i in range(5000):
         s = det.update(10.0 * i, [np.clip(0.55 + rng.normal(0, 0.05), 0, 1)])
