@@ -524,20 +524,24 @@ def saturated_resources(store, metric_ids: list[int], tr: TimeRange, *, top: int
                         lookback_ms: int = 3_600_000) -> pd.DataFrame:
     """The most saturated resources at the end of the range: the latest value (within the last
     `lookback_ms` of the range) of every saturation-ratio series, highest first, with the latest
-    forecast time to exhaustion from the anomaly findings."""
+    forecast time to exhaustion from the anomaly findings.
+
+    Reads the 1-minute rollups: their `last` state is the latest sample of each minute, and a day of
+    one series is 1,440 rows there instead of 8,640 raw samples at 10 s."""
+    empty = pd.DataFrame(columns=["fingerprint", "metric", "labels", "value", "ts_ms", "time_to_exhaustion_s"])
     if not metric_ids:
-        return pd.DataFrame(columns=["fingerprint", "metric", "labels", "value", "ts_ms", "time_to_exhaustion_s"])
+        return empty
     s = max(tr.start_ms, tr.end_ms - lookback_ms)
-    params = {"ids": [int(i) for i in metric_ids], "s": s, "e": tr.end_ms, "top": int(top)}
-    # metric_id IN (literal list) keeps the primary-key range scan on (metric_id, fingerprint, ts_ms)
+    params = {"s": (s // 60_000) * 60_000, "e": tr.end_ms, "top": int(top)}
+    # metric_id IN (literal list) keeps the primary-key range scan on (metric_id, fingerprint, bucket_ms)
     ids = ", ".join(str(int(i)) for i in metric_ids)
     latest = store.query(
-        "SELECT fingerprint, argMax(value, ts_ms) AS latest, max(ts_ms) AS latest_ms FROM metric_samples "
-        f"WHERE metric_id IN ({ids}) AND ts_ms >= {{s:Int64}} AND ts_ms < {{e:Int64}} "
+        "SELECT fingerprint, argMaxMerge(last_state) AS latest, max(bucket_ms) AS latest_ms FROM metric_rollups_1m "
+        f"WHERE metric_id IN ({ids}) AND bucket_ms >= {{s:Int64}} AND bucket_ms < {{e:Int64}} "
         "GROUP BY fingerprint ORDER BY latest DESC LIMIT {top:UInt64}", params)
     latest = latest.rename(columns={"latest": "value", "latest_ms": "ts_ms"})
     if not len(latest):
-        return pd.DataFrame(columns=["fingerprint", "metric", "labels", "value", "ts_ms", "time_to_exhaustion_s"])
+        return empty
     fps = [int(f) for f in latest["fingerprint"]]
     names = store.query(
         "SELECT fingerprint, any(metric) AS m_name, any(label_keys) AS l_keys, any(label_values) AS l_values "
