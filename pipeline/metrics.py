@@ -39,6 +39,7 @@ ACTION_NAMES = {
 }
 ENTITY_BY_INTENT = {"order_status": "order_number", "return_request": "order_number", "cancel_order": "order_number", "product_question": "product", "billing": "account_number", "account_update": "email"}
 COST_PER_1K_INPUT = 0.00015
+MODEL_INTERVAL_S = 5.0
 COST_PER_1K_OUTPUT = 0.0006
 
 
@@ -76,6 +77,7 @@ class PipelineMetrics:
         self._last_second: float | None = None
         self._ended_window: list[tuple[float, str, str, int]] = []  # (t, region, outcome, n) for 15 min ratios
         self._turns_seen = 0
+        self._model_dt = MODEL_INTERVAL_S  # report the models on the first second too
         self._llm_tokens: list[tuple[float, float]] = []  # (second, tokens) for the per-minute quota
         self._turns_good = 0
         self._turns_bad = 0
@@ -641,16 +643,22 @@ class PipelineMetrics:
         self._last_second = now
         regions = sim._region_names
         pipe = sim.pipeline
+        # media and worker models report like RTCP does: once per 5 s interval, covering the interval
+        self._model_dt += dt
+        report = self._model_dt >= MODEL_INTERVAL_S
         for i, region in enumerate(regions):
             n = int(active_by_region[i])
             self.m("voxwatch_calls_active", region).set(n)
             self.m("voxwatch_calls_capacity", region).set(int(sim._region_capacity[i]))
             self.m("voxwatch_context_sessions", region).set(n)
             self.m("voxwatch_context_bytes", region).set(n * 6000)
-            self._edge_second(region, n, dt)
-            self._workers(region, n)
-        self.pool_model(pipe.pools, dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
-        self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES)
+            if report:
+                self._edge_second(region, n, self._model_dt)
+                self._workers(region, n, self._model_dt)
+        if report:
+            self.pool_model(pipe.pools, self._model_dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
+            self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES)
+            self._model_dt = 0.0
         self._business(regions, now)
         # simulator self-metrics
         wall = sim._tick_wall
@@ -772,7 +780,7 @@ class PipelineMetrics:
         self._inc("voxwatch_vad_false_starts_total", int(rng.binomial(n, 0.03)), region)
         self._many("voxwatch_vad_barge_in_reaction_seconds", rng.lognormal(math.log(0.12), 0.3, max(1, k // 25)), region)
 
-    def _workers(self, region: str, calls: int) -> None:
+    def _workers(self, region: str, calls: int, dt: float = 1.0) -> None:
         """Worker pools behind STT, NLU and TTS: busy workers by Little's law from the call load."""
         rng = self.rng
         turns_per_s = calls / 9.0
@@ -788,9 +796,10 @@ class PipelineMetrics:
             self.m("voxwatch_worker_queue_capacity", pool).set(capacity * 4)
             self._many("voxwatch_worker_queue_wait_seconds", rng.exponential(0.002 + queue * 0.001, 8), pool)
             self._many("voxwatch_worker_task_seconds", rng.lognormal(math.log(service_s), 0.3, 8), pool)
-            self._inc("voxwatch_worker_tasks_total", turns_per_s, pool, "ok")
-            self._inc("voxwatch_worker_tasks_total", int(rng.poisson(turns_per_s * 0.001)), pool, "error")
-            self._inc("voxwatch_worker_queue_rejections_total", int(rng.poisson(busy * 2e-4 + max(0.0, util - 0.95) * 100)), pool)
+            tasks = int(turns_per_s * dt)
+            self._inc("voxwatch_worker_tasks_total", tasks, pool, "ok")
+            self._inc("voxwatch_worker_tasks_total", int(rng.binomial(tasks, 0.001)), pool, "error")
+            self._inc("voxwatch_worker_queue_rejections_total", int(rng.binomial(tasks, min(1.0, 0.0005 + max(0.0, util - 0.95)))), pool)
             self._inc("voxwatch_worker_restarts_total", int(rng.poisson(0.0005)), pool, "health_check")
             replicas = capacity // per_worker
             self.m("voxwatch_autoscaler_desired_replicas", pool).set(replicas)

@@ -174,6 +174,7 @@ class Simulation:
         self._wall = 0.0
         self._wall_elapsed = 0.0  # wall seconds spent so far (for the speed gauge)
         self._tick_wall: list[float] = []
+        self._pending: dict[str, list[dict]] = {}
         self._events = {"arrival": 0, "turn": 0, "hangup": 0, "fault": 0}
         self._llm_factor = 1.0
         self._hold_factor = dict.fromkeys(self._systems, 1.0)
@@ -230,6 +231,8 @@ class Simulation:
         if self.virtual and self.clock.now() < self.t0 + self.t:
             self.clock.advance_to(self.t0 + self.t)
         self._close_window(self.t0 + self.t)
+        if self.sink is not None:
+            self._flush_rows()
         self._wall += time.perf_counter() - wall0
         return self.summary()
 
@@ -560,9 +563,9 @@ class Simulation:
         cum = lat_edge.copy()
         stage_lat = {s: np.zeros(n) for s in STAGES}
         stage_lat["edge"] = lat_edge
-        failed_stage = np.full(n, "", dtype=object)
+        failed_stage = np.full(n, "", dtype="U12")  # fixed-width: comparisons stay in C
         failed_stage[~edge_ok] = "edge"
-        handoff_reason = np.full(n, "", dtype=object)
+        handoff_reason = np.full(n, "", dtype="U16")
         if policy.handoff_everything:
             handoff_reason[edge_ok] = "degradation"
         live = edge_ok & (handoff_reason == "")
@@ -658,7 +661,7 @@ class Simulation:
                 m.integration_deferred(system, k)
         # the answer
         cacheable = answering & self._cacheable[intent]
-        route = np.full(n, "", dtype=object)
+        route = np.full(n, "", dtype="U8")
         if cacheable.any():
             cache = pipe.caches["responses"]
             idx = np.flatnonzero(cacheable)
@@ -777,7 +780,7 @@ class Simulation:
                 m.calls_dropped(self._region_names[r], int((origin[dropped] == r).sum()))
         for outcome, mask in (("handoff", has_handoff), ("failed", gave_up), ("abandoned", hung), ("completed", done)):
             if mask.any():
-                self._end_calls(slots[mask], ended_at[mask], outcome, served[mask])
+                self._end_calls(slots[mask], ended_at[mask], outcome, served[mask], handoff_reason[mask] if outcome == "handoff" else None)
 
     # ------------------------------------------------------------------ endings
     def _handoffs(self, idx: np.ndarray, slots: np.ndarray, reasons: np.ndarray, at: np.ndarray, served: np.ndarray, intent: np.ndarray, policy) -> None:
@@ -813,7 +816,7 @@ class Simulation:
             }])
             self.rows["calls"] += 1
 
-    def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray) -> None:
+    def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray, reasons: np.ndarray | None = None) -> None:
         k = len(slots)
         self.outcomes[outcome] += k
         if outcome == "abandoned":
@@ -839,7 +842,7 @@ class Simulation:
             seqs = self._call_seq[slots].tolist()
             traced = self._traced[slots]
             call_ids = [prefix + str(s) for s in seqs]
-            self.sink.write_columns("calls", {
+            self._buffer("calls", {
                 "call_id": call_ids,
                 "started_ms": (self._started[slots] * 1000).astype(np.int64),
                 "ended_ms": (ended_at * 1000).astype(np.int64),
@@ -850,7 +853,7 @@ class Simulation:
                 "intents": [[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
                 "outcome": [outcome] * k,
                 "handoff": np.full(k, 1 if outcome == "handoff" else 0, np.uint8),
-                "handoff_reason": [""] * k if outcome != "handoff" else ["handoff"] * k,
+                "handoff_reason": [""] * k if reasons is None else reasons.tolist(),
                 "turns": turns.astype(np.uint16),
                 "latency_p50_ms": p50,
                 "latency_p95_ms": p95,
@@ -865,6 +868,29 @@ class Simulation:
         self._alive[slots] = False
         self._next_at[slots] = np.inf
         self._free.extend(slots.tolist())
+
+    # ------------------------------------------------------------------ rows for the store
+    def _buffer(self, table: str, columns: dict) -> None:
+        """Collect rows and hand them to the sink once per simulated second: one batch per table."""
+        pending = self._pending.setdefault(table, [])
+        pending.append(columns)
+
+    def _flush_rows(self) -> None:
+        for table, parts in self._pending.items():
+            if not parts:
+                continue
+            if len(parts) == 1:
+                merged = parts[0]
+            else:
+                merged = {}
+                for key in parts[0]:
+                    vals = [p[key] for p in parts]
+                    if all(isinstance(v, np.ndarray) for v in vals):
+                        merged[key] = np.concatenate(vals)
+                    else:
+                        merged[key] = [x for v in vals for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+            self.sink.write_columns(table, merged)
+        self._pending = {}
 
     # ------------------------------------------------------------------ spans (sampled calls)
     def _trace_turns(self, idx, slots, ts, stage_lat, latency, intent, route, failed_stage, level) -> None:
@@ -900,14 +926,14 @@ class Simulation:
                 rows["status"].append(stat)
                 rows["attr_keys"].append(ak)
                 rows["attr_values"].append(av)
-        self.sink.write_columns("spans", rows)
+        self._buffer("spans", rows)
         self.rows["spans"] += len(rows["name"])
 
     def _trace_calls(self, slots, ended_at, outcome) -> None:
         prefix = f"{self.scenario.name}-{self.seed}-"
         seqs = self._call_seq[slots].tolist()
         k = len(seqs)
-        self.sink.write_columns("spans", {
+        self._buffer("spans", {
             "trace_id": [f"{s:032x}" for s in seqs],
             "span_id": [f"{s:010x}000000" for s in seqs],
             "parent_span_id": [""] * k,
@@ -967,6 +993,8 @@ class Simulation:
         alive = self._alive
         by_region = np.bincount(self._served_by[alive], minlength=len(self._region_names))
         self.metrics.sim_second(self, now, by_region)
+        if self.sink is not None:
+            self._flush_rows()
         if t_rel + 1e-9 >= self._window_start + self._window_s:
             self._close_window(now)
         if self.snapshot is not None:
