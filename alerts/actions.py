@@ -105,6 +105,8 @@ class ActiveAction:
     resolved_since: float | None = None
     observed: bool = False
     baseline_effect: float = float("nan")
+    labels: dict = field(default_factory=dict)  # the alert's labels when it was applied
+    release_ok_since: float | None = None
 
 
 _ids = itertools.count(1)
@@ -222,7 +224,7 @@ class ActionController:
                 # re-applied soon after a revert: this action flaps, so hold the next revert longer
                 if now - self.reverted_at.get(key, -1e18) < FLAP_WINDOW_S:
                     self.flaps[key] = min(self.flaps.get(key, 0) + 1, 3)
-                act = ActiveAction(key, f"act-{int(now * 1000)}-{next(_ids)}", al.rule, spec.level, region, spec, now, {al.fingerprint})
+                act = ActiveAction(key, f"act-{int(now * 1000)}-{next(_ids)}", al.rule, spec.level, region, spec, now, {al.fingerprint}, labels=dict(al.labels))
                 act.baseline_effect = self._effect(spec)
                 reason = al.annotations.get("summary") or f"{al.rule} firing"
                 self._record("requested", act, spec.level, self.requested[0], region, al.rule, reason, act.baseline_effect)
@@ -245,6 +247,22 @@ class ActionController:
             return DeliveryResult(False, True, 0, "; ".join(errors))
         return DeliveryResult(True, payload="")
 
+    def _released(self, act: ActiveAction, now: float) -> bool:
+        """True once the release condition (if any) has held for its `for`."""
+        rel = act.spec.release
+        if rel is None:
+            return True
+        if self.view is None:
+            return True
+        match = {k: act.labels.get(k, "") for k in rel.same_labels}
+        values = [s.last() for s in self.view.select(rel.metric, match) if s.last() is not None]
+        if not values or max(values) >= rel.below:
+            act.release_ok_since = None
+            return False
+        if act.release_ok_since is None:
+            act.release_ok_since = now
+        return now - act.release_ok_since + 1e-9 >= rel.for_
+
     async def tick(self) -> list[dict]:
         """Revert actions whose alerts stayed resolved long enough; record observed effects."""
         now = self.clock.now()
@@ -254,10 +272,11 @@ class ActionController:
                 if not act.observed and now - act.applied_at >= self.effect_delay:
                     act.observed = True
                     self._record("observed", act, act.level, act.level, act.region, act.rule, "effect after apply", self._effect(act.spec))
+                released = self._released(act, now)
                 if act.resolved_since is None:
                     continue
                 hold = act.spec.revert_after * (2 ** self.flaps.get(key, 0))
-                if now - act.resolved_since < hold or now - act.applied_at < act.spec.min_hold:
+                if now - act.resolved_since < hold or now - act.applied_at < act.spec.min_hold or not released:
                     continue
                 del self.active[key]
                 self.reverted_at[key] = now

@@ -118,6 +118,8 @@ class AlertEngine:
         for r in self.ruleset.rules():
             if r.action is not None and r.action.effect_metric:
                 names.update(sample_names_for(r.action.effect_metric))
+            if r.action is not None and r.action.release is not None:
+                names.update(sample_names_for(r.action.release.metric))
         return names
 
     def _due_groups(self, now: float) -> list:

@@ -285,11 +285,23 @@ def _bad_ratio(rule: SloRule, view: MetricView, now: float, window: float) -> tu
     return bad / total, total
 
 
+def _history_start(rule: SloRule, view: MetricView) -> float | None:
+    name = rule.sli.metric + "_count" if rule.sli.kind == "latency" else rule.sli.total.metric
+    starts = [s.first_ts() for s in _resolve(view, Selector(metric=name), "counter")]
+    starts = [t for t in starts if t is not None]
+    return min(starts) if starts else None
+
+
 def eval_slo(rule: SloRule, view: MetricView, now: float) -> dict[LabelSet, float]:
     budget = 1.0 - rule.objective
     out: dict[LabelSet, float] = {}
     cache: dict[float, tuple[float, float] | None] = {}
+    first = _history_start(rule, view)
     for bw in rule.burn_windows:
+        # a pair is judged only once the view holds its short window: ten seconds of a fresh
+        # process are not "the last 6 hours"
+        if first is None or now - first < bw.short:
+            continue
         burns = []
         for w in (bw.long, bw.short):
             if w not in cache:

@@ -71,6 +71,16 @@ class Selector(_Model):
         return v
 
 
+class ReleaseCondition(_Model):
+    """Low-water mark: the action is kept until `metric` (the series with the alert's values of
+    `same_labels`) has stayed below `below` for `for`."""
+
+    metric: str
+    same_labels: list[str] = Field(default_factory=list)
+    below: float
+    for_: Duration = Field(120.0, alias="for")
+
+
 class ActionSpec(_Model):
     """A degradation action the rule asks for while it fires."""
 
@@ -83,6 +93,7 @@ class ActionSpec(_Model):
     effect_window: Duration = 60.0
     min_hold: Duration = 120.0  # never revert sooner than this after applying
     revert_after: Duration = 60.0  # the alert must stay resolved this long before the revert
+    release: ReleaseCondition | None = None  # and, if given, the cause must be gone this long
 
 
 class RuleBase(_Model):
@@ -520,6 +531,9 @@ def check_against_catalog(ruleset: RuleSet, catalog) -> list[str]:
                 for fld, sel in (("sli.bad", rule.sli.bad), ("sli.total", rule.sli.total)):
                     spec = spec_of(rule, f"{fld}.metric", sel.metric, ("counter",))
                     labels_ok(rule, f"{fld}.match", spec, list(sel.match) + list(sel.match_re))
+        if rule.action is not None and rule.action.release is not None:
+            spec = spec_of(rule, "action.release.metric", rule.action.release.metric, ("gauge",))
+            labels_ok(rule, "action.release.same_labels", spec, rule.action.release.same_labels)
         if rule.action is not None and rule.action.effect_metric:
             spec = spec_of(rule, "action.effect_metric", rule.action.effect_metric)
             if spec is not None and rule.action.effect_quantile and spec.type != "histogram":
