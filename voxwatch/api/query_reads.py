@@ -445,8 +445,9 @@ def _call_where(f: CallFilter, params: dict) -> str:
         params["lat"] = float(f.min_latency_ms)
         where.append("latency_p95_ms > {lat:Float64}")
     for i, w in enumerate(f.words or []):
-        params[f"w{i}"] = w.lower()
-        where.append(f"position(lowerUTF8(transcript), {{w{i}:String}}) > 0")
+        params[f"w{i}"] = w
+        # case-insensitive search without lowering the whole column first (18.16 has it too)
+        where.append(f"positionCaseInsensitiveUTF8(transcript, {{w{i}:String}}) > 0")
     return " AND ".join(where)
 
 
@@ -455,7 +456,8 @@ def search_calls(store, f: CallFilter, *, limit: int = 100, offset: int = 0, wit
     params: dict = {"lim": int(limit), "off": int(offset)}
     where = _call_where(f, params)
     cols = ", ".join(CALL_COLUMNS)
-    df = store.query(f"SELECT {cols} FROM calls WHERE {where} ORDER BY started_ms DESC, call_id "
+    # both keys descending = the table's sort key read backwards: the engine can stop after `limit` rows
+    df = store.query(f"SELECT {cols} FROM calls WHERE {where} ORDER BY started_ms DESC, call_id DESC "
                      "LIMIT {lim:UInt64} OFFSET {off:UInt64}", params)
     total = None
     if with_total:
