@@ -153,7 +153,11 @@ class Simulation:
         self._call_mean_s = GREETING_S + c.turns_mean * self._cycle_mean
         # calls also end early (hang-ups, handoffs): the expected number of turns is shorter
         p_end = 1.0 / c.turns_mean + c.hangup_rate + sc.intents.get(HUMAN_INTENT, 0.0) / max(sum(sc.intents.values()), 1e-9) + 0.01
-        self._duration_est = GREETING_S + self._cycle_mean / p_end  # refined from the calls that end
+        self._duration_est = GREETING_S + self._cycle_mean / p_end
+        # departures per second, smoothed; starts at what Little's law expects for the opening load
+        self._departure_rate = sc.traffic.concurrent_calls * sc.traffic.factor(0.0) / self._duration_est
+        self._ended_this_tick = 0
+        self._last_step_dt = 0.0
         cap = int(sc.traffic.concurrent_calls * 1.5) + 1024
         self._alloc(cap)
         self._seq = 0
@@ -470,6 +474,11 @@ class Simulation:
     def _step(self, now: float, dt: float) -> None:
         t = now - self.t0
         self._apply_faults(t, now, dt)
+        if self._last_step_dt:
+            a = min(1.0, self._last_step_dt / 30.0)
+            self._departure_rate = (1 - a) * self._departure_rate + a * self._ended_this_tick / self._last_step_dt
+        self._ended_this_tick = 0
+        self._last_step_dt = dt
         self._new_calls(int(self.rng.poisson(self._arrival_rate(t) * dt)), now, dt)
         due = np.flatnonzero(self._next_at < now + dt)
         if len(due):
@@ -479,14 +488,14 @@ class Simulation:
     def _arrival_rate(self, t: float) -> float:
         """New calls per second that hold concurrency at the traffic shape's target.
 
-        Little's law with the mean call length seen so far, plus a gentle correction towards the
-        target (callers whose calls ended early, e.g. during an outage, call back), capped so an
-        outage's backlog returns as a surge, not as a wall.
+        A closed loop, like a load generator holding N calls: replace the calls that ended (their
+        rate smoothed over about half a minute), plus a gentle correction towards the target, capped
+        so an outage's backlog returns as a surge, not as a wall.
         """
         target = self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(t)
-        base = target / self._duration_est
+        base = max(self._departure_rate, target / self._duration_est * 0.25)
         correction = (target - self.active_calls) / 60.0
-        return float(min(max(0.0, base + correction), 3.0 * base))
+        return float(min(max(0.0, base + correction), 3.0 * target / self._duration_est + 1.0))
 
     def _queue_budget(self, dt: float) -> int:
         pools = self.pipeline.pools
@@ -826,10 +835,7 @@ class Simulation:
             self.metrics.intents_outcome(self._intent_names, self._intents[slots, last], outcome == "completed")
         turns = np.minimum(self._turns_done[slots], MAX_TURNS).astype(np.int64)
         durations = ended_at - self._started[slots]
-        fresh = self._call_seq[slots] > self._populated_seq  # calls seen whole, not joined mid-life
-        if fresh.any():
-            w = min(0.2, fresh.sum() / 2000.0)
-            self._duration_est = (1 - w) * self._duration_est + w * float(durations[fresh].mean())
+        self._ended_this_tick += k
         for r in np.unique(served):
             mask = served == r
             self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])

@@ -108,7 +108,9 @@ def live(calls: int, seconds: float, trace_sample: float, root: str) -> dict:
     store = _open(root, "live")
     clock = WallClock()
     sink, tel, snap = _telemetry_path(store, clock, f"{root}/spool-live", 1)
-    scenario = load_scenario("baseline").scaled(calls=calls)
+    base = load_scenario("baseline")
+    # steady load at exactly --calls concurrent calls
+    scenario = base.model_copy(update={"traffic": base.traffic.model_copy(update={"shape": "steady", "base": 1.0})}).scaled(calls=calls)
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink, seed=1, trace_sample_rate=trace_sample,
                      snapshot=lambda now: snap.snapshot_once(int(now * 1000)))
     samples: list[float] = []
