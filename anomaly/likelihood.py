@@ -45,12 +45,12 @@ class LikelihoodGate:
         n_series: int = 1,
         *,
         short: int = 5,  # points averaged for "now"
-        alpha_long: float = 0.002,  # history of raw scores: about 500 points
-        threshold: float = 0.5,
-        cooldown_s: float = 3600.0,
+        alpha_long: float = 0.0005,  # history of raw scores: about 2000 points
+        threshold: float = 0.4,
+        cooldown_s: float = 21600.0,
         warmup: int = 100,
         min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
-        raw_passthrough: float = 2.0,  # a raw score at least this high passes as it is (off: > 1)
+        raw_passthrough: float = 1.0,  # a raw score at least this high passes as it is (off: > 1)
         mode: str = "likelihood",  # or "direct": the raw score itself, for calibrated detectors
         record_decay: float | None = None,  # per point decay of the running maximum of raw scores
         record_power: float = 4.0,

@@ -57,14 +57,14 @@ class RobustLevel(Detector):
         alpha: float = 0.05,  # fast level: about 20 points of memory
         alpha_err: float = 0.02,  # recent absolute error: about 50 points
         alpha_slow: float = 0.005,  # slow level under the seasonal profiles
-        alpha_season: float = 0.1,  # per slot of a profile
+        alpha_season: float = 0.3,  # per slot of a profile
         periods_s: tuple[float, ...] = (86_400.0,),  # daily; add 604_800.0 for a weekly profile
-        slot_s: float = 900.0,
+        slot_s: float = 300.0,
         clip_sigma: float = 3.0,  # winsorise learned values at this many sigmas
-        err_clip_sigma: float = 8.0,  # the error scale learns from bursts up to this size
+        err_clip_sigma: float = 1000.0,  # the error scale learns from bursts up to this size
         warmup: int = 30,
         log10_p_full: float = 12.0,  # a tail probability of 1e-12 scores 1.0
-        relative_floor: float = 1e-4,  # scale never below this fraction of the level (constant series)
+        relative_floor: float = 0.01,  # scale never below this fraction of the level (constant series)
         absolute_floor: float = 1e-9,
         tail: str = "laplace",  # or "gaussian"
     ) -> None:

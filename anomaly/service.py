@@ -49,14 +49,16 @@ class LevelSettings(BaseModel):
     slot_s: float = Field(300.0, gt=0)
     periods_s: tuple[float, ...] = (86_400.0,)
     tail: str = Field("laplace", pattern="^(laplace|gaussian)$")
+    log10_p_full: float = Field(12.0, gt=0)  # raw score 1.0 at this tail probability, 10^-x
     alpha_season: float = Field(0.3, gt=0, le=1)
     relative_floor: float = Field(0.01, ge=0)
     warmup: int = Field(30, ge=1)
-    threshold: float = Field(0.5, gt=0, le=1)  # likelihood score for a finding
+    threshold: float = Field(0.4, gt=0, le=1)  # likelihood score for a finding
     gate_warmup: int = Field(100, ge=1)
     alpha_long: float = Field(0.0005, gt=0, le=1)
     short: int = Field(5, ge=1)
-    cooldown_s: float = Field(3600.0, ge=0)
+    cooldown_s: float = Field(21600.0, ge=0)  # one finding per series per incident, not one per minute
+    raw_passthrough: float = Field(1.0, gt=0)  # a raw score this high is a finding by itself (> 1: off)
     record_decay: float | None = Field(None, gt=0, le=1)
     record_power: float = Field(4.0, ge=0)
 
@@ -135,10 +137,11 @@ class AnomalyService:
         self.level = _Role(
             lambda: _Bank(
                 RobustLevel(n, alpha=lv.alpha, alpha_err=lv.alpha_err, err_clip_sigma=lv.err_clip_sigma,
-                            slot_s=lv.slot_s, periods_s=lv.periods_s, tail=lv.tail, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
+                            slot_s=lv.slot_s, periods_s=lv.periods_s, tail=lv.tail, log10_p_full=lv.log10_p_full, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
                             warmup=lv.warmup),
                 LikelihoodGate(n, threshold=lv.threshold, cooldown_s=lv.cooldown_s, warmup=lv.gate_warmup,
                                alpha_long=lv.alpha_long, short=lv.short, record_decay=lv.record_decay,
+                               raw_passthrough=lv.raw_passthrough,
                                record_power=lv.record_power),
             ),
             n,
@@ -161,9 +164,7 @@ class AnomalyService:
             labels = key.labels_dict
             lookup = (spec.capacity_metric, labels_key({k: labels.get(k, "") for k in cap_labels}))
             return self._capacity_latest.get(lookup, math.nan)  # NaN until the capacity is seen
-        if spec.unit == "ratio":
-            return 1.0
-        return None
+        return None  # a ratio without a declared capacity (a hit ratio, an error share) is not a resource
 
     # -- feeding --------------------------------------------------------------------------------
     def observe(self, ts: float, samples: Iterable[Sample | tuple]) -> list[Finding]:

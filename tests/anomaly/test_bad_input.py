@@ -40,7 +40,7 @@ def test_timestamps_that_go_back_or_repeat_are_skipped(make):
 
 
 def test_gap_is_counted_and_alone_raises_no_finding():
-    det, gate = RobustLevel(), LikelihoodGate(threshold=0.5)
+    det, gate = RobustLevel(), LikelihoodGate()
     values = _noisy(2000, seed=3)
     ts = 15.0 * np.arange(2000)
     ts[1000:] += 6 * 3600  # the series was silent six hours, then resumed unchanged
@@ -52,14 +52,14 @@ def test_gap_is_counted_and_alone_raises_no_finding():
 def test_irregular_timestamps_are_fine():
     rng = np.random.default_rng(8)
     ts = np.cumsum(rng.uniform(1, 30, 3000))
-    det, gate = RobustLevel(), LikelihoodGate(threshold=0.5)
+    det, gate = RobustLevel(), LikelihoodGate()
     fired = sum(bool(gate.update(t, det.update(t, [v]).score).fired[0]) for t, v in zip(ts, _noisy(3000, 4)))
     assert fired == 0 and det.skipped["out_of_order"] == 0
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 250.0])
 def test_constant_series_scores_nothing(value):
-    det, gate = RobustLevel(), LikelihoodGate(threshold=0.5)
+    det, gate = RobustLevel(), LikelihoodGate()
     sat = SaturationTrend(capacity=1000.0)
     for i in range(1000):
         s = det.update(10.0 * i, [value])
@@ -71,7 +71,7 @@ def test_constant_series_scores_nothing(value):
 def test_series_that_start_late_or_stop_are_left_alone():
     n_series, n = 3, 1500
     det = RobustLevel(n_series=n_series)
-    gate = LikelihoodGate(n_series=n_series, threshold=0.5)
+    gate = LikelihoodGate(n_series=n_series)
     data = np.stack([_noisy(n, s) for s in range(n_series)], axis=1)
     data[:700, 1] = np.nan  # starts late
     data[900:, 2] = np.nan  # stops

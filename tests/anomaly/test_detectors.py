@@ -70,7 +70,7 @@ def test_refit_every_spreads_refits_but_still_forecasts():
 # -- level / spike ------------------------------------------------------------------------------
 def _gate_run(values, ts, det=None, gate=None):
     det = det or RobustLevel()
-    gate = gate or LikelihoodGate(threshold=0.5, cooldown_s=3600)
+    gate = gate or LikelihoodGate()
     out = []
     for t, v in zip(ts, values):
         s = det.update(t, [v])
