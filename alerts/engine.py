@@ -22,7 +22,7 @@ from alerts.model import FIRING, INACTIVE, PENDING, RESOLVED, Alert, alert_finge
 from alerts.notify.dispatch import Dispatcher
 from alerts.notify.nflog import NFLOG_RULE, NotificationLog
 from alerts.notify.silences import Silences
-from alerts.notify.stages import Inhibitor, receiver_pipeline
+from alerts.notify.stages import Inhibitor, Parked, receiver_pipeline
 from alerts.receivers.alertmanager import AlertmanagerReceiver
 from alerts.receivers.pagerduty import PagerDutyReceiver
 from alerts.receivers.webhook import WebhookReceiver
@@ -82,6 +82,7 @@ class AlertEngine:
 
     def _build_notifier(self) -> None:
         self.receivers: dict = {}
+        self.parked = Parked()
         for rc in self.ruleset.receivers:
             if rc.type == "action":
                 if self.actions is not None:
@@ -95,7 +96,7 @@ class AlertEngine:
         pipelines = {
             name: receiver_pipeline(
                 recv, rc, inhibitor=inhibitor, silences=self.silences, nflog=self.nflog, writer=self.writer,
-                dedup=rc.type != "action", on_attempt=self.on_attempt,
+                dedup=rc.type != "action", on_attempt=self.on_attempt, parked=self.parked,
             )
             for name, (recv, rc) in self.receivers.items()
         }
@@ -294,6 +295,20 @@ class AlertEngine:
         for _ in range(3):
             await asyncio.sleep(0)
         return out
+
+    async def settle(self, timeout: float = 5.0) -> bool:
+        """Wait (real time, at most `timeout`) until every delivery in flight has finished or is
+        parked on the clock waiting for a retry. On a virtual clock this keeps real network time
+        out of simulated time: a replay can call it after each tick."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            busy = sum(1 for g in self.dispatcher.groups.values() if g.task is not None and not g.task.done())
+            if busy <= self.parked.n:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.001)
 
     async def drain(self, timeout: float = 10.0) -> None:
         await self.dispatcher.drain(timeout)

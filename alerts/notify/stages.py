@@ -149,11 +149,12 @@ class RetryStage:
     """Delivers through a receiver, retrying 429/5xx/timeouts with exponential backoff and jitter,
     honouring Retry-After, waiting on the injected clock; every attempt is a `notifications` row."""
 
-    def __init__(self, receiver, policy: RetryPolicy, writer=None, on_attempt=None) -> None:
+    def __init__(self, receiver, policy: RetryPolicy, writer=None, on_attempt=None, parked=None) -> None:
         self.receiver = receiver
         self.policy = policy
         self.writer = writer
         self.on_attempt = on_attempt  # callback(row) for metrics/tests
+        self.parked = parked  # a Parked counter: deliveries now waiting on the clock for a retry
 
     def _row(self, ctx, alerts, attempt, result, res) -> dict:
         now = ctx.clock.now()
@@ -209,7 +210,13 @@ class RetryStage:
                 self._record(self._row(ctx, alerts, attempt, "failed", res))
                 raise NotifyError(f"{ctx.receiver}: {res.error or res.http_status} after {attempt} attempt(s)")
             self._record(self._row(ctx, alerts, attempt, "retrying", res))
-            await clock.sleep(wait)
+            if self.parked is not None:
+                self.parked.n += 1
+            try:
+                await clock.sleep(wait)
+            finally:
+                if self.parked is not None:
+                    self.parked.n -= 1
 
 
 class RecordStage:
@@ -223,7 +230,14 @@ class RecordStage:
         return ctx, alerts
 
 
-def receiver_pipeline(receiver, config, *, inhibitor, silences, nflog, writer, dedup: bool = True, on_attempt=None) -> MultiStage:
+class Parked:
+    """How many deliveries are waiting on the clock for their next retry (see AlertEngine.settle)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def receiver_pipeline(receiver, config, *, inhibitor, silences, nflog, writer, dedup: bool = True, on_attempt=None, parked=None) -> MultiStage:
     stages: list[Stage] = []
     if inhibitor is not None:
         stages.append(InhibitStage(inhibitor))
@@ -231,7 +245,7 @@ def receiver_pipeline(receiver, config, *, inhibitor, silences, nflog, writer, d
         stages.append(SilenceStage(silences))
     if dedup:
         stages.append(DedupStage(nflog, send_resolved=config.send_resolved))
-    stages.append(RetryStage(receiver, config.retry, writer, on_attempt))
+    stages.append(RetryStage(receiver, config.retry, writer, on_attempt, parked))
     if dedup:
         stages.append(RecordStage(nflog))
     return MultiStage(*stages)

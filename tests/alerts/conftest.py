@@ -124,20 +124,6 @@ def receiver(clock):
     server.server_close()
 
 
-async def settle(engine, clock, timeout: float = 5.0) -> None:
-    """Wait (real time) until every flush in flight is finished or parked on the virtual clock."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        busy = [g.task for g in engine.dispatcher.groups.values() if g.task is not None and not g.task.done()]
-        if len(busy) <= clock.sleeping:
-            await asyncio.sleep(0)
-            busy = [g.task for g in engine.dispatcher.groups.values() if g.task is not None and not g.task.done()]
-            if len(busy) <= clock.sleeping:
-                return
-        await asyncio.sleep(0.002)
-
-
 async def run_for(engine, clock, seconds: float, feed=None, step: float = 1.0) -> None:
     """Advance the virtual clock second by second: feed metrics, tick the engine, let deliveries settle."""
     n = int(round(seconds / step))
@@ -146,4 +132,4 @@ async def run_for(engine, clock, seconds: float, feed=None, step: float = 1.0) -
         if feed is not None:
             feed(clock.now())
         await engine.tick()
-        await settle(engine, clock)
+        await engine.settle()
