@@ -3,6 +3,8 @@ changed, the service keeps serving) and bearer-token scopes (401, 403)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
 
@@ -316,6 +318,7 @@ def test_openapi_documents_the_query_api(http, api):
 
 @pytest.fixture
 def admin_api(store, tmp_path):
+    from alerts.notify.silences import Silences
     from pipeline.degradation import DegradationController
     from telemetry.sink import Sink
     from voxwatch.commands.serve import start_api
@@ -324,8 +327,12 @@ def admin_api(store, tmp_path):
     clock = _FixedClock(1_795_000_000_000)
     sink = Sink(store, spool_dir=tmp_path / "spool", flush_interval=0.05)
     controller = DegradationController(clock, sink=sink)
-    running = start_api(AppContext(store=store, sink=sink, clock=clock, pipeline=controller, settings=settings()))
+    # the alert engine's silences, as the composition root hands them over when alerts run here
+    engine = SimpleNamespace(silences=Silences(clock, writer=sink, store=store))
+    running = start_api(AppContext(store=store, sink=sink, clock=clock, pipeline=controller, alerts=engine,
+                                   settings=settings()))
     with httpx.Client(base_url=running.url + "/api/v1", timeout=30) as c:
+        c.engine_silences = engine.silences
         yield c, clock, sink
     running.stop()
     sink.close()
@@ -340,10 +347,15 @@ def test_silences_are_created_listed_and_expired_by_admins(admin_api):
     assert created.status_code == 201
     s = created.json()
     assert s["state"] == "active" and s["created_by"] == "oncall" and s["ends_ms"] == clock.now_ms() + 3_600_000
+    # the alert engine in this process mutes matching alerts at once
+    muted = {"alertname": "PoolSaturationForecast", "region": "eu-west", "pool": "crm"}
+    assert c.engine_silences.mutes(muted) == [s["silence_id"]]
+    assert c.engine_silences.mutes({**muted, "region": "us-east"}) == []
     listed = c.get("/silences", headers=READ).json()["silences"]
     assert [x["silence_id"] for x in listed] == [s["silence_id"]]
     expired = c.delete(f"/silences/{s['silence_id']}", headers=ADMIN)
     assert expired.status_code == 200 and expired.json()["state"] == "expired"
+    assert c.engine_silences.mutes(muted) == []
     assert c.get("/silences", params={"state": "active"}, headers=READ).json()["silences"] == []
     assert c.get("/silences", params={"state": "expired"}, headers=READ).json()["silences"][0]["ends_ms"] == clock.now_ms()
     again = c.delete(f"/silences/{s['silence_id']}", headers=ADMIN)

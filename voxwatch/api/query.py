@@ -15,12 +15,12 @@ import math
 import re
 import threading
 import time
-import uuid
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from alerts.notify.silences import SilenceError, Silences
 from telemetry.store import StoreError
 from voxwatch.api import query_reads as reads
 from voxwatch.api.query_models import (
@@ -452,41 +452,38 @@ def build_router(ctx: AppContext) -> APIRouter | None:
                     bad(f"matcher {m.name}: invalid regular expression ({exc})")
         if all(m.value == "" or (m.isRegex and re.fullmatch(m.value, "")) for m in body.matchers):
             bad("a silence must have at least one matcher that does not match the empty string")
-        row = {
-            "silence_id": str(uuid.uuid4()), "updated_ms": now, "created_ms": now, "starts_ms": starts, "ends_ms": ends,
-            "created_by": body.created_by or token.name, "comment": body.comment,
-            "matchers_json": json.dumps([m.model_dump() for m in body.matchers]),
-            "state": "pending" if starts > now else "active",
-        }
         with silence_lock:
-            _write_silence(row)
-        return _silence(row, now)
+            api = silences_api()
+            try:
+                silence_id = api.create([m.model_dump() for m in body.matchers], ends / 1000.0,
+                                        starts_at=starts / 1000.0, created_by=body.created_by or token.name,
+                                        comment=body.comment)
+            except SilenceError as exc:
+                bad(exc)
+            return _silence_from(api.get(silence_id), now)
 
     @router.delete("/silences/{silence_id}", response_model=Silence, summary="Expire a silence now (admin)")
     def expire_silence(silence_id: str = Path(min_length=1, max_length=100),
                        _: ApiToken = Depends(require_admin)) -> Silence:
         with silence_lock:
-            rows = [r for r in reads.silences(store).to_dict("records") if r["silence_id"] == silence_id]
-            if not rows:
-                raise HTTPException(404, f"no silence with id {silence_id!r}")
-            current = rows[0]
-            now = now_ms()
-            if _silence(current, now).state == "expired":
-                bad(f"silence {silence_id} has already expired")
-            row = {k: current[k] for k in ("silence_id", "created_ms", "starts_ms", "created_by", "comment", "matchers_json")}
-            row.update(updated_ms=max(now, int(current["updated_ms"]) + 1), ends_ms=now,
-                       starts_ms=min(int(current["starts_ms"]), now), state="expired")
-            _write_silence(row)
-        return _silence(row, now)
+            api = silences_api()
+            try:
+                api.get(silence_id)
+            except SilenceError:
+                raise HTTPException(404, f"no silence with id {silence_id!r}") from None
+            try:
+                expired = api.expire(silence_id)
+            except SilenceError as exc:
+                bad(exc)
+            return _silence_from(expired, now_ms())
 
-    def _write_silence(row: dict) -> None:
-        # The alerts room's Silences API owns the table when it runs in this process; otherwise the
-        # row goes straight into the store (same table, same columns) and the engine reads it there.
-        silences_api = getattr(ctx.alerts, "silences", None) if ctx.alerts is not None else None
-        if silences_api is not None and hasattr(silences_api, "upsert_row"):
-            silences_api.upsert_row(row)
-        else:
-            store.insert("silences", {k: [v] for k, v in row.items()})
+    def silences_api():
+        """The alerts room's Silences: the alert engine's own when it runs in this process (so a new
+        silence mutes at once), otherwise one loaded from the store that writes back through the sink."""
+        engine_silences = getattr(ctx.alerts, "silences", None) if ctx.alerts is not None else None
+        if engine_silences is not None and callable(getattr(engine_silences, "create", None)):
+            return engine_silences
+        return Silences(ctx.clock, writer=ctx.sink or _StoreWriter(store), store=store)
 
     # ---- degradation --------------------------------------------------------------------------
 
@@ -631,6 +628,24 @@ def _action(r: dict) -> DegradationAction:
                              region=str(r.get("region", "") or ""), rule=str(r.get("rule", "") or ""),
                              reason=str(r.get("reason", "") or ""), effect_metric=str(r.get("effect_metric", "") or ""),
                              effect_value=_num(r.get("effect_value")))
+
+
+class _StoreWriter:
+    """The sink's `write` for a process without a sink: rows straight into the store."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def write(self, table: str, rows: list[dict]) -> None:
+        self.store.insert(table, {k: [r[k] for r in rows] for k in rows[0]})
+
+
+def _silence_from(s, now_ms: int) -> Silence:
+    """The API's view of an alerts-room `Silence` (times in epoch ms)."""
+    return Silence(silence_id=s.silence_id, matchers=[Matcher(**m.as_dict()) for m in s.matchers],
+                   starts_ms=int(round(s.starts_at * 1000)), ends_ms=int(round(s.ends_at * 1000)),
+                   created_ms=int(round(s.created_at * 1000)), updated_ms=int(round(s.updated_at * 1000)),
+                   created_by=s.created_by, comment=s.comment, state=s.state(now_ms / 1000.0))
 
 
 def _silence(r: dict, now: int) -> Silence:
