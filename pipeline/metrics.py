@@ -77,6 +77,10 @@ class PipelineMetrics:
         self._last_second: float | None = None
         self._ended_window: list[tuple[float, str, str, int]] = []  # (t, region, outcome, n) for 15 min ratios
         self._turns_seen = 0
+        self._expected: dict[tuple, float] = {}
+        self._region_was_up: dict[str, bool] = {}
+        self._replicas: dict[tuple[str, str], int] = {}
+        self._cache_lookups_seen: dict[str, int] = {}
         self._model_dt = MODEL_INTERVAL_S  # report the models on the first second too
         self._llm_tokens: list[tuple[float, float]] = []  # (second, tokens) for the per-minute quota
         self._turns_good = 0
@@ -104,6 +108,15 @@ class PipelineMetrics:
     def _inc(self, name: str, amount: float, *labels) -> None:
         if amount > 0:
             self.m(name, *labels).inc(float(amount))
+
+    def _expect(self, name: str, expected: float, *labels) -> None:
+        """Rare events of a model: accumulate the expected count and emit whole events as they add
+        up, so a rate of 0.01 per interval shows once per 100 intervals instead of by luck."""
+        key = (name, labels)
+        acc = self._expected.get(key, 0.0) + expected
+        whole = int(acc)
+        self._expected[key] = acc - whole
+        self._inc(name, whole, *labels)
 
     # ------------------------------------------------------------------ calls (both paths)
     def call_started(self, region: str, channel: str = "simulated", n: int = 1, language: str | None = None) -> None:
@@ -470,7 +483,10 @@ class PipelineMetrics:
             name = p.service
             h = mean_hold.get(name, 0.05)
             self._many("voxwatch_pool_hold_seconds", self.rng.lognormal(math.log(max(h, 1e-4)), 0.45, 16), name)
-            churn = int(self.rng.poisson(p.size / 1800.0 * dt))  # 30 min max lifetime
+            key = ("churn", name)
+            acc = self._expected.get(key, 0.0) + p.size / 1800.0 * dt  # 30 min max lifetime
+            churn = int(acc)
+            self._expected[key] = acc - churn
             self._inc("voxwatch_pool_connections_closed_total", churn, name, "max_lifetime")
             self._inc("voxwatch_pool_connections_opened_total", churn, name)
             self._inc("voxwatch_pool_connect_errors_total", int(self.rng.binomial(churn, 0.01)), name)
@@ -510,12 +526,18 @@ class PipelineMetrics:
         self.m("voxwatch_cache_bytes", name).set(n * {"responses": 600, "customer_history": 2400, "product_info": 1800}.get(name, 1000))
         prev.update(hits=hits, misses=misses, evictions=cache.evictions, expirations=cache.expirations)
 
-    def cache_model(self, caches, degraded: bool) -> None:
+    def cache_model(self, caches, degraded: bool, region_down: bool = False) -> None:
         for c in caches:
-            self._inc("voxwatch_cache_invalidations_total", int(self.rng.poisson(0.02)), c.name, "update")
+            lookups = sum(c.hits.values()) + sum(c.misses.values())
+            recent = lookups - self._cache_lookups_seen.get(c.name, 0)
+            self._cache_lookups_seen[c.name] = lookups
+            self._expect("voxwatch_cache_invalidations_total", 0.02, c.name, "update")
             if degraded:
                 self._inc("voxwatch_cache_stale_served_total", int(self.rng.poisson(2)), c.name)
-            self._inc("voxwatch_cache_errors_total", int(self.rng.poisson(0.001)), c.name, "timeout")
+            self._inc("voxwatch_cache_errors_total", int(self.rng.binomial(recent, 2e-5)), c.name, "timeout")
+            if region_down:
+                # the failed region's cache replicas are unreachable until failover settles
+                self._inc("voxwatch_cache_errors_total", max(1, int(self.rng.binomial(recent, 0.01))), c.name, "backend_down")
 
     # ------------------------------------------------------------------ the action queue
     def queue_event(self, system: str, event: str, age_s: float | None = None, attempts: int | None = None, operation: str = "") -> None:
@@ -652,12 +674,15 @@ class PipelineMetrics:
             self.m("voxwatch_calls_capacity", region).set(int(sim._region_capacity[i]))
             self.m("voxwatch_context_sessions", region).set(n)
             self.m("voxwatch_context_bytes", region).set(n * 6000)
-            if report:
+            up = pipe.regions.is_up(region)
+            recovered = up and self._region_was_up.get(region) is False
+            self._region_was_up[region] = up
+            if report or recovered:
                 self._edge_second(region, n, self._model_dt)
-                self._workers(region, n, self._model_dt)
+                self._workers(region, n, self._model_dt, recovered)
         if report:
             self.pool_model(pipe.pools, self._model_dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
-            self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES)
+            self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES, not all(r.up for r in pipe.regions.regions.values()))
             self._model_dt = 0.0
         self._business(regions, now)
         # simulator self-metrics
@@ -714,6 +739,7 @@ class PipelineMetrics:
         self._inc("voxwatch_edge_ice_connections_total", srflx, region, "srflx")
         self._inc("voxwatch_edge_ice_connections_total", n - relay - srflx, region, "host")
         self._inc("voxwatch_edge_sessions_by_codec_total", n, region, "opus")
+        self._expect("voxwatch_edge_one_way_audio_total", n * 0.002, region)  # per session, NAT/firewall trouble
         self._inc("voxwatch_edge_signalling_requests_total", n, region, "offer", "2xx")
         self._inc("voxwatch_edge_signalling_requests_total", 2 * n, region, "candidate", "2xx")
         self._many("voxwatch_edge_signalling_seconds", rng.lognormal(math.log(0.03), 0.4, k), region, "offer")
@@ -745,11 +771,10 @@ class PipelineMetrics:
         self._inc("voxwatch_edge_out_of_order_packets_total", int(frames * 0.001), region)
         self._inc("voxwatch_edge_jitter_buffer_discards_total", int(frames * 0.0005), region)
         self._inc("voxwatch_edge_concealed_audio_seconds_total", lost * 0.02, region)
-        self._inc("voxwatch_edge_playout_underruns_total", int(rng.poisson(n * dt * 0.0005)), region)
-        self._inc("voxwatch_edge_one_way_audio_total", int(rng.poisson(n * dt * 1e-5)), region)
-        self._inc("voxwatch_edge_ice_restarts_total", int(rng.poisson(n * dt * 5e-5)), region)
-        self._inc("voxwatch_edge_decode_errors_total", int(rng.poisson(n * dt * 1e-4)), region, "opus")
-        self._inc("voxwatch_edge_dtmf_events_total", int(rng.poisson(n * dt * 2e-4)), region)
+        self._expect("voxwatch_edge_playout_underruns_total", n * dt * 0.0005, region)
+        self._expect("voxwatch_edge_ice_restarts_total", n * dt * 5e-5, region)
+        self._expect("voxwatch_edge_decode_errors_total", n * dt * 1e-4, region, "opus")
+        self._expect("voxwatch_edge_dtmf_events_total", n * dt * 2e-4, region)
         k = 32
         rtt = rng.lognormal(math.log(0.045), 0.35, k)
         jitter = rng.lognormal(math.log(0.006), 0.5, k)
@@ -780,7 +805,7 @@ class PipelineMetrics:
         self._inc("voxwatch_vad_false_starts_total", int(rng.binomial(n, 0.03)), region)
         self._many("voxwatch_vad_barge_in_reaction_seconds", rng.lognormal(math.log(0.12), 0.3, max(1, k // 25)), region)
 
-    def _workers(self, region: str, calls: int, dt: float = 1.0) -> None:
+    def _workers(self, region: str, calls: int, dt: float = 1.0, recovered: bool = False) -> None:
         """Worker pools behind STT, NLU and TTS: busy workers by Little's law from the call load."""
         rng = self.rng
         turns_per_s = calls / 9.0
@@ -800,13 +825,21 @@ class PipelineMetrics:
             self._inc("voxwatch_worker_tasks_total", tasks, pool, "ok")
             self._inc("voxwatch_worker_tasks_total", int(rng.binomial(tasks, 0.001)), pool, "error")
             self._inc("voxwatch_worker_queue_rejections_total", int(rng.binomial(tasks, min(1.0, 0.0005 + max(0.0, util - 0.95)))), pool)
-            self._inc("voxwatch_worker_restarts_total", int(rng.poisson(0.0005)), pool, "health_check")
+            self._expect("voxwatch_worker_restarts_total", 0.005 * dt / 5.0, pool, "crash")
+            # the autoscaler follows the load: a change in desired replicas is a scale event
             replicas = capacity // per_worker
+            before = self._replicas.get((region, pool))
+            self._replicas[(region, pool)] = replicas
             self.m("voxwatch_autoscaler_desired_replicas", pool).set(replicas)
-            self.m("voxwatch_autoscaler_ready_replicas", pool).set(replicas)
-            if rng.random() < 0.01:
-                self.m("voxwatch_autoscaler_scale_events_total", pool, "up").inc()
-                self.m("voxwatch_autoscaler_scale_up_seconds", pool).observe(float(rng.lognormal(math.log(20), 0.3)))
+            self.m("voxwatch_autoscaler_ready_replicas", pool).set(replicas if before is None else min(replicas, before))
+            if before is not None and replicas != before:
+                direction = "up" if replicas > before else "down"
+                self.m("voxwatch_autoscaler_scale_events_total", pool, direction).inc()
+                if direction == "up":
+                    self.m("voxwatch_autoscaler_scale_up_seconds", pool).observe(float(rng.lognormal(math.log(20), 0.3)))
+            if recovered:
+                # a region coming back restarts its workers (they failed their health checks)
+                self._inc("voxwatch_worker_restarts_total", replicas, pool, "health_check")
             if pool in ("stt", "tts"):
                 self.m(f"voxwatch_{pool}_streams_active", region).set(busy)
                 self.m(f"voxwatch_{pool}_streams_capacity", region).set(capacity)
