@@ -238,6 +238,9 @@ def run(args) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         while not stopping.is_set() and thread.is_alive():
             stopping.wait(0.5)
+        if dashboard is not None:  # first, so no page is still asking the API while it shuts down
+            dashboard.stop()
+            dashboard = None
         server.should_exit = True
         thread.join(10)
         return 0
