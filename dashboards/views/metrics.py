@@ -33,7 +33,12 @@ if cat is not None:
                 chosen = cols[i % len(cols)].multiselect(name, values, key=f"vx_label_{metric}_{name}")
                 if chosen:
                     filters.append(f"{name}=~{'|'.join(chosen)}" if len(chosen) > 1 else f"{name}={chosen[0]}")
-        params: dict = {"metric": metric, "label": filters, **w.params}
+        steps = {"auto": None, "10 s": 10, "1 min": 60, "5 min": 300, "15 min": 900, "1 h": 3600}
+        step = steps[st.select_slider("Step", list(steps), value="auto", key="vx_step")]
+        if step is None:  # about 120 points; whole minutes past a minute, which reads the rollups
+            step = max(10, (w.end_ms - w.start_ms) // 120_000)
+            step = step // 60 * 60 if step >= 60 else step
+        params: dict = {"metric": metric, "label": filters, "step_s": step, **w.params}
         if spec["type"] == "histogram":
             picked = st.multiselect("Percentiles", ["0.5", "0.9", "0.95", "0.99"], default=["0.5", "0.95", "0.99"],
                                     key="vx_pcts")
