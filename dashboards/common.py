@@ -17,6 +17,7 @@ RANGES = {"Last 15 minutes": 15 * 60_000, "Last hour": 3_600_000, "Last 6 hours"
           "Last 24 hours": 86_400_000, "Last 7 days": 7 * 86_400_000}
 DEFAULT_RANGE = "Last hour"
 BUDGET_MS = 300.0
+MAX_MARKS = 40
 ANNOTATION_COLOURS = {"alert": "#d62728", "notification": "#ff7f0e", "action": "#2ca02c"}
 
 
@@ -123,7 +124,8 @@ def incident_marks(w: Window) -> list[dict]:
         for d in deg["history"]:
             if d["phase"] in ("applied", "reverted"):
                 marks.append({"ts_ms": d["ts_ms"], "kind": "action", "text": f"{d['phase']} {d['level']}"})
-    return sorted(marks, key=lambda m: m["ts_ms"])
+    # a storm of transitions would bury the chart: keep the latest ones
+    return sorted(marks, key=lambda m: m["ts_ms"])[-MAX_MARKS:]
 
 
 def annotate(fig: go.Figure, marks: list[dict]) -> None:
