@@ -569,7 +569,9 @@ def active_alerts(store) -> pd.DataFrame:
     df = store.query(
         "SELECT rule, alert_fingerprint, argMax(state, updated_ms) AS cur_state, max(updated_ms) AS last_ms, "
         "argMax(active_since_ms, updated_ms) AS since_ms, argMax(fired_ms, updated_ms) AS fire_ms, "
-        "argMax(payload_json, updated_ms) AS payload FROM alert_state GROUP BY rule, alert_fingerprint "
+        "argMax(payload_json, updated_ms) AS payload FROM alert_state "
+        "WHERE rule != '__nflog__' "  # the notification log shares the table (alerts.notify.nflog)
+        "GROUP BY rule, alert_fingerprint "
         "HAVING cur_state IN ('firing', 'pending') ORDER BY since_ms")
     return df.rename(columns={"cur_state": "state", "last_ms": "updated_ms", "since_ms": "active_since_ms",
                               "fire_ms": "fired_ms", "payload": "payload_json"})
