@@ -40,6 +40,19 @@ ACTION_NAMES = {
 ENTITY_BY_INTENT = {"order_status": "order_number", "return_request": "order_number", "cancel_order": "order_number", "product_question": "product", "billing": "account_number", "account_update": "email"}
 COST_PER_1K_INPUT = 0.00015
 MODEL_INTERVAL_S = 5.0
+# histograms of modelled quantities (not timings a detector watches): observed every MODEL_INTERVAL_S
+SLOW_HISTOGRAMS = frozenset({
+    "voxwatch_vad_speech_ratio", "voxwatch_business_cost_per_call_dollars", "voxwatch_stt_first_partial_seconds",
+    "voxwatch_stt_real_time_factor", "voxwatch_stt_confidence_ratio", "voxwatch_tts_synthesis_seconds",
+    "voxwatch_tts_real_time_factor", "voxwatch_cache_lookup_seconds", "voxwatch_cache_entry_age_seconds",
+    "voxwatch_response_characters", "voxwatch_integration_response_bytes", "voxwatch_nlu_intent_confidence_ratio",
+    "voxwatch_call_setup_seconds", "voxwatch_edge_ice_setup_seconds", "voxwatch_edge_dtls_handshake_seconds",
+    "voxwatch_edge_session_setup_seconds", "voxwatch_edge_signalling_seconds", "voxwatch_call_turns",
+    "voxwatch_vad_utterance_seconds", "voxwatch_vad_endpointing_delay_seconds", "voxwatch_vad_barge_in_reaction_seconds",
+    "voxwatch_context_tokens", "voxwatch_llm_context_window_used_ratio", "voxwatch_context_load_seconds",
+    "voxwatch_stt_inference_seconds", "voxwatch_nlu_inference_seconds", "voxwatch_llm_inter_token_seconds",
+    "voxwatch_llm_output_tokens_per_request", "voxwatch_action_queue_execution_seconds",
+})
 COST_PER_1K_OUTPUT = 0.0006
 
 
@@ -77,6 +90,8 @@ class PipelineMetrics:
         self._last_second: float | None = None
         self._ended_window: list[tuple[float, str, str, int]] = []  # (t, region, outcome, n) for 15 min ratios
         self._turns_seen = 0
+        self.buffered = False  # the simulator turns this on and flushes once per simulated second
+        self._hist_buf: dict[tuple, list[np.ndarray]] = {}
         self._expected: dict[tuple, float] = {}
         self._region_was_up: dict[str, bool] = {}
         self._replicas: dict[tuple[str, str], int] = {}
@@ -102,8 +117,24 @@ class PipelineMetrics:
 
     def _many(self, name: str, values, *labels) -> None:
         v = np.asarray(values, dtype=np.float64)
-        if v.size:
-            self.m(name, *labels).observe_many(v)
+        if not v.size:
+            return
+        if self.buffered:
+            # the simulator hands many small batches per second; the histogram takes one per series
+            self._hist_buf.setdefault((name, labels), []).append(v)
+            return
+        self.m(name, *labels).observe_many(v)
+
+    def flush_histograms(self, slow: bool = True) -> None:
+        """Observe what was buffered: every series each second; the model-derived ones (SLOW) when
+        `slow` (every MODEL_INTERVAL_S)."""
+        keep = {}
+        for (name, labels), parts in self._hist_buf.items():
+            if not slow and name in SLOW_HISTOGRAMS:
+                keep[(name, labels)] = parts
+                continue
+            self.m(name, *labels).observe_many(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        self._hist_buf = keep
 
     def _inc(self, name: str, amount: float, *labels) -> None:
         if amount > 0:
@@ -680,6 +711,7 @@ class PipelineMetrics:
             if report or recovered:
                 self._edge_second(region, n, self._model_dt)
                 self._workers(region, n, self._model_dt, recovered)
+        self.flush_histograms(slow=report)
         if report:
             self.pool_model(pipe.pools, self._model_dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
             self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES, not all(r.up for r in pipe.regions.regions.values()))

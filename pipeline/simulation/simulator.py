@@ -110,6 +110,8 @@ class Simulation:
 
             metrics = PipelineMetrics(telemetry, seed=self.seed)
         self.metrics = metrics or NullMetrics()
+        if hasattr(self.metrics, "buffered"):
+            self.metrics.buffered = True
         self.telemetry = telemetry
         self.sink = sink
         self.snapshot = snapshot
@@ -235,6 +237,8 @@ class Simulation:
         if self.virtual and self.clock.now() < self.t0 + self.t:
             self.clock.advance_to(self.t0 + self.t)
         self._close_window(self.t0 + self.t)
+        if hasattr(self.metrics, "flush_histograms"):
+            self.metrics.flush_histograms(slow=True)
         if self.sink is not None:
             self._flush_rows()
         self._wall += time.perf_counter() - wall0
