@@ -106,7 +106,6 @@ class ActiveAction:
     observed: bool = False
     baseline_effect: float = float("nan")
     labels: dict = field(default_factory=dict)  # the alert's labels when it was applied
-    release_ok_since: float | None = None
 
 
 _ids = itertools.count(1)
@@ -248,20 +247,21 @@ class ActionController:
         return DeliveryResult(True, payload="")
 
     def _released(self, act: ActiveAction, now: float) -> bool:
-        """True once the release condition (if any) has held for its `for`."""
+        """True once the cause (the release metric, averaged over the release window, worst series
+        of the alert's label values) is below the low-water mark. Averaged, because a saturation
+        gauge read once a second touches 1.0 now and then even on a calm day."""
         rel = act.spec.release
-        if rel is None:
+        if rel is None or self.view is None:
             return True
-        if self.view is None:
-            return True
-        match = {k: act.labels.get(k, "") for k in rel.same_labels}
-        values = [s.last() for s in self.view.select(rel.metric, match) if s.last() is not None]
-        if not values or max(values) >= rel.below:
-            act.release_ok_since = None
+        if now - act.applied_at < rel.for_:
             return False
-        if act.release_ok_since is None:
-            act.release_ok_since = now
-        return now - act.release_ok_since + 1e-9 >= rel.for_
+        match = {k: act.labels.get(k, "") for k in rel.same_labels}
+        means = []
+        for s in self.view.select(rel.metric, match):
+            vals = s.window(now - rel.for_, now)
+            if vals:
+                means.append(sum(vals) / len(vals))
+        return bool(means) and max(means) < rel.below
 
     async def tick(self) -> list[dict]:
         """Revert actions whose alerts stayed resolved long enough; record observed effects."""

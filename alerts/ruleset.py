@@ -73,7 +73,7 @@ class Selector(_Model):
 
 class ReleaseCondition(_Model):
     """Low-water mark: the action is kept until `metric` (the series with the alert's values of
-    `same_labels`) has stayed below `below` for `for`."""
+    `same_labels`), averaged over the last `for`, is below `below`."""
 
     metric: str
     same_labels: list[str] = Field(default_factory=list)

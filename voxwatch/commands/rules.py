@@ -140,6 +140,7 @@ def run_scenario(
     until: float | None = None,
     on_tick=None,
     settle: bool = True,
+    clock=None,
 ) -> ScenarioRun:
     """Replay `scenario` on a virtual clock with the pipeline's own controller as the action sink,
     the anomaly service feeding findings, and the alert engine evaluating every simulated second."""
@@ -154,7 +155,7 @@ def run_scenario(
     from telemetry.clock import VirtualClock
     from telemetry.instruments import Telemetry
 
-    clock = VirtualClock(scenario.start)
+    clock = clock if clock is not None else VirtualClock(scenario.start)
     tel = Telemetry()
     sim = Simulation(scenario, clock=clock, telemetry=tel)
     ctl = sim.controller
