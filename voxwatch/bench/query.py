@@ -11,6 +11,7 @@ the worst P95 over the full scan's P95.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -227,6 +228,8 @@ def run(args) -> dict:
                 store, reads.CallFilter(end_ms - 3_600_000, end_ms), limit=100),
         }
         result: dict = {"scale": {k: info[k] for k in ("calls", "samples", "series")},
+                        # the machine may be shared: its load says how much the timings were disturbed
+                        "load_avg_1m_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
                         "fill_s": {"samples": info["fill_samples_s"], "calls": info["fill_calls_s"]}, "queries": {}}
         for name, fn in queries.items():
             result["queries"][name] = _timed(fn, args.repeat)
@@ -262,6 +265,7 @@ def run(args) -> dict:
                 }
         finally:
             api.stop()
+        result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
         worst = max([q["p95_ms"] for q in result["queries"].values()] + [q["p95_ms"] for q in result["http"].values()])
         result["target_p95_ms"] = 500
         result["worst_p95_ms"] = worst
