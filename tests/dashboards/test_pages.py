@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboards" / "views"
@@ -105,3 +106,21 @@ def test_the_app_opens_on_the_overview_with_one_range_picker_for_every_page(dash
     at.sidebar.selectbox(key="vx_range").select("Last 6 hours").run()
     assert not at.exception
     assert at.caption[0].value.startswith("Last 6 hours")
+
+
+@pytest.mark.parametrize("page", ["overview", "metrics", "incidents", "calls", "anomalies", "sql"])
+def test_pages_say_so_when_the_api_is_unreachable(page, monkeypatch):
+    from voxwatch.commands.serve import free_port
+
+    monkeypatch.setenv("VOXWATCH_API_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VOXWATCH_API_TOKEN", "whatever-token-123456")
+    at = run_page(page)
+    assert at.error and "unreachable" in at.error[0].value
+
+
+def test_pages_show_the_api_refusal_for_a_bad_token(api, monkeypatch):
+    url, _ = api
+    monkeypatch.setenv("VOXWATCH_API_URL", url)
+    monkeypatch.setenv("VOXWATCH_API_TOKEN", "not-a-valid-token-000000")
+    at = run_page("overview")
+    assert "unknown or revoked token (HTTP 401)" in at.error[0].value
