@@ -531,6 +531,12 @@ def check_against_catalog(ruleset: RuleSet, catalog) -> list[str]:
                 for fld, sel in (("sli.bad", rule.sli.bad), ("sli.total", rule.sli.total)):
                     spec = spec_of(rule, f"{fld}.metric", sel.metric, ("counter",))
                     labels_ok(rule, f"{fld}.match", spec, list(sel.match) + list(sel.match_re))
+        if rule.action is not None:
+            from alerts.actions import DEFAULT_LADDER
+
+            if rule.action.level not in DEFAULT_LADDER:
+                problems.append(f"{where(rule, 'action.level')}: unknown degradation level {rule.action.level!r} "
+                                f"(the pipeline's ladder: {', '.join(DEFAULT_LADDER)})")
         if rule.action is not None and rule.action.release is not None:
             spec = spec_of(rule, "action.release.metric", rule.action.release.metric, ("gauge",))
             labels_ok(rule, "action.release.same_labels", spec, rule.action.release.same_labels)

@@ -131,3 +131,10 @@ def test_rules_check_command(tmp_path, capsys):
     assert main(["rules", "check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "rule 'A'" in err and "field window" in err
+
+
+def test_catalog_check_knows_the_degradation_ladder(tmp_path):
+    text = RULE.format(name="A", window="1m", summary="x") + "        action: {level: PANIC}\n"
+    rs = load_rules([write(tmp_path, "r.yaml", text)])
+    (problem,) = check_against_catalog(rs, default_catalog())
+    assert "rule 'A', field action.level: unknown degradation level 'PANIC'" in problem
