@@ -8,7 +8,7 @@ Two ways to drive the same pool:
 - `async with pool.connection():` for the real pipeline (asyncio, any injected clock);
 - `pool.serve(arrivals, holds)` for the load simulator, which hands a batch of requests (arrival
   time, how long each holds its connection) and gets back each request's wait and whether it timed
-  out. It runs the exact FIFO multi-server queue over a heap of connection free-times, so waits come
+  out. It runs the exact FIFO multi-server queue over the sorted free-times of the connections, so waits come
   from contention, not from a formula.
 
 Pool-saturation response (decided here, documented in the README): when every connection has been
@@ -21,7 +21,7 @@ or time out. A leak (connections never returned) shrinks the usable pool; `leake
 from __future__ import annotations
 
 import asyncio
-import heapq
+from bisect import bisect_right, insort
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -146,24 +146,28 @@ class ConnectionPool:
         order = np.argsort(arrivals, kind="stable")
         arr = arrivals[order].tolist()
         hold = holds[order].tolist()
-        free_at = self._free_at
+        free_at = self._free_at  # sorted ascending
         pending = self._pending_starts
         w_out = [0.0] * n
         t_out = [False] * n
-        heapreplace = heapq.heapreplace
         for i in range(n):
             a = arr[i]
-            f = free_at[0]
-            if f <= a:
-                heapreplace(free_at, a + hold[i])
+            k = bisect_right(free_at, a)
+            if k:
+                # best fit: the connection that frees up last before this request arrives, so a
+                # request booked ahead (it arrives later in the tick) leaves idle connections idle
+                del free_at[k - 1]
+                insort(free_at, a + hold[i])
             else:
+                f = free_at[0]
                 w = f - a
                 if w > timeout:
                     w_out[i] = timeout
                     t_out[i] = True
                     pending.append((a, a + timeout))
                     continue
-                heapreplace(free_at, f + hold[i])
+                del free_at[0]
+                insort(free_at, f + hold[i])
                 w_out[i] = w
                 pending.append((a, f))
         waits[order] = w_out
@@ -179,7 +183,7 @@ class ConnectionPool:
 
     def busy_at(self, t: float) -> int:
         """Connections in use at time t (batch path), leaked ones included."""
-        return sum(1 for f in self._free_at if f > t)
+        return len(self._free_at) - bisect_right(self._free_at, t)
 
     def waiting_at(self, t: float) -> int:
         pending = self._pending_starts
@@ -210,7 +214,8 @@ class ConnectionPool:
         self.leaked += n
         # batch path: the n connections that free up first never come back
         for _ in range(n):
-            heapq.heapreplace(self._free_at, float("inf"))
+            del self._free_at[0]
+            self._free_at.append(float("inf"))
         if self.metrics is not None:
             self.metrics.pool_leak(self, n)
 
@@ -221,8 +226,7 @@ class ConnectionPool:
             return
         self.leaked = 0
         now = self.clock.now()
-        self._free_at = [now if f == float("inf") else f for f in self._free_at]
-        heapq.heapify(self._free_at)
+        self._free_at = sorted(now if f == float("inf") else f for f in self._free_at)
         if self.metrics is not None:
             self.metrics.pool_leak(self, -n)
 
@@ -234,7 +238,7 @@ class ConnectionPool:
             return
         if delta > 0:
             for _ in range(delta):
-                heapq.heappush(self._free_at, now)
+                insort(self._free_at, now)
             for _ in range(delta):  # async path: wake waiters onto the new connections
                 if not self._waiters:
                     break
@@ -244,9 +248,7 @@ class ConnectionPool:
                     fut.set_result(None)
         else:
             # shrink: drop the connections that free up last (they finish their work first)
-            self._free_at.sort()
             del self._free_at[new_size:]
-            heapq.heapify(self._free_at)
         self.size = new_size
         self.resizes += 1
         if self.metrics is not None:
