@@ -80,7 +80,7 @@ class HandoffQueue:
         while busy and busy[0][0] <= now:
             heapq.heappop(busy)
         while self._waiting and len(busy) < self.agents:
-            req = self.take(now)
+            self.take(now)
             heapq.heappush(busy, (now + self.handle_time_s, next(self._seq)))
         if self.metrics is not None:
             self.metrics.handoff_state(self, now)

@@ -691,7 +691,6 @@ class PipelineMetrics:
 
     def sim_second(self, sim, now: float, active_by_region: np.ndarray) -> None:
         """The simulator's per-second gauges and the simulated edge, VAD and worker models."""
-        rng = self.rng
         dt = 1.0 if self._last_second is None else max(0.0, now - self._last_second)
         self._last_second = now
         regions = sim._region_names

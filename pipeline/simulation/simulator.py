@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.degradation import DegradationLevel
 from pipeline.engines import FALLBACK_INTENT, HUMAN_INTENT, IntegrationAction
 from pipeline.handoff import HandoffRequest
-from pipeline.intents import INTENTS, spec
+from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.runner import Pipeline, PipelineConfig
 from pipeline.simulation.engines import simulated_engines
