@@ -138,3 +138,24 @@ def test_catalog_check_knows_the_degradation_ladder(tmp_path):
     rs = load_rules([write(tmp_path, "r.yaml", text)])
     (problem,) = check_against_catalog(rs, default_catalog())
     assert "rule 'A', field action.level: unknown degradation level 'PANIC'" in problem
+
+
+@pytest.mark.slow
+def test_rules_test_command_reports_per_rule_timing_and_scores(capsys):
+    # region-outage compressed to 10 minutes at 300 calls: us-east is down from 200 s to 350 s
+    assert main(["rules", "test", "--scenario", "region-outage", "--calls", "300", "--duration", "600", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["scenario"] == "region-outage" and report["ground_truth"][0]["kind"] == "region_outage"
+    rd = report["rules"]["RegionDown"]
+    assert rd["episodes"] == 1 and rd["precision"] == 1.0 and rd["recall"] == 1.0
+    assert 0 <= rd["detection_delay_s"][0] <= 3
+    assert rd["fired"][0]["labels"]["region"] == "us-east"
+    assert any(a["phase"] == "applied" and a["level"] == "REGION_FAILOVER" for a in report["actions"])
+    assert report["pages"]["recall"] == 1.0
+
+
+def test_rules_test_command_refuses_an_unknown_scenario(capsys):
+    assert main(["rules", "test", "--scenario", "no-such-day"]) == 2
+    assert "unknown scenario 'no-such-day'" in capsys.readouterr().err
