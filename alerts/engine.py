@@ -289,6 +289,16 @@ class AlertEngine:
                 asyncio.get_running_loop().create_task(self.actions.tick())
         return out
 
+    async def run(self, registry=None, stop: asyncio.Event | None = None, interval: float = 1.0) -> None:
+        """Live mode: scrape `registry` (a prometheus-client registry) and tick every `interval`
+        seconds on the engine's clock until `stop` is set."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            if registry is not None:
+                self.scrape(registry)
+            await self.tick()
+            await self.clock.sleep(interval)
+
     async def tick(self) -> list[dict]:
         out = self.step()
         # let flushes that need no I/O (in-process actions) finish within this tick

@@ -329,3 +329,28 @@ def test_a_broken_rule_does_not_stop_the_others(tmp_path, clock, monkeypatch):
         eng.step()
     assert [a.rule for a in eng.firing()] == ["PoolHigh"]
     assert "boom" in eng.rule_errors["Other"]
+
+
+def test_live_loop_scrapes_a_prometheus_registry_on_the_wall_clock(tmp_path):
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from telemetry.clock import WallClock
+
+    reg = CollectorRegistry()
+    g = Gauge("voxwatch_pool_saturation_ratio", "pool saturation", ["pool"], registry=reg)
+    g.labels(pool="crm").set(0.97)
+    text = POOL.replace("for: 10s", "for: 0s").replace("interval: 1s", "interval: 50ms")
+    eng = AlertEngine(rules(tmp_path, text), WallClock())
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.create_task(eng.run(reg, stop, interval=0.05))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if eng.firing():
+                break
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    assert [a.labels["pool"] for a in eng.firing()] == ["crm"]
