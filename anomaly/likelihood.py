@@ -95,7 +95,8 @@ class LikelihoodGate:
         fired = above & ~cooling
         self.last_fired_ts = np.where(fired, ts, self.last_fired_ts)
         # learn: the long history moves with the raw score itself, not the short average
-        a = self.alpha_long
+        # running mean/variance until the EWMA's memory is filled, so early history is not biased to 0
+        a = np.maximum(self.alpha_long, 1.0 / (self.count + 1.0))
         d = r - self.mean
         self.mean = np.where(ok, np.where(first, r, self.mean + a * d), self.mean)
         self.var = np.where(ok & ~first, (1 - a) * (self.var + a * d * d), self.var)

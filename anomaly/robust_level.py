@@ -160,7 +160,9 @@ class RobustLevel(Detector):
         elim = lim * (self.err_clip_sigma / cs)
         e_plain = np.clip(xv - self.level, -lim, lim)
         a_plain = np.minimum(np.abs(xv - self.level), elim)
-        self.err_plain = np.where(ok & ~fresh, self.err_plain + self.alpha_err * (a_plain - self.err_plain), self.err_plain)
+        # a plain average until the EWMA's memory fills, so the early scale is not biased towards 0
+        a_err = np.maximum(self.alpha_err, 1.0 / np.maximum(self.count, 1))
+        self.err_plain = np.where(ok & ~fresh, self.err_plain + a_err * (a_plain - self.err_plain), self.err_plain)
         self.level = np.where(ok, self.level + self.alpha * e_plain, self.level)
         resid = np.clip(xv - self.slow, -lim * 4, lim * 4)
         deseason = np.zeros_like(xv)  # the slow level learns with the first profile's shape removed
