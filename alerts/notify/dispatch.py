@@ -153,10 +153,11 @@ class Dispatcher:
             log.exception("flush of %s failed", g.key)
         finally:
             g.flushes += 1
-            g.next_flush = max(started + g.route.group_interval, self.clock.now() if not ok else started + g.route.group_interval)
+            # Alertmanager's timer: the next flush is group_interval after this one started
+            g.next_flush = started + g.route.group_interval
             if ok:
                 # resolved alerts that were part of this flush and did not change are done
-                for fp, (a, state, resolved_at) in snapshot.items():
+                for fp, (_, state, resolved_at) in snapshot.items():
                     cur = g.alerts.get(fp)
                     if cur is not None and state == "resolved" and cur.state == "resolved" and cur.resolved_at == resolved_at:
                         del g.alerts[fp]

@@ -41,7 +41,7 @@ class NotificationLog:
             "WHERE rule = {r:String} GROUP BY alert_fingerprint",
             {"r": NFLOG_RULE},
         )
-        for key, payload in zip(df["alert_fingerprint"], df["s_payload"]):
+        for payload in df["s_payload"]:
             d = json.loads(payload)
             self._entries[(d["receiver"], d["group_key"])] = NflogEntry(
                 frozenset(d["firing"]), frozenset(d["resolved"]), float(d["ts"])

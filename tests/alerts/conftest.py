@@ -3,7 +3,6 @@ signatures and answers as a test scripts it, and a virtual clock that knows who 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time

@@ -5,7 +5,6 @@ inhibition, PagerDuty and Alertmanager receivers, and every attempt logged in th
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 

@@ -145,7 +145,9 @@ def _measure(name: str, calls: int, duration: float | None) -> dict:
     ours_action = [r["ts_ms"] / 1000 for r in run.controller.history if r["phase"] == "applied" and r["ts_ms"] / 1000 >= start]
 
     def side(page_at, action_at):
-        rel = (lambda t: None if t is None else round(t - start, 1))
+        def rel(t):
+            return None if t is None else round(t - start, 1)
+
         return {
             "first_page_s": rel(page_at),
             "first_action_s": rel(action_at),
