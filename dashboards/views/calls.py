@@ -27,6 +27,7 @@ with st.form("vx_call_filters"):
     min_latency = c2.number_input("P95 turn latency above (ms)", min_value=0, value=0, step=50, key="vx_f_lat")
     text = c3.text_input("Words in the transcript", key="vx_f_text")
     limit = c4.number_input("Rows", min_value=10, max_value=10_000, value=200, step=50, key="vx_f_limit")
+    traced = st.checkbox("Only traced calls (those with stage spans and a transcript)", key="vx_f_traced")
     st.form_submit_button("Search")
 
 
@@ -36,7 +37,8 @@ def split(text: str) -> list[str]:
 
 result = fetch("/calls", **w.params, region=split(regions), language=split(languages), intent=split(intents),
                outcome=outcomes, handoff={"any": None, "yes": True, "no": False}[handoff],
-               min_latency_ms=min_latency or None, text=text or None, limit=int(limit))
+               min_latency_ms=min_latency or None, text=text or None, traced=True if traced else None,
+               limit=int(limit))
 if result is not None:
     calls = pd.DataFrame(result["calls"])
     st.caption(f"{result['total']:,} calls match · showing {len(calls)} newest")
@@ -48,13 +50,17 @@ if result is not None:
         st.dataframe(shown, hide_index=True, width="stretch", height=300)
         st.download_button("Export CSV", calls.drop(columns=["started"]).to_csv(index=False).encode(),
                            file_name="voxwatch-calls.csv", mime="text/csv", key="vx_csv")
-        call_id = st.selectbox("Call", list(calls["call_id"]), key="vx_call")
+        # traced calls first: they are the ones with a waterfall and a transcript to show
+        ordered = list(calls.loc[calls["trace_id"] != "", "call_id"]) + list(calls.loc[calls["trace_id"] == "", "call_id"])
+        call_id = st.selectbox("Call", ordered, key="vx_call")
         detail = fetch(f"/calls/{call_id}")
         if detail is not None:
             call = detail["call"]
             st.subheader(f"Call {call['call_id']}")
             st.caption(f"{call['region']} · {call['language']} · {', '.join(call['intents'])} · {call['outcome']} · "
                        f"{call['turns']} turns · P95 {call['latency_p95_ms']:.0f} ms · level {call['degradation_level']}")
+            if not detail["turns"]:
+                st.info("This call was not traced (its spans were sampled out), so there is no waterfall.")
             t0 = min([t["start_us"] for t in detail["turns"]] or [call["started_ms"] * 1000])
             fig = go.Figure()
             seen = set()
@@ -75,7 +81,8 @@ if result is not None:
             fig.update_layout(title="Turn-by-turn waterfall (ms from the first turn)", barmode="overlay",
                               height=120 + 22 * n_rows, margin=dict(l=10, r=10, t=40, b=10),
                               yaxis=dict(autorange="reversed"), xaxis_title="ms")
-            st.plotly_chart(fig, width="stretch", key="waterfall")
+            if detail["turns"]:
+                st.plotly_chart(fig, width="stretch", key="waterfall")
             st.subheader("Transcript")
             st.code(detail["transcript"] or "(no transcript)", language=None)
             if detail["alerts"] or detail["actions"]:

@@ -78,7 +78,12 @@ def test_calls_page_lists_simulated_calls_with_a_waterfall(env):
     summary, store = env
     at = run("calls")
     assert at.caption[0].value.startswith(f"{int(store.scalar('SELECT count() FROM calls')):,} calls match")
-    assert len(at.get("plotly_chart")) in (0, 1)  # a waterfall when the newest call was traced
+    assert len(at.get("plotly_chart")) == 1  # traced calls come first, so the selected one has a waterfall
+    at.checkbox(key="vx_f_traced").check()
+    at.button[0].click().run()
+    traced = int(store.scalar("SELECT count() FROM calls WHERE trace_id != ''"))
+    assert 0 < traced < int(store.scalar("SELECT count() FROM calls"))  # the simulator samples traces
+    assert at.caption[0].value.startswith(f"{traced:,} calls match")
 
 
 def test_incidents_anomalies_and_sql_pages_render_on_simulated_data(env):

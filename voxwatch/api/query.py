@@ -260,14 +260,14 @@ def build_router(ctx: AppContext) -> APIRouter | None:
 
     # ---- calls --------------------------------------------------------------------------------
 
-    def _call_filter(start_ms, end_ms, region, language, intent, outcome, handoff, min_latency_ms, text):
+    def _call_filter(start_ms, end_ms, region, language, intent, outcome, handoff, min_latency_ms, text, traced=None):
         tr = span(start_ms, end_ms, None, default_span_ms=86_400_000)
         words = [w for w in re.split(r"\s+", text.strip()) if w] if text else None
         if words and len(words) > 10:
             raise reads.BadQuery("at most 10 words in the transcript search")
         return reads.CallFilter(tr.start_ms, tr.end_ms, regions=region or None, languages=language or None,
                                 intents=intent or None, outcomes=outcome or None, handoff=handoff,
-                                min_latency_ms=min_latency_ms, words=words)
+                                min_latency_ms=min_latency_ms, words=words, traced=traced)
 
     @router.get("/calls", response_model=CallSearchResponse, summary="Search calls")
     def get_calls(
@@ -277,13 +277,14 @@ def build_router(ctx: AppContext) -> APIRouter | None:
         handoff: bool | None = None,
         min_latency_ms: float | None = Query(None, ge=0, description="calls whose P95 turn latency is above this"),
         text: str | None = Query(None, max_length=500, description="words that must all appear in the transcript"),
+        traced: bool | None = Query(None, description="only calls whose spans were kept (true) or not (false)"),
         limit: int = Query(100, ge=1), offset: int = Query(0, ge=0, le=1_000_000),
         _: ApiToken = Depends(require_read),
     ) -> CallSearchResponse:
         if limit > limits().max_search_rows:
             bad(f"limit {limit} is above the maximum of {limits().max_search_rows} calls per request")
         try:
-            f = _call_filter(start_ms, end_ms, region, language, intent, outcome, handoff, min_latency_ms, text)
+            f = _call_filter(start_ms, end_ms, region, language, intent, outcome, handoff, min_latency_ms, text, traced)
         except reads.BadQuery as exc:
             bad(exc)
         df, total = reads.search_calls(store, f, limit=limit, offset=offset)

@@ -424,6 +424,7 @@ class CallFilter:
     handoff: bool | None = None
     min_latency_ms: float | None = None  # compared with the call's P95 turn latency
     words: list[str] | None = None  # every word must appear in the transcript (case-insensitive)
+    traced: bool | None = None  # calls whose spans were kept (the simulator samples traces)
 
 
 def _call_where(f: CallFilter, params: dict) -> str:
@@ -444,6 +445,8 @@ def _call_where(f: CallFilter, params: dict) -> str:
             raise BadQuery("min_latency_ms must be a non-negative number")
         params["lat"] = float(f.min_latency_ms)
         where.append("latency_p95_ms > {lat:Float64}")
+    if f.traced is not None:
+        where.append("trace_id != ''" if f.traced else "trace_id = ''")
     for i, w in enumerate(f.words or []):
         params[f"w{i}"] = w
         # case-insensitive search without lowering the whole column first (18.16 has it too)
