@@ -41,7 +41,7 @@ def _reads(store, info):
     calls_total = reads.resolve_metric(store, scenario_data.CALLS_TOTAL_METRIC[0])
     crm = reads.parse_matchers(["pool=crm", "region=~eu.*"])
     search = reads.CallFilter(end - 2 * HOUR, end, regions=["eu-west"], intents=["billing"], min_latency_ms=200,
-                              words=["charged"], handoff=False)
+                              words=["charged"], handoff=False, traced=True)
     return {
         "metric": (sat.metric_id, sat.name, sat.metric_type),
         "labels": reads.metric_labels(store, sat),
