@@ -41,6 +41,7 @@ class _Profile:
         self.season = np.zeros((n, self.n_slots))  # residual to the slow level, per slot
         self.seen = np.zeros((n, self.n_slots), dtype=bool)
         self.err = np.zeros(n)  # recent absolute error of slow level + profile
+        self.err_count = np.zeros(n, dtype=np.int64)  # points that error has been measured on
 
     def slot(self, ts: np.ndarray) -> np.ndarray:
         safe = np.where(np.isfinite(ts), ts, 0.0)
@@ -94,7 +95,12 @@ class RobustLevel(Detector):
         for p in self.profiles:
             slot = p.slot(ts)
             sp = self.slow + p.season[self._rows, slot]
-            use = p.seen[self._rows, slot] & (ts - self.first_ts >= p.period_s) & (p.err < 0.8 * err)
+            use = (
+                p.seen[self._rows, slot]
+                & (ts - self.first_ts >= p.period_s)
+                & (p.err_count >= self.warmup)  # judged on enough points to be trusted
+                & (p.err < 0.8 * err)
+            )
             pred = np.where(use, sp, pred)
             err = np.where(use, p.err, err)
             slots.append(slot)
@@ -170,7 +176,9 @@ class RobustLevel(Detector):
             seen = p.seen[self._rows, slot]
             a = np.minimum(np.abs(xv - sp), elim)
             # a profile's error counts only where its slot has been learned at least once
-            p.err = np.where(ok & seen, np.where(p.err == 0, a, p.err + self.alpha_err * (a - p.err)), p.err)
+            a_err = np.maximum(self.alpha_err, 1.0 / (p.err_count + 1.0))
+            p.err = np.where(ok & seen, p.err + a_err * (a - p.err), p.err)
+            p.err_count += ok & seen
             cur = p.season[self._rows, slot]
             if i == 0:
                 deseason = np.where(seen, cur, 0.0)
