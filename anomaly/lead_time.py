@@ -108,3 +108,123 @@ def lead_time(sat_ts, sat_values, capacity: float, lat_ts, lat_values, budget: f
             None if first_finding is None else (math.inf if rule_first is None else rule_first - first_finding)
         ),
     }
+
+
+# -- over a simulated scenario in the store --------------------------------------------------------
+_HIST_SQL = (
+    "SELECT b.bucket_ms AS bucket_ms, m.le AS le, sum(b.last_value) AS cum FROM ("
+    "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, argMax(value, ts_ms) AS last_value "
+    "FROM metric_samples WHERE metric_id = {mid:UInt32} GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
+    "SELECT fingerprint, any(label_values[indexOf(label_keys, 'le')]) AS le FROM metric_series "
+    "WHERE sample_name = {bucket_name:String} GROUP BY fingerprint) AS m USING (fingerprint) "
+    "GROUP BY bucket_ms, le ORDER BY bucket_ms"
+)
+_GAUGE_SQL = (
+    "SELECT b.bucket_ms AS bucket_ms, b.fingerprint AS fingerprint, b.value AS value, m.label_keys AS label_keys, "
+    "m.label_values AS label_values FROM ("
+    "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS value "
+    "FROM metric_samples WHERE metric_id = {mid:UInt32} GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
+    "SELECT fingerprint, any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series "
+    "WHERE metric = {metric:String} GROUP BY fingerprint) AS m USING (fingerprint) ORDER BY fingerprint, bucket_ms"
+)
+
+
+def histogram_quantile_series(store, metric_id: int, metric: str, step_s: float, q: float = 0.99):
+    """(step start times in s, the q-quantile of each step's observations across every label set),
+    from the stored cumulative buckets."""
+    from anomaly.series import histogram_quantile
+
+    step_ms = int(step_s * 1000)
+    frame = store.query(_HIST_SQL, {"step": step_ms, "mid": metric_id, "bucket_name": f"{metric}_bucket"})
+    if frame.empty:
+        return np.array([]), np.array([])
+    frame["bound"] = frame["le"].map(lambda s: math.inf if s in ("+Inf", "inf", "Inf") else float(s))
+    table = frame.pivot_table(index="bucket_ms", columns="bound", values="cum", aggfunc="sum").sort_index()
+    table = table.reindex(sorted(table.columns), axis=1).ffill().fillna(0.0)
+    bounds = np.array(table.columns, dtype=float)
+    cum = table.to_numpy()
+    inc = np.diff(cum, axis=0)
+    ts = table.index.to_numpy()[1:] / 1000.0
+    out = np.array([histogram_quantile(q, bounds, row) if row[-1] > 0 and np.all(row >= 0) else np.nan
+                    for row in inc])
+    return ts, out
+
+
+def gauge_series(store, metric_id: int, metric: str, step_s: float) -> dict:
+    """{labels tuple: (times s, step averages)} for every series of a gauge."""
+    frame = store.query(_GAUGE_SQL, {"step": int(step_s * 1000), "mid": metric_id, "metric": metric})
+    out = {}
+    for fp, g in frame.groupby("fingerprint"):
+        labels = tuple(sorted(zip(g["label_keys"].iloc[0], g["label_values"].iloc[0])))
+        out[labels] = (g["bucket_ms"].to_numpy() / 1000.0, g["value"].to_numpy(dtype=float))
+    return out
+
+
+def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
+                    saturation_metric: str = "voxwatch_pool_saturation_ratio",
+                    latency_metric: str = "voxwatch_turn_latency_seconds",
+                    rule_window_s: float | None = None, rule_horizons_s=(1800.0, 3600.0)) -> dict:
+    """Run the anomaly service over everything a scenario stored, then compare its first saturation
+    finding and a predict_linear rule over the same series with the moment turn-latency P99 first
+    exceeds `budget_s`."""
+    from anomaly.service import AnomalyService, AnomalySettings
+    from telemetry.clock import VirtualClock
+
+    settings = settings or AnomalySettings()
+    step_s = settings.step_s
+    span = store.query("SELECT min(ts_ms) AS t0, max(ts_ms) AS t1 FROM metric_samples")
+    t0_ms, t1_ms = int(span["t0"].iloc[0]), int(span["t1"].iloc[0])
+    service = AnomalyService(clock=VirtualClock(t0_ms / 1000.0), catalog=catalog, settings=settings)
+    findings = []
+    chunk_ms = 300_000  # five minutes of samples per poll, as a running service would read them
+    t = t0_ms
+    while t <= t1_ms:
+        t = min(t + chunk_ms, t1_ms + int(step_s * 1000))
+        findings.extend(service.poll_store(store, until_ms=t))
+
+    lat_ts, p99 = histogram_quantile_series(store, catalog[latency_metric].id, latency_metric, step_s)
+    crossed = first_time(lat_ts, p99 > budget_s) if lat_ts.size else None
+    sat_findings = [f for f in findings if f.kind == "saturation_trend"]
+    first = min(sat_findings, key=lambda f: f.ts) if sat_findings else None
+
+    window_s = rule_window_s or settings.saturation.window * step_s
+    capacity = catalog[saturation_metric].capacity or 1.0
+    rules = {}
+    for horizon in rule_horizons_s:
+        firsts = []
+        for labels, (ts, values) in gauge_series(store, catalog[saturation_metric].id, saturation_metric,
+                                                 step_s).items():
+            pred = predict_linear(ts, values, window_s, horizon)
+            hit = first_time(ts, pred >= capacity)
+            if hit is not None:
+                firsts.append((hit, dict(labels), int(np.count_nonzero(pred >= capacity))))
+        best = min(firsts, key=lambda x: x[0]) if firsts else None
+        rules[f"predict_linear({saturation_metric}[{window_s:g}s], {horizon:g}) >= {capacity:g}"] = {
+            "first_s": None if best is None else best[0] - t0_ms / 1000.0,
+            "labels": None if best is None else best[1],
+            "lead_s": None if best is None or crossed is None else crossed - best[0],
+            "series_firing": len(firsts),
+            "firing_points": sum(x[2] for x in firsts),
+        }
+
+    def rel(x):
+        return None if x is None else x - t0_ms / 1000.0
+
+    return {
+        "start_ms": t0_ms,
+        "duration_s": (t1_ms - t0_ms) / 1000.0,
+        "latency_p99_crossed_s": rel(crossed),
+        "first_saturation_finding_s": rel(first.ts) if first else None,
+        "first_saturation_finding": None if first is None else {
+            "metric": first.metric, "labels": first.labels, "value": first.value,
+            "time_to_exhaustion_s": first.time_to_exhaustion_s, "confidence": first.confidence,
+            "reason": first.reason},
+        "detector_lead_s": None if first is None or crossed is None else crossed - first.ts,
+        "findings": len(findings),
+        "findings_by_kind": dict(service.findings_total),
+        "findings_list": [{"t_s": rel(f.ts), "kind": f.kind, "metric": f.metric, "labels": f.labels,
+                           "reason": f.reason} for f in findings],
+        "predict_linear": rules,
+        "series": service.stats()["series"],
+        "skipped": service.skipped(),
+    }

@@ -67,3 +67,46 @@ def test_a_predict_linear_rule_looking_further_ahead_fires_on_a_normal_day():
     day_t, day = _normal_day()
     assert np.any(predict_linear(day_t, day, 600, 3600) >= 1.0)
     assert saturation_findings(day_t, day, 1.0, window=40, horizon_s=1800) == []
+
+
+def test_scenario_report_reads_a_stored_incident(store):
+    """The stored form of the incident: pool saturation gauge sampled every 5 s, turn-latency
+    histogram buckets per region; the report finds the lead time from the store alone."""
+    import time
+
+    from anomaly.lead_time import scenario_report
+    from telemetry.catalog import default_catalog
+
+    cat = default_catalog()
+    pool, lat = cat["voxwatch_pool_saturation_ratio"], cat["voxwatch_turn_latency_seconds"]
+    bounds = ["0.1", "0.2", "0.3", "0.5", "1.0", "+Inf"]
+    series = [{"fingerprint": 1, "metric_id": pool.id, "metric": pool.name, "sample_name": pool.name,
+               "metric_type": "gauge", "label_keys": ["pool"], "label_values": ["orders"], "first_seen_ms": 0}]
+    for r, region in enumerate(("eu", "us")):
+        for k, le in enumerate(bounds):
+            series.append({"fingerprint": 100 + 10 * r + k, "metric_id": lat.id, "metric": lat.name,
+                           "sample_name": f"{lat.name}_bucket", "metric_type": "histogram",
+                           "label_keys": ["le", "region"], "label_values": [le, region], "first_seen_ms": 0})
+    store.insert("metric_series", {k: [s[k] for s in series] for k in series[0]})
+
+    rng = np.random.default_rng(0)
+    t0 = int(time.time() // 3600 * 3600 - 3 * 3600) * 1000  # recent: the samples' TTL is 30 days
+    ts, fps, vals = [], [], []
+    cum = np.zeros((2, len(bounds)))
+    for i in range(0, 5400, 5):
+        ramp = min(max((i - 900) / 2700, 0), 1)
+        t = t0 + i * 1000
+        ts.append(t), fps.append(1), vals.append(min(1.0, 0.55 + 0.45 * ramp + rng.normal(0, 0.02)))
+        mix = [0.3, 0.6, 0.1, 0.0, 0.0, 0.0] if ramp < 0.97 else [0.0, 0.05, 0.1, 0.2, 0.4, 0.25]
+        for r in range(2):
+            cum[r] += np.cumsum(rng.multinomial(50, mix))
+            for k in range(len(bounds)):
+                ts.append(t), fps.append(100 + 10 * r + k), vals.append(float(cum[r, k]))
+    mids = [pool.id if fp == 1 else lat.id for fp in fps]
+    store.insert("metric_samples", {"ts_ms": ts, "fingerprint": fps, "metric_id": mids, "value": vals})
+    report = scenario_report(store, cat)
+    assert report["latency_p99_crossed_s"] == pytest.approx(900 + 0.97 * 2700, abs=30)
+    assert report["detector_lead_s"] >= 600
+    assert report["first_saturation_finding"]["labels"] == {"pool": "orders"}
+    rule = report["predict_linear"]["predict_linear(voxwatch_pool_saturation_ratio[600s], 1800) >= 1"]
+    assert rule["first_s"] is not None and report["first_saturation_finding_s"] < rule["first_s"]
