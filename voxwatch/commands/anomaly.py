@@ -21,6 +21,17 @@ def register(sub) -> None:
                      help="score a reference detector's shipped outputs instead (numenta, windowedGaussian)")
     nab.set_defaults(func=_nab)
 
+    lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
+                                           "and findings on a normal day")
+    lt.add_argument("--scenario", default="october-3", help="the incident scenario (default october-3)")
+    lt.add_argument("--baseline", default="baseline", help="the normal-day scenario (default baseline; 'none' to skip)")
+    lt.add_argument("--calls", type=int, default=None, help="peak concurrent calls (default: the scenarios')")
+    lt.add_argument("--store", default=None,
+                    help="chdb folder URL to simulate into (default: a temporary folder); each scenario gets a database")
+    lt.add_argument("--budget-ms", type=float, default=300.0, help="turn-latency P99 budget (default 300)")
+    lt.add_argument("--json", action="store_true", help="print the report as JSON")
+    lt.set_defaults(func=_lead_time)
+
 
 def _nab(args) -> int:
     from anomaly.nab import load_corpus, load_reference_scores, score_corpus
@@ -56,3 +67,59 @@ def _nab(args) -> int:
         if "seconds" in extra:
             print(f"  {extra['points']} points in {extra['seconds']} s; skipped {extra['skipped']}")
     return 0
+
+
+def _lead_time(args) -> int:
+    import tempfile
+
+    from anomaly.lead_time import scenario_report
+    from pipeline.simulation.scenario import ScenarioError, load_scenario
+    from telemetry.catalog import default_catalog
+    from telemetry.store import open_store
+    from voxwatch.commands.simulate import simulate
+
+    root = args.store or f"chdb://{tempfile.mkdtemp(prefix='voxwatch-leadtime-')}"
+    if not root.startswith("chdb://") or "?" in root:
+        raise CommandError("--store must be a chdb:// folder URL without options (each scenario gets a database)")
+    catalog = default_catalog()
+    out = {}
+    for role, name in (("incident", args.scenario), ("baseline", args.baseline)):
+        if name is None or name.lower() == "none":
+            continue
+        try:
+            scenario = load_scenario(name).scaled(calls=args.calls)
+        except ScenarioError as exc:
+            raise CommandError(str(exc)) from None
+        url = f"{root}?database=leadtime_{role}"
+        store = open_store(url)
+        store.drop_database()
+        store.close()
+        sim = simulate(scenario, store_url=url)
+        store = open_store(url)
+        try:
+            report = scenario_report(store, catalog, budget_s=args.budget_ms / 1000.0)
+        finally:
+            store.close()
+        report["scenario"] = name
+        report["simulated_first_saturated_s"] = {p: v.get("first_saturated_s") for p, v in sim.get("pools", {}).items()}
+        out[role] = report
+    if args.json:
+        print(json.dumps(out, default=float))
+        return 0
+    for role, r in out.items():
+        print(f"{role}: {r['scenario']} ({r['duration_s']:.0f} s simulated)")
+        print(f"  findings: {r['findings']} {r['findings_by_kind']}")
+        if role == "incident":
+            print(f"  turn-latency P99 > {args.budget_ms:g} ms at: {_fmt(r['latency_p99_crossed_s'])}")
+            print(f"  first saturation finding at: {_fmt(r['first_saturation_finding_s'])}"
+                  f"  lead {_fmt(r['detector_lead_s'])}")
+            if r["first_saturation_finding"]:
+                print(f"    {r['first_saturation_finding']['reason']}")
+        for rule, v in r["predict_linear"].items():
+            extra = f"  first {_fmt(v['first_s'])}, lead {_fmt(v['lead_s'])}" if role == "incident" else ""
+            print(f"  {rule}: {v['series_firing']} series firing, {v['firing_points']} points{extra}")
+    return 0
+
+
+def _fmt(seconds) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
