@@ -183,7 +183,8 @@ class ActionQueueSpec(Strict):
 
 
 class TelemetrySpec(Strict):
-    trace_sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of calls whose spans are stored
+    # share of calls whose spans are stored; None: enough for about 500 traced calls at any time
+    trace_sample_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class _Fault(Strict):

@@ -115,7 +115,11 @@ class Simulation:
         self.telemetry = telemetry
         self.sink = sink
         self.snapshot = snapshot
-        self.trace_sample_rate = sc.telemetry.trace_sample_rate if trace_sample_rate is None else trace_sample_rate
+        if trace_sample_rate is None:
+            trace_sample_rate = sc.telemetry.trace_sample_rate
+        if trace_sample_rate is None:
+            trace_sample_rate = min(1.0, 500.0 / sc.traffic.concurrent_calls)
+        self.trace_sample_rate = trace_sample_rate
         self.tick_s = tick_s or (sc.tick_s if self.virtual else min(sc.tick_s, 0.1))
         config = PipelineConfig(
             regions=[r.model_dump() for r in sc.regions],
