@@ -406,6 +406,19 @@ class Pipeline:
         self.metrics.call_ended(ctx.origin_region, ctx.channel, outcome, now - ctx.started_at, len(ctx.turns))
         return record
 
+    async def run_background(self, interval_s: float = 1.0) -> None:
+        """What a live pipeline runs beside its calls until cancelled: the once-a-second `tick`
+        (health checks, pool saturation response, gauges) and the integration queue's worker."""
+        import asyncio
+
+        worker = asyncio.ensure_future(self.queue.run_worker(lambda action: self.call_integration(self.regions.names[0], action)))
+        try:
+            while True:
+                self.tick()
+                await self.clock.sleep(interval_s)
+        finally:
+            worker.cancel()
+
     def tick(self, now: float | None = None) -> None:
         """Once per second: health checks, pool saturation response, queue/handoff/cache gauges."""
         now = self.clock.now() if now is None else now

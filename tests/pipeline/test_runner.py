@@ -190,3 +190,23 @@ def test_call_record_and_spans_reach_the_store(store, tmp_path):
     spans = store.query("SELECT name, count() AS n FROM spans WHERE call_id = {c:String} GROUP BY name", {"c": record["call_id"]})
     by = dict(zip(spans["name"], spans["n"], strict=True))
     assert by.get("conversation") == 1 and by.get("turn") == 2 and by.get("stt") == 2 and by.get("response") == 2
+
+
+def test_background_work_retries_queued_actions_once_the_downstream_recovers():
+    clock, p = make()
+    conn = p.engines.connectors["orders"]
+    conn.extra_error_rate = 1.0
+
+    async def scenario():
+        background = asyncio.ensure_future(p.run_background())
+        ctx = p.start_call()
+        await p.run_turn(ctx, say(ctx, 1, "i want to return these shoes", clock))
+        assert len(p.queue) == 1
+        await clock.sleep(5)
+        conn.extra_error_rate = 0.0  # the order service is back
+        await clock.sleep(120)
+        background.cancel()
+        return p.queue
+
+    q = run(clock, scenario())
+    assert len(q) == 0 and q.succeeded == 1 and q.retried >= 1
