@@ -13,8 +13,11 @@ How the parts fit (for whoever plugs in an engine or drives calls):
 - `pipeline.runner.Pipeline`: owns the wiring. Its stages read like the call flow
   (edge -> stt -> nlu -> response -> integrations -> speech -> handoff); each stage obeys the
   degradation level, goes through caches and connection pools, and records its metrics and span.
-  `ctx = pipeline.start_call(region=..., language=...)`, `result = await pipeline.run_turn(ctx,
-  utterance)`, `record = pipeline.end_call(ctx, outcome)` (writes the `calls` row).
+  `Pipeline(engines, clock=..., sink=..., telemetry=...)` (metrics via `pipeline.metrics.PipelineMetrics`,
+  spans via telemetry's OpenTelemetry tracer); `ctx = pipeline.start_call(region=..., language=...)`,
+  `result = await pipeline.run_turn(ctx, utterance)`, `record = pipeline.end_call(ctx, outcome)`
+  (writes the `calls` row); a live process also runs `await pipeline.run_background()` (the
+  once-a-second tick and the retry queue's worker).
 - `pipeline.degradation.DegradationController`: the pipeline's degradation level. A dict-shaped
   control surface (`request(level, reason, region=None) -> dict`, `state() -> dict`) so alerts can
   ask through an ActionSink without importing this package.
@@ -22,7 +25,9 @@ How the parts fit (for whoever plugs in an engine or drives calls):
   `pipeline.regions` (primary/secondary with failover), `pipeline.handoff` (human queue),
   `pipeline.context` (per-call conversation context): shared by the real and simulated modes.
 - `pipeline.simulation`: scenarios (YAML in `pipeline/scenarios/`), simulated engines and the
-  `Simulation` driver (virtual or wall clock, `on_tick(now)` hooks every simulated second).
+  `Simulation` driver (virtual or wall clock, `on_tick(now)` hooks every simulated second);
+  `run_on_virtual_clock` drives asyncio code (the turn runner) on a VirtualClock. docs/pipeline.md
+  has the design.
 - `pipeline.media` and `pipeline.real`: the real engines (WebRTC edge, Whisper, sklearn intents,
   OpenAI-compatible LLM client/server, HTTP connectors, espeak-ng), built separately.
 """
