@@ -158,9 +158,11 @@ def _measure(name: str, calls: int, duration: float | None) -> dict:
     ours = side(pages.first("/voxwatch", start), min(ours_action) if ours_action else None)
     prom_actions = [t for t, _, _ in prom_sink.applied if t >= start]
     base = side(pages.first("/prometheus", start), min(prom_actions) if prom_actions else None)
-    ratio = None
+    ratio = cond_ratio = None
     if ours["first_page_s"] and base["first_page_s"]:
         ratio = round(base["first_page_s"] / ours["first_page_s"], 2)
+    if ours["page_after_condition_s"] and base["page_after_condition_s"] is not None:
+        cond_ratio = round(base["page_after_condition_s"] / ours["page_after_condition_s"], 2)
     return {
         "scenario": name,
         "calls": sc.traffic.concurrent_calls,
@@ -168,7 +170,8 @@ def _measure(name: str, calls: int, duration: float | None) -> dict:
         "condition_first_held_s": None if cond is None else round(cond - start, 1),
         "voxwatch": ours,
         "prometheus_defaults": base,
-        "page_delay_ratio_prometheus_over_voxwatch": ratio,
+        "page_delay_ratio_prometheus_over_voxwatch": ratio,  # from fault start
+        "page_after_condition_ratio_prometheus_over_voxwatch": cond_ratio,
         "targets": {
             "page_within_30s_of_condition": ours["page_after_condition_s"] is not None and ours["page_after_condition_s"] <= 30,
             "action_within_3s_of_page": ours["action_after_page_s"] is not None and ours["action_after_page_s"] <= 3,
