@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -208,6 +209,7 @@ class ActionController:
     async def _handle(self, alerts: list) -> DeliveryResult:
         now = self.clock.now()
         errors = []
+        changes = []
         for al in alerts:
             spec = al.action
             if spec is None:
@@ -217,6 +219,8 @@ class ActionController:
             act = self.active.get(key)
             if al.status == "firing":
                 if act is not None:
+                    if act.resolved_since is not None:
+                        changes.append({"action_id": act.action_id, "change": "resolution cancelled", "alert": al.fingerprint})
                     act.alerts.add(al.fingerprint)
                     act.resolved_since = None
                     continue
@@ -237,14 +241,17 @@ class ActionController:
                 else:
                     prev = answer.get("previous", "") if answer else self.requested[0]
                     self._record("applied", act, spec.level, prev, region, al.rule, reason, act.baseline_effect)
+                    changes.append({"action_id": act.action_id, "change": "applied", "level": spec.level, "region": region})
             elif act is not None:
                 act.alerts.discard(al.fingerprint)
                 if not act.alerts and act.resolved_since is None:
                     act.resolved_since = now
+                    changes.append({"action_id": act.action_id, "change": "alert resolved", "alert": al.fingerprint})
         if errors:
             # the pipeline refused (or was unreachable): worth another try on the next flush
-            return DeliveryResult(False, True, 0, "; ".join(errors))
-        return DeliveryResult(True, payload="")
+            return DeliveryResult(False, True, 0, "; ".join(errors), payload=json.dumps(changes))
+        # the receiver sees every alert every second: only a change is worth a notifications row
+        return DeliveryResult(True, payload=json.dumps(changes), record=bool(changes))
 
     def _released(self, act: ActiveAction, now: float) -> bool:
         """True once the cause (the release metric, averaged over the release window, worst series

@@ -199,7 +199,8 @@ class RetryStage:
                 res = DeliveryResult(False, False, 0, f"{type(exc).__name__}: {exc}")
             elapsed = clock.now() - start
             if res.ok:
-                self._record(self._row(ctx, alerts, attempt, "delivered", res))
+                if res.record:
+                    self._record(self._row(ctx, alerts, attempt, "delivered", res))
                 ctx.extra["attempts"] = attempt
                 ctx.extra["delivered_at"] = clock.now()
                 return ctx, alerts

@@ -23,6 +23,7 @@ class DeliveryResult:
     error: str = ""
     retry_after: float | None = None  # seconds, from a Retry-After header
     payload: str = ""  # what was sent (for the notifications table)
+    record: bool = True  # False: nothing happened worth a notifications row (an idempotent no-op)
 
 
 class Receiver(Protocol):

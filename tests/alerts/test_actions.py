@@ -92,6 +92,9 @@ def test_action_applies_on_firing_and_reverts_after_hysteresis(tmp_path, clock, 
     assert list(rows.level) == ["INTEGRATIONS_QUEUED", "INTEGRATIONS_QUEUED", "INTEGRATIONS_QUEUED", "NORMAL"]
     assert set(rows.rule) == {"PoolHigh"} and set(rows.effect_metric) == {"voxwatch_pool_saturation_ratio"}
     assert rows.effect_value.iloc[0] > 0.9 and rows.effect_value.iloc[-1] < 0.6  # the effect, before and after
+    # the action receiver hears every alert every second; only changes are logged as deliveries
+    logged = store.query("SELECT payload FROM notifications WHERE integration = 'action' ORDER BY ts_ms")
+    assert [json.loads(p)[0]["change"] for p in logged.payload] == ["applied", "alert resolved"]
 
 
 def test_the_highest_active_level_wins_and_reverting_it_falls_back_to_the_next(tmp_path, clock):
