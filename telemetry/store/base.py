@@ -200,7 +200,9 @@ class Store(ABC):
             else:
                 v = _default_for(c, n)
             try:
-                arrays.append(pa.array(v, type=typ, from_pandas=True))
+                # from_pandas would turn NaN into null, and null into 0 in a non-Nullable column:
+                # a finding's "no forecast" (NaN) must stay NaN.
+                arrays.append(pa.array(v, type=typ, from_pandas=not pa.types.is_floating(typ)))
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
                 raise StoreError(f"table {table}, column {c.name}: {exc}") from exc
         return pa.Table.from_arrays(arrays, names=[c.name for c in stored])

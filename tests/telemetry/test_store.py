@@ -196,3 +196,11 @@ def test_a_schema_3_store_moves_its_retention_to_storage_time(store):
     ddl = store.scalar("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'calls'")
     assert "stored_at + toIntervalDay(90)" in ddl
     assert "transcript" in store._existing_columns("calls")
+
+
+def test_nan_stays_nan_where_the_schema_allows_it(any_store):
+    any_store.insert(
+        "anomaly_findings",
+        {"ts_ms": [NOW_MS], "finding_id": ["f"], "score": [0.9], "time_to_exhaustion_s": [float("nan")]},
+    )
+    assert bool(any_store.scalar("SELECT isNaN(time_to_exhaustion_s) FROM anomaly_findings"))
