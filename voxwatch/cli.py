@@ -48,4 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: commands raise voxwatch.cli.CommandError,
+    # which is a different class from this copy's.
+    from voxwatch.cli import main as _main
+
+    sys.exit(_main())
