@@ -96,7 +96,8 @@ class ScriptedCaller:
 
     async def say(self, pcm48: bytes, label: str = "", then_silence_s: float = 0.0) -> SpokenLine:
         clip = self.mic.play(pcm48, label)
-        await clip.done
+        # a clip plays in real time; far longer means the connection stopped pulling audio
+        await asyncio.wait_for(asyncio.shield(clip.done), len(pcm48) / 2 / RATE + 5.0)
         line = SpokenLine(
             label=label,
             started_at=clip.started_at or time.time(),
@@ -114,7 +115,7 @@ class ScriptedCaller:
         await asyncio.sleep(cut_after_s)
         self.mic.interrupt()
 
-    async def wait_for_reply(self, after: float, timeout_s: float = 8.0, settle_s: float = 0.5) -> HeardReply | None:
+    async def wait_for_reply(self, after: float, timeout_s: float = 8.0, settle_s: float = 0.8) -> HeardReply | None:
         """The first reply whose audio began after `after`, once it has finished (or None on timeout)."""
         deadline = time.time() + timeout_s
         while time.time() < deadline:
@@ -159,7 +160,7 @@ class ScriptedCaller:
                 current.peak_dbfs = max(current.peak_dbfs, level)
             elif current is not None:
                 quiet += 1
-                if quiet >= 15:  # 300 ms of silence separates two replies
+                if quiet >= 35:  # 700 ms of silence separates two replies (sentence pauses are shorter)
                     current = None
             self._reply_event.set()
         self.remote_ended.set()
@@ -167,8 +168,22 @@ class ScriptedCaller:
     async def hang_up(self) -> None:
         if self.pc is not None:
             self.mic.interrupt()
-            await self.pc.close()
+            await asyncio.wait_for(self.pc.close(), 10)
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._listen_task
+
+
+CALLER_VOICE = ("en-us+m3", 150)  # espeak voice and speed the scripted caller speaks with
+
+
+def synthesize_caller_speech(text: str, voice: str = CALLER_VOICE[0], speed_wpm: int = CALLER_VOICE[1], rate: int = RATE) -> bytes:
+    """Mono s16 PCM of espeak-ng saying `text` at `rate` (48 kHz for WebRTC, 16 kHz for direct STT)."""
+    import subprocess
+
+    from pipeline.media.tts import parse_wav, resample_pcm16
+
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "--stdout", text], capture_output=True, check=True).stdout
+    pcm, src = parse_wav(out)
+    return resample_pcm16(pcm, src, rate)

@@ -50,6 +50,7 @@ class TransportCounters:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     last_pts: int | None = None
+    first_pts: int | None = None
     frame_samples: int = 960
 
     @property
@@ -249,6 +250,8 @@ class WebRtcEdge:
                 if frame.pts is not None:
                     if tc.last_pts is not None and frame.pts > tc.last_pts + frame.samples:
                         tc.frames_missing += (frame.pts - tc.last_pts) // frame.samples - 1
+                    if tc.first_pts is None:
+                        tc.first_pts = frame.pts
                     tc.last_pts = frame.pts
                 pcm = frame_to_mono16k(resampler, frame)
                 if len(pcm) == 0:

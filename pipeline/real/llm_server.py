@@ -93,6 +93,18 @@ def create_llm_app(profile: LatencyProfile | None = None) -> FastAPI:
     kb = load_knowledge()
     app = FastAPI(title="Voxwatch local LLM (OpenAI-compatible)")
     app.state.requests = 0
+    app.state.error_rate = 0.0  # injected faults (tests, demos): share of requests answered 503
+    app.state.extra_latency_s = 0.0
+
+    class FaultsIn(BaseModel):
+        error_rate: float = Field(0.0, ge=0, le=1)
+        latency_ms: float = Field(0.0, ge=0)
+
+    @app.post("/admin/faults")
+    def set_faults(f: FaultsIn) -> dict:
+        app.state.error_rate = f.error_rate
+        app.state.extra_latency_s = f.latency_ms / 1000.0
+        return {"error_rate": f.error_rate, "latency_ms": f.latency_ms}
 
     def ttft() -> float:
         return profile.ttft_median_s * rng.lognormvariate(0.0, profile.ttft_sigma)
@@ -110,6 +122,8 @@ def create_llm_app(profile: LatencyProfile | None = None) -> FastAPI:
         if not any(m.role == "user" for m in req.messages):
             raise HTTPException(400, "messages must include a user message")
         app.state.requests += 1
+        if app.state.error_rate and rng.random() < app.state.error_rate:
+            raise HTTPException(503, "model overloaded (injected fault)")
         text = answer_for(req.messages, kb)
         tokens = _tokens(text)
         if req.max_tokens:
@@ -117,7 +131,7 @@ def create_llm_app(profile: LatencyProfile | None = None) -> FastAPI:
         prompt_tokens = sum(len(m.content.split()) for m in req.messages)
         cid = f"chatcmpl-{uuid.uuid4().hex[:20]}"
         created = int(time.time())
-        first_delay = ttft()
+        first_delay = ttft() + app.state.extra_latency_s
         if not req.stream:
             await asyncio.sleep(first_delay + profile.per_token_s * max(0, len(tokens) - 1))
             return {

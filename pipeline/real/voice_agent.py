@@ -1,0 +1,276 @@
+"""The voice agent: runs one WebRTC call from the edge through the pipeline's turn runner and speaks
+the replies back on the same connection.
+
+Per call it turns the edge's media events into turns: a pause starts Whisper early (prefetch), an
+utterance becomes a turn (`Pipeline.run_turn`), the reply audio is queued on the call's outgoing
+track, a handoff is announced and the call is handed to the human queue (the runner's handoff stage
+keeps transcript, intents and context). It decides the call's outcome from what happened:
+
+    handoff | completed | abandoned (hang-up mid-sentence) | silence (no speech at all)
+    | utterance_too_long | failed (turns kept failing) | setup_failed (media never flowed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.engines import Utterance
+from pipeline.media.edge import MediaCall, MediaEvent
+
+log = logging.getLogger(__name__)
+
+GREETING = "Hi, thanks for calling Northwind Outfitters. How can I help you today?"
+HANDOFF_LINE = "Let me connect you with a colleague who can help. Please stay on the line."
+APOLOGY_LINE = "Sorry, something went wrong on my side. Could you say that again?"
+TOO_LONG_LINE = "Sorry, I could only follow part of that. Could you tell me in a few words?"
+SILENCE_LINE = "I can't hear anything, so I'll end the call now. Please call back anytime."
+
+
+@dataclass
+class AgentOptions:
+    greet: bool = True
+    no_speech_timeout_s: float = 8.0  # caller silent this long (after the greeting): end the call
+    setup_timeout_s: float = 10.0
+    max_failed_turns: int = 3  # consecutive failed turns before the call is given up as failed
+    hang_up_after_goodbye: bool = True
+
+
+@dataclass
+class TurnTiming:
+    """One turn's timeline on the agent's side (wall seconds), for the voice benchmark and tests."""
+
+    call_id: str
+    turn: int
+    speech_end_at: float  # last speech audio arrived at the edge
+    endpoint_at: float  # the segmenter decided the turn was over
+    transcript_at: float = 0.0
+    intent_at: float = 0.0
+    reply_ready_at: float = 0.0
+    first_audio_at: float = 0.0  # first reply frame handed to the outgoing track
+    transcript: str = ""
+    intent: str = ""
+    intent_confidence: float = 0.0
+    reply: str = ""
+    reply_source: str = ""
+    status: str = ""
+    stage_s: dict[str, float] = field(default_factory=dict)
+    prefetched: bool = False
+
+    def latencies_ms(self) -> dict[str, float]:
+        def ms(t: float) -> float:
+            return (t - self.speech_end_at) * 1000.0 if t else float("nan")
+
+        return {
+            "endpoint": ms(self.endpoint_at),
+            "transcript": ms(self.transcript_at),
+            "intent": ms(self.intent_at),
+            "reply_ready": ms(self.reply_ready_at),
+            "first_audio": ms(self.first_audio_at),
+        }
+
+
+class VoiceAgent:
+    """The conversation coroutine the edge runs for every call (`await agent(call)`)."""
+
+    def __init__(self, pipeline, stt, tts, *, options: AgentOptions | None = None, media_metrics=None, region: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.stt = stt
+        self.tts = tts
+        self.options = options or AgentOptions()
+        self.metrics = media_metrics
+        self.region = region
+        self.timings: list[TurnTiming] = []
+        self.records: dict[str, dict[str, Any]] = {}  # call id -> call record written at the end
+        self.media_frames: dict[str, dict[str, Any]] = {}  # call id -> what the edge received
+        self._fixed_lines: dict[str, bytes] = {}
+
+    async def _line(self, text: str) -> bytes:
+        """Fixed agent lines are synthesised once per process (they never change mid-call)."""
+        if text not in self._fixed_lines:
+            self._fixed_lines[text] = (await self.tts.synthesize(text)).audio or b""
+        return self._fixed_lines[text]
+
+    async def warm_up(self) -> None:
+        for line in (GREETING, HANDOFF_LINE, APOLOGY_LINE, TOO_LONG_LINE, SILENCE_LINE):
+            await self._line(line)
+
+    async def __call__(self, call: MediaCall) -> None:
+        pipe = self.pipeline
+        ctx = pipe.start_call(region=self.region, channel="webrtc", call_id=call.call_id)
+        outcome = ""
+        try:
+            outcome = await self._converse(call, ctx)
+        except Exception:
+            log.exception("call %s failed", call.call_id)
+            outcome = "failed"
+        finally:
+            if self.metrics is not None:
+                with contextlib.suppress(Exception):
+                    await self.metrics.call_ended(call, self.region or ctx.origin_region)
+            tc = call.transport
+            self.media_frames[call.call_id] = {
+                "frames_received": tc.frames_received, "frames_missing": tc.frames_missing,
+                "first_pts": tc.first_pts, "audio_received_s": tc.audio_received_s, "setup_s": call.setup_s,
+            }
+            record = pipe.end_call(ctx, outcome or None)
+            self.records[call.call_id] = record
+
+    async def _converse(self, call: MediaCall, ctx) -> str:
+        opts = self.options
+        deadline = time.time() + opts.setup_timeout_s
+        while call.connected_at is None and not call.ended.is_set():
+            if time.time() > deadline:
+                call.end_reason = "setup_timeout"
+                return "setup_failed"
+            await asyncio.sleep(0.02)
+        if call.connected_at is None:
+            return "setup_failed"
+        if self.metrics is not None:
+            self.metrics.call_connected(call, self.region or ctx.origin_region)
+        if opts.greet:
+            call.reply.play(await self._line(GREETING), "greeting")
+
+        turn_no = 0
+        failed_in_a_row = 0
+        heard_speech = False
+        too_long = False
+        last_activity = time.time()
+        while True:
+            if call.reply.playing or call.segmenter.in_speech:
+                # the silence that ends a call is counted from the end of the agent's audio
+                last_activity = time.time()
+                timeout = 0.25
+            else:
+                timeout = max(0.05, last_activity + opts.no_speech_timeout_s - time.time())
+            try:
+                ev: MediaEvent = await asyncio.wait_for(call.events.get(), timeout)
+                log.debug("call %s event %s", call.call_id, ev.kind)
+            except asyncio.TimeoutError:
+                log.debug("call %s quiet for %.1f s (playing=%s)", call.call_id, timeout, call.reply.playing)
+                if call.reply.playing or call.segmenter.in_speech or time.time() - last_activity < opts.no_speech_timeout_s:
+                    continue
+                clip = call.reply.play(await self._line(SILENCE_LINE), "silence")
+                await self._wait_played(call, clip)
+                call.end_reason = "agent_ended_silence"
+                return "silence" if not heard_speech else ("handoff" if ctx.handoff_reason else "completed")
+            if ev.kind == "hangup":
+                if ctx.handoff_reason:
+                    return "handoff"
+                if not heard_speech:
+                    return "silence"
+                return "utterance_too_long" if too_long else "completed"
+            if ev.kind == "speech_started":
+                heard_speech = True
+                last_activity = time.time()
+                if call.reply.playing and not ctx.handoff_reason:
+                    call.reply.interrupt()  # barge-in: the caller talks over the agent
+                continue
+            if ev.kind == "pause":
+                if ev.pcm:
+                    self.stt.prefetch(ev.pcm)
+                continue
+            if ev.kind == "resumed":
+                continue
+            if ev.kind == "utterance_cut_by_hangup":
+                heard_speech = True
+                await self._abandoned_turn(call, ctx, ev, turn_no + 1)
+                return "abandoned"
+            if ev.kind not in ("utterance", "utterance_too_long"):
+                continue
+            heard_speech = True
+            if ctx.handoff_reason:
+                continue  # already waiting for a human: the agent stays quiet
+            turn_no += 1
+            if ev.kind == "utterance_too_long":
+                too_long = True
+            result, timing = await self._turn(call, ctx, ev, turn_no)
+            last_activity = time.time()
+            if result.status == "error":
+                failed_in_a_row += 1
+                if failed_in_a_row >= opts.max_failed_turns:
+                    call.end_reason = "agent_gave_up"
+                    return "failed"
+            else:
+                failed_in_a_row = 0
+            if ctx.handoff_reason:
+                # the caller waits on the line for a human; this process only carries the audio
+                continue
+            if result.intent == "goodbye" and opts.hang_up_after_goodbye and call.reply.history:
+                await self._wait_played(call, call.reply.history[-1])
+                call.end_reason = "agent_said_goodbye"
+                return "utterance_too_long" if too_long else "completed"
+
+    async def _turn(self, call: MediaCall, ctx, ev: MediaEvent, turn_no: int):
+        pcm = ev.pcm or b""
+        utt = Utterance(
+            call_id=call.call_id,
+            turn=turn_no,
+            audio=pcm,
+            duration_s=len(pcm) / 32000.0,
+            ended_at=ev.speech_end_at or ev.at,
+        )
+        timing = TurnTiming(call.call_id, turn_no, speech_end_at=utt.ended_at, endpoint_at=ev.at)
+        hits_before = self.stt.prefetch_hits
+        result = await self.pipeline.run_turn(ctx, utt)
+        done_at = time.time()
+        timing.prefetched = self.stt.prefetch_hits > hits_before
+        # stage timings come back as durations in order; rebuild the timeline from the turn's start
+        t = utt.ended_at + (ev.at - utt.ended_at)
+        cursor = t
+        for stage, took in result.stage_s.items():
+            cursor += took
+            if stage == "stt":
+                timing.transcript_at = cursor
+            elif stage == "nlu":
+                timing.intent_at = cursor
+        timing.reply_ready_at = done_at
+        timing.transcript, timing.intent = result.transcript, result.intent
+        timing.intent_confidence, timing.reply, timing.reply_source = result.intent_confidence, result.reply, result.reply_source
+        timing.status, timing.stage_s = result.status, result.stage_s
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.turn_media(call, self.stt.last_decoded, timing, self.region or ctx.origin_region)
+        if result.handoff_reason:
+            clip = call.reply.play(await self._line(HANDOFF_LINE), "handoff")
+        elif result.status == "error":
+            clip = call.reply.play(await self._line(APOLOGY_LINE), "apology")
+        elif result.spoken is not None and result.spoken.audio:
+            clip = call.reply.play(result.spoken.audio, f"turn-{turn_no}")
+        elif ev.kind == "utterance_too_long":
+            clip = call.reply.play(await self._line(TOO_LONG_LINE), "too_long")
+        else:
+            clip = None
+        if clip is not None:
+            clip.on_start.append(timing)
+            await self._first_frame(clip)
+            timing.first_audio_at = clip.started_at or 0.0
+        self.timings.append(timing)
+        return result, timing
+
+    async def _abandoned_turn(self, call: MediaCall, ctx, ev: MediaEvent, turn_no: int) -> None:
+        """The caller hung up mid-sentence: keep what they said in the record, answer nobody."""
+        from pipeline.context import TurnRecord
+
+        text = ""
+        if ev.pcm:
+            with contextlib.suppress(Exception):
+                text = (await self.stt.decode(ev.pcm)).text
+        ctx.turns.append(TurnRecord(turn_no, text, "", "", 0.0, "abandoned", self.pipeline.controller.policy.level.name))
+
+    @staticmethod
+    async def _first_frame(clip, timeout_s: float = 2.0) -> None:
+        deadline = time.time() + timeout_s
+        while clip.started_at is None and time.time() < deadline and not (clip.done and clip.done.done()):
+            await asyncio.sleep(0.002)
+
+    @staticmethod
+    async def _wait_played(call: MediaCall, clip, timeout_s: float = 20.0) -> None:
+        if clip.done is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(clip.done), timeout_s)
