@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from pipeline.engines import Engines
@@ -34,7 +35,7 @@ class VoiceSettings:
     llm_profile: LatencyProfile = field(default_factory=LatencyProfile)
     intent_threshold: float = 0.45
     tts_voice: str = "en-us"
-    tts_speed_wpm: int = 170
+    tts_speed_wpm: int = 185
     region: str | None = None
     max_calls: int = 32
     agent: AgentOptions = field(default_factory=AgentOptions)
@@ -81,7 +82,10 @@ class VoicePipeline:
             self.services = LocalServices(llm_profile=s.llm_profile).start()
         llm_url = s.llm_url or self.services.llm_url
         integrations_url = s.integrations_url or self.services.integrations_url
+        t0 = time.perf_counter()
         self.stt = WhisperSpeechToText(audio_context=s.audio_context)
+        if self.media_metrics is not None:
+            self.media_metrics.model_loaded(time.perf_counter() - t0)
         # one decode of silence: CTranslate2 allocates its buffers on the first call, not on the first caller
         self.stt.decoder.decode(__import__("numpy").zeros(16000, dtype="float32"))
         nlu = SklearnIntentClassifier(threshold=s.intent_threshold)

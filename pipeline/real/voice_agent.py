@@ -24,11 +24,11 @@ from pipeline.media.edge import MediaCall, MediaEvent
 
 log = logging.getLogger(__name__)
 
-GREETING = "Hi, thanks for calling Northwind Outfitters. How can I help you today?"
-HANDOFF_LINE = "Let me connect you with a colleague who can help. Please stay on the line."
+GREETING = "Hi, thanks for calling Northwind. How can I help?"
+HANDOFF_LINE = "Let me connect you with a colleague. Please hold."
 APOLOGY_LINE = "Sorry, something went wrong on my side. Could you say that again?"
 TOO_LONG_LINE = "Sorry, I could only follow part of that. Could you tell me in a few words?"
-SILENCE_LINE = "I can't hear anything, so I'll end the call now. Please call back anytime."
+SILENCE_LINE = "I can't hear you, so I will end the call. Goodbye."
 
 
 @dataclass
@@ -169,6 +169,8 @@ class VoiceAgent:
                 last_activity = time.time()
                 if call.reply.playing and not ctx.handoff_reason:
                     call.reply.interrupt()  # barge-in: the caller talks over the agent
+                    if self.metrics is not None:
+                        self.metrics.barge_in(self.region or ctx.origin_region)
                 continue
             if ev.kind == "pause":
                 if ev.pcm:

@@ -44,21 +44,20 @@ class VoiceServer:
         self.store = store
         self.sink = Sink(store, spool_dir=spool_dir, flush_interval=0.2)
         self.ctx = AppContext(store=store, sink=self.sink, clock=WallClock())
-        try:
-            from pipeline.media.metrics import MediaMetrics
-            from telemetry.instruments import Telemetry
-
-            self.telemetry = Telemetry()
-            self.ctx.telemetry = self.telemetry
-            self.ctx.extras["media_metrics"] = MediaMetrics(self.telemetry)
-        except ImportError:
-            self.telemetry = None
+        from pipeline.media.metrics import MediaMetrics
+        from pipeline.metrics import PipelineMetrics
         from pipeline.real.voice import VoicePipeline
+        from telemetry.instruments import Telemetry
 
+        self.telemetry = Telemetry()
+        self.ctx.telemetry = self.telemetry
+        self.media_metrics = MediaMetrics(self.telemetry)
+        self.ctx.extras["media_metrics"] = self.media_metrics
         self.voice = VoicePipeline(
             clock=self.ctx.clock,
             sink=self.sink,
-            media_metrics=self.ctx.extras.get("media_metrics"),
+            metrics=PipelineMetrics(self.telemetry),
+            media_metrics=self.media_metrics,
             settings=VoiceSettings(max_utterance_s=5.0, agent=AgentOptions(no_speech_timeout_s=2.5)),
         )
         self.ctx.extras["voice"] = self.voice
@@ -208,6 +207,17 @@ def test_conversation_is_transcribed_understood_answered_and_recorded(voice_serv
     by_name = dict(zip(spans["name"], spans["n"]))
     for stage in ("turn", "stt", "nlu", "response", "tts"):
         assert by_name.get(stage, 0) >= 4, f"{stage} spans: {by_name}"
+
+    # the media metrics of the catalog were recorded (and nothing undeclared was asked for)
+    assert not voice_server.media_metrics.missing
+    samples = {s.name + repr(sorted(s.labels.items())): s.value for metric in voice_server.telemetry.registry.collect() for s in metric.samples}
+    def total(prefix: str) -> float:
+        return sum(v for k, v in samples.items() if k.startswith(prefix + "["))
+    assert total("voxwatch_edge_audio_frames_received_total") >= frames_at_goodbye
+    assert total("voxwatch_edge_rtp_packets_received_total") > 0
+    assert total("voxwatch_stt_real_time_factor_count") >= 4
+    assert total("voxwatch_vad_endpointing_delay_seconds_count") >= 4
+    assert total("voxwatch_edge_session_setup_seconds_count") >= 1
 
     # no frame lost on the way in: every frame the caller sent arrived, without gaps in RTP time
     call_frames = voice_server.voice.agent.media_frames[caller.call_id]
