@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import operator
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -182,9 +183,14 @@ def eval_threshold(rule: ThresholdRule, view: MetricView, now: float) -> dict[La
     return {k: v for k, v in values.items() if cmp(v, rule.threshold)}
 
 
-def _finding_matches(f: FindingRecord, kinds, metric: str | None, detector: str | None) -> bool:
+def _finding_matches(f: FindingRecord, kinds, metric: str | None, detector: str | None, rule=None) -> bool:
     if f.kind not in kinds:
         return False
+    if rule is not None:
+        if any(f.labels.get(k, "") != v for k, v in rule.match.items()):
+            return False
+        if any(not re.fullmatch(v, f.labels.get(k, "")) for k, v in rule.match_re.items()):
+            return False
     if metric and not (f.metric == metric or fnmatch.fnmatchcase(f.metric, metric)):
         return False
     if detector and f.detector != detector:
@@ -204,7 +210,7 @@ def _finding_labels(f: FindingRecord) -> dict[str, str]:
 def eval_anomaly(rule: AnomalyRule, findings: FindingLog, now: float) -> dict[LabelSet, float]:
     out: dict[LabelSet, float] = {}
     for f in findings.recent(now, rule.window):
-        if not _finding_matches(f, rule.kinds, rule.metric, rule.detector):
+        if not _finding_matches(f, rule.kinds, rule.metric, rule.detector, rule):
             continue
         if f.score < rule.min_score or not _confident(f, rule.min_confidence):
             continue
@@ -217,7 +223,7 @@ def eval_predictive(rule: PredictiveRule, view: MetricView, findings: FindingLog
     if rule.source == "findings":
         latest: dict[LabelSet, FindingRecord] = {}
         for f in findings.recent(now, rule.window):
-            if not _finding_matches(f, ("saturation_trend",), rule.metric, None):
+            if not _finding_matches(f, ("saturation_trend",), rule.metric, None, rule):
                 continue
             latest[_group_key(_finding_labels(f), rule.by)] = f  # oldest first: the last one wins
         return {

@@ -166,6 +166,8 @@ class AnomalyRule(RuleBase):
     type: Literal["anomaly"]
     kinds: list[Literal["saturation_trend", "level_shift", "spike", "multivariate"]] = Field(min_length=1)
     metric: str | None = None  # exact metric name, or a glob (*) over names
+    match: dict[str, str] = Field(default_factory=dict)  # on the finding's labels
+    match_re: dict[str, str] = Field(default_factory=dict)
     detector: str | None = None
     min_score: float = Field(0.0, ge=0, le=1)
     min_confidence: float = Field(0.0, ge=0, le=1)
@@ -184,6 +186,8 @@ class PredictiveRule(RuleBase):
     type: Literal["predictive"]
     source: Literal["findings", "series"] = "findings"
     metric: str | None = None
+    match: dict[str, str] = Field(default_factory=dict)  # source: findings: on the finding's labels
+    match_re: dict[str, str] = Field(default_factory=dict)
     expr: Selector | None = None  # for source: series
     capacity: float = 1.0
     min_value: float | None = None  # source: series: only project series at least this high now

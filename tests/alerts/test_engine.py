@@ -354,3 +354,31 @@ def test_live_loop_scrapes_a_prometheus_registry_on_the_wall_clock(tmp_path):
 
     asyncio.run(go())
     assert [a.labels["pool"] for a in eng.firing()] == ["crm"]
+
+
+def test_findings_rules_can_match_the_findings_labels(tmp_path, clock):
+    text = """
+groups:
+  - name: g
+    rules:
+      - alert: IntegrationPools
+        type: predictive
+        metric: voxwatch_pool_saturation_ratio
+        match_re: {pool: "(?!llm$).*"}
+        horizon: 20m
+        by: [pool]
+      - alert: LLMPool
+        type: predictive
+        metric: voxwatch_pool_saturation_ratio
+        match: {pool: llm}
+        horizon: 20m
+        by: [pool]
+"""
+    eng = AlertEngine(rules(tmp_path, text), clock)
+    for pool in ("llm", "orders"):
+        eng.on_finding({"ts": clock.now(), "detector": "saturation_trend", "kind": "saturation_trend",
+                        "metric": "voxwatch_pool_saturation_ratio", "labels": {"pool": pool}, "score": 0.9,
+                        "value": 0.9, "time_to_exhaustion_s": 60.0, "confidence": 0.9})
+    clock.advance(1)
+    eng.step()
+    assert sorted((a.rule, a.labels["pool"]) for a in eng.firing()) == [("IntegrationPools", "orders"), ("LLMPool", "llm")]
