@@ -382,3 +382,37 @@ groups:
     clock.advance(1)
     eng.step()
     assert sorted((a.rule, a.labels["pool"]) for a in eng.firing()) == [("IntegrationPools", "orders"), ("LLMPool", "llm")]
+
+
+def test_latency_slo_counts_turns_over_the_threshold_bucket(tmp_path, clock):
+    text = """
+groups:
+  - name: g
+    interval: 10s
+    rules:
+      - alert: TurnLatencySLO
+        type: slo
+        objective: 0.9
+        sli: {kind: latency, metric: voxwatch_turn_latency_seconds, threshold: 0.3}
+        burn_windows:
+          - {long: 30m, short: 5m, factor: 6, severity: page}
+"""
+    eng = AlertEngine(rules(tmp_path, text), clock)
+    under, total = 0.0, 0.0
+
+    def run(seconds, per_s, slow_share):
+        nonlocal under, total
+        for _ in range(seconds):
+            clock.advance(1)
+            total += per_s
+            under += per_s * (1 - slow_share)
+            eng.ingest([("voxwatch_turn_latency_seconds_bucket", {"le": "0.3"}, under),
+                        ("voxwatch_turn_latency_seconds_bucket", {"le": "+Inf"}, total),
+                        ("voxwatch_turn_latency_seconds_count", {}, total)])
+            eng.step()
+
+    run(1800, 100, 0.08)  # 8% slow: within the 10% budget
+    assert not eng.alerts
+    run(1500, 100, 0.9)  # 90% slow for 25 minutes: burn 9x > 6x in both windows
+    (a,) = eng.firing()
+    assert a.labels["burn_window"] == "30m/5m" and 6 < a.value <= 9.0
