@@ -13,6 +13,8 @@ the forest's own anomaly score in [0, 1] (about 0.5 for ordinary points); NaN un
 >>> rng = np.random.default_rng(0)
 >>> for i in range(400):
 ...     s = det.update(float(i), rng.normal(0, 1, (4, 3)) + [100, 5, 0.01])
+>>> det.fits >= 1
+True
 >>> odd = rng.normal(0, 1, (4, 3)) + [100, 5, 0.01]
 >>> odd[2] += [6, -6, 6]
 >>> s = det.update(400.0, odd)
@@ -48,7 +50,10 @@ class MultivariateIsolation(Detector):
         alpha: float = 0.01,  # per-entity level/scale memory: about 100 ticks
         background: bool = True,
         seed: int = 0,
+        settle: int = 100,  # ticks before an entity's standardisation is trusted
+        min_train: int = 256,  # vectors needed before the first fit
     ) -> None:
+        self.settle, self.min_train = settle, min_train
         super().__init__(n_entities)
         self.n_features = int(n_features)
         self.feature_names = list(feature_names or [f"f{i}" for i in range(n_features)])
@@ -88,7 +93,7 @@ class MultivariateIsolation(Detector):
     def _score(self, z, ok):
         score = np.full(self.n_series, np.nan)
         model = self.model
-        ready = ok & (self.count >= 30)
+        ready = ok & (self.count >= self.settle)
         if model is not None and ready.any():
             score[ready] = -model.score_samples(np.clip(z[ready], -50, 50))
         top = np.array(self.feature_names, dtype=object)[np.argmax(np.abs(np.nan_to_num(z)), axis=1)]
@@ -124,7 +129,8 @@ class MultivariateIsolation(Detector):
             a = np.where(self.count[warm, None] < 10, 0.3, self.alpha)
             self.dev[warm] += a * (np.abs(e) - self.dev[warm])
         self.count += ok
-        rows = z[ok & (self.count > 30)]
+        # only vectors standardised against settled levels teach the forest what ordinary looks like
+        rows = z[ok & (self.count > self.settle)]
         if len(rows):
             rows = np.clip(rows, -50, 50)[-self.history :]
             idx = (self._next + np.arange(len(rows))) % self.history
@@ -132,7 +138,7 @@ class MultivariateIsolation(Detector):
             self._next = int((self._next + len(rows)) % self.history)
             self._filled = min(self.history, self._filled + len(rows))
         self._ticks += 1
-        if self._ticks % self.refit_every == 0 and self._filled >= 64:
+        if self._ticks % self.refit_every == 0 and self._filled >= self.min_train:
             self._refit()
 
     def _refit(self) -> None:

@@ -51,12 +51,14 @@ class LikelihoodGate:
         warmup: int = 100,
         min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
         raw_passthrough: float = 1.0,  # a raw score at least this high passes as it is (off: > 1)
-        mode: str = "likelihood",  # or "direct": the raw score itself, for calibrated detectors
+        # "direct": the raw score itself, for calibrated detectors; "persistent": its short average,
+        # for calibrated scores whose single-tick outliers are ordinary
+        mode: str = "likelihood",
         record_decay: float | None = None,  # per point decay of the running maximum of raw scores
         record_power: float = 4.0,
     ) -> None:
         self.record_decay, self.record_power = record_decay, record_power
-        if mode not in ("likelihood", "direct"):
+        if mode not in ("likelihood", "direct", "persistent"):
             raise ValueError(f"unknown gate mode {mode!r}")
         self.mode = mode
         n = int(n_series)
@@ -88,7 +90,9 @@ class LikelihoodGate:
             score = score * ratio**self.record_power
         if self.mode == "direct":
             score = r
-        ready = ok & ((self.count >= self.warmup) | (self.mode == "direct"))
+        elif self.mode == "persistent":
+            score = recent
+        ready = ok & ((self.count >= self.warmup) | (self.mode != "likelihood"))
         score = np.where(ready, score, np.nan)
         above = ready & (score >= self.threshold)
         cooling = above & (ts - self.last_fired_ts < self.cooldown_s)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anomaly.base import Detector
 from anomaly.finding import Finding
+from anomaly.isolation_forest import MultivariateIsolation
 from anomaly.likelihood import LikelihoodGate
 from anomaly.robust_level import RobustLevel
 from anomaly.saturation_trend import SaturationTrend
@@ -63,6 +64,28 @@ class LevelSettings(BaseModel):
     record_power: float = Field(4.0, ge=0)
 
 
+class MultivariateSettings(BaseModel):
+    """Per-stage feature vectors for the isolation forest: one entity per distinct value of
+    `entity_labels`, one feature per metric (histograms by their P99, counters by their rate summed
+    over the other labels, gauges summed likewise)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    entity_labels: list[str] = ["stage", "region"]
+    features: list[str] = [
+        "voxwatch_stage_latency_seconds",
+        "voxwatch_stage_errors_total",
+        "voxwatch_stage_timeouts_total",
+        "voxwatch_stage_inflight",
+    ]
+    max_entities: int = Field(256, ge=1)
+    refit_every: int = Field(240, ge=10)  # ticks: an hour at the 15 s step
+    threshold: float = Field(0.62, gt=0, le=1)  # on the forest's own anomaly score
+    peer_margin: float = Field(0.1, ge=0)  # and this far above the median entity of the tick
+    persistence: int = Field(5, ge=1)  # ticks averaged: an odd combination must last
+    cooldown_s: float = Field(21600.0, ge=0)
+
+
 class AnomalySettings(BaseModel):
     """The service's parameters; `AnomalySettings.model_validate(yaml_dict)` checks a config file."""
 
@@ -74,6 +97,7 @@ class AnomalySettings(BaseModel):
     quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
     saturation: SaturationSettings = SaturationSettings()
     level: LevelSettings = LevelSettings()
+    multivariate: MultivariateSettings = MultivariateSettings()
 
 
 @dataclass
@@ -146,6 +170,22 @@ class AnomalyService:
             ),
             n,
         )
+        mv = self.settings.multivariate
+        self._mv_features = {m: i for i, m in enumerate(mv.features)}
+        self._mv_entities: dict[tuple, int] = {}
+        self.multivariate = None
+        if mv.enabled and mv.features:
+            self.multivariate = MultivariateIsolation(
+                mv.max_entities, len(mv.features), feature_names=list(mv.features), refit_every=mv.refit_every)
+            # the forest's score is calibrated already (about 0.45 for ordinary vectors, towards 1 for
+            # isolated ones), but one odd tick in thousands is ordinary: a threshold on its short average
+            self._mv_gate = LikelihoodGate(mv.max_entities, mode="persistent", short=mv.persistence,
+                                           threshold=mv.threshold, cooldown_s=mv.cooldown_s)
+
+    def close(self) -> None:
+        """Stop the background refit thread of the multivariate detector."""
+        if self.multivariate is not None:
+            self.multivariate.close()
 
     # -- what is watched how --------------------------------------------------------------------
     def _spec(self, metric: str):
@@ -191,9 +231,59 @@ class AnomalyService:
             gate = bank.gate.update(ts, scores.score)
             for i in np.flatnonzero(gate.fired):
                 findings.append(self._finding(ts, bank, int(i), values[i], scores, gate.score[i]))
+        if self.multivariate is not None:
+            findings.extend(self._observe_multivariate(ts, derived))
         self.ticks += 1
         self._publish(findings)
         return findings
+
+    def _observe_multivariate(self, ts: float, derived) -> list[Finding]:
+        mv = self.settings.multivariate
+        vectors: dict[int, np.ndarray] = {}
+        for key, value in derived:
+            f = self._mv_features.get(key.metric)
+            if f is None:
+                continue
+            labels = key.labels_dict
+            if any(k not in labels for k in mv.entity_labels):
+                continue
+            entity = tuple(labels[k] for k in mv.entity_labels)
+            slot = self._mv_entities.get(entity)
+            if slot is None:
+                if len(self._mv_entities) >= mv.max_entities:
+                    self.deriver.skipped["multivariate_entity_limit"] += 1
+                    continue
+                slot = self._mv_entities[entity] = len(self._mv_entities)
+            vec = vectors.get(slot)
+            if vec is None:
+                vec = vectors[slot] = np.zeros(len(mv.features))
+                vec[:] = np.nan
+            vec[f] = value if np.isnan(vec[f]) else vec[f] + value  # summed over the other labels
+        if not vectors:
+            return []
+        tick = np.full((mv.max_entities, len(mv.features)), np.nan)
+        for slot, vec in vectors.items():
+            tick[slot] = vec
+        scores = self.multivariate.update(ts, tick)
+        # an entity out of line with its peers, not a tick where every stage moved together
+        peers = np.nanmedian(scores.score) if np.isfinite(scores.score).sum() >= 3 else np.nan
+        score = np.where(scores.score - peers >= self.settings.multivariate.peer_margin, scores.score, 0.0)
+        score = np.where(np.isfinite(scores.score), score, np.nan)
+        gate = self._mv_gate.update(ts, score)
+        names = {slot: entity for entity, slot in self._mv_entities.items()}
+        out = []
+        for i in np.flatnonzero(gate.fired):
+            entity = dict(zip(mv.entity_labels, names[int(i)]))
+            top = str(self.multivariate.last_top_feature[i])
+            described = ", ".join(f"{k}={v}" for k, v in entity.items())
+            values = ", ".join(f"{m.removeprefix('voxwatch_')} {v:.3g}" for m, v in zip(mv.features, tick[i]))
+            out.append(Finding(
+                ts=float(ts), detector=self.multivariate.name, kind="multivariate", metric=top, labels=entity,
+                score=float(gate.score[i]), value=float(tick[i][self._mv_features[top]]),
+                confidence=float(scores.score[i]),
+                reason=f"{described}: unusual combination ({values}); most off: {top}",
+            ))
+        return out
 
     def _finding(self, ts, bank: _Bank, i: int, value: float, scores, score: float) -> Finding:
         key = bank.keys[i]
@@ -301,12 +391,15 @@ class AnomalyService:
         for role in (self.saturation, self.level):
             for bank in role.banks:
                 total.update(bank.detector.skipped)
+        if self.multivariate is not None:
+            total.update({f"multivariate_{k}": v for k, v in self.multivariate.skipped.items()})
         return dict(total)
 
     def stats(self) -> dict:
         return {
             "ticks": self.ticks,
-            "series": {"saturation": len(self.saturation.slots), "level": len(self.level.slots)},
+            "series": {"saturation": len(self.saturation.slots), "level": len(self.level.slots),
+                       "multivariate_entities": len(self._mv_entities)},
             "findings": dict(self.findings_total),
             "skipped": self.skipped(),
             "callback_errors": self.callback_errors,

@@ -88,7 +88,7 @@ def test_series_that_start_late_or_stop_are_left_alone():
 
 
 def test_multivariate_skips_incomplete_vectors():
-    det = MultivariateIsolation(n_entities=3, n_features=2, refit_every=50, background=False)
+    det = MultivariateIsolation(n_entities=3, n_features=2, refit_every=50, background=False, settle=20, min_train=64)
     rng = np.random.default_rng(0)
     for i in range(120):
         x = rng.normal(0, 1, (3, 2))

@@ -116,7 +116,8 @@ def test_service_reads_stored_samples_and_forecasts_exhaustion(store):
 
     stats = service.stats()
     assert stats["ticks"] == n
-    assert stats["series"] == {"saturation": 1, "level": 2}  # the gauge; the P99 and the counter's rate
+    # the gauge; the P99 and the counter's rate; no stage metrics, so no multivariate entity
+    assert stats["series"] == {"saturation": 1, "level": 2, "multivariate_entities": 0}
     assert stats["skipped"]["counter_reset"] == 1
     sat = [f for f in findings if f.kind == "saturation_trend"]
     assert sat, "the ramp towards capacity must be flagged"
@@ -153,3 +154,36 @@ def test_histogram_quantile_matches_prometheus_interpolation():
 def test_settings_reject_unknown_fields():
     with pytest.raises(ValueError, match="horizon"):
         AnomalySettings.model_validate({"saturation": {"horizon": 10}})
+
+
+def test_multivariate_finding_names_the_stage_whose_metrics_no_longer_fit_together():
+    from anomaly.service import MultivariateSettings
+
+    settings = AnomalySettings(multivariate=MultivariateSettings(
+        entity_labels=["stage"], features=["demo_stage_p99_seconds", "demo_stage_errors", "demo_stage_queue"],
+        refit_every=100))
+    service = AnomalyService(clock=VirtualClock(T0), settings=settings)
+    rng = np.random.default_rng(3)
+    stages = ["stt", "nlu", "response", "tts", "integration", "handoff"]
+    found = []
+    for i in range(900):
+        load = 1 + 0.3 * np.sin(i / 50)  # load moves every stage's metrics together
+        tick = []
+        for k, stage in enumerate(stages):
+            p99 = (0.05 + 0.02 * k) * load * (1 + rng.normal(0, 0.03))
+            errors = 0.01 * load * (1 + rng.normal(0, 0.05))
+            queue = 5 * load * (1 + rng.normal(0, 0.05))
+            if stage == "nlu" and i >= 800:
+                p99, queue = p99 * 1.6, queue * 0.5  # slower while its queue empties: not load
+            tick += [("demo_stage_p99_seconds", {"stage": stage}, p99), ("demo_stage_errors", {"stage": stage}, errors),
+                     ("demo_stage_queue", {"stage": stage}, queue)]
+        found += [(i, f) for f in service.observe(T0 + 15.0 * i, tick) if f.kind == "multivariate"]
+        if i % 100 == 99:
+            service.multivariate.wait_for_refit()  # deterministic test: refits land before the next tick
+    service.close()
+    assert service.multivariate.fits >= 5
+    assert found, "the odd stage must be flagged"
+    assert all(i >= 800 for i, _ in found)
+    first = found[0][1]
+    assert first.labels == {"stage": "nlu"} and first.detector == "isolation_forest"
+    assert "unusual combination" in first.reason
