@@ -502,7 +502,7 @@ class PipelineMetrics:
             # the provider's per-minute token quota, provisioned with the concurrency limit
             now = self._last_second or 0.0
             self._llm_tokens = [(t, k) for t, k in self._llm_tokens if t > now - 60]
-            quota = pool.size * 2000.0
+            quota = pool.size * 40_000.0  # tokens per minute: a connection streams about 750 tokens/s flat out
             self.m("voxwatch_llm_quota_used_ratio", PROVIDER).set(min(1.0, sum(k for _, k in self._llm_tokens) / quota))
         else:
             self.m("voxwatch_integration_inflight_requests", name).set(busy)
@@ -623,13 +623,13 @@ class PipelineMetrics:
         self.m("voxwatch_business_abandoned_calls_total", request.region, "handoff_queue").inc()
 
     def handoff_state(self, queue, now: float) -> None:
-        regions = {r.region for r in list(queue._waiting)[:1000]} or {"all"}
+        # one human queue and one agent floor serve every region
         waiting = len(queue)
-        for region in sorted(regions):
-            self.m("voxwatch_handoff_queue_depth", region).set(waiting)
-            self.m("voxwatch_handoff_agents_staffed", region).set(queue.agents)
-            self.m("voxwatch_handoff_agents_available", region).set(max(0, queue.agents - queue.agents_busy))
-            self.m("voxwatch_handoff_agent_utilization_ratio", region).set(queue.agents_busy / queue.agents if queue.agents else 1.0)
+        region = "all"
+        self.m("voxwatch_handoff_queue_depth", region).set(waiting)
+        self.m("voxwatch_handoff_agents_staffed", region).set(queue.agents)
+        self.m("voxwatch_handoff_agents_available", region).set(max(0, queue.agents - queue.agents_busy))
+        self.m("voxwatch_handoff_agent_utilization_ratio", region).set(queue.agents_busy / queue.agents if queue.agents else 1.0)
         if queue.agents == 0 and waiting:
             self._inc("voxwatch_handoff_failures_total", waiting, "no_agents")
 

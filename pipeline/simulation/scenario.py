@@ -172,7 +172,7 @@ class CacheSpec(Strict):
 
 
 class Handoff(Strict):
-    agents: int = Field(default=2500, ge=0)
+    agents: int = Field(default=4500, ge=0)
     handle_time_s: float = Field(default=180, gt=0)
     patience_s: float = Field(default=120, gt=0)  # callers waiting longer for a human hang up
 
@@ -273,7 +273,7 @@ class Scenario(Strict):
     )
     caches: dict[str, CacheSpec] = Field(
         default_factory=lambda: {
-            "responses": CacheSpec(capacity=5_000, ttl_s=1800),
+            "responses": CacheSpec(capacity=2_000, ttl_s=300),  # answers to common questions refresh every 5 min
             "customer_history": CacheSpec(capacity=200_000, ttl_s=1800),
             "product_info": CacheSpec(capacity=20_000, ttl_s=3600),
         }
@@ -364,8 +364,9 @@ class Scenario(Strict):
             data["actions"]["capacity"] = max(10, round(data["actions"]["capacity"] * k))
             for r in data["regions"]:
                 r["capacity"] = max(1, round(r["capacity"] * k))
-            for c in data["caches"].values():
-                c["capacity"] = max(10, round(c["capacity"] * max(k, 0.05)))
+            # the customer base scales with the calls; responses and products do not
+            c = data["caches"]["customer_history"]
+            c["capacity"] = max(10, round(c["capacity"] * k))
             data["caller"]["customers"] = max(100, round(data["caller"]["customers"] * k))
         return Scenario.model_validate(data)
 
