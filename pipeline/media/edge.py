@@ -110,6 +110,11 @@ class MediaCall:
                     out["peer_packets_sent"] += int(stats.packetsSent or 0)
         return out
 
+    def end_turn_now(self) -> MediaEvent | None:
+        """Close the caller's turn at the current pause (see UtteranceSegmenter.end_turn_now)."""
+        ev = self.segmenter.end_turn_now()
+        return None if ev is None else WebRtcEdge._event(self, ev, time.time())
+
     async def hang_up(self, reason: str = "closed_by_agent") -> None:
         if not self.end_reason:
             self.end_reason = reason

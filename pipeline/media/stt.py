@@ -90,7 +90,7 @@ def normalize_words(text: str) -> str:
 class WhisperDecoder:
     """Blocking decode of 16 kHz float32 audio; thread-safe through a lock."""
 
-    def __init__(self, audio_context: str = "tight", margin_s: float = 1.0, min_window_s: float = 3.0) -> None:
+    def __init__(self, audio_context: str = "tight", margin_s: float = 1.0, min_window_s: float = 10.0) -> None:
         if audio_context not in ("tight", "full"):
             raise ValueError(f"audio_context must be 'tight' or 'full', not {audio_context!r}")
         from faster_whisper.tokenizer import Tokenizer
@@ -184,14 +184,15 @@ class WhisperSpeechToText:
         self.decodes += 1
         return _decode_executor().submit(self.decoder.decode, audio)
 
-    def prefetch(self, pcm: bytes) -> None:
+    def prefetch(self, pcm: bytes) -> concurrent.futures.Future:
         """Start decoding an utterance that may be final (the caller paused); idempotent per audio."""
         key = _audio_key(pcm)
         if key in self._prefetched:
-            return
+            return self._prefetched[key]
         while len(self._prefetched) >= self._max_prefetched:
             self._prefetched.pop(next(iter(self._prefetched))).cancel()
-        self._prefetched[key] = self._submit(pcm16_to_float(pcm))
+        fut = self._prefetched[key] = self._submit(pcm16_to_float(pcm))
+        return fut
 
     def discard_prefetch(self) -> None:
         for fut in self._prefetched.values():

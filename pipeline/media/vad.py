@@ -175,6 +175,22 @@ class UtteranceSegmenter:
                 events.append(self._close(TurnEvent.UTTERANCE_TOO_LONG))
         return events
 
+    @property
+    def paused(self) -> bool:
+        """True between a PAUSE and the end of the turn (or RESUMED)."""
+        return self._in_speech and self._paused and self._pause_audio is not None
+
+    @property
+    def pause_audio(self) -> np.ndarray | None:
+        return self._pause_audio if self.paused else None
+
+    def end_turn_now(self) -> SegmenterEvent | None:
+        """End the turn at the current pause without waiting out `end_silence_ms` (the caller of this
+        decided the turn is complete from what was said); None when there is no pause to end at."""
+        if not self.paused:
+            return None
+        return self._close(TurnEvent.UTTERANCE_ENDED)
+
     def flush(self) -> SegmenterEvent | None:
         """End of stream (hang-up): the utterance in progress, if there is one worth decoding."""
         if self._in_speech and self._speech_windows * WINDOW >= self.options.min_speech_ms * 16:

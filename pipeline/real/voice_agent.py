@@ -38,6 +38,10 @@ class AgentOptions:
     setup_timeout_s: float = 10.0
     max_failed_turns: int = 3  # consecutive failed turns before the call is given up as failed
     hang_up_after_goodbye: bool = True
+    # End a turn at the first pause, without waiting out the endpointing silence, when the prefetched
+    # transcript reads as a finished sentence and the classifier is sure of its intent.
+    early_endpoint: bool = True
+    early_endpoint_confidence: float = 0.6
 
 
 @dataclass
@@ -88,6 +92,8 @@ class VoiceAgent:
         self.records: dict[str, dict[str, Any]] = {}  # call id -> call record written at the end
         self.media_frames: dict[str, dict[str, Any]] = {}  # call id -> what the edge received
         self._fixed_lines: dict[str, bytes] = {}
+        self._early: set[asyncio.Task] = set()
+        self.early_endpoints = 0
 
     async def _line(self, text: str) -> bytes:
         """Fixed agent lines are synthesised once per process (they never change mid-call)."""
@@ -174,7 +180,11 @@ class VoiceAgent:
                 continue
             if ev.kind == "pause":
                 if ev.pcm:
-                    self.stt.prefetch(ev.pcm)
+                    fut = self.stt.prefetch(ev.pcm)
+                    if opts.early_endpoint and not ctx.handoff_reason:
+                        task = asyncio.create_task(self._maybe_end_turn_early(call, fut))
+                        self._early.add(task)  # held until done (the loop keeps only weak references)
+                        task.add_done_callback(self._early.discard)
                 continue
             if ev.kind == "resumed":
                 continue
@@ -206,6 +216,26 @@ class VoiceAgent:
                 await self._wait_played(call, call.reply.history[-1])
                 call.end_reason = "agent_said_goodbye"
                 return "utterance_too_long" if too_long else "completed"
+
+    async def _maybe_end_turn_early(self, call: MediaCall, fut) -> None:
+        """Semantic endpointing: a complete, confidently understood sentence ends the turn at once."""
+        try:
+            decoded = await asyncio.wrap_future(fut)
+        except Exception:
+            return  # the normal end of turn will decode again
+        text = decoded.text.strip()
+        pause_audio = call.segmenter.pause_audio
+        if pause_audio is None or abs(len(pause_audio) / 16000.0 - decoded.audio_s) > 1e-3:
+            return  # the caller went on speaking: this decode is of an older pause
+        if not text or text[-1] not in ".?!":
+            return
+        intent = await self.pipeline.engines.nlu.classify(text)
+        if intent.fallback or intent.confidence < self.options.early_endpoint_confidence:
+            return
+        ev = call.end_turn_now()
+        if ev is not None:
+            self.early_endpoints += 1
+            call.events.put_nowait(ev)
 
     async def _turn(self, call: MediaCall, ctx, ev: MediaEvent, turn_no: int):
         pcm = ev.pcm or b""
