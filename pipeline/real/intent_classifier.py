@@ -20,7 +20,11 @@ import yaml
 
 from pipeline.engines import FALLBACK_INTENT, IntentResult
 
+OUT_OF_SCOPE = "out_of_scope"  # a dataset label meaning "none of the intents": answered as the fallback
+
 DATASET = Path(__file__).resolve().parent.parent / "data" / "intents.yaml"
+# Part of the cache key: change it whenever build_model() changes, or a stale model would be loaded.
+MODEL_SPEC = "tfidf-word12-char25-logreg-C5-v1"
 
 
 def cache_dir() -> Path:
@@ -79,7 +83,7 @@ def load_or_train(dataset: IntentDataset, directory: Path | None = None):
     import sklearn
 
     directory = directory or cache_dir()
-    path = directory / f"intent-model-{dataset.digest}-sklearn{sklearn.__version__}.pkl"
+    path = directory / f"intent-model-{MODEL_SPEC}-{dataset.digest}-sklearn{sklearn.__version__}.pkl"
     if path.exists():
         try:
             with path.open("rb") as f:
@@ -117,7 +121,7 @@ class SklearnIntentClassifier:
 
     name = "tfidf-logreg"
 
-    def __init__(self, threshold: float = 0.45, dataset_path: Path = DATASET) -> None:
+    def __init__(self, threshold: float = 0.40, dataset_path: Path = DATASET) -> None:
         self.threshold = threshold
         self.dataset = load_dataset(dataset_path)
         self.model = _shared_model(str(dataset_path), self.dataset.digest)
@@ -133,7 +137,7 @@ class SklearnIntentClassifier:
         scores = {str(c): float(p) for c, p in zip(classes, probs)}
         best = max(scores, key=scores.get)
         conf = scores[best]
-        if conf < self.threshold:
+        if conf < self.threshold or best == OUT_OF_SCOPE:
             return IntentResult(FALLBACK_INTENT, conf, fallback=True, scores=scores)
         return IntentResult(best, conf, fallback=False, scores=scores)
 

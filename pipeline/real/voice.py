@@ -33,7 +33,7 @@ class VoiceSettings:
     llm_api_key: str | None = None
     integrations_url: str | None = None  # None: start the local CRM/orders/ticketing stand-in
     llm_profile: LatencyProfile = field(default_factory=LatencyProfile)
-    intent_threshold: float = 0.45
+    intent_threshold: float = 0.40
     tts_voice: str = "en-us"
     tts_speed_wpm: int = 185
     region: str | None = None

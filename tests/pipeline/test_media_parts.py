@@ -1,0 +1,184 @@
+"""The real-media parts one at a time: VAD segmentation, Whisper decoding, the intent classifier and
+its dataset, the OpenAI-compatible LLM stand-in and client, the CRM stand-in and connectors, TTS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from pipeline.engines import IntegrationAction, ResponseRequest
+from pipeline.media.caller import synthesize_caller_speech
+from pipeline.media.stt import drop_repeats
+from pipeline.media.vad import SegmenterOptions, TurnEvent, UtteranceSegmenter
+from pipeline.media.wer import corpus_wer, word_error_rate
+
+pytestmark = pytest.mark.media
+
+
+def _speech16(text: str) -> np.ndarray:
+    return np.frombuffer(synthesize_caller_speech(text, rate=16000), dtype=np.int16).astype(np.float32) / 32768.0
+
+
+def _feed(seg: UtteranceSegmenter, audio: np.ndarray, chunk: int = 320) -> list:
+    events = []
+    for i in range(0, len(audio), chunk):
+        events += seg.push(audio[i : i + chunk])
+    return events
+
+
+def test_segmenter_cuts_two_utterances_separated_by_silence():
+    silence = np.zeros(16000, dtype=np.float32)
+    a, b = _speech16("where is my order"), _speech16("what time do you close")
+    events = _feed(UtteranceSegmenter(), np.concatenate([silence[:8000], a, silence, b, silence]))
+    ended = [e for e in events if e.kind == TurnEvent.UTTERANCE_ENDED]
+    assert len(ended) == 2
+    for e, src in zip(ended, (a, b)):
+        assert abs(len(e.audio) - len(src)) < 0.4 * 16000  # the utterance, not the silence around it
+    # a PAUSE precedes each end of turn and carries the very audio the turn ends with (prefetch key)
+    pauses = [e for e in events if e.kind == TurnEvent.PAUSE]
+    assert any(p.audio is ended[0].audio for p in pauses)
+
+
+def test_segmenter_ignores_silence_and_cuts_over_long_speech():
+    seg = UtteranceSegmenter(SegmenterOptions(max_utterance_s=1.0))
+    assert _feed(seg, np.zeros(32000, dtype=np.float32)) == []
+    events = _feed(seg, _speech16("i bought a jacket and a pair of shoes last month and neither of them fit me"))
+    assert any(e.kind == TurnEvent.UTTERANCE_TOO_LONG for e in events)
+
+
+def test_whisper_transcribes_a_sentence_and_prefetch_is_reused():
+    from pipeline.engines import Utterance
+    from pipeline.media.stt import WhisperSpeechToText, float_to_pcm16
+
+    stt = WhisperSpeechToText()
+    pcm = float_to_pcm16(_speech16("please cancel my order"))
+
+    async def go():
+        stt.prefetch(pcm)
+        return await stt.transcribe(Utterance("c", 1, audio=pcm))
+
+    transcript = asyncio.run(go())
+    assert word_error_rate("please cancel my order", transcript.text) <= 0.25
+    assert 0.0 < transcript.confidence <= 1.0 and transcript.audio_s > 1.0
+    assert stt.prefetch_hits == 1 and stt.decodes == 1
+    assert stt.last_decoded.real_time_factor > 0
+
+
+def test_repeated_trailing_sentences_are_dropped():
+    assert drop_repeats("Please cancel my order. Please cancel my order. Please cancel") == "Please cancel my order."
+    assert drop_repeats("Where is it? Thanks.") == "Where is it? Thanks."
+
+
+def test_word_error_rate_counts_substitutions_insertions_and_deletions():
+    assert word_error_rate("the status of my order", "The status of my order!") == 0.0
+    assert word_error_rate("the status of my order", "must have the son my order") == pytest.approx(4 / 5)
+    assert corpus_wer([("a b c d", "a b c d"), ("a b", "a")]) == pytest.approx(1 / 6)
+
+
+def test_intent_dataset_is_several_hundred_varied_utterances():
+    from pipeline.real.intent_classifier import load_dataset
+
+    ds = load_dataset()
+    assert len(ds.texts) >= 300 and len(set(ds.texts)) == len(ds.texts)
+    assert {"order_status", "return_request", "billing", "store_hours", "product_question", "talk_to_human", "out_of_scope",
+            "cancel_order", "greeting", "goodbye"} <= set(ds.intents)
+    assert all(t == t.lower() for t in ds.texts)
+
+
+def test_intent_classifier_generalises_and_falls_back_when_unsure(tmp_path, monkeypatch):
+    from pipeline.real.intent_classifier import SklearnIntentClassifier, cross_validated_accuracy
+
+    monkeypatch.setenv("VOXWATCH_CACHE_DIR", str(tmp_path))
+    assert cross_validated_accuracy() >= 0.75  # held-out utterances, 5 folds
+    clf = SklearnIntentClassifier()
+    # recogniser-style slips still land on the right intent
+    assert clf.predict("What time does the sort close on Sunday?").intent == "store_hours"
+    assert clf.predict("I want to return a pair and choose.").intent == "return_request"
+    assert clf.predict("Can you tell me must have the son my order please?").intent == "order_status"
+    off_topic = clf.predict("play some jazz music in the kitchen")
+    assert off_topic.fallback and off_topic.intent == "fallback"
+    assert list(tmp_path.glob("intent-model-*.pkl")), "the fitted model is cached on disk"
+
+
+@pytest.fixture(scope="module")
+def services():
+    from pipeline.real.services import LocalServices
+
+    s = LocalServices().start()
+    yield s
+    s.close()
+
+
+def test_llm_stand_in_speaks_the_openai_chat_protocol_with_streaming(services):
+    body = {"model": "any", "stream": True, "messages": [
+        {"role": "system", "content": 'intent: order_status\nfacts: {"orders":{"order_id":"NW1","order_state":"shipped","eta":"Friday"}}'},
+        {"role": "user", "content": "where is my order"}]}
+    with httpx.Client(base_url=services.llm_url, timeout=10) as client:
+        with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            lines = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        chunks = [json.loads(x) for x in lines[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == "Your order NW1 is shipped. It should arrive on Friday."
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["completion_tokens"] > 5
+        plain = client.post("/v1/chat/completions", json={**body, "stream": False}).json()
+        assert plain["choices"][0]["message"]["content"] == text
+        assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 422
+
+
+def test_llm_client_measures_time_to_first_token_and_reports_outages(services):
+    from pipeline.engines import EngineError
+    from pipeline.real.llm_client import OpenAIChatEngine
+
+    async def go():
+        engine = OpenAIChatEngine(services.llm_url)
+        reply = await engine.generate(ResponseRequest("c", "product_question", "do you have the blue running jacket"))
+        services.llm_app.state.error_rate = 1.0
+        try:
+            with pytest.raises(EngineError) as err:
+                await engine.generate(ResponseRequest("c", "greeting", "hi"))
+        finally:
+            services.llm_app.state.error_rate = 0.0
+        await engine.aclose()
+        return reply, err.value
+
+    reply, err = asyncio.run(go())
+    assert "blue running jacket" in reply.text and "89" in reply.text
+    assert 0 < reply.ttft_s < 5 and reply.completion_tokens > 3
+    assert err.kind == "unavailable" and err.retryable
+
+
+def test_connectors_reach_the_crm_stand_in_and_actions_are_idempotent(services):
+    from pipeline.real.connectors import http_connectors
+
+    async def go():
+        connectors, client = http_connectors(services.integrations_url)
+        lookup = await connectors["orders"].execute(IntegrationAction("orders", "order_status", "c", {"customer_id": "cust-1"}))
+        again = await connectors["orders"].execute(IntegrationAction("orders", "order_status", "c", {"customer_id": "cust-1"}))
+        action = IntegrationAction("orders", "create_return", "c", {"customer_id": "cust-1"}, idempotency_key="c:1:create_return")
+        first = await connectors["orders"].execute(action)
+        retry = await connectors["orders"].execute(action)
+        unknown = await connectors["crm"].execute(IntegrationAction("crm", "launch_rocket", "c"))
+        await client.aclose()
+        return lookup, again, first, retry, unknown
+
+    lookup, again, first, retry, unknown = asyncio.run(go())
+    assert lookup.ok and lookup.data == again.data and lookup.data["order_id"].startswith("NW")
+    assert first.ok and retry.data == first.data
+    assert services.integration_app.state.actions_applied[("orders", "create_return")] == 1
+    assert not unknown.ok and unknown.status == 404
+
+
+def test_espeak_reply_is_48khz_speech():
+    from pipeline.media.tts import EspeakTextToSpeech
+
+    reply = asyncio.run(EspeakTextToSpeech().synthesize("Your order shipped yesterday. It arrives Thursday."))
+    assert reply.sample_rate == 48_000
+    pcm = np.frombuffer(reply.audio, dtype=np.int16)
+    assert 1.5 < reply.duration_s < 6 and len(pcm) == int(round(reply.duration_s * 48_000))
+    assert np.sqrt(np.mean((pcm / 32768.0) ** 2)) > 0.02  # audible, not silence
