@@ -83,6 +83,10 @@ class RobustLevel(Detector):
         self.slow = np.zeros(n)
         self.err_plain = np.zeros(n)
         self.drift = np.zeros(n)  # EWMA of signed z: a lasting shift rather than a single spike
+        self.last_x = np.full(n, np.nan)
+        # smallest change seen: one event for a counter's rate, one unit for a count. It floors the
+        # scale, so a series that is usually still does not call its every step an outlier.
+        self.quantum = np.full(n, np.nan)
         self._rows = np.arange(n)
 
     # -- internals ------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class RobustLevel(Detector):
             _SIGMA_PER_ABS_DEV * err,
             np.maximum(self.relative_floor * np.abs(pred), self.absolute_floor),
         )
+        scale = np.fmax(scale, self.quantum)
         return slots, seasonal, pred, scale
 
     def _score(self, ts, values, ok):
@@ -122,7 +127,9 @@ class RobustLevel(Detector):
         else:
             log10_p = (math.log(2.0) + log_ndtr(-absz)) / _LN10
         score = np.clip(-log10_p / self.log10_p_full, 0.0, 1.0)
-        ready = ok & (self.count >= self.warmup)
+        # a series never seen to move has no scale yet: its first move sets one, it is not judged
+        first_move = ok & np.isnan(self.quantum) & (values != self.last_x) & ~np.isnan(self.last_x)
+        ready = ok & (self.count >= self.warmup) & ~first_move
         score = np.where(ready, score, np.nan)
         k = 3.0
         return (slots, seasonal, pred, scale), z, score, pred - k * scale, pred + k * scale
@@ -187,4 +194,11 @@ class RobustLevel(Detector):
         step = np.clip(xv - self.slow - deseason, -lim, lim)
         self.slow = np.where(ok, self.slow + self.alpha_slow * step, self.slow)
         self.drift = np.where(ok & (self.count >= self.warmup), drift, self.drift)
+        moved = ok & ~np.isnan(self.last_x) & (xv != self.last_x)
+        if moved.any():
+            step_size = np.abs(xv - self.last_x)
+            first = moved & np.isnan(self.quantum)
+            self.guard.skipped["first_move"] += int(np.count_nonzero(first & (self.count >= self.warmup)))
+            self.quantum = np.where(moved, np.fmin(self.quantum, step_size), self.quantum)
+        self.last_x = np.where(ok, xv, self.last_x)
         self.count += ok

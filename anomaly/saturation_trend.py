@@ -43,7 +43,9 @@ class SaturationTrend(Detector):
         horizon_s: float = 3600.0,  # forecasts further out than this are not urgent
         min_rise_sigmas: float = 3.0,  # the rise over the window must stand this far out of the noise
         refit_every: int = 1,  # refit the slope every k ticks (the hot path with thousands of series)
+        steady_margin: float = 0.05,  # a window never this far below capacity is steady, not arriving
     ) -> None:
+        self.steady_margin = float(steady_margin)
         super().__init__(n_series)
         n = self.n_series
         if window < 6:
@@ -61,6 +63,7 @@ class SaturationTrend(Detector):
         nan = np.full(n, np.nan)
         self.slope, self.level, self.level_ts = nan.copy(), nan.copy(), nan.copy()
         self.confidence, self.noise = nan.copy(), nan.copy()
+        self.window_min = nan.copy()
 
     def _fit(self, rows: np.ndarray) -> None:
         """Theil-Sen slope, level now, residual noise and confidence for the given series."""
@@ -87,6 +90,7 @@ class SaturationTrend(Detector):
         rise_conf = np.clip(rise / (self.min_rise_sigmas * scale) - 0.5, 0.0, 1.0)
         self.slope[rows], self.level[rows], self.level_ts[rows] = slope, level, t_now
         self.noise[rows] = noise
+        self.window_min[rows] = x.min(axis=1)
         self.confidence[rows] = sign_conf * rise_conf
 
     def _forecast(self, ts: np.ndarray, ready: np.ndarray) -> TickScores:
@@ -99,7 +103,10 @@ class SaturationTrend(Detector):
         # urgency is 1 with no time left, 1/2 at `horizon_s` left, and falls slowly beyond: a very
         # confident forecast may warn a little past the horizon, a doubtful one only close to the end
         urgency = 1.0 / (1.0 + np.maximum(tte, 0.0) / self.horizon_s)
-        conf = np.where(headroom <= 0, 1.0, self.confidence)
+        # at capacity: news if the window still saw headroom (it just got there), a steady state
+        # (a full cache, a quota used to the brim by design) if it never left capacity
+        arrived = self.window_min < (1.0 - self.steady_margin) * self.capacity
+        conf = np.where(headroom <= 0, np.where(arrived, 1.0, 0.0), self.confidence)
         score = np.where(ready, np.clip(conf * urgency, 0.0, 1.0), np.nan)
         kind = np.where(ready, SATURATION_TREND, "").astype(object)
         band = 3.0 * np.nan_to_num(self.noise)
@@ -114,7 +121,8 @@ class SaturationTrend(Detector):
         )
 
     def _ready(self, ok: np.ndarray) -> np.ndarray:
-        return ok & (self.count >= self.window) & np.isfinite(self.capacity) & np.isfinite(self.slope)
+        return (ok & (self.count >= self.window) & np.isfinite(self.capacity) & (self.capacity > 0)
+                & np.isfinite(self.slope))
 
     def peek(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)

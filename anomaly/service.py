@@ -40,6 +40,9 @@ class SaturationSettings(BaseModel):
     min_rise_sigmas: float = Field(3.0, gt=0)
     threshold: float = Field(0.4, gt=0, le=1)  # confidence x urgency needed for a finding
     cooldown_s: float = Field(900.0, ge=0)
+    # metrics whose capacity is their normal state (an LRU cache is meant to be full): watched for
+    # level changes instead
+    exclude: list[str] = ["voxwatch_cache_entries", "voxwatch_cache_fill_ratio"]
 
 
 class LevelSettings(BaseModel):
@@ -194,7 +197,7 @@ class AnomalyService:
     def _capacity(self, key: SeriesKey) -> float | None:
         """The capacity a series saturates against, or None when it is not a saturation series."""
         spec = self._spec(key.metric)
-        if spec is None:
+        if spec is None or key.metric in self.settings.saturation.exclude:
             return None
         if spec.capacity is not None:
             return float(spec.capacity)

@@ -51,11 +51,35 @@ def test_flat_noisy_saturation_series_never_scores_a_finding():
     assert fired == 0
 
 
-def test_series_already_at_capacity_scores_one_with_no_time_left():
+def test_series_arriving_at_capacity_scores_one_with_no_time_left():
     det = SaturationTrend(capacity=100.0, window=10)
-    for i in range(20):
-        s = det.update(float(i), [100.0 + (i % 2)])
+    for i in range(14):  # full from i = 10; the window still remembers the climb
+        s = det.update(float(i), [min(100.0, 60.0 + 4 * i) + (i % 2)])
     assert s.time_to_exhaustion_s[0] == 0.0 and s.score[0] == 1.0
+
+
+def test_series_that_sits_at_capacity_is_a_steady_state_not_a_finding():
+    det = SaturationTrend(capacity=1.0, window=10)  # a full cache, a quota used by design
+    for i in range(40):
+        s = det.update(float(i), [1.0 - 0.005 * (i % 3)])
+    assert s.time_to_exhaustion_s[0] == 0.0 and s.score[0] == 0.0
+
+
+def test_unknown_or_zero_capacity_gives_no_opinion():
+    det = SaturationTrend(n_series=2, capacity=[np.nan, 0.0], window=10)
+    for i in range(20):
+        s = det.update(float(i), [0.1 * i, 0.1 * i])
+    assert np.isnan(s.score).all()
+
+
+def test_counter_events_on_a_quiet_series_are_not_outliers():
+    """A counter's rate is 0 for hours, then one event per step now and then: one event is the
+    series' quantum, not a spike."""
+    rng = np.random.default_rng(0)
+    det, gate = RobustLevel(), LikelihoodGate()
+    rate = np.where(rng.random(4000) < 0.003, 1 / 15, 0.0)
+    fired = sum(bool(gate.update(15.0 * i, det.update(15.0 * i, [r]).score).fired[0]) for i, r in enumerate(rate))
+    assert fired == 0 and det.quantum[0] == pytest.approx(1 / 15)
 
 
 def test_refit_every_spreads_refits_but_still_forecasts():
