@@ -67,6 +67,7 @@ class AlertEngine:
         self.rule_errors: dict[str, str] = {}
         self._scrape_names: dict[tuple, list[str]] = {}
         self._effects_scraped = -1e18
+        self._action_task = None
         self.last_reload_error: str | None = None
         self.nflog = NotificationLog(clock, writer, store)
         self.silences = silences if silences is not None else Silences(clock, writer, store)
@@ -285,8 +286,9 @@ class AlertEngine:
             except RuntimeError:
                 return out
             self.dispatcher.tick()
-            if self.actions is not None and self.actions.active:
-                asyncio.get_running_loop().create_task(self.actions.tick())
+            if self.actions is not None and self.actions.active and (self._action_task is None or self._action_task.done()):
+                # one revert check at a time, and a reference kept so the task is not collected
+                self._action_task = asyncio.get_running_loop().create_task(self.actions.tick())
         return out
 
     async def run(self, registry=None, stop: asyncio.Event | None = None, interval: float = 1.0) -> None:
