@@ -181,6 +181,11 @@ class UtteranceSegmenter:
         return self._in_speech and self._paused and self._pause_audio is not None
 
     @property
+    def silence_ms(self) -> float:
+        """Silence since the last speech window of the current utterance."""
+        return self._silent_windows * WINDOW / 16.0 if self._in_speech else 0.0
+
+    @property
     def pause_audio(self) -> np.ndarray | None:
         return self._pause_audio if self.paused else None
 

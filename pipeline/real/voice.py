@@ -65,6 +65,14 @@ class VoicePipeline:
                 return self
             await asyncio.to_thread(self._start_blocking)
             await self.agent.warm_up()
+            # first requests pay for connection setup and lazy imports; callers should not
+            await self.pipeline.engines.nlu.classify("where is my order")
+            try:
+                from pipeline.engines import ResponseRequest
+
+                await self.pipeline.engines.llm.generate(ResponseRequest("warm-up", "greeting", "hello"))
+            except Exception as exc:  # the backend may be remote and down: calls will report it
+                log.warning("LLM backend warm-up failed: %s", exc)
             self._started = True
             return self
 

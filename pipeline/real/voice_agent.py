@@ -40,8 +40,12 @@ class AgentOptions:
     hang_up_after_goodbye: bool = True
     # End a turn at the first pause, without waiting out the endpointing silence, when the prefetched
     # transcript reads as a finished sentence and the classifier is sure of its intent.
+    # Guards against cutting a caller off at a comma: the utterance must be long enough to be a whole
+    # request, and a short silence must have passed; ending the call (goodbye) never ends early.
     early_endpoint: bool = True
     early_endpoint_confidence: float = 0.6
+    early_endpoint_min_speech_s: float = 0.8
+    early_endpoint_min_silence_ms: float = 160.0
 
 
 @dataclass
@@ -224,14 +228,19 @@ class VoiceAgent:
         except Exception:
             return  # the normal end of turn will decode again
         text = decoded.text.strip()
-        pause_audio = call.segmenter.pause_audio
-        if pause_audio is None or abs(len(pause_audio) / 16000.0 - decoded.audio_s) > 1e-3:
-            return  # the caller went on speaking: this decode is of an older pause
-        if not text or text[-1] not in ".?!":
+        opts = self.options
+        if not text or text[-1] not in ".?!" or decoded.audio_s < opts.early_endpoint_min_speech_s:
             return
         intent = await self.pipeline.engines.nlu.classify(text)
-        if intent.fallback or intent.confidence < self.options.early_endpoint_confidence:
+        if intent.fallback or intent.confidence < opts.early_endpoint_confidence or intent.intent == "goodbye":
             return
+        seg = call.segmenter
+        wait_ms = opts.early_endpoint_min_silence_ms - seg.silence_ms
+        if wait_ms > 0:
+            await asyncio.sleep(wait_ms / 1000.0)
+        pause_audio = seg.pause_audio
+        if pause_audio is None or abs(len(pause_audio) / 16000.0 - decoded.audio_s) > 1e-3:
+            return  # the caller went on speaking: this decode is of an older pause
         ev = call.end_turn_now()
         if ev is not None:
             self.early_endpoints += 1
