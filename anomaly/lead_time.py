@@ -185,9 +185,11 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
     service = AnomalyService(clock=VirtualClock(t0_ms / 1000.0), catalog=catalog, settings=settings)
     findings = []
     chunk_ms = 300_000  # five minutes of samples per poll, as a running service would read them
+    step_ms = int(step_s * 1000)
+    end_ms = t1_ms // step_ms * step_ms  # the last step may hold a lone final sample: not a whole step
     t = t0_ms
-    while t <= t1_ms:
-        t = min(t + chunk_ms, t1_ms + int(step_s * 1000))
+    while t < end_ms:
+        t = min(t + chunk_ms, end_ms)
         findings.extend(service.poll_store(store, until_ms=t))
 
     if latency_curve is not None:

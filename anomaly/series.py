@@ -50,6 +50,7 @@ class Sample:
     sample_name: str = ""  # e.g. *_bucket, *_sum, *_count, *_total; empty = the metric itself
     metric_type: str = "gauge"
     fingerprint: int = 0
+    sample_ts: float | None = None  # when the value was taken, if not the tick's time (stepped reads)
 
 
 def histogram_quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
@@ -99,7 +100,7 @@ class SeriesDeriver:
                 continue  # _sum/_count: the buckets carry what the P99 needs
             key = SeriesKey(s.metric, labels_key(s.labels), s.fingerprint)
             if s.metric_type == "counter" or s.sample_name.endswith("_total"):
-                value = self._rate(key, ts, s.value)
+                value = self._rate(key, ts if s.sample_ts is None else s.sample_ts, s.value)
                 if value is not None:
                     out.append((key, value))
             else:

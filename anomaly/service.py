@@ -329,11 +329,11 @@ class AnomalyService:
     # (counters, histogram buckets) at their last value, which is what a rate or an increment needs.
     _SAMPLES_SQL = (
         "SELECT b.bucket_ms AS ts_ms, b.fingerprint AS fingerprint, "
-        "if(m.metric_type = 'gauge', b.mean_value, b.last_value) AS value, m.metric AS metric, "
+        "if(m.metric_type = 'gauge', b.mean_value, b.last_value) AS value, b.last_ts AS last_ts, m.metric AS metric, "
         "m.sample_name AS sample_name, m.metric_type AS metric_type, m.label_keys AS label_keys, "
         "m.label_values AS label_values FROM ("
         "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS mean_value, "
-        "argMax(value, ts_ms) AS last_value FROM metric_samples "
+        "argMax(value, ts_ms) AS last_value, max(ts_ms) AS last_ts FROM metric_samples "
         "WHERE ts_ms >= {after:Int64} AND ts_ms < {until:Int64} {metric_filter}"
         "GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
         "SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
@@ -368,11 +368,12 @@ class AnomalyService:
         ts_ms = frame["ts_ms"].to_numpy()
         cuts = np.flatnonzero(np.diff(ts_ms)) + 1
         cols = [frame[c].tolist() for c in ("fingerprint", "value", "metric", "sample_name", "metric_type",
-                                              "label_keys", "label_values")]
+                                              "label_keys", "label_values", "last_ts")]
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(frame)]):
+            # counters' rates use when the last sample of the step was taken, not the step's start
             samples = [
                 Sample(cols[2][j], dict(zip(cols[5][j], cols[6][j])), float(cols[1][j]), cols[3][j], cols[4][j],
-                       int(cols[0][j]))
+                       int(cols[0][j]), cols[7][j] / 1000.0)
                 for j in range(lo, hi)
             ]
             findings.extend(self.observe(ts_ms[lo] / 1000.0, samples))

@@ -187,3 +187,12 @@ def test_multivariate_finding_names_the_stage_whose_metrics_no_longer_fit_togeth
     first = found[0][1]
     assert first.labels == {"stage": "nlu"} and first.detector == "isolation_forest"
     assert "unusual combination" in first.reason
+
+
+def test_counter_rate_uses_when_the_samples_were_taken():
+    """Stepped reads: the step starts at 0 and 15, but the last samples in them were taken at 14 and
+    15.5 (a lone final sample). The rate is per second between those, not per step."""
+    d = SeriesDeriver()
+    assert d.derive(0.0, [Sample("c_total", {}, 100.0, "c_total", "counter", sample_ts=14.0)]) == []
+    (key, rate), = d.derive(15.0, [Sample("c_total", {}, 103.0, "c_total", "counter", sample_ts=15.5)])
+    assert rate == pytest.approx(3.0 / 1.5)
