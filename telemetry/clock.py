@@ -7,6 +7,7 @@ hour-long incident replay in seconds and the same seed give the same result.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from typing import Protocol, runtime_checkable
 
@@ -49,6 +50,7 @@ class VirtualClock:
         if start is None:
             start = (time.time() // 86400) * 86400 + 9 * 3600
         self._now = float(start)
+        # A heap of (deadline, sequence, future): thousands of sleeping calls cost log(n) each.
         self._sleepers: list[tuple[float, int, asyncio.Future]] = []
         self._seq = 0
 
@@ -64,12 +66,14 @@ class VirtualClock:
             return
         fut = asyncio.get_running_loop().create_future()
         self._seq += 1
-        self._sleepers.append((self._now + seconds, self._seq, fut))
+        heapq.heappush(self._sleepers, (self._now + seconds, self._seq, fut))
         await fut
 
     def next_deadline(self) -> float | None:
-        pending = [d for d, _, f in self._sleepers if not f.done()]
-        return min(pending) if pending else None
+        # Sleepers that were cancelled are dropped lazily, when they reach the top.
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self._now + seconds)
@@ -78,8 +82,7 @@ class VirtualClock:
         if t < self._now:
             raise ValueError(f"virtual clock cannot go backwards ({t} < {self._now})")
         self._now = float(t)
-        due = sorted((s for s in self._sleepers if s[0] <= t), key=lambda s: (s[0], s[1]))
-        self._sleepers = [s for s in self._sleepers if s[0] > t]
-        for _, _, fut in due:
+        while self._sleepers and self._sleepers[0][0] <= t:
+            _, _, fut = heapq.heappop(self._sleepers)
             if not fut.done():
                 fut.set_result(None)
