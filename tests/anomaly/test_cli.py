@@ -1,0 +1,47 @@
+"""`voxwatch anomaly nab` and `voxwatch bench detect` as a person runs them (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _voxwatch(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "voxwatch.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_nab_reference_scores_print_as_json(nab_root):
+    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--reference", "windowedGaussian", "--json")
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)
+    assert {k: round(scores[k], 2) for k in ("standard", "reward_low_FP_rate", "reward_low_FN_rate")} == {
+        "standard": 39.65, "reward_low_FP_rate": 20.87, "reward_low_FN_rate": 47.41}
+
+
+def test_nab_without_data_is_a_clear_error(tmp_path):
+    out = _voxwatch("anomaly", "nab", "--data", str(tmp_path / "nowhere"))
+    assert out.returncode == 2
+    assert "no NAB data at" in out.stderr
+
+
+@pytest.mark.slow
+def test_detector_on_nab_beats_the_windowed_gaussian_baseline(nab_root):
+    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--json")
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)
+    assert scores["points"] == 365_558
+    assert scores["standard"] > 39.65  # windowedGaussian's standard score
+
+
+def test_bench_detect_reports_both_paths_and_their_ratio():
+    out = _voxwatch("bench", "detect", "--json", "--series", "50", "--ticks", "200", "--streaming-points", "200")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["bench"] == "detect" and r["series"] == 50
+    assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0
+    assert r["speedup_vectorised_over_streaming"] == pytest.approx(
+        r["vectorised_points_per_s"] / r["streaming_points_per_s"], rel=0.01)
