@@ -170,7 +170,8 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
                     saturation_metric: str = "voxwatch_pool_saturation_ratio",
                     latency_metric: str = "voxwatch_turn_latency_seconds",
                     rule_window_s: float | None = None, rule_horizons_s=(1800.0, 3600.0),
-                    latency_curve: tuple | None = None, sustain_s: float = 120.0) -> dict:
+                    latency_curve: tuple | None = None, sustain_s: float = 120.0,
+                    explosion_s: float = 2.0) -> dict:
     """Run the anomaly service over everything a scenario stored, then compare its first saturation
     finding and a predict_linear rule over the same series with the moment turn-latency P99 first
     exceeds `budget_s` for `sustain_s`. `latency_curve` = (epoch seconds, P99 seconds), e.g. the
@@ -201,9 +202,14 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
     lat_step = float(np.median(np.diff(lat_ts))) if lat_ts.size > 1 else step_s
     sustain = max(1, int(round(sustain_s / lat_step)))
     crossed = first_time(lat_ts, p99 > budget_s, sustain) if lat_ts.size else None
+    # when callers plainly hear it (the incident's 180 ms -> 2.4 s): meaningful even where the P99
+    # sits above the budget from the start
+    exploded = first_time(lat_ts, p99 > explosion_s, sustain) if lat_ts.size else None
     settled = p99[: max(1, len(p99) // 10)]
     sat_findings = [f for f in findings if f.kind == "saturation_trend"]
     first = min(sat_findings, key=lambda f: f.ts) if sat_findings else None
+    on_metric = [f for f in sat_findings if f.metric == saturation_metric]
+    first_on_metric = min(on_metric, key=lambda f: f.ts) if on_metric else None
 
     window_s = rule_window_s or settings.saturation.window * step_s
     capacity = catalog[saturation_metric].capacity or 1.0
@@ -221,6 +227,7 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
             "first_s": None if best is None else best[0] - t0_ms / 1000.0,
             "labels": None if best is None else best[1],
             "lead_s": None if best is None or crossed is None else crossed - best[0],
+            "lead_to_explosion_s": None if best is None or exploded is None else exploded - best[0],
             "series_firing": len(firsts),
             "firing_points": sum(x[2] for x in firsts),
         }
@@ -240,6 +247,12 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
             "time_to_exhaustion_s": first.time_to_exhaustion_s, "confidence": first.confidence,
             "reason": first.reason},
         "detector_lead_s": None if first is None or crossed is None else crossed - first.ts,
+        "latency_p99_explosion_s": rel(exploded),
+        "explosion_threshold_s": explosion_s,
+        "detector_lead_to_explosion_s": None if first is None or exploded is None else exploded - first.ts,
+        "first_finding_on_saturation_metric_s": rel(first_on_metric.ts) if first_on_metric else None,
+        "lead_to_explosion_on_saturation_metric_s": (
+            None if first_on_metric is None or exploded is None else exploded - first_on_metric.ts),
         "findings": len(findings),
         "findings_by_kind": dict(service.findings_total),
         "findings_list": [{"t_s": rel(f.ts), "kind": f.kind, "metric": f.metric, "labels": f.labels,

@@ -120,8 +120,12 @@ def _lead_time(args) -> int:
                   f"  lead {_fmt(r['detector_lead_s'])}")
             if r["first_saturation_finding"]:
                 print(f"    {r['first_saturation_finding']['reason']}")
+            print(f"  turn-latency P99 > {r['explosion_threshold_s'] * 1000:g} ms at: {_fmt(r['latency_p99_explosion_s'])}; "
+                  f"first finding on the saturation metric {_fmt(r['first_finding_on_saturation_metric_s'])}, "
+                  f"lead {_fmt(r['lead_to_explosion_on_saturation_metric_s'])}")
         for rule, v in r["predict_linear"].items():
-            extra = f"  first {_fmt(v['first_s'])}, lead {_fmt(v['lead_s'])}" if role == "incident" else ""
+            extra = (f"  first {_fmt(v['first_s'])}, lead {_fmt(v['lead_s'])}, "
+                     f"lead to explosion {_fmt(v['lead_to_explosion_s'])}") if role == "incident" else ""
             print(f"  {rule}: {v['series_firing']} series firing, {v['firing_points']} points{extra}")
     return 0
 
