@@ -12,7 +12,7 @@ import asyncio
 import fractions
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -32,7 +32,6 @@ class Clip:
     started_at: float | None = None  # wall time its first frame was handed to the sender
     finished_at: float | None = None
     done: asyncio.Future | None = None
-    on_start: list = field(default_factory=list)
 
 
 class PcmPlayoutTrack(MediaStreamTrack):

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -38,7 +37,6 @@ def _session():
 class SileroStream:
     """Speech probability for each successive 32 ms window of one audio stream."""
 
-    _lock = threading.Lock()  # onnxruntime sessions are thread-safe, but keep per-window calls serial
 
     def __init__(self) -> None:
         self._session = _session()
@@ -62,7 +60,7 @@ class SileroStream:
         return probs
 
 
-class TurnEvent(str, Enum):
+class TurnEvent(StrEnum):
     SPEECH_STARTED = "speech_started"
     PAUSE = "pause"  # first silent window after speech: a final decode can start speculatively
     RESUMED = "resumed"  # speech came back before the end-of-turn silence elapsed

@@ -61,9 +61,9 @@ def load_dataset(path: Path = DATASET) -> IntentDataset:
 
 
 def build_model():
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     features = make_union(
         TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w[\w']*\b"),

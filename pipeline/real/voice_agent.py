@@ -160,7 +160,7 @@ class VoiceAgent:
             try:
                 ev: MediaEvent = await asyncio.wait_for(call.events.get(), timeout)
                 log.debug("call %s event %s", call.call_id, ev.kind)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.debug("call %s quiet for %.1f s (playing=%s)", call.call_id, timeout, call.reply.playing)
                 if call.reply.playing or call.segmenter.in_speech or time.time() - last_activity < opts.no_speech_timeout_s:
                     continue
@@ -257,12 +257,11 @@ class VoiceAgent:
         )
         timing = TurnTiming(call.call_id, turn_no, speech_end_at=utt.ended_at, endpoint_at=ev.at)
         hits_before = self.stt.prefetch_hits
+        cursor = time.time()
         result = await self.pipeline.run_turn(ctx, utt)
         done_at = time.time()
         timing.prefetched = self.stt.prefetch_hits > hits_before
-        # stage timings come back as durations in order; rebuild the timeline from the turn's start
-        t = utt.ended_at + (ev.at - utt.ended_at)
-        cursor = t
+        # stage timings come back as durations in call-flow order: rebuild the timeline from them
         for stage, took in result.stage_s.items():
             cursor += took
             if stage == "stt":
@@ -287,7 +286,6 @@ class VoiceAgent:
         else:
             clip = None
         if clip is not None:
-            clip.on_start.append(timing)
             await self._first_frame(clip)
             timing.first_audio_at = clip.started_at or 0.0
         self.timings.append(timing)

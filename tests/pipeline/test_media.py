@@ -311,3 +311,30 @@ def test_a_failing_stage_fails_that_turn_not_the_call(voice_server, speech):
     assert turns[1].reply_source == "llm"
     record = voice_server.record(caller.call_id)
     assert record["outcome"] == "completed" and record["turns"] == 2
+
+
+def test_stages_obey_the_degradation_level(voice_server, speech):
+    controller = voice_server.voice.pipeline.controller
+    llm = voice_server.voice.services.llm_app
+
+    async def call():
+        caller = await _dial(voice_server)
+        controller.request("CACHED_RESPONSES", reason="test: LLM slow")
+        try:
+            before = llm.state.requests
+            _, templated = await _turn(caller, speech("where is my order"), "order at cached responses")
+            llm_requests = llm.state.requests - before
+            controller.request("HUMAN_HANDOFF", reason="test: everything to humans")
+            _, handed = await _turn(caller, speech("what time does the store close on sunday"), "at human handoff")
+        finally:
+            controller.request("NORMAL", reason="test over")
+        await caller.hang_up()
+        return caller, templated, llm_requests, handed
+
+    caller, templated, llm_requests, handed = asyncio.run(call())
+    assert templated is not None and handed is not None
+    turns = [t for t in voice_server.voice.agent.timings if t.call_id == caller.call_id]
+    assert turns[0].reply_source == "template" and llm_requests == 0
+    record = voice_server.record(caller.call_id)
+    assert record["outcome"] == "handoff" and record["handoff_reason"] == "degradation"
+    assert record["degradation_level"] == "HUMAN_HANDOFF"

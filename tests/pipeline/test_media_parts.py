@@ -89,10 +89,22 @@ def test_intent_dataset_is_several_hundred_varied_utterances():
     assert all(t == t.lower() for t in ds.texts)
 
 
-def test_intent_classifier_generalises_and_falls_back_when_unsure(tmp_path, monkeypatch):
+def test_fitted_intent_model_is_cached_on_disk_and_reloaded(tmp_path):
+    from pipeline.real.intent_classifier import load_dataset, load_or_train
+
+    dataset = load_dataset()
+    trained = load_or_train(dataset, tmp_path)
+    files = list(tmp_path.glob("intent-model-*.pkl"))
+    assert len(files) == 1 and dataset.digest in files[0].name
+    reloaded = load_or_train(dataset, tmp_path)
+    assert reloaded is not trained
+    texts = ["where is my order", "i want a refund", "are you open on sunday"]
+    assert list(reloaded.predict(texts)) == list(trained.predict(texts))
+
+
+def test_intent_classifier_generalises_and_falls_back_when_unsure():
     from pipeline.real.intent_classifier import SklearnIntentClassifier, cross_validated_accuracy
 
-    monkeypatch.setenv("VOXWATCH_CACHE_DIR", str(tmp_path))
     assert cross_validated_accuracy() >= 0.75  # held-out utterances, 5 folds
     clf = SklearnIntentClassifier()
     # recogniser-style slips still land on the right intent
@@ -101,7 +113,6 @@ def test_intent_classifier_generalises_and_falls_back_when_unsure(tmp_path, monk
     assert clf.predict("Can you tell me must have the son my order please?").intent == "order_status"
     off_topic = clf.predict("play some jazz music in the kitchen")
     assert off_topic.fallback and off_topic.intent == "fallback"
-    assert list(tmp_path.glob("intent-model-*.pkl")), "the fitted model is cached on disk"
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,15 @@ def _voice_pipeline(ctx):
         from pipeline.real.voice import VoicePipeline
 
         controller = getattr(ctx.pipeline, "controller", None)
-        voice = VoicePipeline(clock=ctx.clock, sink=ctx.sink, metrics=ctx.extras.get("pipeline_metrics"),
-                              media_metrics=ctx.extras.get("media_metrics"), controller=controller)
+        metrics, media = ctx.extras.get("pipeline_metrics"), ctx.extras.get("media_metrics")
+        if ctx.telemetry is not None:  # the catalog's instruments: record into the service's registry
+            from pipeline.media.metrics import MediaMetrics
+            from pipeline.metrics import PipelineMetrics
+
+            metrics = metrics or PipelineMetrics(ctx.telemetry)
+            media = media or MediaMetrics(ctx.telemetry)
+            ctx.extras["media_metrics"] = media
+        voice = VoicePipeline(clock=ctx.clock, sink=ctx.sink, metrics=metrics, media_metrics=media, controller=controller)
         ctx.extras["voice"] = voice
     return voice
 
