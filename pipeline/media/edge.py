@@ -126,7 +126,8 @@ class MediaCall:
 Conversation = Callable[[MediaCall], Awaitable[None]]
 
 
-def _validate_offer(sdp: str, sdp_type: str) -> None:
+def validate_offer(sdp: str, sdp_type: str) -> None:
+    """Reject what is plainly not a usable audio offer before any media resource is spent on it."""
     if sdp_type != "offer":
         raise OfferRejected(f"expected an SDP offer, got type {sdp_type!r}")
     if not isinstance(sdp, str) or not sdp.strip():
@@ -164,7 +165,7 @@ class WebRtcEdge:
         """Set the caller's offer, return the call with its answer SDP (ICE candidates included)."""
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
-        _validate_offer(sdp, sdp_type)
+        validate_offer(sdp, sdp_type)
         if len(self.calls) >= self.max_calls:
             raise OfferRejected(f"edge is at capacity ({self.max_calls} calls)")
         offer_at = time.time()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline.engines import Engines
-from pipeline.media.edge import MediaCall, WebRtcEdge
+from pipeline.media.edge import MediaCall, WebRtcEdge, validate_offer
 from pipeline.media.vad import SegmenterOptions
 from pipeline.real.llm_server import LatencyProfile
 from pipeline.real.voice_agent import AgentOptions, VoiceAgent
@@ -116,6 +116,7 @@ class VoicePipeline:
         )
 
     async def answer(self, sdp: str, sdp_type: str = "offer") -> MediaCall:
+        validate_offer(sdp, sdp_type)  # a bad offer is refused before models load on a first call
         await self.start()
         return await self.edge.answer(sdp, sdp_type)
 

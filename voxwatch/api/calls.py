@@ -1,5 +1,6 @@
 """WebRTC signalling: `POST /v1/calls` takes a caller's SDP offer and returns the edge's answer and the
-call id; `GET /v1/calls` lists live calls; `DELETE /v1/calls/{id}` hangs one up.
+call id; `GET /v1/calls` lists live calls (read token); `DELETE /v1/calls/{id}` hangs one up (admin token).
+The offer itself is open, like a phone number: callers are customers' browsers, not operators.
 
 The voice pipeline is taken from `ctx.extras["voice"]` when the composition root built one, or built
 on the first offer (Whisper, the classifier and the local stand-in services load then) with the
@@ -7,15 +8,17 @@ context's clock, sink and the running pipeline's degradation controller, so the 
 applies to WebRTC calls too.
 """
 
+# ruff: noqa: B008  (FastAPI declares parameters with Depends defaults by design)
 from __future__ import annotations
 
 import asyncio
 import time
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from pipeline.media.edge import OfferRejected
+from voxwatch.auth import require_admin, require_read
 
 
 class CallOffer(BaseModel):
@@ -80,7 +83,7 @@ def build_router(ctx) -> APIRouter:
         return CallAnswer(call_id=call.call_id, sdp=call.answer_sdp)
 
     @router.get("", response_model=list[LiveCall])
-    async def live_calls() -> list[LiveCall]:
+    async def live_calls(_=Depends(require_read)) -> list[LiveCall]:
         voice = ctx.extras.get("voice")
         if voice is None or voice.edge is None:
             return []
@@ -91,7 +94,7 @@ def build_router(ctx) -> APIRouter:
         ]
 
     @router.delete("/{call_id}", status_code=204)
-    async def hang_up(call_id: str) -> None:
+    async def hang_up(call_id: str, _=Depends(require_admin)) -> None:
         voice = ctx.extras.get("voice")
         call = voice.edge.calls.get(call_id) if voice is not None and voice.edge is not None else None
         if call is None:
