@@ -12,25 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.media.stt import Decoded
+from pipeline.metrics import _NOOP  # the same do-nothing instrument as the core's
 
 STT_MODEL = "whisper-tiny.en"
-
-
-class _Noop:
-    def labels(self, *a, **k):
-        return self
-
-    def inc(self, *a):
-        pass
-
-    def set(self, *a):
-        pass
-
-    def observe(self, *a):
-        pass
-
-
-_NOOP = _Noop()
 
 
 class MediaMetrics:
