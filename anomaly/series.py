@@ -4,7 +4,7 @@ Gauges are watched as they are. Counters are cumulative, so they are watched as 
 between consecutive samples (a drop is a counter reset: that interval is skipped and counted).
 Histograms are cumulative buckets, so each interval's P99 is estimated from the bucket increments,
 as Prometheus' histogram_quantile does, and watched under the histogram's name with the label
-stat="p99". Every sample left out is counted by cause in `skipped`.
+stat="p99" (only for steps with at least `min_observations` observations). Every sample left out is counted by cause in `skipped`.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ class SeriesDeriver:
     (SeriesKey, value) pairs."""
 
     quantile: float = 0.99
+    # a P99 of a handful of observations is their maximum, i.e. noise: fewer than this in a step and
+    # the step's quantile is not judged
+    min_observations: int = 50
     skipped: Counter = field(default_factory=Counter)
     _prev: dict = field(default_factory=dict)  # (sample key) -> (ts, value)
 
@@ -152,5 +155,8 @@ class SeriesDeriver:
         inc = cum - c0
         if not inc[-1] > 0:
             self.skipped["empty_interval"] += 1  # nothing observed: no latency to judge
+            return None
+        if inc[-1] < self.min_observations:
+            self.skipped["few_observations"] += 1
             return None
         return histogram_quantile(self.quantile, bounds, inc)

@@ -98,6 +98,7 @@ class AnomalySettings(BaseModel):
     step_s: float = Field(15.0, gt=0)  # stored samples are read in steps of this length (one point per series)
     metrics: list[str] | None = None  # watch only these catalog metrics (None: every stored metric)
     quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
+    min_observations: int = Field(50, ge=1)  # per step, for that step's quantile to be judged
     saturation: SaturationSettings = SaturationSettings()
     level: LevelSettings = LevelSettings()
     multivariate: MultivariateSettings = MultivariateSettings()
@@ -145,7 +146,7 @@ class AnomalyService:
         self.catalog = catalog
         self.settings = settings or AnomalySettings()
         self.on_finding: list[Callable[[Finding], None]] = list(on_finding)
-        self.deriver = SeriesDeriver(quantile=self.settings.quantile)
+        self.deriver = SeriesDeriver(quantile=self.settings.quantile, min_observations=self.settings.min_observations)
         self.findings_total: Counter = Counter()
         self.callback_errors = 0
         self.ticks = 0

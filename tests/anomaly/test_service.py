@@ -196,3 +196,16 @@ def test_counter_rate_uses_when_the_samples_were_taken():
     assert d.derive(0.0, [Sample("c_total", {}, 100.0, "c_total", "counter", sample_ts=14.0)]) == []
     (key, rate), = d.derive(15.0, [Sample("c_total", {}, 103.0, "c_total", "counter", sample_ts=15.5)])
     assert rate == pytest.approx(3.0 / 1.5)
+
+
+def test_a_p99_of_too_few_observations_is_not_judged():
+    d = SeriesDeriver(min_observations=50)
+    bounds = ["0.1", "+Inf"]
+
+    def tick(t, cum):
+        return d.derive(t, [Sample("lat", {"le": le}, c, "lat_bucket", "histogram") for le, c in zip(bounds, cum)])
+
+    tick(0.0, [0, 0])
+    assert tick(15.0, [10, 12]) == []  # 12 observations: their P99 is their maximum
+    assert d.skipped["few_observations"] == 1
+    assert len(tick(30.0, [80, 90])) == 1
