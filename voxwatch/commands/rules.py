@@ -90,7 +90,7 @@ def _test(args) -> int:
 
 
 def _when(text: str | None, flag: str) -> float:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     if not text:
         raise CommandError(f"--store needs {flag}")
@@ -102,7 +102,7 @@ def _when(text: str | None, flag: str) -> float:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise CommandError(f"{flag} {text!r}: use epoch seconds or ISO 8601 (2023-10-03T09:00:00Z)") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _stored_history(rs, args) -> dict:
