@@ -58,16 +58,20 @@ class CallableActionSink:
 
 
 class HttpActionSink:
-    """The pipeline's control API: PUT {base}/v1/degradation {level, reason, region, rule}."""
+    """The pipeline's control API: PUT {base}/v1/degradation {level, reason, region, rule}.
 
-    def __init__(self, base_url: str, timeout: float = 2.0, client: httpx.AsyncClient | None = None) -> None:
+    Changing the degradation level needs an admin-scoped API token (`token`)."""
+
+    def __init__(self, base_url: str, timeout: float = 2.0, client: httpx.AsyncClient | None = None,
+                 token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._client = client
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = httpx.AsyncClient(headers=self.headers)
         return self._client
 
     async def request(self, level, reason, region=None, rule=""):

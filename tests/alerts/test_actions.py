@@ -222,3 +222,33 @@ def test_an_applied_action_survives_a_restart_and_is_reverted_after(tmp_path, cl
 
     asyncio.run(second())
     assert ctl.state()["level"] == "NORMAL"
+
+
+def test_http_action_sink_changes_the_level_through_the_real_control_api_with_an_admin_token(tmp_path, clock):
+    from types import SimpleNamespace
+
+    from voxwatch.commands.serve import start_api
+    from voxwatch.config import Scope, Settings
+    from voxwatch.context import AppContext
+
+    ctl = DegradationController(clock)
+    settings = Settings().with_generated_tokens()
+    api = start_api(AppContext(clock=clock, pipeline=SimpleNamespace(controller=ctl), settings=settings))
+    try:
+        async def ask(token):
+            sink = HttpActionSink(api.url, token=token)
+            try:
+                return await sink.request("CACHED_RESPONSES", "LLM slow", rule="LLMLatencySpike")
+            finally:
+                await sink.client().aclose()
+
+        refused = asyncio.run(ask(None))
+        assert refused["phase"] == "refused" and refused["error"] == "HTTP 401"
+        assert ctl.state()["level"] == "NORMAL"
+        read_only = asyncio.run(ask(settings.first_token(Scope.READ)))
+        assert read_only["error"] == "HTTP 403"
+        applied = asyncio.run(ask(settings.first_token(Scope.ADMIN)))
+        assert applied["phase"] == "applied"
+        assert ctl.state()["level"] == "CACHED_RESPONSES"
+    finally:
+        api.stop()
