@@ -54,10 +54,14 @@ class LikelihoodGate:
         # "direct": the raw score itself, for calibrated detectors; "persistent": its short average,
         # for calibrated scores whose single-tick outliers are ordinary
         mode: str = "likelihood",
+        # the point itself must be this unusual: a series whose scores never move otherwise makes
+        # its first small bump look infinitely unlikely
+        min_raw: float = 0.2,
         record_decay: float | None = None,  # per point decay of the running maximum of raw scores
         record_power: float = 4.0,
     ) -> None:
         self.record_decay, self.record_power = record_decay, record_power
+        self.min_raw = min_raw
         if mode not in ("likelihood", "direct", "persistent"):
             raise ValueError(f"unknown gate mode {mode!r}")
         self.mode = mode
@@ -83,6 +87,7 @@ class LikelihoodGate:
         std = np.maximum(np.sqrt(self.var), self.min_std)
         z = (recent - self.mean) / std
         score = np.clip(log_ndtr(-z) / _LOG_1E10, 0.0, 1.0)
+        score = np.where(r >= self.min_raw, score, 0.0)
         score = np.maximum(score, np.where(r >= self.raw_passthrough, r, 0.0))
         if self.record_decay is not None:
             # a burst no bigger than the series' recent worst is ordinary for this series

@@ -87,6 +87,8 @@ class RobustLevel(Detector):
         # smallest change seen: one event for a counter's rate, one unit for a count. It floors the
         # scale, so a series that is usually still does not call its every step an outlier.
         self.quantum = np.full(n, np.nan)
+        # set by the caller where the measurement itself is coarse (a quantile read from buckets)
+        self.resolution = np.zeros(n)
         self._rows = np.arange(n)
 
     # -- internals ------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class RobustLevel(Detector):
             _SIGMA_PER_ABS_DEV * err,
             np.maximum(self.relative_floor * np.abs(pred), self.absolute_floor),
         )
-        scale = np.fmax(scale, self.quantum)
+        scale = np.fmax(np.maximum(scale, self.resolution), self.quantum)
         return slots, seasonal, pred, scale
 
     def _score(self, ts, values, ok):

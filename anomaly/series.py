@@ -82,6 +82,9 @@ class SeriesDeriver:
     # the step's quantile is not judged
     min_observations: int = 50
     skipped: Counter = field(default_factory=Counter)
+    # per derived quantile series: the width of the bucket its latest estimate fell in. Within one
+    # bucket the estimate is interpolation, so moves smaller than that are not news.
+    resolution: dict = field(default_factory=dict)
     _prev: dict = field(default_factory=dict)  # (sample key) -> (ts, value)
 
     def derive(self, ts: float, samples: list[Sample]) -> list[tuple[SeriesKey, float]]:
@@ -111,7 +114,14 @@ class SeriesDeriver:
         for (metric, rest), rows in buckets.items():
             value = self._interval_quantile(metric, rest, ts, rows)
             if value is not None:
-                out.append((SeriesKey(metric, labels_key(rest + (("stat", f"p{round(self.quantile * 100):d}"),))), value))
+                key = SeriesKey(metric, labels_key(rest + (("stat", f"p{round(self.quantile * 100):d}"),)))
+                bounds = np.array(sorted(r[0] for r in rows))
+                finite = bounds[np.isfinite(bounds)]
+                i = int(np.searchsorted(finite, value, side="left"))
+                lower = finite[i - 1] if 0 < i <= len(finite) else 0.0
+                upper = finite[min(i, len(finite) - 1)] if len(finite) else 0.0
+                self.resolution[key] = float(max(upper - lower, 0.0))
+                out.append((key, value))
         return out
 
     def _rate(self, key: SeriesKey, ts: float, value: float) -> float | None:

@@ -63,6 +63,7 @@ class LevelSettings(BaseModel):
     short: int = Field(5, ge=1)
     cooldown_s: float = Field(21600.0, ge=0)  # one finding per series per incident, not one per minute
     raw_passthrough: float = Field(1.0, gt=0)  # a raw score this high is a finding by itself (> 1: off)
+    min_raw: float = Field(0.2, ge=0, le=1)  # the point itself must score at least this (about 4.4 sigma)
     record_decay: float | None = Field(None, gt=0, le=1)
     record_power: float = Field(4.0, ge=0)
 
@@ -169,7 +170,7 @@ class AnomalyService:
                             warmup=lv.warmup),
                 LikelihoodGate(n, threshold=lv.threshold, cooldown_s=lv.cooldown_s, warmup=lv.gate_warmup,
                                alpha_long=lv.alpha_long, short=lv.short, record_decay=lv.record_decay,
-                               raw_passthrough=lv.raw_passthrough,
+                               raw_passthrough=lv.raw_passthrough, min_raw=lv.min_raw,
                                record_power=lv.record_power),
             ),
             n,
@@ -224,6 +225,8 @@ class AnomalyService:
             bank, slot = (self.saturation if role == 0 else self.level).slot(key)
             if role == 0:
                 self.saturation.banks[bank].detector.capacity[slot] = cap
+            elif key in self.deriver.resolution:
+                self.level.banks[bank].detector.resolution[slot] = self.deriver.resolution[key]
             per_bank.setdefault((role, bank), []).append((slot, value))
         findings: list[Finding] = []
         for (role, b), items in per_bank.items():

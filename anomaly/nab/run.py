@@ -44,7 +44,7 @@ def detector_scores(files: list[NabFile], settings: LevelSettings | None = None)
     )
     gate = LikelihoodGate(
         n, threshold=s.threshold, cooldown_s=s.cooldown_s, warmup=s.gate_warmup, alpha_long=s.alpha_long,
-        short=s.short, record_decay=s.record_decay, raw_passthrough=s.raw_passthrough, record_power=s.record_power,
+        short=s.short, record_decay=s.record_decay, raw_passthrough=s.raw_passthrough, min_raw=s.min_raw, record_power=s.record_power,
     )
     out = np.zeros((length, n))
     for i in range(length):
