@@ -64,7 +64,7 @@ def first_time(ts: np.ndarray, mask: np.ndarray, sustain: int = 1) -> float | No
     return float(ts[idx[0]]) if idx.size else None
 
 
-def saturation_findings(ts, values, capacity: float, *, window: int = 40, horizon_s: float = 1800.0,
+def saturation_findings(ts, values, capacity: float, *, window: int = 40, horizon_s: float = 2700.0,
                         min_rise_sigmas: float = 3.0, threshold: float = 0.4, cooldown_s: float = 900.0):
     """Times and forecasts of the saturation findings the service would raise on one series."""
     det = SaturationTrend(capacity=capacity, window=window, horizon_s=horizon_s, min_rise_sigmas=min_rise_sigmas)
@@ -79,7 +79,7 @@ def saturation_findings(ts, values, capacity: float, *, window: int = 40, horizo
 
 
 def lead_time(sat_ts, sat_values, capacity: float, lat_ts, lat_values, budget: float, *,
-              window: int = 40, horizon_s: float = 1800.0, threshold: float = 0.4,
+              window: int = 40, horizon_s: float = 2700.0, threshold: float = 0.4,
               rule_window_s: float | None = None) -> dict:
     """First saturation finding and first predict_linear firing, each against the first time the
     latency series exceeds `budget`. Lead times are positive when the warning came first."""

@@ -5,7 +5,8 @@ Per series, a ring buffer holds the last `window` points. The slope is a Theil-S
 median of pairwise slopes, here the pairs half a window apart, which keeps it O(window) and robust
 to a third of the points being wild); the current level is the median of the points projected to
 now along that slope. Time to exhaustion = (capacity - level) / slope, capacity as the catalog
-declares it (ratio metrics saturate at 1.0). Confidence combines how many pairs agree that the
+declares it (ratio metrics saturate at 1.0) or as its capacity gauge reads. The fit runs on the
+headroom, so a capacity that grows with the load (autoscaling) is taken into account. Confidence combines how many pairs agree that the
 series rises with how far the rise over the window stands out of the residual noise, so a flat
 noisy series never forecasts exhaustion with confidence.
 
@@ -55,6 +56,7 @@ class SaturationTrend(Detector):
         self.horizon_s, self.min_rise_sigmas = float(horizon_s), float(min_rise_sigmas)
         self.refit_every = max(1, int(refit_every))
         self.buf_x = np.zeros((n, self.window))
+        self.buf_c = np.zeros((n, self.window))  # the capacity when each point was taken
         self.buf_t = np.zeros((n, self.window))
         self.pos = np.zeros(n, dtype=np.int64)
         self.count = np.zeros(n, dtype=np.int64)
@@ -67,10 +69,18 @@ class SaturationTrend(Detector):
 
     def _fit(self, rows: np.ndarray) -> None:
         """Theil-Sen slope, level now, residual noise and confidence for the given series."""
+        # only windows whose every point had a known capacity can be judged against it
+        known = self.buf_c[rows]
+        rows = rows[np.isfinite(known).all(axis=1) & (known > 0).all(axis=1)]
         if rows.size == 0:
             return
         order = (self.pos[rows, None] + np.arange(self.window)) % self.window  # oldest first
-        x = self.buf_x[rows[:, None], order]
+        # work on headroom (capacity - usage), so a capacity that grows (an autoscaler adding
+        # workers) slows the forecast down, and one that shrinks speeds it up
+        c = self.buf_c[rows[:, None], order]
+        used = self.buf_x[rows[:, None], order]
+        c_now = c[:, -1]
+        x = used + (c_now[:, None] - c)  # usage as it would read against today's capacity
         t = self.buf_t[rows[:, None], order]
         h = self.half
         w2 = 2 * h
@@ -90,7 +100,8 @@ class SaturationTrend(Detector):
         rise_conf = np.clip(rise / (self.min_rise_sigmas * scale) - 0.5, 0.0, 1.0)
         self.slope[rows], self.level[rows], self.level_ts[rows] = slope, level, t_now
         self.noise[rows] = noise
-        self.window_min[rows] = x.min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.window_min[rows] = (used / c).min(axis=1)
         self.confidence[rows] = sign_conf * rise_conf
 
     def _forecast(self, ts: np.ndarray, ready: np.ndarray) -> TickScores:
@@ -105,7 +116,7 @@ class SaturationTrend(Detector):
         urgency = 1.0 / (1.0 + np.maximum(tte, 0.0) / self.horizon_s)
         # at capacity: news if the window still saw headroom (it just got there), a steady state
         # (a full cache, a quota used to the brim by design) if it never left capacity
-        arrived = self.window_min < (1.0 - self.steady_margin) * self.capacity
+        arrived = self.window_min < (1.0 - self.steady_margin)  # the lowest fill the window saw
         conf = np.where(headroom <= 0, np.where(arrived, 1.0, 0.0), self.confidence)
         score = np.where(ready, np.clip(conf * urgency, 0.0, 1.0), np.nan)
         kind = np.where(ready, SATURATION_TREND, "").astype(object)
@@ -135,6 +146,7 @@ class SaturationTrend(Detector):
         rows = self._rows[ok]
         p = self.pos[rows]
         self.buf_x[rows, p] = values[rows]
+        self.buf_c[rows, p] = self.capacity[rows]
         self.buf_t[rows, p] = ts[rows]
         self.pos[rows] = (p + 1) % self.window
         self.count[rows] += 1

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class SaturationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     window: int = Field(40, ge=6)  # points: 10 minutes at the default 15 s step
-    horizon_s: float = Field(1800.0, gt=0)  # forecasts within this horizon are urgent
+    horizon_s: float = Field(2700.0, gt=0)  # forecasts within this horizon are urgent (45 min)
     min_rise_sigmas: float = Field(3.0, gt=0)
     threshold: float = Field(0.4, gt=0, le=1)  # confidence x urgency needed for a finding
     cooldown_s: float = Field(900.0, ge=0)

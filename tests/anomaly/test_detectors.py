@@ -16,7 +16,7 @@ from anomaly.saturation_trend import SaturationTrend
 
 
 @pytest.mark.parametrize(
-    "module", ["robust_level", "saturation_trend", "likelihood", "isolation_forest"]
+    "module", ["robust_level", "saturation_trend", "likelihood", "isolation_forest", "lead_time"]
 )
 def test_docstring_example_runs(module):
     result = doctest.testmod(importlib.import_module(f"anomaly.{module}"))
@@ -180,3 +180,19 @@ def test_multivariate_refits_in_background_and_flags_the_odd_stage():
     det.close()
     assert int(np.nanargmax(s.score)) == 4
     assert det.last_top_feature[4] in ("p99", "errors")
+
+
+def test_capacity_that_grows_with_the_load_postpones_the_forecast():
+    """Busy workers rise 1 per minute; the autoscaler adds capacity at 0.9 per minute: the headroom
+    closes at 0.1 per minute, not 1."""
+    rng = np.random.default_rng(6)
+    fixed = SaturationTrend(capacity=100.0, window=40)
+    scaled = SaturationTrend(capacity=100.0, window=40)
+    for i in range(80):
+        t = 15.0 * i
+        busy = 40 + t / 60 + rng.normal(0, 0.3)
+        a = fixed.update(t, [busy])
+        scaled.capacity[0] = 100 + 0.9 * t / 60
+        b = scaled.update(t, [busy])
+    assert a.time_to_exhaustion_s[0] == pytest.approx((100 - 60) * 60, rel=0.1)
+    assert b.time_to_exhaustion_s[0] == pytest.approx((118 - 60) / 0.1 * 60, rel=0.2)
