@@ -155,20 +155,8 @@ def run(args) -> int:
 
 
 async def _run(args, speed: float | None, say) -> dict:
-    from alerts import AlertEngine, CallableActionSink, load_rules
-    from alerts.evaluate import aggregate
-    from alerts.ruleset import Selector
-    from anomaly.service import AnomalyService
-    from pipeline.simulation.simulator import Simulation
-    from telemetry import Telemetry
-    from telemetry.catalog import default_catalog
-    from telemetry.clock import VirtualClock
-    from telemetry.sink import Sink
-    from telemetry.snapshot import Snapshotter
     from telemetry.store import StoreError, open_store
-    from voxwatch.commands.rules import anomaly_feed_metrics, load_scenario_or_error
-    from voxwatch.commands.serve import start_service
-    from voxwatch.context import AppContext
+    from voxwatch.commands.rules import load_scenario_or_error
 
     scenario = load_scenario_or_error(args.scenario, args.calls, args.duration, args.seed)
     url = args.store or DEMO_STORE
@@ -183,30 +171,56 @@ async def _run(args, speed: float | None, say) -> dict:
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     shutil.rmtree(spool, ignore_errors=True)
+    cleanups: list = []  # what _replay started, stopped here in reverse even when it fails
+    try:
+        return await _replay(args, speed, say, scenario, store, spool, cleanups)
+    finally:
+        for stop in reversed(cleanups):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                say(f"[demo] while stopping: {exc}")
+        store.close()  # idempotent; an embedded store left open at exit takes the process down with it
+
+
+async def _replay(args, speed: float | None, say, scenario, store, spool: Path, cleanups: list) -> dict:
+    from alerts import load_rules
+    from alerts.evaluate import aggregate
+    from alerts.ruleset import Selector
+    from pipeline.simulation.simulator import Simulation
+    from telemetry import Telemetry
+    from telemetry.clock import VirtualClock
+    from telemetry.sink import Sink
+    from voxwatch.commands.serve import start_service
+    from voxwatch.context import AppContext
+    from voxwatch.loop import MonitoringLoop
 
     # The replay starts at this wall-clock second, so its timestamps read as "today" on the dashboard.
     clock = VirtualClock(float(int(time.time())))
     sink = Sink(store, spool_dir=spool, flush_interval=0.5)
+    cleanups.append(sink.close)
     tel = Telemetry(clock=clock, sink=sink)
     sink.telemetry = tel
     store.telemetry = tel
-    snapshotter = Snapshotter(tel, sink, clock, interval_s=1.0)
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink)
     controller = sim.controller
-    catalog = default_catalog()
 
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # Standard Webhooks' format
     pager = PagerReceiver(secret, clock, say)
     pager_server, pager_thread, pager_url = _serve_in_thread(pager.app(), args.host, 0)
+
+    def stop_pager() -> None:
+        pager_server.should_exit = True
+        pager_thread.join(5)
+
+    cleanups.append(stop_pager)
     env = {"VOXWATCH_PAGER_URL": f"{pager_url}/hooks/pager", "VOXWATCH_TICKET_URL": f"{pager_url}/hooks/tickets",
            "VOXWATCH_WEBHOOK_SECRET": secret}
     ruleset = load_rules(env=env)
 
     ctx = AppContext(store=store, sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
     service = start_service(ctx, args.host, args.port, args.dashboard_port, dashboard=not args.no_dashboard)
-    engine = AlertEngine(ruleset, clock, writer=sink, store=store,
-                         action_sink=CallableActionSink(controller.request, controller.state),
-                         external_url=service.dashboard_url or service.api_url)
+    cleanups.append(service.stop)
     findings: list = []
 
     def on_finding(f) -> None:
@@ -216,9 +230,10 @@ async def _run(args, speed: float | None, say) -> dict:
             say(f"[anomaly] {_fmt_clock(clock.now())} {f.kind} on {f.metric} {dict(f.labels)}: "
                 f"runs out in {tte / 60:.1f} min (score {f.score:.2f})")
 
-    anomaly = AnomalyService(sink=sink, clock=clock, catalog=catalog, on_finding=[engine.on_finding, on_finding])
-    ctx.alerts, ctx.anomaly = engine, anomaly
-    feed = anomaly_feed_metrics(ruleset, catalog)
+    monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=store,
+                          external_url=service.dashboard_url or service.api_url, on_finding=[on_finding])
+    engine = monitoring.engine
+    ctx.alerts, ctx.anomaly = engine, monitoring.anomaly
 
     say(markup=True, text=f"[bold]Voxwatch demo[/bold]: replaying [bold]{scenario.name}[/bold] ({scenario.traffic.concurrent_calls:,} calls at peak, "
         f"{scenario.duration_s / 60:.0f} simulated minutes) at {'max' if speed is None else f'{speed:g}x'} speed")
@@ -240,12 +255,7 @@ async def _run(args, speed: float | None, say) -> dict:
 
     async def tick(now: float) -> None:
         nonlocal actions_seen, next_status
-        snapshotter.snapshot_once(int(now * 1000))
-        engine.scrape(tel.registry)
-        if feed:
-            samples = [(m.name, s.labels, s.value) for m in tel.registry.restricted_registry(feed).collect() for s in m.samples]
-            anomaly.observe(now, samples)
-        await engine.tick()
+        await monitoring.tick(now)
         await engine.settle(2.0)
         history = engine.actions.history if engine.actions else []
         for a in history[actions_seen:]:
@@ -306,10 +316,5 @@ async def _run(args, speed: float | None, say) -> dict:
     if not args.exit_after_replay and not interrupted:
         say(f"Still serving: dashboard {service.dashboard_url or '(off)'}  API {service.api_url}  - Ctrl-C to stop")
         await stop.wait()
-    await engine.aclose()
-    service.stop()
-    pager_server.should_exit = True
-    pager_thread.join(5)
-    sink.close()
-    store.close()
+    await monitoring.aclose()
     return result

@@ -170,21 +170,6 @@ def load_scenario_or_error(name: str, calls: int | None = None, duration_s: floa
     return sc
 
 
-def anomaly_feed_metrics(ruleset, catalog) -> list[str]:
-    """The metrics the anomaly service watches in a replay: those findings-based rules name, with
-    the capacity metrics they saturate against (cheap enough to score every simulated second)."""
-    names: set[str] = set()
-    for r in ruleset.rules():
-        metric = getattr(r, "metric", None)
-        if r.type in ("predictive", "anomaly") and getattr(r, "source", "findings") == "findings" and metric and "*" not in metric:
-            spec = catalog.get(metric)
-            if spec is not None and spec.type == "gauge":
-                names.add(metric)
-                if spec.capacity_metric:
-                    names.add(spec.capacity_metric)
-    return sorted(names)
-
-
 def run_scenario(
     ruleset,
     scenario,
@@ -201,34 +186,26 @@ def run_scenario(
     import asyncio
     import time
 
-    from alerts.actions import CallableActionSink
-    from alerts.engine import AlertEngine
-    from anomaly.service import AnomalyService
     from pipeline.simulation.simulator import Simulation
-    from telemetry.catalog import default_catalog
     from telemetry.clock import VirtualClock
     from telemetry.instruments import Telemetry
+    from voxwatch.loop import MonitoringLoop
 
     clock = clock if clock is not None else VirtualClock(scenario.start)
     tel = Telemetry()
     sim = Simulation(scenario, clock=clock, telemetry=tel)
     ctl = sim.controller
-    kwargs = dict(engine_kwargs or {})
-    kwargs.setdefault("action_sink", CallableActionSink(ctl.request, ctl.state))
-    engine = AlertEngine(ruleset, clock, **kwargs)
-    catalog = default_catalog()
-    run = ScenarioRun(scenario, clock, sim, engine, ctl, None)
-    feed = anomaly_feed_metrics(ruleset, catalog) if with_anomaly else []
-    if feed:
-        run.anomaly = AnomalyService(clock=clock, catalog=catalog, on_finding=[engine.on_finding, run.findings.append])
+    run = ScenarioRun(scenario, clock, sim, None, ctl, None)
+    loop = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=ctl, snapshot=False,
+                          on_finding=[run.findings.append], engine_kwargs=engine_kwargs)
+    if not with_anomaly:
+        loop.anomaly = None
+    run.engine, run.anomaly = loop.engine, loop.anomaly
+    engine = loop.engine
     t0 = scenario.start
 
     async def tick(now: float) -> None:
-        engine.scrape(tel.registry)
-        if run.anomaly is not None:
-            samples = [(m.name, s.labels, s.value) for m in tel.registry.restricted_registry(feed).collect() for s in m.samples]
-            run.anomaly.observe(now, samples)
-        await engine.tick()
+        await loop.tick(now)
         if settle:
             await engine.settle(2.0)
         if int(round(now - t0)) % 10 == 0:

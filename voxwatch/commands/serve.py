@@ -161,20 +161,69 @@ def _wait_http(url: str, timeout: float, alive) -> None:
 
 
 def build_context(settings: Settings, store=None, clock=None):
-    """The service's AppContext: the store (opened and migrated here unless given), a sink, the clock."""
+    """The service's AppContext: the store (opened and migrated here unless given), a sink, the
+    clock, this process's telemetry (served at /metrics, snapshotted into the store), and the
+    pipeline's degradation controller that WebRTC calls, the control API and alert actions share."""
+    from types import SimpleNamespace
+
+    from pipeline.degradation import DegradationController
+    from telemetry import Telemetry
     from telemetry.clock import WallClock
+    from telemetry.sink import Sink
     from telemetry.store import open_store
     from voxwatch.context import AppContext
 
+    clock = clock or WallClock()
     store = store or open_store(settings.store)
-    sink = None
-    try:
-        from telemetry.sink import Sink
+    sink = Sink(store)
+    tel = Telemetry(clock=clock, sink=sink)
+    sink.telemetry = tel
+    store.telemetry, store.source = tel, "api"
+    controller = DegradationController(clock, sink=sink)
+    return AppContext(store=store, sink=sink, clock=clock, telemetry=tel, settings=settings,
+                      pipeline=SimpleNamespace(controller=controller))
 
-        sink = Sink(store)
-    except ImportError:
-        pass
-    return AppContext(store=store, sink=sink, clock=clock or WallClock(), settings=settings)
+
+def start_monitoring(ctx, external_url: str = ""):
+    """The live loop on a thread of its own: snapshots, anomaly findings, alert rules and actions,
+    once a second. Rules are the shipped set; receivers come from the environment
+    (VOXWATCH_PAGER_URL, VOXWATCH_TICKET_URL, VOXWATCH_WEBHOOK_SECRET, PAGERDUTY_ROUTING_KEY)."""
+    import asyncio
+
+    from alerts import load_rules
+    from telemetry.runtime import RuntimeMonitor
+    from voxwatch.loop import MonitoringLoop
+
+    loop_obj = MonitoringLoop(telemetry=ctx.telemetry, clock=ctx.clock, ruleset=load_rules(), sink=ctx.sink,
+                              store=ctx.store, controller=ctx.pipeline.controller, external_url=external_url)
+    ctx.alerts, ctx.anomaly = loop_obj.engine, loop_obj.anomaly
+    runtime = RuntimeMonitor(ctx.telemetry, process="voxwatch-serve")
+    stop_holder: dict = {}
+
+    def main() -> None:
+        async def go() -> None:
+            stop_holder["stop"] = stop = asyncio.Event()
+            stop_holder["loop"] = asyncio.get_running_loop()
+            watcher = asyncio.create_task(runtime.watch())
+            try:
+                await loop_obj.run(stop)
+            finally:
+                watcher.cancel()
+                await loop_obj.aclose()
+
+        asyncio.run(go())
+
+    thread = threading.Thread(target=main, name="voxwatch-monitoring", daemon=True)
+    thread.start()
+
+    def stop(timeout: float = 10.0) -> None:
+        loop, ev = stop_holder.get("loop"), stop_holder.get("stop")
+        if loop is not None and ev is not None:
+            loop.call_soon_threadsafe(ev.set)
+        thread.join(timeout)
+        runtime.close()
+
+    return stop
 
 
 def register(sub) -> None:
@@ -223,6 +272,7 @@ def run(args) -> int:
         thread = threading.Thread(target=server.run, name="voxwatch-api", daemon=True)
         thread.start()
         _wait_http(f"{url}/healthz", 30.0, thread.is_alive)
+        stop_monitoring = start_monitoring(ctx, external_url=url)
         # printed once it answers, so whoever reads this line can use the URL at once
         print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
         if generated:
@@ -241,6 +291,7 @@ def run(args) -> int:
         if dashboard is not None:  # first, so no page is still asking the API while it shuts down
             dashboard.stop()
             dashboard = None
+        stop_monitoring()
         server.should_exit = True
         thread.join(10)
         return 0

@@ -1,0 +1,85 @@
+"""The monitoring loop as one object: once per second of the injected clock, snapshot the process's
+metrics into the store, feed the anomaly service, and evaluate the alert rules, whose actions reach
+the pipeline's degradation controller.
+
+`voxwatch serve` runs it on the wall clock; `voxwatch demo` and `voxwatch rules test` call `tick`
+from the simulator's per-second hook on a virtual clock. Only the composition root knows all parts,
+so the wiring lives here and not in any room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from alerts import AlertEngine, CallableActionSink, RuleSet
+from anomaly.service import AnomalyService
+from telemetry.catalog import default_catalog
+from telemetry.snapshot import Snapshotter
+
+
+def anomaly_feed_metrics(ruleset: RuleSet, catalog) -> list[str]:
+    """The metrics the anomaly service watches: those that findings-based rules name, with the
+    capacity metrics they saturate against (cheap enough to score every second)."""
+    names: set[str] = set()
+    for r in ruleset.rules():
+        metric = getattr(r, "metric", None)
+        if r.type in ("predictive", "anomaly") and getattr(r, "source", "findings") == "findings" and metric and "*" not in metric:
+            spec = catalog.get(metric)
+            if spec is not None and spec.type == "gauge":
+                names.add(metric)
+                if spec.capacity_metric:
+                    names.add(spec.capacity_metric)
+    return sorted(names)
+
+
+class MonitoringLoop:
+    def __init__(
+        self,
+        *,
+        telemetry,
+        clock,
+        ruleset: RuleSet,
+        controller=None,
+        sink=None,
+        store=None,
+        external_url: str = "",
+        snapshot: bool = True,
+        on_finding: Iterable[Callable] = (),
+        catalog=None,
+        engine_kwargs: dict | None = None,
+    ) -> None:
+        self.telemetry = telemetry
+        self.clock = clock
+        self.catalog = catalog or default_catalog()
+        self.snapshotter = Snapshotter(telemetry, sink, clock, interval_s=1.0) if snapshot and sink is not None else None
+        # engine_kwargs may override any of these (a test writes straight into a store, say)
+        kwargs = {"writer": sink, "store": store, "external_url": external_url, **(engine_kwargs or {})}
+        if controller is not None:
+            kwargs.setdefault("action_sink", CallableActionSink(controller.request, controller.state))
+        self.engine = AlertEngine(ruleset, clock, **kwargs)
+        self.feed = anomaly_feed_metrics(ruleset, self.catalog)
+        self.anomaly = AnomalyService(sink=sink, clock=clock, catalog=self.catalog,
+                                      on_finding=[self.engine.on_finding, *on_finding]) if self.feed else None
+
+    async def tick(self, now: float) -> None:
+        if self.snapshotter is not None:
+            self.snapshotter.snapshot_once(int(now * 1000))
+        registry = self.telemetry.registry
+        self.engine.scrape(registry)
+        if self.anomaly is not None:
+            samples = [(m.name, s.labels, s.value) for m in registry.restricted_registry(self.feed).collect() for s in m.samples]
+            self.anomaly.observe(now, samples)
+        await self.engine.tick()
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Live: tick on every interval of the clock until `stop` is set."""
+        while not stop.is_set():
+            await self.tick(self.clock.now())
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
