@@ -160,7 +160,7 @@ def gauge_series(store, metric_id: int, metric: str, step_s: float) -> dict:
     """{labels tuple: (times s, step averages)} for every series of a gauge."""
     frame = store.query(_GAUGE_SQL, {"step": int(step_s * 1000), "mid": metric_id, "metric": metric})
     out = {}
-    for fp, g in frame.groupby("fingerprint"):
+    for _fp, g in frame.groupby("fingerprint"):
         labels = tuple(sorted(zip(g["label_keys"].iloc[0], g["label_values"].iloc[0])))
         out[labels] = (g["bucket_ms"].to_numpy() / 1000.0, g["value"].to_numpy(dtype=float))
     return out
