@@ -29,7 +29,6 @@ from telemetry.store.schema import TABLES_BY_NAME, Column
 
 log = logging.getLogger(__name__)
 
-Columns = dict[str, np.ndarray | list]
 
 
 @dataclass
@@ -143,7 +142,7 @@ class Sink:
         self.telemetry = telemetry
         self.on_error = on_error
         self.stats = SinkStats()
-        self._pending: dict[str, list[tuple[int, dict]]] = defaultdict(list)  # table -> [(rows, columns)]
+        self._pending: dict[str, list[pa.Table]] = defaultdict(list)  # table -> validated Arrow batches
         self._pending_rows = 0
         self._inflight = 0
         self._cond = threading.Condition()
@@ -164,9 +163,9 @@ class Sink:
         if not rows:
             return 0
         names = {k for r in rows for k in r}
-        return self.write_columns(table, {k: [r.get(k) for r in rows] for k in names}, _from_rows=rows)
+        return self.write_columns(table, {k: [r.get(k) for r in rows] for k in names})
 
-    def write_columns(self, table: str, columns: Mapping[str, object], _from_rows=None) -> int:
+    def write_columns(self, table: str, columns: Mapping[str, object]) -> int:
         """Queue a batch given as columns (numpy arrays or lists of equal length)."""
         t = TABLES_BY_NAME.get(table)
         if t is None:
