@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--store", default=None, help=f"store URL (default {DEMO_STORE}, recreated each run)")
     p.add_argument("--scenario", default="october-3", help="scenario to replay (default october-3)")
     p.add_argument("--speed", default="60", help="simulated seconds per wall second, or 'max' (default 60)")
-    p.add_argument("--calls", type=int, default=3000, help="concurrent calls at peak (default 3000; the scenario's own is 15000)")
+    p.add_argument("--calls", type=int, default=None,
+                   help="concurrent calls at peak (default: the scenario's own, 15,000 for october-3)")
     p.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the scenario's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--host", default="127.0.0.1")
