@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, http_attempt
+from alerts.receivers.base import DeliveryResult, HttpReceiver, http_attempt
 
 # A firing alert is pushed with endsAt this far ahead, as Prometheus does, so that an evaluator
 # that dies lets Alertmanager resolve the alert by itself.
@@ -31,19 +29,8 @@ def postable_alerts(alerts: list, now: float) -> list[dict]:
     return out
 
 
-class AlertmanagerReceiver:
+class AlertmanagerReceiver(HttpReceiver):
     integration = "alertmanager"
-
-    def __init__(self, config, client: httpx.AsyncClient | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.send_resolved = config.send_resolved
-        self._client = client
-
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient()
-        return self._client
 
     async def send(self, ctx, alerts: list) -> DeliveryResult:
         if not self.config.url:

@@ -98,3 +98,21 @@ async def http_attempt(client, url: str, body: bytes, headers: dict[str, str], t
     err = "" if ok else resp_body[:300].decode("utf-8", "replace")
     ra = parse_retry_after(resp_headers.get("retry-after")) if not ok else None
     return DeliveryResult(ok, retry, status, err, ra, payload)
+
+
+class HttpReceiver:
+    """What every HTTP receiver shares: its config, its name, and one lazily created client."""
+
+    integration = "http"
+    follow_redirects = True
+
+    def __init__(self, config, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.send_resolved = config.send_resolved
+        self._client = client
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=self.follow_redirects)
+        return self._client

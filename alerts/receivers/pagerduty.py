@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, http_attempt, parse_json_or_none
+from alerts.receivers.base import DeliveryResult, HttpReceiver, http_attempt, parse_json_or_none
 
 SEVERITY = {"page": "critical", "critical": "critical", "ticket": "warning", "warning": "warning", "info": "info", "error": "error"}
 
@@ -46,19 +44,8 @@ def event(alert, routing_key: str, source: str = "voxwatch") -> dict:
     return ev
 
 
-class PagerDutyReceiver:
+class PagerDutyReceiver(HttpReceiver):
     integration = "pagerduty"
-
-    def __init__(self, config, client: httpx.AsyncClient | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.send_resolved = config.send_resolved
-        self._client = client
-
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient()
-        return self._client
 
     def url(self) -> str:
         base = (self.config.url or "https://events.pagerduty.com").rstrip("/")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, http_attempt
+from alerts.receivers.base import DeliveryResult, HttpReceiver, http_attempt
 from alerts.receivers.signing import sign
 
 
@@ -49,19 +47,9 @@ def alertmanager_v4_body(ctx, alerts: list, max_alerts: int = 0) -> dict:
     }
 
 
-class WebhookReceiver:
+class WebhookReceiver(HttpReceiver):
     integration = "webhook"
-
-    def __init__(self, config, client: httpx.AsyncClient | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.send_resolved = config.send_resolved
-        self._client = client
-
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
-        return self._client
+    follow_redirects = False  # a redirect must not carry a signed body somewhere else
 
     async def send(self, ctx, alerts: list) -> DeliveryResult:
         if not self.config.url:
