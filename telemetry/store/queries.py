@@ -1,4 +1,6 @@
-"""Queries every room shares (series over a range with a step, percentiles, top-N, call search).
+"""Metric primitives by catalog id (series over a range with a step, rollups, percentiles, top-N).
+
+Call search, label matchers and the API's other reads are in `telemetry.store.reads`.
 
 Each is one SQL text that runs on chdb and on Debian's 18.16 server: buckets by intDiv, no window
 functions, parameters through `{name:Type}` placeholders only.
@@ -89,55 +91,4 @@ def top_series(store: Store, metric_id: int, start_ms: int, end_ms: int, n: int 
         " FROM metric_series GROUP BY fingerprint) AS m USING (fingerprint) "
         "ORDER BY value DESC, fingerprint LIMIT {n:UInt32}",
         {"m": metric_id, "t0": start_ms, "t1": end_ms, "n": n},
-    )
-
-
-CALL_COLUMNS = (
-    "call_id, started_ms, ended_ms, region, language, scenario, channel, intents, outcome, handoff, "
-    "handoff_reason, turns, latency_p50_ms, latency_p95_ms, latency_max_ms, degradation_level, transcript"
-)
-
-
-def search_calls(
-    store: Store,
-    start_ms: int,
-    end_ms: int,
-    region: str | None = None,
-    language: str | None = None,
-    intent: str | None = None,
-    outcome: str | None = None,
-    handoff: bool | None = None,
-    min_latency_ms: float | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> pd.DataFrame:
-    """Analysts' call search: every filter optional, newest first."""
-    where = ["started_ms >= {t0:Int64}", "started_ms < {t1:Int64}"]
-    params: dict[str, object] = {"t0": start_ms, "t1": end_ms, "lim": limit, "off": offset}
-    if region is not None:
-        where.append("region = {region:String}")
-        params["region"] = region
-    if language is not None:
-        where.append("language = {language:String}")
-        params["language"] = language
-    if intent is not None:
-        where.append("has(intents, {intent:String})")
-        params["intent"] = intent
-    if outcome is not None:
-        where.append("outcome = {outcome:String}")
-        params["outcome"] = outcome
-    if handoff is not None:
-        where.append("handoff = {handoff:UInt8}")
-        params["handoff"] = int(bool(handoff))
-    if min_latency_ms is not None:
-        where.append("latency_p95_ms >= {lat:Float64}")
-        params["lat"] = float(min_latency_ms)
-    if text:
-        where.append("positionCaseInsensitiveUTF8(transcript, {text:String}) > 0")
-        params["text"] = text
-    return store.query(
-        f"SELECT {CALL_COLUMNS} FROM calls WHERE {' AND '.join(where)} "
-        "ORDER BY started_ms DESC, call_id LIMIT {off:UInt64}, {lim:UInt64}",
-        params,
     )

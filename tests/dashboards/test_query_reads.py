@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from voxwatch.api import query_reads as reads
+from telemetry.store import reads
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus():

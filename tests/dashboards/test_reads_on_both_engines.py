@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from telemetry.store import reads
 from tests.dashboards import scenario_data
-from voxwatch.api import query_reads as reads
 
 pytestmark = pytest.mark.server
 HOUR = 3_600_000

@@ -17,6 +17,7 @@ from telemetry.store import (
     StoreUnavailable,
     open_store,
     queries,
+    reads,
 )
 
 NOW_MS = int(time.time() * 1000) // 60000 * 60000  # recent (TTL keeps it), minute-aligned
@@ -104,16 +105,16 @@ def test_call_search_filters(any_store):
             "transcript": ["where is my order", "I want a person it's urgent", "hours please"],
         },
     )
-    found = queries.search_calls(any_store, start_ms=NOW_MS, end_ms=NOW_MS + 10_000, region="us-east")
-    assert sorted(found["call_id"]) == ["c1", "c3"]
-    found = queries.search_calls(any_store, start_ms=NOW_MS, end_ms=NOW_MS + 10_000, intent="talk_to_human")
-    assert list(found["call_id"]) == ["c2"]
-    found = queries.search_calls(any_store, start_ms=NOW_MS, end_ms=NOW_MS + 10_000, min_latency_ms=1000)
-    assert list(found["call_id"]) == ["c2"]
-    found = queries.search_calls(any_store, start_ms=NOW_MS, end_ms=NOW_MS + 10_000, text="it's urgent")
-    assert list(found["call_id"]) == ["c2"]
-    found = queries.search_calls(any_store, start_ms=NOW_MS, end_ms=NOW_MS + 10_000, handoff=False, language="en")
-    assert list(found["call_id"]) == ["c1"]
+    def ids(**kw):
+        df, total = reads.search_calls(any_store, reads.CallFilter(start_ms=NOW_MS, end_ms=NOW_MS + 10_000, **kw))
+        assert total == len(df)
+        return sorted(df["call_id"])
+
+    assert ids(regions=["us-east"]) == ["c1", "c3"]
+    assert ids(intents=["talk_to_human"]) == ["c2"]
+    assert ids(min_latency_ms=1000) == ["c2"]
+    assert ids(words=["it's", "URGENT"]) == ["c2"]
+    assert ids(handoff=False, languages=["en"]) == ["c1"]
 
 
 def test_parameters_are_escaped_not_spliced(any_store):

@@ -1,7 +1,7 @@
 """The query API: what dashboards and analysts read (calls, metric series, findings, alerts, silences,
 degradation, read-only SQL), guarded by bearer tokens with `read` and `admin` scopes.
 
-All reads go through `voxwatch.api.query_reads` against the store the composition root passes in;
+All reads go through `telemetry.store.reads` against the store the composition root passes in;
 bad input is a 400 with the reason (malformed filters, unknown metrics, backwards or huge ranges,
 SQL that writes) or a 422 from the typed models, and never changes anything.
 """
@@ -21,8 +21,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from alerts.notify.silences import SilenceError, Silences
-from telemetry.store import StoreError
-from voxwatch.api import query_reads as reads
+from telemetry.store import StoreError, reads
 from voxwatch.api.query_models import (
     ActiveAlert,
     AlertEvent,

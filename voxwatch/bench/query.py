@@ -181,8 +181,7 @@ def _timed(fn, repeat: int) -> dict:
 def run(args) -> dict:
     import httpx
 
-    from telemetry.store import open_store
-    from voxwatch.api import query_reads as reads
+    from telemetry.store import open_store, reads
     from voxwatch.commands.serve import start_api
     from voxwatch.config import ApiToken, Scope, Settings
     from voxwatch.context import AppContext
