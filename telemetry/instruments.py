@@ -175,6 +175,11 @@ class Instrument:
     def series_count(self) -> int:
         return len(self._series) if self._labelnames else 1
 
+    @property
+    def series_limit(self) -> int:
+        """Label sets this metric may hold before new ones fold into `__overflow__`."""
+        return self._limit
+
     def labels(self, *values, **labels):
         """The child for one label set, by position (catalog order) or by name."""
         if labels:

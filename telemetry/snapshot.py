@@ -68,6 +68,8 @@ class Snapshotter:
         self._m_series = tel["voxwatch_snapshot_series"] if "voxwatch_snapshot_series" in tel else None
         self._m_delay = tel["voxwatch_snapshot_delay_seconds"] if "voxwatch_snapshot_delay_seconds" in tel else None
         self._m_cardinality = tel["voxwatch_instrument_series"] if "voxwatch_instrument_series" in tel else None
+        # the capacity the cardinality gauge saturates against, so a label leak is forecast like any resource
+        self._m_series_limit = tel["voxwatch_instrument_series_limit"] if "voxwatch_instrument_series_limit" in tel else None
 
     @property
     def series(self) -> int:
@@ -133,6 +135,8 @@ class Snapshotter:
                 grew = True
             if self._m_cardinality is not None and spec.labels:
                 self._m_cardinality.labels(metric=spec.name).set(inst.series_count)
+                if self._m_series_limit is not None:
+                    self._m_series_limit.labels(metric=spec.name).set(inst.series_limit)
         if grew:
             self._index_stale = True
         if rows["fingerprint"] and self.sink is not None:
