@@ -96,10 +96,13 @@ def test_samples_and_series_land_in_the_store(store, sink):
 def test_series_appearing_later_are_planned_on_the_next_tick(store, sink):
     tel = Telemetry(clock=VirtualClock(T0), sink=sink)
     snap = Snapshotter(tel)
-    first = snap.snapshot_once()
+    tel["voxwatch_pool_connections_in_use"].labels(pool="crm").set(1)  # cardinality bookkeeping exists
+    snap.snapshot_once()
+    first = snap.snapshot_once()  # the first tick also creates the snapshotter's own series
     tel["voxwatch_cache_hits_total"].labels(cache="product_info").inc(4)
     second = snap.snapshot_once()
-    assert second == first + 1 + 1  # the new series, and voxwatch_instrument_series{metric=...} it caused
+    # the new series, and voxwatch_instrument_series{metric=...} and its _limit it caused
+    assert second == first + 1 + 2
     sink.flush()
     fp = series_fingerprint("voxwatch_cache_hits_total", {"cache": "product_info"})
     df = store.query("SELECT value FROM metric_samples WHERE fingerprint = {fp:UInt64}", {"fp": fp})
