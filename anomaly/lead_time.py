@@ -166,15 +166,98 @@ def gauge_series(store, metric_id: int, metric: str, step_s: float) -> dict:
     return out
 
 
+def saturation_series(store, catalog, step_s: float, exclude=()) -> dict:
+    """{(metric, labels tuple): (times s, usage / capacity)} for every stored gauge the anomaly service
+    forecasts: those the catalog gives a fixed `capacity`, and those with a `capacity_metric`, divided
+    step by step by the capacity gauge with the matching labels."""
+    out = {}
+    for spec in catalog:
+        if spec.type != "gauge" or spec.name in exclude or (spec.capacity is None and not spec.capacity_metric):
+            continue
+        used = gauge_series(store, spec.id, spec.name, step_s)
+        if not used:
+            continue
+        if spec.capacity is not None:
+            for labels, (ts, v) in used.items():
+                out[(spec.name, labels)] = (ts, v / float(spec.capacity))
+            continue
+        cap_spec = catalog.get(spec.capacity_metric)
+        if cap_spec is None:
+            continue
+        caps = gauge_series(store, cap_spec.id, cap_spec.name, step_s)
+        for labels, (ts, v) in used.items():
+            d = dict(labels)
+            want = tuple(sorted((k, d.get(k, "")) for k in cap_spec.labels))
+            if want not in caps:
+                continue
+            cts, cv = caps[want]
+            common, iu, ic = np.intersect1d(ts, cts, return_indices=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(cv[ic] > 0, v[iu] / cv[ic], np.nan)
+            out[(spec.name, labels)] = (common, ratio)
+    return out
+
+
+def predict_linear_rule(watched: dict, window_s: float, horizon_s: float, for_s: float, step_s: float) -> dict:
+    """The Prometheus rule `predict_linear(x[window], horizon) >= 1` with `for: for_s` over every series
+    in `watched` (usage as a fraction of capacity): when each first fired, which series fired at all."""
+    sustain = 1 + int(round(for_s / step_s))
+    firing, first_on = [], {}
+    for (metric, labels), (ts, v) in watched.items():
+        if ts.size < 2:
+            continue
+        pred = predict_linear(ts, v, window_s, horizon_s)
+        hit = first_time(ts, pred >= 1.0, sustain)
+        if hit is not None:
+            # a rule with `for:` fires when the condition has held that long, not when it began
+            hit = float(ts[np.searchsorted(ts, hit) + sustain - 1])
+            name = metric + "{" + ",".join(f'{k}="{val}"' for k, val in labels) + "}"
+            firing.append((hit, name))
+            first_on[metric] = min(hit, first_on.get(metric, math.inf))
+    firing.sort()
+    return {
+        "rule": f"predict_linear(x[{window_s:g}s], {horizon_s:g}) >= capacity, for {for_s:g}s",
+        "horizon_s": horizon_s, "for_s": for_s,
+        "first_ts": firing[0][0] if firing else None,
+        "first_series": firing[0][1] if firing else None,
+        "series_firing": len(firing),
+        "firing": [name for _, name in firing][:20],
+        "first_on": first_on,
+    }
+
+
+def compare_with_predict_linear(incident: dict, baseline: dict | None) -> dict:
+    """The fair comparison: among the predict_linear rules that stay quiet on the normal day (no series
+    firing), the one that fires first on the incident, against the detector's first saturation
+    finding. A rule that fires on a normal day would page someone for nothing, like a false finding."""
+    quiet = [name for name, r in incident["predict_linear"].items()
+             if baseline is None or baseline["predict_linear"].get(name, {}).get("series_firing", 1) == 0]
+    fired = [(incident["predict_linear"][n]["first_s"], n) for n in quiet
+             if incident["predict_linear"][n]["first_s"] is not None]
+    best = min(fired) if fired else None
+    det = incident.get("first_saturation_finding_s")
+    return {
+        "rules_quiet_on_baseline": quiet,
+        "rules_firing_on_baseline": [n for n in incident["predict_linear"] if n not in quiet],
+        "baseline_findings": None if baseline is None else baseline["findings"],
+        "best_quiet_rule": None if best is None else best[1],
+        "best_quiet_rule_first_s": None if best is None else best[0],
+        "detector_first_s": det,
+        "detector_ahead_s": (None if det is None else (math.inf if best is None else best[0] - det)),
+    }
+
+
 def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
                     saturation_metric: str = "voxwatch_pool_saturation_ratio",
                     latency_metric: str = "voxwatch_turn_latency_seconds",
-                    rule_window_s: float | None = None, rule_horizons_s=(1800.0, 3600.0),
+                    rule_window_s: float | None = None, rule_horizons_s=(1800.0, 2700.0, 3600.0, 7200.0),
+                    rule_for_s=(0.0, 300.0),
                     latency_curve: tuple | None = None, sustain_s: float = 120.0,
                     explosion_s: float = 2.0) -> dict:
     """Run the anomaly service over everything a scenario stored, then compare its first saturation
-    finding and a predict_linear rule over the same series with the moment turn-latency P99 first
-    exceeds `budget_s` for `sustain_s`. `latency_curve` = (epoch seconds, P99 seconds), e.g. the
+    finding, and predict_linear rules over the same saturation series (every series the service
+    forecasts, as a fraction of its capacity; several horizons, with and without a `for:`), with the
+    moment turn-latency P99 first exceeds `budget_s` for `sustain_s`. `latency_curve` = (epoch seconds, P99 seconds), e.g. the
     simulator's exact per-minute P99; without it the P99 is estimated from the stored buckets."""
     from anomaly.service import AnomalyService, AnomalySettings
     from telemetry.clock import VirtualClock
@@ -212,25 +295,18 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
     first_on_metric = min(on_metric, key=lambda f: f.ts) if on_metric else None
 
     window_s = rule_window_s or settings.saturation.window * step_s
-    capacity = catalog[saturation_metric].capacity or 1.0
+    watched = saturation_series(store, catalog, step_s, exclude=settings.saturation.exclude)
     rules = {}
     for horizon in rule_horizons_s:
-        firsts = []
-        for labels, (ts, values) in gauge_series(store, catalog[saturation_metric].id, saturation_metric,
-                                                 step_s).items():
-            pred = predict_linear(ts, values, window_s, horizon)
-            hit = first_time(ts, pred >= capacity)
-            if hit is not None:
-                firsts.append((hit, dict(labels), int(np.count_nonzero(pred >= capacity))))
-        best = min(firsts, key=lambda x: x[0]) if firsts else None
-        rules[f"predict_linear({saturation_metric}[{window_s:g}s], {horizon:g}) >= {capacity:g}"] = {
-            "first_s": None if best is None else best[0] - t0_ms / 1000.0,
-            "labels": None if best is None else best[1],
-            "lead_s": None if best is None or crossed is None else crossed - best[0],
-            "lead_to_explosion_s": None if best is None or exploded is None else exploded - best[0],
-            "series_firing": len(firsts),
-            "firing_points": sum(x[2] for x in firsts),
-        }
+        for for_s in rule_for_s:
+            r = predict_linear_rule(watched, window_s, horizon, for_s, step_s)
+            r["lead_s"] = None if r["first_ts"] is None or crossed is None else crossed - r["first_ts"]
+            r["lead_to_explosion_s"] = (None if r["first_ts"] is None or exploded is None
+                                        else exploded - r["first_ts"])
+            r["first_on"] = {m: v - t0_ms / 1000.0 for m, v in r["first_on"].items()}
+            r["first_on_saturation_metric_s"] = r["first_on"].get(saturation_metric)
+            r["first_s"] = None if r["first_ts"] is None else r["first_ts"] - t0_ms / 1000.0
+            rules[r.pop("rule")] = r
 
     def rel(x):
         return None if x is None else x - t0_ms / 1000.0

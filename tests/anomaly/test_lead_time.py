@@ -108,5 +108,22 @@ def test_scenario_report_reads_a_stored_incident(store):
     assert report["latency_p99_crossed_s"] == pytest.approx(900 + 0.97 * 2700, abs=30)
     assert report["detector_lead_s"] >= 600
     assert report["first_saturation_finding"]["labels"] == {"pool": "orders"}
-    rule = report["predict_linear"]["predict_linear(voxwatch_pool_saturation_ratio[600s], 1800) >= 1"]
+    rule = report["predict_linear"]["predict_linear(x[600s], 1800) >= capacity, for 0s"]
+    assert rule["first_series"] == 'voxwatch_pool_saturation_ratio{pool="orders"}'
     assert rule["first_s"] is not None and report["first_saturation_finding_s"] < rule["first_s"]
+    held = report["predict_linear"]["predict_linear(x[600s], 1800) >= capacity, for 300s"]
+    assert held["first_s"] >= rule["first_s"] + 300  # a `for:` only ever delays a rule
+
+
+def test_the_comparison_takes_the_earliest_rule_that_stays_quiet_on_the_normal_day():
+    from anomaly.lead_time import compare_with_predict_linear
+
+    def rules(**first):
+        return {name: {"first_s": t, "series_firing": 0 if t is None else 1} for name, t in first.items()}
+
+    incident = {"first_saturation_finding_s": 900.0, "predict_linear": rules(h30=1200.0, h60=1000.0, h120=600.0)}
+    baseline = {"findings": 0, "predict_linear": rules(h30=None, h60=None, h120=700.0)}
+    c = compare_with_predict_linear(incident, baseline)
+    # the 2-hour rule warns first on the incident, but it also fires on a normal day: not a fair rival
+    assert c["rules_firing_on_baseline"] == ["h120"]
+    assert c["best_quiet_rule"] == "h60" and c["detector_ahead_s"] == 100.0

@@ -72,7 +72,7 @@ def _nab(args) -> int:
 def _lead_time(args) -> int:
     import tempfile
 
-    from anomaly.lead_time import scenario_report
+    from anomaly.lead_time import compare_with_predict_linear, scenario_report
     from pipeline.simulation.scenario import ScenarioError, load_scenario
     from telemetry.catalog import default_catalog
     from telemetry.store import open_store
@@ -107,6 +107,8 @@ def _lead_time(args) -> int:
         report["scenario"] = name
         report["simulated_first_saturated_s"] = {p: v.get("first_saturated_s") for p, v in sim.get("pools", {}).items()}
         out[role] = report
+    if "incident" in out:
+        out["comparison"] = compare_with_predict_linear(out["incident"], out.get("baseline"))
     if args.json:
         print(json.dumps(out, default=float))
         return 0
@@ -123,12 +125,25 @@ def _lead_time(args) -> int:
             print(f"  turn-latency P99 > {r['explosion_threshold_s'] * 1000:g} ms at: {_fmt(r['latency_p99_explosion_s'])}; "
                   f"first finding on the saturation metric {_fmt(r['first_finding_on_saturation_metric_s'])}, "
                   f"lead {_fmt(r['lead_to_explosion_on_saturation_metric_s'])}")
+        for f in r["findings_list"]:
+            print(f"    {_fmt(f['t_s'])}  {f['kind']:16s} {f['reason']}")
+        print("  predict_linear rules over the same saturation series:")
         for rule, v in r["predict_linear"].items():
-            extra = (f"  first {_fmt(v['first_s'])}, lead {_fmt(v['lead_s'])}, "
-                     f"lead to explosion {_fmt(v['lead_to_explosion_s'])}") if role == "incident" else ""
-            print(f"  {rule}: {v['series_firing']} series firing, {v['firing_points']} points{extra}")
+            extra = (f"; first {_fmt(v['first_s'])} ({v['first_series']}), lead {_fmt(v['lead_s'])}"
+                     if v["first_s"] is not None else "")
+            print(f"    {rule}: {v['series_firing']} series firing{extra}")
+    c = out.get("comparison")
+    if c:
+        print("comparison (the earliest predict_linear rule that stays quiet on the normal day):")
+        print(f"  baseline findings: {c['baseline_findings']}; rules quiet on baseline: "
+              f"{len(c['rules_quiet_on_baseline'])} of {len(c['rules_quiet_on_baseline']) + len(c['rules_firing_on_baseline'])}")
+        print(f"  detector first finding {_fmt(c['detector_first_s'])}; best quiet rule "
+              f"{c['best_quiet_rule'] or '-'} first at {_fmt(c['best_quiet_rule_first_s'])}; "
+              f"detector ahead by {_fmt(c['detector_ahead_s'])}")
     return 0
 
 
 def _fmt(seconds) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+    if seconds is None:
+        return "-"
+    return "all of it (none fired)" if seconds == float("inf") else f"{seconds / 60:.1f} min"
