@@ -68,6 +68,17 @@ class RobustLevel(Detector):
         relative_floor: float = 0.01,  # scale never below this fraction of the level (constant series)
         absolute_floor: float = 1e-9,
         tail: str = "laplace",  # or "gaussian"
+        # Adaptive tail (peaks over threshold): each series learns the `tail_quantile` quantile of
+        # its |z| and the mean excess beyond it, so a series whose ordinary bursts are heavier than
+        # the Laplace tail is judged by its own tail. It only ever lowers a score (0: off).
+        tail_quantile: float = 0.02,
+        alpha_tail: float = 0.02,  # mean excess over the quantile: about 50 exceedances of memory
+        # A value outside everything the series has shown so far, by this fraction of the range seen
+        # and by `new_extreme_sigmas` of its current scale, scores 1.0 (Numenta's "spatial anomaly"):
+        # a clear new record is news whatever the recent scores say. The scale part keeps the
+        # ordinary records of a noise series (its running maximum creeps up) from counting. None: off.
+        new_extreme_margin: float | None = None,
+        new_extreme_sigmas: float = 0.0,
     ) -> None:
         super().__init__(n_series)
         n = self.n_series
@@ -77,6 +88,16 @@ class RobustLevel(Detector):
         self.clip_sigma, self.warmup, self.log10_p_full = clip_sigma, warmup, log10_p_full
         self.relative_floor, self.absolute_floor = relative_floor, absolute_floor
         self.tail = tail
+        self.tail_quantile, self.alpha_tail = tail_quantile, alpha_tail
+        self.new_extreme_margin, self.new_extreme_sigmas = new_extreme_margin, new_extreme_sigmas
+        self.new_extreme_min_score = 0.1
+        # start at the Laplace tail's own quantile and mean excess (in sigma units), so a series with
+        # a Laplace-like tail scores as it would without the adaptive tail
+        q = tail_quantile if tail_quantile > 0 else 0.02
+        self.tail_u = np.full(n, -math.log(q) / _SIGMA_PER_ABS_DEV)
+        self.tail_excess = np.full(n, 1.0 / _SIGMA_PER_ABS_DEV)
+        self.lowest = np.full(n, np.nan)  # range seen so far, for the new-extreme rule
+        self.highest = np.full(n, np.nan)
         self.count = np.zeros(n, dtype=np.int64)
         self.first_ts = np.full(n, np.nan)
         self.level = np.zeros(n)
@@ -118,23 +139,38 @@ class RobustLevel(Detector):
         scale = np.fmax(np.maximum(scale, self.resolution), self.quantum)
         return slots, seasonal, pred, scale
 
+    def _tail_log10_p(self, absz):
+        """-log10 of the tail probability of |z|: the fixed tail, or the series' own learned tail
+        where that is heavier (never lighter: the adaptive tail only forgives)."""
+        if self.tail == "laplace":
+            fixed = absz * _SIGMA_PER_ABS_DEV / _LN10
+        else:
+            fixed = -(math.log(2.0) + log_ndtr(-absz)) / _LN10
+        q = self.tail_quantile
+        if q <= 0:
+            return fixed
+        beyond = (-math.log(q) + (absz - self.tail_u) / self.tail_excess) / _LN10
+        learned = np.where(absz > self.tail_u, beyond, np.minimum(fixed, -math.log10(q)))
+        return np.minimum(fixed, learned)
+
     def _score(self, ts, values, ok):
         slots, seasonal, pred, scale = self._predict(ts)
         z = (values - pred) / scale
         # tail probability on a log scale. Latency and error series are heavy-tailed: a Laplace
         # tail (exp(-|e| / mean abs error)) keeps their ordinary bursts from scoring like outliers.
         absz = np.minimum(np.abs(np.nan_to_num(z)), 1e6)
-        if self.tail == "laplace":
-            log10_p = -absz * _SIGMA_PER_ABS_DEV / _LN10
-        else:
-            log10_p = (math.log(2.0) + log_ndtr(-absz)) / _LN10
-        score = np.clip(-log10_p / self.log10_p_full, 0.0, 1.0)
+        score = np.clip(self._tail_log10_p(absz) / self.log10_p_full, 0.0, 1.0)
+        if self.new_extreme_margin is not None:
+            span = self.highest - self.lowest  # NaN before the first point, 0 while constant
+            margin = np.maximum(self.new_extreme_margin * span, self.new_extreme_sigmas * scale)
+            record = (span > 0) & ((values > self.highest + margin) | (values < self.lowest - margin))
+            score = np.where(record & (score >= self.new_extreme_min_score), 1.0, score)
         # a series never seen to move has no scale yet: its first move sets one, it is not judged
         first_move = ok & np.isnan(self.quantum) & (values != self.last_x) & ~np.isnan(self.last_x)
         ready = ok & (self.count >= self.warmup) & ~first_move
         score = np.where(ready, score, np.nan)
         k = 3.0
-        return (slots, seasonal, pred, scale), z, score, pred - k * scale, pred + k * scale
+        return (slots, seasonal, pred, scale, absz), z, score, pred - k * scale, pred + k * scale
 
     def _kind(self, z, score, ready):
         zc = np.clip(np.nan_to_num(z), -10, 10)
@@ -161,7 +197,11 @@ class RobustLevel(Detector):
         return TickScores(score, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), kind)
 
     def _learn(self, ts, x, ok, state, drift):
-        slots, seasonal, pred, scale = state
+        slots, seasonal, pred, scale, absz = state
+        if self.tail_quantile > 0:
+            self._learn_tail(absz, ok & (self.count >= self.warmup))
+        self.lowest = np.where(ok, np.fmin(self.lowest, x), self.lowest)
+        self.highest = np.where(ok, np.fmax(self.highest, x), self.highest)
         fresh = ok & (self.count == 0)
         if fresh.any():  # a series' first point sets its levels
             self.level[fresh] = x[fresh]
@@ -204,3 +244,13 @@ class RobustLevel(Detector):
             self.quantum = np.where(moved, np.fmin(self.quantum, step_size), self.quantum)
         self.last_x = np.where(ok, xv, self.last_x)
         self.count += ok
+
+    def _learn_tail(self, absz, learn):
+        """Moves each series' tail quantile (a stochastic quantile estimate: up on an exceedance,
+        down a little otherwise, balanced at the quantile) and the mean excess beyond it."""
+        q = self.tail_quantile
+        over = absz > self.tail_u
+        step = 0.0025 * self.tail_excess * (over - q) / q
+        self.tail_u = np.where(learn, np.maximum(self.tail_u + step, 0.5), self.tail_u)
+        excess = np.minimum(absz - self.tail_u, 50.0 * self.tail_excess)  # one wild point moves it a bounded step
+        self.tail_excess = np.where(learn & over, np.maximum(self.tail_excess + self.alpha_tail * (excess - self.tail_excess), 0.05), self.tail_excess)
