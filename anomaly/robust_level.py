@@ -56,7 +56,7 @@ class RobustLevel(Detector):
         n_series: int = 1,
         *,
         alpha: float = 0.05,  # fast level: about 20 points of memory
-        alpha_err: float = 0.02,  # recent absolute error: about 50 points
+        alpha_err: float = 0.01,  # recent absolute error: about 100 points
         alpha_slow: float = 0.005,  # slow level under the seasonal profiles
         alpha_season: float = 0.3,  # per slot of a profile
         periods_s: tuple[float, ...] = (86_400.0,),  # daily; add 604_800.0 for a weekly profile
@@ -90,7 +90,8 @@ class RobustLevel(Detector):
         self.tail = tail
         self.tail_quantile, self.alpha_tail = tail_quantile, alpha_tail
         self.new_extreme_margin, self.new_extreme_sigmas = new_extreme_margin, new_extreme_sigmas
-        self.new_extreme_min_score = 0.1
+        self.new_extreme_min_score = 0.2
+        self.new_extreme_score = 1.0
         # start at the Laplace tail's own quantile and mean excess (in sigma units), so a series with
         # a Laplace-like tail scores as it would without the adaptive tail
         q = tail_quantile if tail_quantile > 0 else 0.02
@@ -164,7 +165,7 @@ class RobustLevel(Detector):
             span = self.highest - self.lowest  # NaN before the first point, 0 while constant
             margin = np.maximum(self.new_extreme_margin * span, self.new_extreme_sigmas * scale)
             record = (span > 0) & ((values > self.highest + margin) | (values < self.lowest - margin))
-            score = np.where(record & (score >= self.new_extreme_min_score), 1.0, score)
+            score = np.where(record & (score >= self.new_extreme_min_score), np.maximum(score, self.new_extreme_score), score)
         # a series never seen to move has no scale yet: its first move sets one, it is not judged
         first_move = ok & np.isnan(self.quantum) & (values != self.last_x) & ~np.isnan(self.last_x)
         ready = ok & (self.count >= self.warmup) & ~first_move

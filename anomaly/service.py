@@ -48,7 +48,7 @@ class SaturationSettings(BaseModel):
 class LevelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alpha: float = Field(0.05, gt=0, le=1)
-    alpha_err: float = Field(0.02, gt=0, le=1)
+    alpha_err: float = Field(0.01, gt=0, le=1)
     err_clip_sigma: float = Field(1000.0, gt=0)
     slot_s: float = Field(300.0, gt=0)
     periods_s: tuple[float, ...] = (86_400.0,)
