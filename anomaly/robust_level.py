@@ -59,7 +59,7 @@ class RobustLevel(Detector):
         alpha_err: float = 0.01,  # recent absolute error: about 100 points
         alpha_slow: float = 0.005,  # slow level under the seasonal profiles
         alpha_season: float = 0.3,  # per slot of a profile
-        periods_s: tuple[float, ...] = (86_400.0,),  # daily; add 604_800.0 for a weekly profile
+        periods_s: tuple[float, ...] = (86_400.0, 604_800.0),  # daily and weekly (a weekday differs from a Sunday)
         slot_s: float = 300.0,
         clip_sigma: float = 3.0,  # winsorise learned values at this many sigmas
         err_clip_sigma: float = 1000.0,  # the error scale learns from bursts up to this size

@@ -51,7 +51,7 @@ class LevelSettings(BaseModel):
     alpha_err: float = Field(0.01, gt=0, le=1)
     err_clip_sigma: float = Field(1000.0, gt=0)
     slot_s: float = Field(300.0, gt=0)
-    periods_s: tuple[float, ...] = (86_400.0,)
+    periods_s: tuple[float, ...] = (86_400.0, 604_800.0)  # daily and weekly profiles
     tail: str = Field("laplace", pattern="^(laplace|gaussian)$")
     log10_p_full: float = Field(12.0, gt=0)  # raw score 1.0 at this tail probability, 10^-x
     alpha_season: float = Field(0.3, gt=0, le=1)
