@@ -1,11 +1,13 @@
 """Level and spike detector for latency and error series: robust running statistics, seasonal
 where the series has a daily shape.
 
-Each series keeps a fast robust level (EWMA of winsorised values) and, beside it, a daily profile
-(one slot per `slot_s` seconds of the day, learned as the residual to a slow level). Whichever of
-the two predicted the series better lately is used. A point's score is how far it lies from the
-prediction in units of the recent absolute error, turned into a two-sided Gaussian tail
-probability on a log scale: score = min(1, -log10(p) / `log10_p_full`). Values are winsorised
+Each series keeps a fast robust level (EWMA of winsorised values) and, beside it, a daily and a
+weekly profile (one slot per `slot_s` seconds of the day or week, learned as the residual to a slow
+level). Whichever predicted the series better lately is used. A point's score is how far it lies from the
+prediction in units of the recent absolute error, turned into a tail probability on a log scale:
+score = min(1, -log10(p) / `log10_p_full`). The tail is Laplace (or Gaussian), made heavier per
+series where that series' own extremes are heavier (a learned quantile of |z| and the mean excess
+beyond it), so a series is not paged for the bursts it always has. Values are winsorised
 before they are learned, so one spike does not drag the baseline, but a lasting shift is absorbed
 within tens of points.
 
@@ -73,12 +75,12 @@ class RobustLevel(Detector):
         # the Laplace tail is judged by its own tail. It only ever lowers a score (0: off).
         tail_quantile: float = 0.02,
         alpha_tail: float = 0.02,  # mean excess over the quantile: about 50 exceedances of memory
-        # A value outside everything the series has shown so far, by this fraction of the range seen
-        # and by `new_extreme_sigmas` of its current scale, scores 1.0 (Numenta's "spatial anomaly"):
-        # a clear new record is news whatever the recent scores say. The scale part keeps the
-        # ordinary records of a noise series (its running maximum creeps up) from counting. None: off.
+        # A value outside everything the series has shown so far, by this fraction of the range seen,
+        # scores 1.0 (Numenta's "spatial anomaly") when its own score is at least
+        # `new_extreme_min_score`. Off by default (None): on noise series the running maximum keeps
+        # creeping up, and those ordinary records paged (see anomaly/README.md, NAB).
         new_extreme_margin: float | None = None,
-        new_extreme_sigmas: float = 0.0,
+        new_extreme_min_score: float = 0.2,
     ) -> None:
         super().__init__(n_series)
         n = self.n_series
@@ -89,9 +91,7 @@ class RobustLevel(Detector):
         self.relative_floor, self.absolute_floor = relative_floor, absolute_floor
         self.tail = tail
         self.tail_quantile, self.alpha_tail = tail_quantile, alpha_tail
-        self.new_extreme_margin, self.new_extreme_sigmas = new_extreme_margin, new_extreme_sigmas
-        self.new_extreme_min_score = 0.2
-        self.new_extreme_score = 1.0
+        self.new_extreme_margin, self.new_extreme_min_score = new_extreme_margin, new_extreme_min_score
         # start at the Laplace tail's own quantile and mean excess (in sigma units), so a series with
         # a Laplace-like tail scores as it would without the adaptive tail
         q = tail_quantile if tail_quantile > 0 else 0.02
@@ -163,9 +163,9 @@ class RobustLevel(Detector):
         score = np.clip(self._tail_log10_p(absz) / self.log10_p_full, 0.0, 1.0)
         if self.new_extreme_margin is not None:
             span = self.highest - self.lowest  # NaN before the first point, 0 while constant
-            margin = np.maximum(self.new_extreme_margin * span, self.new_extreme_sigmas * scale)
+            margin = self.new_extreme_margin * span
             record = (span > 0) & ((values > self.highest + margin) | (values < self.lowest - margin))
-            score = np.where(record & (score >= self.new_extreme_min_score), np.maximum(score, self.new_extreme_score), score)
+            score = np.where(record & (score >= self.new_extreme_min_score), 1.0, score)
         # a series never seen to move has no scale yet: its first move sets one, it is not judged
         first_move = ok & np.isnan(self.quantum) & (values != self.last_x) & ~np.isnan(self.last_x)
         ready = ok & (self.count >= self.warmup) & ~first_move

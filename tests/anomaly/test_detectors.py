@@ -196,3 +196,17 @@ def test_capacity_that_grows_with_the_load_postpones_the_forecast():
         b = scaled.update(t, [busy])
     assert a.time_to_exhaustion_s[0] == pytest.approx((100 - 60) * 60, rel=0.1)
     assert b.time_to_exhaustion_s[0] == pytest.approx((118 - 60) / 0.1 * 60, rel=0.2)
+
+
+def test_adaptive_tail_only_ever_lowers_a_score():
+    """The learned tail forgives a series its own heavy bursts; it never makes a point look worse
+    than the fixed Laplace tail would (the level and scale learn the same either way)."""
+    rng = np.random.default_rng(12)
+    n_series, n = 4, 2000
+    data = 0.2 + 0.01 * rng.standard_t(2.5, (n, n_series))  # heavy-tailed noise
+    adaptive, fixed = RobustLevel(n_series), RobustLevel(n_series, tail_quantile=0.0)
+    for i in range(n):
+        a = adaptive.update(15.0 * i, data[i]).score
+        f = fixed.update(15.0 * i, data[i]).score
+        assert np.all(np.nan_to_num(a) <= np.nan_to_num(f) + 1e-12)
+
