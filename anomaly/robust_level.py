@@ -75,12 +75,13 @@ class RobustLevel(Detector):
         # the Laplace tail is judged by its own tail. It only ever lowers a score (0: off).
         tail_quantile: float = 0.02,
         alpha_tail: float = 0.02,  # mean excess over the quantile: about 50 exceedances of memory
-        # A value outside everything the series has shown so far, by this fraction of the range seen,
-        # scores 1.0 (Numenta's "spatial anomaly") when its own score is at least
-        # `new_extreme_min_score`. Off by default (None): on noise series the running maximum keeps
-        # creeping up, and those ordinary records paged (see anomaly/README.md, NAB).
-        new_extreme_margin: float | None = None,
-        new_extreme_min_score: float = 0.2,
+        # A value outside everything the series has shown so far, by `new_extreme_margin` of the
+        # range seen and by `new_extreme_sigmas` of its current scale, scores 1.0 (Numenta's
+        # "spatial anomaly"): a clear new record is news even on a series whose bursts the adaptive
+        # tail has learned to forgive. The scale part keeps the ordinary records of a noise series
+        # (its running maximum creeps up for ever) from paging. None: off.
+        new_extreme_margin: float | None = 0.1,
+        new_extreme_sigmas: float = 3.0,
     ) -> None:
         super().__init__(n_series)
         n = self.n_series
@@ -91,7 +92,7 @@ class RobustLevel(Detector):
         self.relative_floor, self.absolute_floor = relative_floor, absolute_floor
         self.tail = tail
         self.tail_quantile, self.alpha_tail = tail_quantile, alpha_tail
-        self.new_extreme_margin, self.new_extreme_min_score = new_extreme_margin, new_extreme_min_score
+        self.new_extreme_margin, self.new_extreme_sigmas = new_extreme_margin, new_extreme_sigmas
         # start at the Laplace tail's own quantile and mean excess (in sigma units), so a series with
         # a Laplace-like tail scores as it would without the adaptive tail
         q = tail_quantile if tail_quantile > 0 else 0.02
@@ -163,9 +164,9 @@ class RobustLevel(Detector):
         score = np.clip(self._tail_log10_p(absz) / self.log10_p_full, 0.0, 1.0)
         if self.new_extreme_margin is not None:
             span = self.highest - self.lowest  # NaN before the first point, 0 while constant
-            margin = self.new_extreme_margin * span
+            margin = np.maximum(self.new_extreme_margin * span, self.new_extreme_sigmas * scale)
             record = (span > 0) & ((values > self.highest + margin) | (values < self.lowest - margin))
-            score = np.where(record & (score >= self.new_extreme_min_score), 1.0, score)
+            score = np.where(record, 1.0, score)
         # a series never seen to move has no scale yet: its first move sets one, it is not judged
         first_move = ok & np.isnan(self.quantum) & (values != self.last_x) & ~np.isnan(self.last_x)
         ready = ok & (self.count >= self.warmup) & ~first_move

@@ -210,3 +210,28 @@ def test_adaptive_tail_only_ever_lowers_a_score():
         f = fixed.update(15.0 * i, data[i]).score
         assert np.all(np.nan_to_num(a) <= np.nan_to_num(f) + 1e-12)
 
+
+
+def test_value_beyond_everything_seen_is_found_even_on_a_bursty_series():
+    """Bursts to about 60 are this series' normal (the adaptive tail forgives them); 90 has never
+    been seen and is news."""
+    rng = np.random.default_rng(21)
+    n = 3200
+    x = 20 + rng.normal(0, 1, n)
+    bursts = np.flatnonzero(rng.random(n) < 0.03)
+    x[bursts] += 40 + rng.normal(0, 3, len(bursts))
+    x[3000] = 90.0
+    fired = [i for i, (f, _, _) in enumerate(_gate_run(x, 15.0 * np.arange(n))) if f]
+    assert fired == [3000]
+    without = _gate_run(x, 15.0 * np.arange(n), det=RobustLevel(new_extreme_margin=None))
+    assert not any(f for f, _, _ in without)  # the rule, not the tail, finds it
+
+
+def test_records_of_a_long_noise_series_do_not_page():
+    """A noise series' running maximum keeps creeping up; those records are not findings."""
+    rng = np.random.default_rng(22)
+    n_series, n = 5, 20000
+    data = 0.5 + rng.normal(0, 0.02, (n, n_series))
+    det, gate = RobustLevel(n_series), LikelihoodGate(n_series)
+    fired = sum(int(gate.update(15.0 * i, det.update(15.0 * i, data[i]).score).fired.sum()) for i in range(n))
+    assert fired == 0
