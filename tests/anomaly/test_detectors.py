@@ -235,3 +235,19 @@ def test_records_of_a_long_noise_series_do_not_page():
     det, gate = RobustLevel(n_series), LikelihoodGate(n_series)
     fired = sum(int(gate.update(15.0 * i, det.update(15.0 * i, data[i]).score).fired.sum()) for i in range(n))
     assert fired == 0
+
+
+@pytest.mark.parametrize("phi", [0.95, 0.99])
+def test_slowly_wandering_series_gives_no_finding(phi):
+    """A gauge that wanders (AR(1) noise: its errors against the lagging level are correlated) is
+    not a sustained shift. A drift view whose spread assumed independent errors paged here."""
+    rng = np.random.default_rng(3)
+    n_series, n = 10, 5000
+    noise = rng.normal(0, 1, (n, n_series))
+    x = np.zeros((n, n_series))
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + noise[i]
+    data = 10 + 0.5 * x
+    det, gate = RobustLevel(n_series), LikelihoodGate(n_series)
+    fired = sum(int(gate.update(15.0 * i, det.update(15.0 * i, data[i]).score).fired.sum()) for i in range(n))
+    assert fired == 0
