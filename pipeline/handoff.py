@@ -85,6 +85,12 @@ class HandoffQueue:
         if self.metrics is not None:
             self.metrics.handoff_state(self, now)
 
+    def occupy(self, n: int, now: float, remaining_s) -> None:
+        """Mark `n` agents busy with callers taken before `now` (a replay that starts mid-day);
+        `remaining_s[i]` is how much of each one's handle time is left."""
+        for r in list(remaining_s)[: max(0, min(n, self.agents - len(self._busy_until)))]:
+            heapq.heappush(self._busy_until, (now + float(r), next(self._seq)))
+
     @property
     def agents_busy(self) -> int:
         return len(self._busy_until)

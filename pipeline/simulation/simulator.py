@@ -420,6 +420,29 @@ class Simulation:
         self._history_known[alive] = done > 0
         self._populated_seq = self._seq
         self._lat[alive, :] = 0.0
+        # mid-day the human agents are already busy with the handoffs of the last handle time;
+        # starting them all idle would show a climb from zero that a trend detector rightly flags
+        hq = self.pipeline.handoff
+        busy = int(round(self._handoff_share() * self._departure_rate * hq.handle_time_s))
+        if busy > 0 and hq.agents:
+            hq.occupy(busy, now, rng.random(busy) * hq.handle_time_s)  # residual handle times
+
+    def _handoff_share(self) -> float:
+        """Share of calls that end with a human, from the caller model and the intent mix: each
+        turn but the last may ask for a human or be misunderstood (twice hands over), hang up, or
+        go on; the last turn is a goodbye."""
+        sc = self.scenario
+        c, f = sc.caller, sc.engines.fallback_rate
+        p_human = sc.intents.get(HUMAN_INTENT, 0.0) / max(sum(sc.intents.values()), 1e-9)
+        p_last = 1.0 / c.turns_mean
+        alive = np.array([1.0, 0.0])  # probability mass of calls going on, by misunderstandings so far
+        handed = 0.0
+        for _ in range(MAX_TURNS - 1):
+            going = alive * (1.0 - p_last)  # calls whose turn is not their last
+            handed += going[1] * f + going.sum() * (1.0 - f) * p_human
+            stay = going * (1.0 - f) * (1.0 - p_human) * (1.0 - c.hangup_rate)
+            alive = np.array([stay[0], stay[1] + going[0] * f * (1.0 - c.hangup_rate)])
+        return float(handed)
 
     def _serving_idx(self, origin: int) -> int:
         s = self.pipeline.regions.serving(self._region_names[origin])
@@ -513,7 +536,7 @@ class Simulation:
 
     def _pool_requests(self, system: str, arrivals: np.ndarray, holds: np.ndarray, op_counts: dict[str, int] | None = None):
         """Serve requests through the real pool; draw the connector's outcome for those that got one.
-        Returns (time spent: wait + hold, ok mask, error kind array)."""
+        Returns (time the caller spent: wait + answer, ok mask, error kind array)."""
         n = len(arrivals)
         rng = self.rng
         model = self.scenario.engines.connectors[system]
@@ -538,7 +561,12 @@ class Simulation:
         tmo = rng.random(n) < self._timeout_rate[system]
         holds = np.where(tmo, model.timeout_s, holds)
         pool = self.pipeline.pools[system]
-        waits, timed_out = pool.serve(arrivals, holds)
+        occupied = holds
+        if model.after_reply is not None:
+            # the connection goes back to the pool only after the work done past the answer
+            tail = _lognormal(rng, model.after_reply, n, self._hold_factor.get(system, 1.0))
+            occupied = holds + np.where(tmo, 0.0, tail)
+        waits, timed_out = pool.serve(arrivals, occupied)
         failed = rng.random(n) < (model.error_rate + self._err_extra[system])
         ok = ~timed_out & ~tmo & ~failed
         spent = waits + np.where(timed_out, 0.0, holds)

@@ -45,6 +45,34 @@ def test_october_3_latency_rises_only_after_the_orders_pool_saturates(october3):
     assert 1500 < late < 4000, late
 
 
+def test_october_3_p99_is_within_budget_before_the_promotion(october3):
+    sim, s = october3
+    # the incident starts from a normal day: callers hear the article's ~300 ms budget kept
+    calm = [r for r in s["latency_by_minute"] if r["end_s"] <= sim.scenario.traffic.ramp_start_s]
+    assert calm and all(r["turn"]["p99_ms"] < 300 for r in calm), [r["turn"]["p99_ms"] for r in calm]
+
+
+def test_normal_day_keeps_turn_latency_p99_under_budget_every_minute():
+    # the source article's normal day: P50 147 ms, P95 203 ms, P99 289 ms against a ~300 ms budget
+    _, s = simulate("baseline", calls=1000, duration=900, seed=11)
+    rows = s["latency_by_minute"]
+    assert len(rows) >= 14
+    assert all(r["turn"]["p99_ms"] < 300 for r in rows), [r["turn"]["p99_ms"] for r in rows]
+    assert all(100 < r["turn"]["p50_ms"] < 200 for r in rows), [r["turn"]["p50_ms"] for r in rows]
+
+
+def test_normal_day_is_staffed_with_headroom_at_its_peak():
+    # agents are planned for the day's peak handoff load at contact-centre occupancy, not at 100%
+    sc = load_scenario("baseline").scaled(calls=2000)
+    sim = Simulation(sc, seed=11)
+    util = []
+    sim.on_tick(lambda now: util.append(sim.pipeline.handoff.agents_busy / sim.pipeline.handoff.agents))
+    sim.run()
+    peak_hour_end = np.mean(util[-600:])  # the last 10 minutes: the top of the daily curve
+    assert 0.5 < peak_hour_end < 0.8, peak_hour_end
+    assert sim.pipeline.handoff.abandoned == 0
+
+
 def test_october_3_saturation_creeps_before_it_hits(october3):
     sim, s = october3
     saturated_at = s["pools"]["orders"]["first_saturated_s"]
