@@ -70,9 +70,10 @@ class RobustLevel(Detector):
         relative_floor: float = 0.01,  # scale never below this fraction of the level (constant series)
         absolute_floor: float = 1e-9,
         tail: str = "laplace",  # or "gaussian"
-        # Adaptive tail (peaks over threshold): each series learns the `tail_quantile` quantile of
-        # its |z| and the mean excess beyond it, so a series whose ordinary bursts are heavier than
-        # the Laplace tail is judged by its own tail. It only ever lowers a score (0: off).
+        # Adaptive tail (peaks over threshold): each series learns, above and below its prediction
+        # apart, the `tail_quantile` quantile of its |z| and the mean excess beyond it, so a series
+        # whose ordinary bursts are heavier than the Laplace tail is judged by its own tail (and its
+        # upward bursts do not excuse a drop). It only ever lowers a score (0: off).
         tail_quantile: float = 0.02,
         alpha_tail: float = 0.02,  # mean excess over the quantile: about 50 exceedances of memory
         # A value outside everything the series has shown so far, by `new_extreme_margin` of the
@@ -96,8 +97,9 @@ class RobustLevel(Detector):
         # start at the Laplace tail's own quantile and mean excess (in sigma units), so a series with
         # a Laplace-like tail scores as it would without the adaptive tail
         q = tail_quantile if tail_quantile > 0 else 0.02
-        self.tail_u = np.full(n, -math.log(q) / _SIGMA_PER_ABS_DEV)
-        self.tail_excess = np.full(n, 1.0 / _SIGMA_PER_ABS_DEV)
+        # row 0: points above the prediction, row 1: below
+        self.tail_u = np.full((2, n), -math.log(q) / _SIGMA_PER_ABS_DEV)
+        self.tail_excess = np.full((2, n), 1.0 / _SIGMA_PER_ABS_DEV)
         self.lowest = np.full(n, np.nan)  # range seen so far, for the new-extreme rule
         self.highest = np.full(n, np.nan)
         self.count = np.zeros(n, dtype=np.int64)
@@ -141,7 +143,7 @@ class RobustLevel(Detector):
         scale = np.fmax(np.maximum(scale, self.resolution), self.quantum)
         return slots, seasonal, pred, scale
 
-    def _tail_log10_p(self, absz):
+    def _tail_log10_p(self, absz, below):
         """-log10 of the tail probability of |z|: the fixed tail, or the series' own learned tail
         where that is heavier (never lighter: the adaptive tail only forgives)."""
         if self.tail == "laplace":
@@ -151,8 +153,9 @@ class RobustLevel(Detector):
         q = self.tail_quantile
         if q <= 0:
             return fixed
-        beyond = (-math.log(q) + (absz - self.tail_u) / self.tail_excess) / _LN10
-        learned = np.where(absz > self.tail_u, beyond, np.minimum(fixed, -math.log10(q)))
+        u, excess = self.tail_u[below, self._rows], self.tail_excess[below, self._rows]
+        beyond = (-math.log(q) + (absz - u) / excess) / _LN10
+        learned = np.where(absz > u, beyond, np.minimum(fixed, -math.log10(q)))
         return np.minimum(fixed, learned)
 
     def _score(self, ts, values, ok):
@@ -161,7 +164,8 @@ class RobustLevel(Detector):
         # tail probability on a log scale. Latency and error series are heavy-tailed: a Laplace
         # tail (exp(-|e| / mean abs error)) keeps their ordinary bursts from scoring like outliers.
         absz = np.minimum(np.abs(np.nan_to_num(z)), 1e6)
-        score = np.clip(self._tail_log10_p(absz) / self.log10_p_full, 0.0, 1.0)
+        below = (np.nan_to_num(z) < 0).astype(np.int64)
+        score = np.clip(self._tail_log10_p(absz, below) / self.log10_p_full, 0.0, 1.0)
         if self.new_extreme_margin is not None:
             span = self.highest - self.lowest  # NaN before the first point, 0 while constant
             margin = np.maximum(self.new_extreme_margin * span, self.new_extreme_sigmas * scale)
@@ -172,7 +176,7 @@ class RobustLevel(Detector):
         ready = ok & (self.count >= self.warmup) & ~first_move
         score = np.where(ready, score, np.nan)
         k = 3.0
-        return (slots, seasonal, pred, scale, absz), z, score, pred - k * scale, pred + k * scale
+        return (slots, seasonal, pred, scale, absz, below), z, score, pred - k * scale, pred + k * scale
 
     def _kind(self, z, score, ready):
         zc = np.clip(np.nan_to_num(z), -10, 10)
@@ -199,9 +203,9 @@ class RobustLevel(Detector):
         return TickScores(score, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), kind)
 
     def _learn(self, ts, x, ok, state, drift):
-        slots, seasonal, pred, scale, absz = state
+        slots, seasonal, pred, scale, absz, below = state
         if self.tail_quantile > 0:
-            self._learn_tail(absz, ok & (self.count >= self.warmup))
+            self._learn_tail(absz, below, ok & (self.count >= self.warmup))
         self.lowest = np.where(ok, np.fmin(self.lowest, x), self.lowest)
         self.highest = np.where(ok, np.fmax(self.highest, x), self.highest)
         fresh = ok & (self.count == 0)
@@ -247,12 +251,15 @@ class RobustLevel(Detector):
         self.last_x = np.where(ok, xv, self.last_x)
         self.count += ok
 
-    def _learn_tail(self, absz, learn):
-        """Moves each series' tail quantile (a stochastic quantile estimate: up on an exceedance,
-        down a little otherwise, balanced at the quantile) and the mean excess beyond it."""
-        q = self.tail_quantile
-        over = absz > self.tail_u
-        step = 0.0025 * self.tail_excess * (over - q) / q
-        self.tail_u = np.where(learn, np.maximum(self.tail_u + step, 0.5), self.tail_u)
-        excess = np.minimum(absz - self.tail_u, 50.0 * self.tail_excess)  # one wild point moves it a bounded step
-        self.tail_excess = np.where(learn & over, np.maximum(self.tail_excess + self.alpha_tail * (excess - self.tail_excess), 0.05), self.tail_excess)
+    def _learn_tail(self, absz, below, learn):
+        """Moves each series' tail quantile on the side the point fell (a stochastic quantile
+        estimate: up on an exceedance, down a little otherwise, balanced at the quantile) and the
+        mean excess beyond it."""
+        q, rows = self.tail_quantile, self._rows
+        u, mean_excess = self.tail_u[below, rows], self.tail_excess[below, rows]
+        over = absz > u
+        u_new = np.maximum(u + 0.0025 * mean_excess * (over - q) / q, 0.5)
+        excess = np.minimum(absz - u_new, 50.0 * mean_excess)  # one wild point moves it a bounded step
+        ex_new = np.maximum(mean_excess + self.alpha_tail * (excess - mean_excess), 0.05)
+        self.tail_u[below, rows] = np.where(learn, u_new, u)
+        self.tail_excess[below, rows] = np.where(learn & over, ex_new, mean_excess)

@@ -251,3 +251,19 @@ def test_slowly_wandering_series_gives_no_finding(phi):
     det, gate = RobustLevel(n_series), LikelihoodGate(n_series)
     fired = sum(int(gate.update(15.0 * i, det.update(15.0 * i, data[i]).score).fired.sum()) for i in range(n))
     assert fired == 0
+
+
+def test_upward_bursts_do_not_excuse_a_drop():
+    """The adaptive tail is learned above and below the prediction apart: a series whose upward
+    bursts are ordinary still finds a drop of the same size unusual."""
+    rng = np.random.default_rng(31)
+    n = 3000
+    x = 100 + rng.normal(0, 2, n)
+    bursts = np.flatnonzero(rng.random(n) < 0.05)
+    x[bursts] += rng.uniform(15, 40, len(bursts))
+    det = RobustLevel(new_extreme_margin=None)
+    for i in range(n):
+        det.update(15.0 * i, [x[i]])
+    up = det.peek(15.0 * n, [125.0]).score[0]
+    down = det.peek(15.0 * n, [75.0]).score[0]
+    assert down > 1.5 * up
