@@ -46,6 +46,9 @@ class SaturationSettings(BaseModel):
 
 
 class LevelSettings(BaseModel):
+    """One parameter set for the level detector and its findings stage, shared by the service and
+    the NAB run (`anomaly.nab.run`), so what is measured there is what runs here."""
+
     model_config = ConfigDict(extra="forbid")
     alpha: float = Field(0.05, gt=0, le=1)
     alpha_err: float = Field(0.01, gt=0, le=1)
@@ -57,6 +60,19 @@ class LevelSettings(BaseModel):
     alpha_season: float = Field(0.3, gt=0, le=1)
     relative_floor: float = Field(0.01, ge=0)
     warmup: int = Field(30, ge=1)
+    # adaptive tail: each series learns the 2% quantile of its |z| (above and below apart) and the
+    # mean excess beyond it, so its ordinary bursts do not page; 2% leaves enough exceedances to
+    # learn from in a few hundred points. 0: off (the fixed Laplace tail alone)
+    tail_quantile: float = Field(0.02, ge=0, lt=1)
+    # the mean excess remembers about 50 exceedances: a burst regime is learned within a day or two
+    # at a 5-minute step, one wild point moves it only a bounded step
+    alpha_tail: float = Field(0.02, gt=0, le=1)
+    # a value beyond the whole range seen so far by 10% of that range scores 1.0 (a clear new
+    # record is news even on a bursty series); None: off
+    new_extreme_margin: float | None = Field(0.1, ge=0)
+    # ... and by 3 sigmas of the current scale: a noise series' running maximum creeps up for ever,
+    # at 2 sigmas a 4.9-sigma lognormal record paged on flat latency
+    new_extreme_sigmas: float = Field(3.0, ge=0)
     threshold: float = Field(0.4, gt=0, le=1)  # likelihood score for a finding
     gate_warmup: int = Field(100, ge=1)
     alpha_long: float = Field(0.0005, gt=0, le=1)
@@ -66,6 +82,24 @@ class LevelSettings(BaseModel):
     min_raw: float = Field(0.2, ge=0, le=1)  # the point itself must score at least this (about 4.4 sigma)
     record_decay: float | None = Field(None, gt=0, le=1)
     record_power: float = Field(4.0, ge=0)
+
+    def detector(self, n_series: int) -> RobustLevel:
+        """The level detector for `n_series` series with these settings."""
+        return RobustLevel(
+            n_series, alpha=self.alpha, alpha_err=self.alpha_err, err_clip_sigma=self.err_clip_sigma,
+            slot_s=self.slot_s, periods_s=self.periods_s, tail=self.tail, log10_p_full=self.log10_p_full,
+            alpha_season=self.alpha_season, relative_floor=self.relative_floor, warmup=self.warmup,
+            tail_quantile=self.tail_quantile, alpha_tail=self.alpha_tail,
+            new_extreme_margin=self.new_extreme_margin, new_extreme_sigmas=self.new_extreme_sigmas,
+        )
+
+    def gate(self, n_series: int) -> LikelihoodGate:
+        """The findings stage for `n_series` level series with these settings."""
+        return LikelihoodGate(
+            n_series, threshold=self.threshold, cooldown_s=self.cooldown_s, warmup=self.gate_warmup,
+            alpha_long=self.alpha_long, short=self.short, record_decay=self.record_decay,
+            raw_passthrough=self.raw_passthrough, min_raw=self.min_raw, record_power=self.record_power,
+        )
 
 
 class MultivariateSettings(BaseModel):
@@ -163,18 +197,7 @@ class AnomalyService:
             ),
             n,
         )
-        self.level = _Role(
-            lambda: _Bank(
-                RobustLevel(n, alpha=lv.alpha, alpha_err=lv.alpha_err, err_clip_sigma=lv.err_clip_sigma,
-                            slot_s=lv.slot_s, periods_s=lv.periods_s, tail=lv.tail, log10_p_full=lv.log10_p_full, alpha_season=lv.alpha_season, relative_floor=lv.relative_floor,
-                            warmup=lv.warmup),
-                LikelihoodGate(n, threshold=lv.threshold, cooldown_s=lv.cooldown_s, warmup=lv.gate_warmup,
-                               alpha_long=lv.alpha_long, short=lv.short, record_decay=lv.record_decay,
-                               raw_passthrough=lv.raw_passthrough, min_raw=lv.min_raw,
-                               record_power=lv.record_power),
-            ),
-            n,
-        )
+        self.level = _Role(lambda: _Bank(lv.detector(n), lv.gate(n)), n)
         mv = self.settings.multivariate
         self._mv_features = {m: i for i, m in enumerate(mv.features)}
         self._mv_entities: dict[tuple, int] = {}

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.likelihood import LikelihoodGate
 from anomaly.nab.corpus import NabFile, load_corpus
 from anomaly.nab.scoring import ScoreReport, score_corpus
-from anomaly.robust_level import RobustLevel
 from anomaly.service import LevelSettings
 
 
@@ -38,14 +36,7 @@ def detector_scores(files: list[NabFile], settings: LevelSettings | None = None)
     values = np.full((length, n), np.nan)
     for k, f in enumerate(files):
         ts[: f.n, k], values[: f.n, k] = f.ts, f.values
-    det = RobustLevel(
-        n, alpha=s.alpha, alpha_err=s.alpha_err, err_clip_sigma=s.err_clip_sigma, slot_s=s.slot_s, periods_s=s.periods_s, tail=s.tail, log10_p_full=s.log10_p_full,
-        alpha_season=s.alpha_season, relative_floor=s.relative_floor, warmup=s.warmup,
-    )
-    gate = LikelihoodGate(
-        n, threshold=s.threshold, cooldown_s=s.cooldown_s, warmup=s.gate_warmup, alpha_long=s.alpha_long,
-        short=s.short, record_decay=s.record_decay, raw_passthrough=s.raw_passthrough, min_raw=s.min_raw, record_power=s.record_power,
-    )
+    det, gate = s.detector(n), s.gate(n)
     out = np.zeros((length, n))
     for i in range(length):
         raw = det.update(ts[i], values[i])
