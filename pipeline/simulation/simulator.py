@@ -418,31 +418,38 @@ class Simulation:
         self._started[alive] = now - done * self._cycle_mean - rng.random(len(alive)) * self._cycle_mean
         self._next_at[alive] = now + rng.random(len(alive)) * self._cycle_mean
         self._history_known[alive] = done > 0
+        # and some were misunderstood once already (a second time hands them over)
+        f = self.scenario.engines.fallback_rate
+        self._misunder[alive] = rng.random(k) < 1.0 - (1.0 - f) ** done
         self._populated_seq = self._seq
         self._lat[alive, :] = 0.0
         # mid-day the human agents are already busy with the handoffs of the last handle time;
         # starting them all idle would show a climb from zero that a trend detector rightly flags
         hq = self.pipeline.handoff
-        busy = int(round(self._handoff_share() * self._departure_rate * hq.handle_time_s))
+        share, turns = self._call_ends()
+        # a call leaves the active set when its last turn starts (Little's law over that span)
+        in_system_s = GREETING_S + _mean(self.scenario.caller.utterance) + (turns - 1.0) * self._cycle_mean
+        busy = int(round(share * n / in_system_s * hq.handle_time_s))
         if busy > 0 and hq.agents:
             hq.occupy(busy, now, rng.random(busy) * hq.handle_time_s)  # residual handle times
 
-    def _handoff_share(self) -> float:
-        """Share of calls that end with a human, from the caller model and the intent mix: each
-        turn but the last may ask for a human or be misunderstood (twice hands over), hang up, or
-        go on; the last turn is a goodbye."""
+    def _call_ends(self) -> tuple[float, float]:
+        """(share of calls that end with a human, expected turns per call), from the caller model
+        and the intent mix: each turn but the last may ask for a human or be misunderstood (twice
+        hands over), hang up, or go on; the last turn is a goodbye."""
         sc = self.scenario
         c, f = sc.caller, sc.engines.fallback_rate
         p_human = sc.intents.get(HUMAN_INTENT, 0.0) / max(sum(sc.intents.values()), 1e-9)
         p_last = 1.0 / c.turns_mean
         alive = np.array([1.0, 0.0])  # probability mass of calls going on, by misunderstandings so far
-        handed = 0.0
+        handed = turns = 0.0
         for _ in range(MAX_TURNS - 1):
+            turns += alive.sum()
             going = alive * (1.0 - p_last)  # calls whose turn is not their last
             handed += going[1] * f + going.sum() * (1.0 - f) * p_human
             stay = going * (1.0 - f) * (1.0 - p_human) * (1.0 - c.hangup_rate)
             alive = np.array([stay[0], stay[1] + going[0] * f * (1.0 - c.hangup_rate)])
-        return float(handed)
+        return float(handed), float(turns + alive.sum())
 
     def _serving_idx(self, origin: int) -> int:
         s = self.pipeline.regions.serving(self._region_names[origin])
