@@ -267,3 +267,23 @@ def test_upward_bursts_do_not_excuse_a_drop():
     up = det.peek(15.0 * n, [125.0]).score[0]
     down = det.peek(15.0 * n, [75.0]).score[0]
     assert down > 1.5 * up
+
+
+def test_level_settings_defaults_are_the_detectors_own():
+    """The quiet-day tests here run RobustLevel() and LikelihoodGate() with their defaults; the
+    service and the NAB run build them from LevelSettings. The two must be one parameter set."""
+    import inspect
+
+    from anomaly.service import LevelSettings
+
+    settings = LevelSettings()
+    for cls, renamed in ((RobustLevel, {}), (LikelihoodGate, {"warmup": "gate_warmup"})):
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            field = renamed.get(name, name)
+            if param.default is inspect.Parameter.empty or field not in LevelSettings.model_fields:
+                continue
+            assert getattr(settings, field) == param.default, f"{cls.__name__}.{name}"
+    changed = LevelSettings(new_extreme_margin=None, tail_quantile=0.05, gate_warmup=7)
+    det, gate = changed.detector(3), changed.gate(3)
+    assert det.n_series == 3 and det.new_extreme_margin is None and det.tail_quantile == 0.05
+    assert gate.warmup == 7
