@@ -69,7 +69,7 @@ def test_a_predict_linear_rule_looking_further_ahead_fires_on_a_normal_day():
     assert saturation_findings(day_t, day, 1.0, window=40, horizon_s=1800) == []
 
 
-def test_scenario_report_reads_a_stored_incident(store):
+def test_scenario_report_reads_a_stored_incident(store, capsys):
     """The stored form of the incident: pool saturation gauge sampled every 5 s, turn-latency
     histogram buckets per region; the report finds the lead time from the store alone."""
     import time
@@ -113,6 +113,17 @@ def test_scenario_report_reads_a_stored_incident(store):
     assert rule["first_s"] is not None and report["first_saturation_finding_s"] < rule["first_s"]
     held = report["predict_linear"]["predict_linear(x[600s], 1800) >= capacity, for 300s"]
     assert held["first_s"] >= rule["first_s"] + 300  # a `for:` only ever delays a rule
+
+    # what `voxwatch anomaly lead-time` prints from it
+    from anomaly.lead_time import compare_with_predict_linear
+    from voxwatch.commands.anomaly import print_lead_time
+
+    out = {"incident": {**report, "scenario": "stored"}}
+    out["comparison"] = compare_with_predict_linear(out["incident"], None)
+    print_lead_time(out)
+    text = capsys.readouterr().out
+    assert "first saturation finding at: " in text and 'pool="orders"' in text
+    assert "detector ahead by " in text
 
 
 def test_the_comparison_takes_the_earliest_rule_that_stays_quiet_on_the_normal_day():

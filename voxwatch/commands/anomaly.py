@@ -112,11 +112,21 @@ def _lead_time(args) -> int:
     if args.json:
         print(json.dumps(out, default=float))
         return 0
-    for role, r in out.items():
+    print_lead_time(out, args.budget_ms)
+    return 0
+
+
+def print_lead_time(out: dict, budget_ms: float = 300.0) -> None:
+    """The lead-time report as a person reads it: each scenario's findings, the predict_linear rules,
+    and the comparison with the earliest rule that stays quiet on the normal day."""
+    for role in ("incident", "baseline"):
+        if role not in out:
+            continue
+        r = out[role]
         print(f"{role}: {r['scenario']} ({r['duration_s']:.0f} s simulated)")
         print(f"  findings: {r['findings']} {r['findings_by_kind']}")
         if role == "incident":
-            print(f"  turn-latency P99 > {args.budget_ms:g} ms (2 min sustained, {r['latency_source']}) at: "
+            print(f"  turn-latency P99 > {budget_ms:g} ms (2 min sustained, {r['latency_source']}) at: "
                   f"{_fmt(r['latency_p99_crossed_s'])}; P99 early on {r['latency_p99_first_tenth_ms']:.0f} ms")
             print(f"  first saturation finding at: {_fmt(r['first_saturation_finding_s'])}"
                   f"  lead {_fmt(r['detector_lead_s'])}")
@@ -140,7 +150,6 @@ def _lead_time(args) -> int:
         print(f"  detector first finding {_fmt(c['detector_first_s'])}; best quiet rule "
               f"{c['best_quiet_rule'] or '-'} first at {_fmt(c['best_quiet_rule_first_s'])}; "
               f"detector ahead by {_fmt(c['detector_ahead_s'])}")
-    return 0
 
 
 def _fmt(seconds) -> str:
