@@ -76,11 +76,33 @@ class _Noop:
 _NOOP = _Noop()
 
 
-class PipelineMetrics:
-    def __init__(self, telemetry, *, seed: int = 0) -> None:
+class CatalogRecorder:
+    """Looks up a catalog instrument's child for a label set once and keeps it (the hot path records
+    thousands of times a second). A metric missing from the catalog is remembered in `missing` (a bug
+    to fix, found by the dead-metric tests) and recorded nowhere, instead of failing a call."""
+
+    def __init__(self, telemetry) -> None:
         self.tel = telemetry
         self.missing: set[str] = set()
         self._children: dict[tuple, Any] = {}
+
+    def m(self, name: str, *labels):
+        key = (name, labels)
+        child = self._children.get(key)
+        if child is None:
+            try:
+                inst = self.tel[name]
+            except KeyError:
+                self.missing.add(name)
+                return _NOOP
+            child = inst.labels(*labels) if labels else inst
+            self._children[key] = child
+        return child
+
+
+class PipelineMetrics(CatalogRecorder):
+    def __init__(self, telemetry, *, seed: int = 0) -> None:
+        super().__init__(telemetry)
         self.rng = np.random.default_rng(seed + 7919)  # the telemetry models' own stream
         self._cache_published: dict[str, dict[str, int]] = {}
         self._queue_published = 0
@@ -102,19 +124,6 @@ class PipelineMetrics:
         self._turns_bad = 0
 
     # ------------------------------------------------------------------ plumbing
-    def m(self, name: str, *labels):
-        key = (name, labels)
-        child = self._children.get(key)
-        if child is None:
-            try:
-                inst = self.tel[name]
-            except KeyError:
-                self.missing.add(name)
-                return _NOOP
-            child = inst.labels(*labels) if labels else inst
-            self._children[key] = child
-        return child
-
     def _many(self, name: str, values, *labels) -> None:
         v = np.asarray(values, dtype=np.float64)
         if not v.size:

@@ -9,35 +9,18 @@ recorded again here: each measurement is recorded once. Per-call ids never becom
 
 from __future__ import annotations
 
-from typing import Any
-
 from pipeline.media.stt import Decoded
-from pipeline.metrics import _NOOP  # the same do-nothing instrument as the core's
+from pipeline.metrics import CatalogRecorder
 
 STT_MODEL = "whisper-tiny.en"
 
 
-class MediaMetrics:
+class MediaMetrics(CatalogRecorder):
     def __init__(self, telemetry, region: str = "primary", language: str = "en") -> None:
-        self.tel = telemetry
+        super().__init__(telemetry)
         self.region = region
         self.language = language
-        self.missing: set[str] = set()
-        self._children: dict[tuple, Any] = {}
         self._active = 0
-
-    def m(self, name: str, *labels):
-        key = (name, labels)
-        child = self._children.get(key)
-        if child is None:
-            try:
-                inst = self.tel[name]
-            except KeyError:
-                self.missing.add(name)  # an undeclared metric is a bug to fix, not a reason to drop a call
-                return _NOOP
-            child = inst.labels(*labels) if labels else inst
-            self._children[key] = child
-        return child
 
     # ---- signalling
     def offer_answered(self, seconds: float) -> None:
