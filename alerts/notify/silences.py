@@ -11,7 +11,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# A silence is a stop-gap while someone fixes the cause; longer than this is a disabled rule.
+MAX_SILENCE_DAYS = 30
 
 
 class Matcher(BaseModel):
@@ -28,7 +31,7 @@ class Matcher(BaseModel):
             try:
                 re.compile(self.value)
             except re.error as exc:
-                raise ValueError(f"bad regex {self.value!r}: {exc}") from None
+                raise ValueError(f"bad regex {self.value!r}: not a valid regular expression ({exc})") from None
         return self
 
     def matches(self, labels: dict[str, str]) -> bool:
@@ -76,6 +79,21 @@ class Silence:
             "comment": self.comment,
             "status": {"state": self.state(now)},
         }
+
+
+def check_silence(matchers: list[Matcher], starts_at: float, ends_at: float, now: float) -> None:
+    """The rules every new silence obeys, wherever it comes from (the query API, a tool, a test):
+    a real time window, not already over, bounded, and not matching every alert. Times in seconds."""
+    if not matchers:
+        raise SilenceError("a silence needs at least one matcher")
+    if ends_at <= starts_at:
+        raise SilenceError(f"a silence must end after it starts: it ends ({ends_at:.3f}) before it starts ({starts_at:.3f})")
+    if ends_at <= now:
+        raise SilenceError("silence would already be over: its end is in the past")
+    if ends_at - starts_at > MAX_SILENCE_DAYS * 86_400:
+        raise SilenceError(f"silences may last at most {MAX_SILENCE_DAYS} days")
+    if all(m.value == "" or (m.is_regex and re.fullmatch(m.value, "")) for m in matchers):
+        raise SilenceError("a silence must have at least one matcher that does not match the empty string")
 
 
 class Silences:
@@ -148,15 +166,16 @@ class Silences:
             raise SilenceError("a silence needs at least one matcher")
         try:
             ms = [m if isinstance(m, Matcher) else Matcher.model_validate(m) for m in matchers]
-        except Exception as exc:
+        except ValidationError as exc:
+            raise SilenceError("invalid matcher: " + "; ".join(e["msg"] for e in exc.errors())) from None
+        except (TypeError, ValueError) as exc:
             raise SilenceError(f"invalid matcher: {exc}") from None
         starts = now if starts_at is None else float(starts_at)
         if ends_at is None:
             if duration is None:
                 raise SilenceError("a silence needs ends_at or a duration")
             ends_at = starts + duration
-        if ends_at <= starts:
-            raise SilenceError("a silence must end after it starts")
+        check_silence(ms, starts, float(ends_at), now)
         s = Silence(uuid.uuid4().hex, ms, starts, float(ends_at), created_by, comment, created_at=now)
         self._by_id[s.silence_id] = s
         self._persist(s)

@@ -300,9 +300,41 @@ class SilencesResponse(Model):
 
 
 class DegradationRequest(Model):
-    level: str | int = Field(description="a level name (e.g. CACHED_RESPONSES) or number")
-    reason: str = Field(min_length=1, max_length=500)
-    region: str | None = None
+    """What `PUT /v1/degradation` (the alerts' action sink) and `POST /api/v1/degradation` (an operator)
+    both send: one model, checked once."""
+
+    level: str | int = Field(description="NORMAL | CACHED_RESPONSES | INTEGRATIONS_QUEUED | REGION_FAILOVER | "
+                                         "HUMAN_HANDOFF, by name (any case) or number")
+    reason: str = Field("", max_length=2000, description="why the level is asked for (shown in the action log)")
+    region: str | None = Field(None, description="the region to evacuate (REGION_FAILOVER); default: the primary")
+    rule: str = Field("", max_length=200, description="the alert rule asking, if any")
+
+
+class ControllerState(BaseModel):
+    """The live controller's state, as `GET /v1/degradation` returns it."""
+
+    level: str
+    level_value: int
+    region: str | None
+    reason: str
+    rule: str
+    since_ms: int
+    cached_intents: list[str]
+    levels: list[str]
+
+
+class ControllerAction(BaseModel):
+    """One decision of the live controller, as `PUT /v1/degradation` returns it."""
+
+    action_id: str
+    phase: str = Field(description="applied | reverted | refused")
+    level: str
+    previous_level: str
+    region: str
+    rule: str
+    reason: str
+    ts_ms: int
+    state: ControllerState
 
 
 class DegradationResponse(Model):
