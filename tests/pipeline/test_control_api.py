@@ -81,3 +81,16 @@ def test_without_a_pipeline_the_api_says_so():
     with TestClient(create_app(AppContext(settings=settings))) as c:
         r = c.get("/v1/degradation", headers=auth(READ))
     assert r.status_code == 503 and "no pipeline" in r.json()["detail"]
+
+
+def test_both_addresses_take_one_request_and_check_the_region(client):
+    # the query API's POST and the control API's PUT are one endpoint behind two addresses
+    r = client.post("/api/v1/degradation", json={"level": "REGION_FAILOVER", "region": "mars", "reason": "x"}, headers=auth(ADMIN))
+    assert r.status_code == 400 and "unknown region 'mars'" in r.json()["detail"]
+    assert client.pipeline.controller.level.name == "NORMAL"
+    r = client.post("/api/v1/degradation", json={"level": "REGION_FAILOVER", "region": "secondary", "reason": "flood"}, headers=auth(ADMIN))
+    assert r.status_code == 200 and r.json()["action"]["phase"] == "applied"
+    assert r.json()["state"]["region"] == "secondary" and r.json()["state"]["source"] == "pipeline"
+    state = client.get("/v1/degradation", headers=auth(READ)).json()
+    assert state["level"] == "REGION_FAILOVER" and state["reason"] == "flood (by a)"
+    assert client.pipeline.regions.serving("secondary") == "primary"
