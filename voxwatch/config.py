@@ -64,7 +64,12 @@ class QueryLimits(BaseModel):
     max_points: int = Field(default=5000, gt=0, description="most time buckets in one series response")
     max_search_rows: int = Field(default=10000, gt=0, description="most calls one search returns")
     sql_max_rows: int = Field(default=10000, gt=0, description="row cap for analysts' SQL")
-    sql_max_seconds: float = Field(default=10.0, gt=0, description="time cap for analysts' SQL")
+    sql_max_seconds: float = Field(default=10.0, gt=0, description="time cap for analysts' SQL, queue time included")
+    sql_max_concurrent: int = Field(default=2, gt=0, description="analysts' queries running at once, all tokens")
+    sql_max_per_token: int = Field(default=1, gt=0, description="analysts' queries running at once for one token")
+    sql_max_queue: int = Field(default=8, ge=0, description="queries waiting for a turn; past it: 429 + Retry-After")
+    sql_max_memory_bytes: int = Field(default=1_000_000_000, gt=0, description="memory one analyst query may use")
+    sql_max_result_bytes: int = Field(default=100_000_000, gt=0, description="result size one analyst query may return")
 
 
 class Settings(BaseModel):

@@ -6,6 +6,7 @@ migration, parameter checks, the read-only guard and cluster layout are shared h
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import logging
 import re
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
+from telemetry.store.pool import LANES
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
 
 log = logging.getLogger(__name__)
@@ -274,6 +276,54 @@ class Store(ABC):
                 raise ReadOnlyViolation(f"read-only SQL: the store refused a write ({msg.splitlines()[0]})") from exc
             raise
         return df.head(max_rows)
+
+    # -- lanes: who is asking decides which connections serve it (telemetry/store/pool.py) --------
+    lane = "dashboard"
+    query_tag: str | None = None  # marks this view's queries so `cancel(tag)` can find them
+
+    def with_lane(self, lane: str, query_tag: str | None = None) -> Store:
+        """A view of this store whose queries use `lane`'s connections (monitor, dashboard, analyst,
+        control). Views share the connections and the open/closed state: closing one closes the store."""
+        if lane not in LANES:
+            raise StoreError(f"unknown store lane {lane!r}; lanes: {', '.join(LANES)}")
+        view = copy.copy(self)
+        view.lane, view.query_tag = lane, query_tag
+        return view
+
+    def _tagged(self, sql: str) -> str:
+        # A leading comment reaches system.processes verbatim: `cancel` finds the query by it.
+        return f"/* voxwatch-query:{self.query_tag} */ {sql}" if self.query_tag else sql
+
+    def cancel(self, query_tag: str) -> int:
+        """Stop the running queries of the view tagged `query_tag` (KILL QUERY, on the control lane).
+        Returns how many the engine was asked to stop."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", query_tag):
+            raise StoreError(f"invalid query tag {query_tag!r}")
+        control = self.with_lane("control")
+        # The marker is bound as a parameter: on the server backend it is substituted into this
+        # very query's text, which is why a query reading system.processes is never a match.
+        running = control._query_df(
+            "SELECT query_id FROM system.processes WHERE position(query, {m:String}) > 0 "
+            "AND position(query, 'system.processes') = 0",
+            {"m": f"voxwatch-query:{query_tag} */"}, None,
+        )
+        ids = [str(q) for q in running["query_id"]] if len(running) else []
+        for qid in ids:
+            if re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", qid):
+                control._execute(f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
+        return len(ids)
+
+    def set_analyst_limits(self, max_memory_bytes: int, max_result_bytes: int) -> None:
+        """Per-query memory and result-size bounds of the analyst lane, on both engines."""
+        self._pool.set_lane_settings("analyst", {"max_memory_usage": int(max_memory_bytes),
+                                                 "max_result_bytes": int(max_result_bytes)})
+
+    def lane_stats(self) -> dict[str, dict]:
+        """Per lane: connections opened and busy, callers that waited and for how long in all."""
+        pool = getattr(self, "_pool", None)
+        if pool is None:
+            return {}
+        return {lane: dict(vars(st)) for lane, st in pool.stats.items()}
 
     # -- housekeeping ----------------------------------------------------------------------------
     def optimize(self, table: str) -> None:

@@ -10,16 +10,15 @@ import pandas as pd
 
 from telemetry.store.base import Store, StoreError
 from telemetry.store.dialect import MODERN, literal, placeholders
+from telemetry.store.pool import LanePool, PoolClosed
 from telemetry.store.schema import TABLES_BY_NAME
 
-# chdb keeps one engine per process; sessions on the same path share it. Track them so a second
-# open of the same folder in this process reuses the session instead of failing on the lock.
+# chdb keeps one engine per process. The first store on a folder opens a session that owns it (the
+# folder lock); stores of other databases in the same folder share that session. Queries run on
+# connections of their own (telemetry/store/pool.py): chdb runs queries of different connections at
+# once, one after another on one connection, and each connection keeps its own current database.
 _SESSIONS: dict[str, tuple[object, int]] = {}
 _SESSIONS_LOCK = threading.Lock()
-# One lock for the engine: every store object in the process shares it, and `USE db` + query
-# must not interleave between threads.
-_ENGINE_LOCK = threading.RLock()
-_CURRENT_DATABASE: dict[int, str] = {}  # id(session) -> database last selected with USE
 
 
 def _settings_clause(settings: Mapping[str, object] | None) -> str:
@@ -36,13 +35,12 @@ class ChdbStore(Store):
 
     dialect = MODERN
 
-    def __init__(self, path: str, database: str = "voxwatch") -> None:
+    def __init__(self, path: str, database: str = "voxwatch", lane_sizes: Mapping[str, int] | None = None) -> None:
         from chdb import session as chdb_session
 
         self.path = os.path.abspath(path)
         self.database = database
         self.url = f"chdb://{self.path}" + (f"?database={database}" if database != "voxwatch" else "")
-        self._lock = _ENGINE_LOCK
         os.makedirs(self.path, exist_ok=True)
         with _SESSIONS_LOCK:
             sess, refs = _SESSIONS.get(self.path, (None, 0))
@@ -63,21 +61,35 @@ class ChdbStore(Store):
                     ) from exc
             _SESSIONS[self.path] = (sess, refs + 1)
         self._session = sess
-        self._closed = False
-        self._run(f"CREATE DATABASE IF NOT EXISTS {database}", use_database=False)
+        try:
+            sess.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+        except Exception as exc:
+            self._release_session()
+            raise StoreError(f"chdb: {_first_line(exc)}") from exc
+        self._pool = LanePool(self._connect, lambda conn: conn.close(), lane_sizes)
 
-    def _run(self, sql: str, fmt: str = "CSV", params: Mapping | None = None, use_database: bool = True):
-        if self._closed:
-            raise StoreError("store is closed")
-        with self._lock:
-            try:
-                # The session is shared by every database in the folder: select ours when it changed.
-                if use_database and _CURRENT_DATABASE.get(id(self._session)) != self.database:
-                    self._session.query(f"USE {self.database}")
-                    _CURRENT_DATABASE[id(self._session)] = self.database
-                return self._session.query(sql, fmt, params=params) if params else self._session.query(sql, fmt)
-            except Exception as exc:
-                raise StoreError(f"chdb: {_first_line(exc)}") from exc
+    def _connect(self, lane: str):
+        import chdb
+
+        conn = chdb.connect(self.path)
+        try:
+            conn.query(f"USE {self.database}")
+            for k, v in self._pool.settings[lane].items():
+                conn.query(f"SET {k} = {literal(v, 'String') if isinstance(v, str) else v}")
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping | None = None):
+        try:
+            with self._pool.connection(self.lane) as conn:
+                sql = self._tagged(sql)
+                return conn.query(sql, fmt, params=params) if params else conn.query(sql, fmt)
+        except PoolClosed:
+            raise StoreError("store is closed") from None
+        except Exception as exc:
+            raise StoreError(f"chdb: {_first_line(exc)}") from exc
 
     def _execute(self, sql: str, settings: Mapping[str, object] | None = None) -> None:
         self._run(sql + _settings_clause(settings))
@@ -100,22 +112,24 @@ class ChdbStore(Store):
         self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(tbl)")
 
     def server_version(self) -> str:
-        return str(self._run("SELECT version()", "DataFrame").iloc[0, 0])
+        return str(self.with_lane("control")._run("SELECT version()", "DataFrame").iloc[0, 0])
 
     def drop_database(self) -> None:
         self._run(f"DROP DATABASE IF EXISTS {self.database}")
 
     def close(self) -> None:
-        if self._closed:
+        if self._pool.closed:
             return
-        self._closed = True
+        self._pool.close()
+        self._release_session()
+
+    def _release_session(self) -> None:
         with _SESSIONS_LOCK:
             sess, refs = _SESSIONS.get(self.path, (None, 0))
             if sess is None:
                 return
             if refs <= 1:
                 _SESSIONS.pop(self.path, None)
-                _CURRENT_DATABASE.pop(id(sess), None)
                 try:
                     sess.close()
                 except Exception:  # noqa: BLE001 - closing twice is harmless

@@ -9,13 +9,13 @@ connections to each shard so no ZooKeeper (ON CLUSTER DDL) is needed.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 
 import pandas as pd
 
 from telemetry.store.base import Store, StoreError, StoreUnavailable
 from telemetry.store.dialect import dialect_for_version, substitute
+from telemetry.store.pool import LanePool, PoolClosed
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS
 
 # The store reports an unreachable server itself, in one line; the driver's own warning carries a
@@ -42,6 +42,7 @@ class ServerStore(Store):
         cluster: str | None = None,
         connect_timeout: float = 3.0,
         send_receive_timeout: float = 30.0,
+        lane_sizes: Mapping[str, int] | None = None,
     ) -> None:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.database = database
@@ -50,12 +51,13 @@ class ServerStore(Store):
         self.send_receive_timeout = send_receive_timeout
         auth = f"{user}@" if user else ""
         self.url = f"clickhouse://{auth}{host}:{port}/{database}" + (f"?cluster={cluster}" if cluster else "")
-        self._lock = threading.RLock()
-        self._client = self._connect(host, port)
+        # clickhouse-driver's Client is not thread-safe: one per connection of a lane (pool.py).
+        self._pool = LanePool(lambda lane: self._connect(host, port, settings=self._pool.settings[lane]),
+                              lambda client: client.disconnect(), lane_sizes)
         self.dialect = dialect_for_version(self.server_version())
 
     # -- connections -----------------------------------------------------------------------------
-    def _connect(self, host: str, port: int, database: str | None = None):
+    def _connect(self, host: str, port: int, database: str | None = None, settings: Mapping | None = None):
         from clickhouse_driver import Client
 
         bootstrap = Client(
@@ -67,7 +69,20 @@ class ServerStore(Store):
         return Client(
             host=host, port=port, user=self.user, password=self.password, database=database or self.database,
             connect_timeout=self.connect_timeout, send_receive_timeout=self.send_receive_timeout,
+            settings=dict(settings or {}),
         )
+
+    def _client_run(self, fn):
+        """`fn(client)` on a client of this view's lane; a client whose connection broke is dropped."""
+        try:
+            with self._pool.connection(self.lane) as client:
+                try:
+                    return self._guard(lambda: fn(client))
+                except StoreUnavailable as exc:
+                    exc.discard_connection = True
+                    raise
+        except PoolClosed:
+            raise StoreError("store is closed") from None
 
     def _guard(self, fn, host: str | None = None, port: int | None = None):
         errors = _driver_errors()
@@ -83,15 +98,12 @@ class ServerStore(Store):
 
     # -- primitives ------------------------------------------------------------------------------
     def _execute(self, sql: str, settings: Mapping[str, object] | None = None) -> None:
-        with self._lock:
-            self._guard(lambda: self._client.execute(sql, settings=dict(settings or {})))
+        sql = self._tagged(sql)
+        self._client_run(lambda c: c.execute(sql, settings=dict(settings or {})))
 
     def _query_df(self, sql, params, settings) -> pd.DataFrame:
-        text = substitute(sql, params) if params else sql
-        with self._lock:
-            rows, cols = self._guard(
-                lambda: self._client.execute(text, settings=dict(settings or {}), with_column_types=True)
-            )
+        text = self._tagged(substitute(sql, params) if params else sql)
+        rows, cols = self._client_run(lambda c: c.execute(text, settings=dict(settings or {}), with_column_types=True))
         names = [c[0] for c in cols]
         return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
@@ -107,24 +119,16 @@ class ServerStore(Store):
         names = ", ".join(f"`{c.name}`" for c in cols)
         # Distributed inserts are asynchronous by default; sync makes "accepted" mean "on the shard".
         settings = {"insert_distributed_sync": 1} if self.cluster else {}
-        with self._lock:
-            self._guard(
-                lambda: self._client.execute(
-                    f"INSERT INTO {table} ({names}) VALUES", columns, columnar=True, settings=settings
-                )
-            )
+        self._client_run(
+            lambda c: c.execute(f"INSERT INTO {table} ({names}) VALUES", columns, columnar=True, settings=settings)
+        )
 
     def server_version(self) -> str:
-        with self._lock:
-            rows = self._guard(lambda: self._client.execute("SELECT version()"))
+        rows = self.with_lane("control")._client_run(lambda c: c.execute("SELECT version()"))
         return str(rows[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self._client.disconnect()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        self._pool.close()
 
     # -- cluster layout --------------------------------------------------------------------------
     def shards(self) -> list[tuple[int, str, int]]:
@@ -148,8 +152,8 @@ class ServerStore(Store):
             node = ServerStore.__new__(ServerStore)
             node.__dict__.update(self.__dict__)
             node.host, node.port = host, port
-            node._lock = threading.RLock()
-            node._client = self._connect(host, port)
+            node._pool = LanePool(lambda lane, h=host, p=port: self._connect(h, p), lambda c: c.disconnect(),
+                                  {lane: 1 for lane in self._pool.sizes})
             nodes.append(node)
         try:
             for node in nodes:

@@ -175,12 +175,15 @@ def build_context(settings: Settings, store=None, clock=None):
 
     clock = clock or WallClock()
     store = store or open_store(settings.store)
-    sink = Sink(store)
+    # Lanes (telemetry/store/pool.py): the sink writes on the monitoring lane, the API reads on the
+    # dashboard lane, analysts' SQL runs on the analyst lane; none queues behind another.
+    sink = Sink(store.with_lane("monitor"))
     tel = Telemetry(clock=clock, sink=sink)
     sink.telemetry = tel
     store.telemetry, store.source = tel, "api"
+    sink.store.telemetry = tel
     controller = DegradationController(clock, sink=sink)
-    return AppContext(store=store, sink=sink, clock=clock, telemetry=tel, settings=settings,
+    return AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, settings=settings,
                       pipeline=SimpleNamespace(controller=controller))
 
 
@@ -194,8 +197,10 @@ def start_monitoring(ctx, external_url: str = ""):
     from telemetry.runtime import RuntimeMonitor
     from voxwatch.loop import MonitoringLoop
 
+    # the loop's snapshots, anomaly polls and alert state use the monitoring lane, never the API's
     loop_obj = MonitoringLoop(telemetry=ctx.telemetry, clock=ctx.clock, ruleset=load_rules(), sink=ctx.sink,
-                              store=ctx.store, controller=ctx.pipeline.controller, external_url=external_url)
+                              store=ctx.store.with_lane("monitor"), controller=ctx.pipeline.controller,
+                              external_url=external_url)
     ctx.alerts, ctx.anomaly = loop_obj.engine, loop_obj.anomaly
     runtime = RuntimeMonitor(ctx.telemetry, process="voxwatch-serve")
     stop_holder: dict = {}
