@@ -17,6 +17,7 @@ another lane's.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +33,11 @@ DEFAULT_LANE_SIZES = {"monitor": 2, "dashboard": 4, "analyst": 4, "control": 1}
 
 # Per-query bounds on the analyst lane (the engine refuses a query past max_memory_usage and cuts
 # the result past max_result_bytes, like max_result_rows): the API's QueryLimits replace them.
-DEFAULT_ANALYST_LIMITS = {"max_memory_usage": 1_000_000_000, "max_result_bytes": 100_000_000}
+# max_threads: an analyst query uses at most half the cores, so the other half stays free for the
+# dashboards, the monitoring loop and this process's Python (priority alone pauses the analyst only
+# while a higher lane's query runs, not between them; measured in the README).
+DEFAULT_ANALYST_LIMITS = {"max_memory_usage": 1_000_000_000, "max_result_bytes": 100_000_000,
+                          "max_threads": max(1, (os.cpu_count() or 2) // 2)}
 
 
 class PoolClosed(RuntimeError):

@@ -1,0 +1,160 @@
+"""Contention: the dashboards and the sink with no analyst query running, then with 4 heavy ones.
+
+Fills a store (`voxwatch bench query`'s generator: `--calls` calls, `--samples` samples over a day),
+serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: 2 at once, 2 waiting) on
+a real uvicorn, and measures over HTTP the Overview and a call search (P95 of `--repeat` requests each)
+and the sink's flush latency (a batch of calls rows written and flushed), first idle (the baseline,
+same run), then while 4 threads keep a heavy analyst query (each several seconds: `--heavy-rows`
+hashed numbers) running or queued. A fifth client's queries meanwhile find the queue full: their 429
+latency is reported too. Ratios are loaded/idle P95; the target is <= 1.5 for the Overview.
+`--store clickhouse://...` measures the server backend instead of a temporary chdb folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--calls", type=int, default=100_000, help="calls to generate (over one day)")
+    p.add_argument("--samples", type=int, default=5_000_000, help="metric samples to generate (over one day)")
+    p.add_argument("--repeat", type=int, default=30, help="requests of each kind per phase")
+    p.add_argument("--heavy", type=int, default=4, help="concurrent heavy analyst queries in the loaded phase")
+    p.add_argument("--heavy-rows", type=float, default=1e8, help="numbers each heavy query hashes")
+    p.add_argument("--store", help="clickhouse://... server to use (default: a temporary chdb folder)")
+
+
+def _p95(xs: list[float]) -> float | None:
+    return round(float(np.percentile(xs, 95)), 1) if xs else None
+
+
+def _phase(http, sink, hour, repeat: int) -> dict:
+    overview, search, flush = [], [], []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        http.get("/overview", params={"start_ms": hour[0], "end_ms": hour[1], "step_s": 60}).raise_for_status()
+        overview.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        http.get("/calls", params={"start_ms": hour[1] - 86_400_000, "end_ms": hour[1], "region": "eu-west",
+                                   "min_latency_ms": 300, "limit": 5}).raise_for_status()
+        search.append((time.perf_counter() - t0) * 1000)
+        ids = [f"bench-{time.time_ns()}-{i}-{k}" for k in range(500)]
+        sink.write_columns("calls", {"call_id": ids, "started_ms": [hour[1]] * 500, "ended_ms": [hour[1]] * 500})
+        t0 = time.perf_counter()
+        sink.flush()
+        flush.append((time.perf_counter() - t0) * 1000)
+    return {"overview_p95_ms": _p95(overview), "call_search_p95_ms": _p95(search), "sink_flush_p95_ms": _p95(flush)}
+
+
+def run(args) -> dict:
+    import httpx
+
+    from telemetry.store import open_store
+    from voxwatch.bench.query import generate
+    from voxwatch.commands.serve import build_context, start_api
+    from voxwatch.config import ApiToken, QueryLimits, Scope, Settings
+
+    folder = None
+    if args.store:
+        # a database of its own on that server, dropped afterwards: the bench never touches real data
+        parts = urlsplit(args.store)
+        url = urlunsplit(parts._replace(path=f"/voxwatch_bench_contention_{os.getpid()}"))
+    else:
+        folder = tempfile.mkdtemp(prefix="voxwatch-bench-contention-")
+        url = f"chdb://{folder}"
+    spool = tempfile.mkdtemp(prefix="voxwatch-bench-contention-spool-")
+    os.environ.setdefault("VOXWATCH_SPOOL", spool)
+    store = open_store(url)
+    token, analyst = "bench-read-token-0123456789", "bench-analyst-token-0123456789"
+    settings = Settings(store=url, tokens=[ApiToken(name="dashboard", token=token, scopes=[Scope.READ]),
+                                           ApiToken(name="analyst", token=analyst, scopes=[Scope.READ])],
+                        limits=QueryLimits(sql_max_concurrent=2, sql_max_per_token=args.heavy, sql_max_queue=2,
+                                           sql_max_seconds=60))
+    ctx = None
+    try:
+        end_ms = int(time.time() // 60 * 60 * 1000)
+        info = generate(store, args.calls, args.samples, end_ms)
+        ctx = build_context(settings, store=store)
+        api = start_api(ctx)
+        hour = (end_ms - 3_600_000, end_ms)
+        heavy_sql = (f"SELECT count() FROM (SELECT number FROM system.numbers_mt LIMIT {int(args.heavy_rows)}) "
+                     "WHERE NOT ignore(sipHash64(number))")
+        result: dict = {"store": url.split("?")[0] if args.store else "chdb (temporary folder)",
+                        "calls": info["calls"], "samples": info["samples"], "heavy_queries": args.heavy}
+        try:
+            with httpx.Client(base_url=api.url + "/api/v1", headers={"Authorization": f"Bearer {token}"},
+                              timeout=120) as http:
+                _phase(http, ctx.sink, hour, 3)  # warm: first-touch costs are not what a dashboard pays
+                result["idle"] = _phase(http, ctx.sink, hour, args.repeat)
+                t0 = time.perf_counter()
+                r = httpx.post(api.url + "/api/v1/sql", json={"sql": heavy_sql},
+                               headers={"Authorization": f"Bearer {analyst}"}, timeout=120)
+                result["heavy_query_alone_s"] = round(time.perf_counter() - t0, 2)
+                result["heavy_query_status"] = r.status_code
+
+                stop = threading.Event()
+                heavy_done: list[tuple[int, float]] = []
+
+                def analyst_loop():
+                    with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=120) as c:
+                        while not stop.is_set():
+                            t = time.perf_counter()
+                            resp = c.post(api.url + "/api/v1/sql", json={"sql": heavy_sql})
+                            heavy_done.append((resp.status_code, time.perf_counter() - t))
+                            if resp.status_code == 429:
+                                time.sleep(0.2)
+
+                threads = [threading.Thread(target=analyst_loop, daemon=True) for _ in range(args.heavy)]
+                for t in threads:
+                    t.start()
+                gate = ctx.extras["analyst_runner"].gate  # made by the first analyst query above
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and sum(gate.stats.running.values()) < 2:
+                    time.sleep(0.05)
+                result["loaded"] = _phase(http, ctx.sink, hour, args.repeat)
+                refused = []
+                with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=60) as c:
+                    for _ in range(args.repeat):
+                        t = time.perf_counter()
+                        resp = c.post(api.url + "/api/v1/sql", json={"sql": heavy_sql})
+                        if resp.status_code == 429:
+                            refused.append((time.perf_counter() - t) * 1000)
+                result["rejected_429_p95_ms"] = _p95(refused)
+                result["rejected_429_count"] = len(refused)
+                stop.set()
+                for t in threads:
+                    t.join(120)
+                ok = [s for code, s in heavy_done if code == 200]
+                result["heavy_queries_completed"] = len(ok)
+                result["heavy_queries_status"] = sorted({code for code, _ in heavy_done})
+        finally:
+            api.stop()
+        idle, loaded = result["idle"], result["loaded"]
+        result["ratios_loaded_over_idle"] = {
+            k.replace("_p95_ms", ""): round(loaded[k] / idle[k], 2) if idle[k] else None for k in idle
+        }
+        result["lanes"] = ctx.store.lane_stats()
+        result["target_overview_ratio"] = 1.5
+        result["target_429_p95_ms"] = 50
+        result["target_met"] = bool(
+            (result["ratios_loaded_over_idle"]["overview"] or 99) <= 1.5
+            and result["rejected_429_p95_ms"] is not None and result["rejected_429_p95_ms"] < 50
+        )
+        result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+        return result
+    finally:
+        if ctx is not None and ctx.sink is not None:
+            ctx.sink.close()
+        if args.store:
+            store._execute(f"DROP DATABASE IF EXISTS {store.database}")
+        store.close()
+        shutil.rmtree(spool, ignore_errors=True)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
