@@ -284,21 +284,49 @@ class RetryPolicy(_Model):
     timeout: Duration = 10.0  # per attempt, wall-clock (real I/O)
 
 
+PAGERDUTY_ROUTING_KEY_ENV = "PAGERDUTY_ROUTING_KEY"
+
+
 class ReceiverConfig(_Model):
     name: str
     type: Literal["webhook", "pagerduty", "alertmanager", "action"]
     url: str | None = None  # ${ENV} and ${ENV:-default} are expanded at load
+    urls: list[str] = Field(default_factory=list)  # alertmanager: every instance of an HA cluster
     secret: str | None = None  # Standard Webhooks signing secret (whsec_<base64> or raw text)
-    routing_key: str | None = None  # PagerDuty
+    routing_key: str | None = None  # PagerDuty (else $PAGERDUTY_ROUTING_KEY; without one the receiver is off)
     send_resolved: bool = True
     max_alerts: int = Field(0, ge=0)  # 0 = no limit; the rest is counted in truncatedAlerts
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # alertmanager: every firing alert is pushed again after resend_delay (Prometheus: 1m) with
+    # endsAt = now + lease, so Alertmanager never resolves it by itself while it fires here
+    resend_delay: Duration = 60.0
+    lease: Duration | None = None  # default 4 x resend_delay (Prometheus: 4 x max(eval interval, resend_delay))
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.type == "pagerduty" and self.url and not self.routing_key:
-            raise ValueError("a pagerduty receiver needs routing_key")
+        if self.urls and self.type != "alertmanager":
+            raise ValueError("'urls' is for alertmanager receivers (others take one 'url')")
+        if self.type == "alertmanager":
+            if self.resend_delay <= 0:
+                raise ValueError("resend_delay must be above 0")
+            if self.lease is not None and self.lease < 2 * self.resend_delay:
+                raise ValueError(f"lease ({format_duration(self.lease)}) must be at least twice resend_delay "
+                                 f"({format_duration(self.resend_delay)}), or one lost push resolves the alert")
+        for u in self.all_urls():
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"url {u!r} must start with http:// or https://")
         return self
+
+    def all_urls(self) -> list[str]:
+        """The receiver's URLs (an empty `url` means the receiver is off)."""
+        return [u for u in [self.url or "", *self.urls] if u]
+
+    def lease_s(self, eval_interval: float = 0.0) -> float:
+        return self.lease if self.lease is not None else 4.0 * max(self.resend_delay, eval_interval)
+
+    def effective_routing_key(self, env=None) -> str:
+        env = os.environ if env is None else env
+        return self.routing_key or env.get(PAGERDUTY_ROUTING_KEY_ENV, "")
 
 
 class InhibitRule(_Model):
@@ -464,6 +492,9 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
         for rc in rf.receivers:
             if rc.name in receivers:
                 raise RuleFileError(f"{f}: receivers: duplicate receiver {rc.name!r}")
+            if rc.type == "pagerduty" and not rc.routing_key:
+                # the documented variable: a PagerDuty receiver without a key in the file takes it
+                rc = rc.model_copy(update={"routing_key": rc.effective_routing_key(env)})
             receivers[rc.name] = rc
         inhibit.extend(rf.inhibit_rules)
     route = route or DEFAULT_ROUTE
