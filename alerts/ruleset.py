@@ -434,6 +434,12 @@ def parse_rule_file(path: str | Path, text: str | None = None, env: dict[str, st
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise RuleFileError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_rule_doc(path, doc)
+
+
+def parse_rule_doc(path: str, doc: Any) -> RuleFile:
+    """Validate an already parsed rule file (or a config file's `alerting` section); `path` is what
+    error lines start with."""
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -465,18 +471,23 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | None = None) -> RuleSet:
-    """Load and merge rule files (directories are globbed for *.yaml). Raises RuleFileError."""
+def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | None = None,
+               inline: tuple[str, RuleFile] | None = None) -> RuleSet:
+    """Load and merge rule files (directories are globbed for *.yaml), plus `inline` routing (a
+    config file's `alerting` section, as (where, parsed)). Raises RuleFileError."""
     files = expand_paths([DEFAULT_RULES_DIR] if paths is None else paths)
-    if not files:
+    if not files and inline is None:
         raise RuleFileError("no rule files given")
     groups: list[RuleGroup] = []
     route: Route | None = None
     receivers: dict[str, ReceiverConfig] = {}
     inhibit: list[InhibitRule] = []
+    route_from = None
     seen_rules: dict[str, str] = {}
-    for f in files:
-        rf = parse_rule_file(f, env=env)
+    parsed = [(f, parse_rule_file(f, env=env)) for f in files]
+    if inline is not None:
+        parsed.append(inline)
+    for f, rf in parsed:
         for g in rf.groups:
             for r in g.rules:
                 if r.name in seen_rules:
@@ -488,7 +499,7 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
         if rf.route is not None:
             if route is not None:
                 raise RuleFileError(f"{f}: route: a second routing tree (only one file may define 'route')")
-            route = rf.route
+            route, route_from = rf.route, f
         for rc in rf.receivers:
             if rc.name in receivers:
                 raise RuleFileError(f"{f}: receivers: duplicate receiver {rc.name!r}")
@@ -497,14 +508,15 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
                 rc = rc.model_copy(update={"routing_key": rc.effective_routing_key(env)})
             receivers[rc.name] = rc
         inhibit.extend(rf.inhibit_rules)
-    route = route or DEFAULT_ROUTE
-    _check_route_receivers(route, receivers, files)
+    if route is None:
+        route, route_from = DEFAULT_ROUTE, None
+    _check_route_receivers(route, receivers, [route_from] if route_from is not None else [f for f, _ in parsed])
     return RuleSet(
         groups=groups,
         route=route,
         receivers=list(receivers.values()),
         inhibit_rules=inhibit,
-        sources=[str(f) for f in files],
+        sources=[str(f) for f, _ in parsed],
         rule_sources={name: where for name, where in seen_rules.items()},
     )
 
