@@ -415,6 +415,17 @@ def _locate(path: str, doc: Any, loc: tuple) -> str:
                 return f"{path}: " + ", ".join(parts)
             i += 2
             continue
+        if key in ("receivers", "inhibit_rules") and i + 1 < len(loc) and isinstance(loc[i + 1], int) and isinstance(node, dict):
+            try:
+                item = node[key][loc[i + 1]]
+            except (KeyError, IndexError, TypeError):
+                item = None
+            name = item.get("name") if isinstance(item, dict) and key == "receivers" else None
+            parts.append(f"receiver {name!r}" if name else f"{key}[{loc[i + 1]}]")
+            rest = [str(x) for x in loc[i + 2 :]]
+            if rest:
+                parts.append("field " + ".".join(rest))
+            return f"{path}: " + ", ".join(parts)
         parts.append(str(key))
         i += 1
     return f"{path}: " + (", ".join(parts) if parts else "(top level)")

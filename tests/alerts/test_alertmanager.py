@@ -246,3 +246,35 @@ def test_real_alertmanager_keeps_a_long_firing_alert_active_and_gets_its_resolve
     finally:
         api.stop()
         am.stop()
+
+
+def test_an_unreachable_alertmanager_never_blocks_evaluation(tmp_path, clock, receiver):
+    from tests.alertmanager_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    eng = make_engine(tmp_path, clock, [dead, receiver.url])
+    level = {"crm": 0.95}
+
+    async def go():
+        await run_for(eng, clock, 120, feed(eng, level))
+        level["crm"] = 0.5
+        await run_for(eng, clock, 30, feed(eng, level))
+        await eng.aclose()
+
+    asyncio.run(go())
+    assert [t["state"] for t in eng.transitions] == ["pending", "firing", "resolved"]
+    (pusher,) = eng.pushers.values()
+    down, up = pusher.stats()
+    assert down["failed"] >= 3 and down["delivered"] == 0 and down["failures_in_a_row"] >= 3
+    # the healthy instance is not held back by the dead one: pushes, resends, the resolve
+    assert up["failed"] == 0 and len(receiver.accepted) == 3
+
+
+def test_the_external_url_never_says_0_0_0_0():
+    import socket
+
+    from voxwatch.config import Settings
+    from voxwatch.config_rules import external_url
+
+    assert external_url(Settings(host="0.0.0.0", port=8000)) == f"http://{socket.gethostname()}:8000"
+    assert external_url(Settings(external_url="https://vox.example/")) == "https://vox.example"
