@@ -180,6 +180,8 @@ def test_serve_from_a_starter_folder_pages_a_real_alertmanager_and_reloads(tmp_p
             return float(re.search(rf"^{name} (\S+)$", body, re.M).group(1))
 
         assert metric("voxwatch_config_last_reload_successful") == 1
+        # every push is counted by receiver and result
+        assert metric(r'voxwatch_notifications_total\{receiver="alertmanager",result="delivered"\}') >= 1
         t_start = metric("voxwatch_config_last_reload_success_timestamp_seconds")
 
         # a bad rule file: refused whole, the running config stays
