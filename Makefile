@@ -4,6 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSTEM_DEMO := python3-venv
 SYSTEM_TEST := python3-venv clickhouse-server clickhouse-client espeak-ng sox chromium
+SYSTEM_TEST += prometheus-alertmanager prometheus
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast bench lint system-demo system-test

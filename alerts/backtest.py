@@ -96,6 +96,24 @@ def score(rules: list, transitions: list[dict], ground_truth: list[dict], t0: fl
     }
 
 
+def would_send(requests: list[dict], t0: float) -> list[dict]:
+    """What the receivers would have sent in a dry run, one line each: when (seconds into the
+    replay), to whom, and which alerts with which status."""
+    out = []
+    for r in requests:
+        body = r.get("body")
+        if r["integration"] == "alertmanager":
+            alerts = [f"{a['labels'].get('alertname', '?')} until {a['endsAt']}" for a in body or []]
+        elif r["integration"] == "pagerduty":
+            alerts = [f"{body.get('event_action')} {body.get('dedup_key')}"] if isinstance(body, dict) else []
+        else:
+            alerts = [f"{a['status']} {a['labels'].get('alertname', '?')}" for a in (body or {}).get("alerts", [])]
+        at = r.get("at")
+        out.append({"at_s": round(at - t0, 1) if at is not None else None, "receiver": r["receiver"],
+                    "integration": r["integration"], "url": r["url"], "alerts": alerts})
+    return out
+
+
 def format_report(report: dict) -> str:
     lines = [f"scenario {report['scenario']}: {report['simulated_s']:.0f} simulated s in {report['wall_s']:.1f} wall s"]
     for g in report["ground_truth"]:
@@ -113,4 +131,12 @@ def format_report(report: dict) -> str:
         lines.append("actions:")
         for a in report["actions"]:
             lines.append(f"  {a['at_s']:>7.1f}s {a['phase']:9} {a['level']:20} {a['region'] or '':8} {a['rule']}")
+    if "would_send" in report and not report.get("delivered"):
+        sends = report["would_send"]
+        lines.append(f"notifications (not sent; --deliver sends them): {len(sends)}" if sends else
+                     "notifications: none would have been sent (no receiver is configured, or nothing fired)")
+        for n in sends[:50]:
+            lines.append(f"  {n['at_s']:>7.1f}s {n['receiver']:12} {n['integration']:12} {n['url']}: {'; '.join(n['alerts'])[:120]}")
+        if len(sends) > 50:
+            lines.append(f"  ... and {len(sends) - 50} more (--json lists them all)")
     return "\n".join(lines)

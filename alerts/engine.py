@@ -23,7 +23,7 @@ from alerts.notify.dispatch import Dispatcher
 from alerts.notify.nflog import NFLOG_RULE, NotificationLog
 from alerts.notify.silences import Silences
 from alerts.notify.stages import Inhibitor, Parked, receiver_pipeline
-from alerts.receivers.alertmanager import AlertmanagerReceiver
+from alerts.receivers.alertmanager import AlertmanagerPusher
 from alerts.receivers.pagerduty import PagerDutyReceiver
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.ruleset import RuleFileError, RuleSet, load_rules
@@ -32,7 +32,8 @@ from alerts.templates import render
 
 log = logging.getLogger(__name__)
 
-RECEIVER_TYPES = {"webhook": WebhookReceiver, "pagerduty": PagerDutyReceiver, "alertmanager": AlertmanagerReceiver}
+# receivers that get notifications (grouped, deduplicated); alertmanager receivers are pushers instead
+RECEIVER_TYPES = {"webhook": WebhookReceiver, "pagerduty": PagerDutyReceiver}
 
 
 class AlertEngine:
@@ -48,6 +49,7 @@ class AlertEngine:
         action_sink: ActionSink | None = None,
         external_url: str = "",
         notify: bool = True,
+        deliver: bool = True,
         resolved_retention: float = 900.0,
         on_attempt=None,
     ) -> None:
@@ -60,6 +62,10 @@ class AlertEngine:
         self.notify = notify
         self.resolved_retention = resolved_retention
         self.on_attempt = on_attempt
+        # deliver=False (backtests): receivers record what they would have sent here instead
+        self.would_send: list[dict] | None = None if deliver else []
+        self.pushers: dict[str, AlertmanagerPusher] = {}
+        self._closing: list = []
         self.findings = FindingLog(retention=self._finding_retention())
         self.alerts: dict[str, Alert] = {}
         self._last_eval: dict[str, float] = {}
@@ -84,15 +90,28 @@ class AlertEngine:
     def _build_notifier(self) -> None:
         self.receivers: dict = {}
         self.parked = Parked()
+        old_pushers, self.pushers = self.pushers, {}
+        eval_interval = max((g.interval for g in self.ruleset.groups), default=0.0)
         for rc in self.ruleset.receivers:
             if rc.type == "action":
                 if self.actions is not None:
                     self.actions.name = rc.name
                     self.receivers[rc.name] = (self.actions, rc)
                 continue
-            if rc.type in ("webhook", "alertmanager") and not rc.url:
+            if rc.type in ("webhook", "alertmanager") and not rc.all_urls():
                 continue  # no URL configured: the receiver is off (its routes deliver nowhere)
-            self.receivers[rc.name] = (RECEIVER_TYPES[rc.type](rc), rc)
+            if rc.type == "pagerduty" and not rc.routing_key:
+                continue  # no routing key (in the file or $PAGERDUTY_ROUTING_KEY): off
+            if rc.type == "alertmanager":
+                pusher = AlertmanagerPusher(rc, self.clock, writer=self.writer, on_attempt=self.on_attempt,
+                                            eval_interval=eval_interval, dry_run=self.would_send)
+                if rc.name in old_pushers:
+                    pusher.adopt(old_pushers.pop(rc.name))
+                self.pushers[rc.name] = pusher
+                continue
+            self.receivers[rc.name] = (RECEIVER_TYPES[rc.type](rc, dry_run=self.would_send), rc)
+        for gone in old_pushers.values():  # a removed Alertmanager receiver: close its client later
+            self._closing.append(gone)
         inhibitor = Inhibitor(self.ruleset.inhibit_rules, lambda: list(self.alerts.values()))
         pipelines = {
             name: receiver_pipeline(
@@ -102,7 +121,7 @@ class AlertEngine:
             for name, (recv, rc) in self.receivers.items()
         }
         self.inhibitor = inhibitor
-        self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url)
+        self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url, pushers=self.pushers)
 
     def wanted_sample_names(self, groups=None) -> list[str]:
         """Sample names the rules of `groups` (default: all) read, for a restricted registry scrape."""
@@ -316,6 +335,7 @@ class AlertEngine:
         deadline = loop.time() + timeout
         while True:
             busy = sum(1 for g in self.dispatcher.groups.values() if g.task is not None and not g.task.done())
+            busy += sum(p.busy() for p in self.pushers.values())
             if busy <= self.parked.n:
                 return True
             if loop.time() >= deadline:
@@ -324,13 +344,16 @@ class AlertEngine:
 
     async def drain(self, timeout: float = 10.0) -> None:
         await self.dispatcher.drain(timeout)
+        for p in self.pushers.values():
+            await p.drain(timeout)
 
     async def aclose(self) -> None:
         await self.drain(2.0)
-        for recv, _ in self.receivers.values():
+        for recv in [r for r, _ in self.receivers.values()] + list(self.pushers.values()) + self._closing:
             close = getattr(recv, "aclose", None)
             if close is not None:
                 await close()
+        self._closing.clear()
 
     # -- rule changes
     def reload(self, paths: Iterable[str | Path]) -> RuleSet:

@@ -284,21 +284,49 @@ class RetryPolicy(_Model):
     timeout: Duration = 10.0  # per attempt, wall-clock (real I/O)
 
 
+PAGERDUTY_ROUTING_KEY_ENV = "PAGERDUTY_ROUTING_KEY"
+
+
 class ReceiverConfig(_Model):
     name: str
     type: Literal["webhook", "pagerduty", "alertmanager", "action"]
     url: str | None = None  # ${ENV} and ${ENV:-default} are expanded at load
+    urls: list[str] = Field(default_factory=list)  # alertmanager: every instance of an HA cluster
     secret: str | None = None  # Standard Webhooks signing secret (whsec_<base64> or raw text)
-    routing_key: str | None = None  # PagerDuty
+    routing_key: str | None = None  # PagerDuty (else $PAGERDUTY_ROUTING_KEY; without one the receiver is off)
     send_resolved: bool = True
     max_alerts: int = Field(0, ge=0)  # 0 = no limit; the rest is counted in truncatedAlerts
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # alertmanager: every firing alert is pushed again after resend_delay (Prometheus: 1m) with
+    # endsAt = now + lease, so Alertmanager never resolves it by itself while it fires here
+    resend_delay: Duration = 60.0
+    lease: Duration | None = None  # default 4 x resend_delay (Prometheus: 4 x max(eval interval, resend_delay))
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.type == "pagerduty" and self.url and not self.routing_key:
-            raise ValueError("a pagerduty receiver needs routing_key")
+        if self.urls and self.type != "alertmanager":
+            raise ValueError("'urls' is for alertmanager receivers (others take one 'url')")
+        if self.type == "alertmanager":
+            if self.resend_delay <= 0:
+                raise ValueError("resend_delay must be above 0")
+            if self.lease is not None and self.lease < 2 * self.resend_delay:
+                raise ValueError(f"lease ({format_duration(self.lease)}) must be at least twice resend_delay "
+                                 f"({format_duration(self.resend_delay)}), or one lost push resolves the alert")
+        for u in self.all_urls():
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"url {u!r} must start with http:// or https://")
         return self
+
+    def all_urls(self) -> list[str]:
+        """The receiver's URLs (an empty `url` means the receiver is off)."""
+        return [u for u in [self.url or "", *self.urls] if u]
+
+    def lease_s(self, eval_interval: float = 0.0) -> float:
+        return self.lease if self.lease is not None else 4.0 * max(self.resend_delay, eval_interval)
+
+    def effective_routing_key(self, env=None) -> str:
+        env = os.environ if env is None else env
+        return self.routing_key or env.get(PAGERDUTY_ROUTING_KEY_ENV, "")
 
 
 class InhibitRule(_Model):
@@ -387,6 +415,17 @@ def _locate(path: str, doc: Any, loc: tuple) -> str:
                 return f"{path}: " + ", ".join(parts)
             i += 2
             continue
+        if key in ("receivers", "inhibit_rules") and i + 1 < len(loc) and isinstance(loc[i + 1], int) and isinstance(node, dict):
+            try:
+                item = node[key][loc[i + 1]]
+            except (KeyError, IndexError, TypeError):
+                item = None
+            name = item.get("name") if isinstance(item, dict) and key == "receivers" else None
+            parts.append(f"receiver {name!r}" if name else f"{key}[{loc[i + 1]}]")
+            rest = [str(x) for x in loc[i + 2 :]]
+            if rest:
+                parts.append("field " + ".".join(rest))
+            return f"{path}: " + ", ".join(parts)
         parts.append(str(key))
         i += 1
     return f"{path}: " + (", ".join(parts) if parts else "(top level)")
@@ -406,6 +445,12 @@ def parse_rule_file(path: str | Path, text: str | None = None, env: dict[str, st
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise RuleFileError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_rule_doc(path, doc)
+
+
+def parse_rule_doc(path: str, doc: Any) -> RuleFile:
+    """Validate an already parsed rule file (or a config file's `alerting` section); `path` is what
+    error lines start with."""
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -437,18 +482,23 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | None = None) -> RuleSet:
-    """Load and merge rule files (directories are globbed for *.yaml). Raises RuleFileError."""
+def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | None = None,
+               inline: tuple[str, RuleFile] | None = None) -> RuleSet:
+    """Load and merge rule files (directories are globbed for *.yaml), plus `inline` routing (a
+    config file's `alerting` section, as (where, parsed)). Raises RuleFileError."""
     files = expand_paths([DEFAULT_RULES_DIR] if paths is None else paths)
-    if not files:
+    if not files and inline is None:
         raise RuleFileError("no rule files given")
     groups: list[RuleGroup] = []
     route: Route | None = None
     receivers: dict[str, ReceiverConfig] = {}
     inhibit: list[InhibitRule] = []
+    route_from = None
     seen_rules: dict[str, str] = {}
-    for f in files:
-        rf = parse_rule_file(f, env=env)
+    parsed = [(f, parse_rule_file(f, env=env)) for f in files]
+    if inline is not None:
+        parsed.append(inline)
+    for f, rf in parsed:
         for g in rf.groups:
             for r in g.rules:
                 if r.name in seen_rules:
@@ -460,20 +510,24 @@ def load_rules(paths: Iterable[str | Path] | None = None, env: dict[str, str] | 
         if rf.route is not None:
             if route is not None:
                 raise RuleFileError(f"{f}: route: a second routing tree (only one file may define 'route')")
-            route = rf.route
+            route, route_from = rf.route, f
         for rc in rf.receivers:
             if rc.name in receivers:
                 raise RuleFileError(f"{f}: receivers: duplicate receiver {rc.name!r}")
+            if rc.type == "pagerduty" and not rc.routing_key:
+                # the documented variable: a PagerDuty receiver without a key in the file takes it
+                rc = rc.model_copy(update={"routing_key": rc.effective_routing_key(env)})
             receivers[rc.name] = rc
         inhibit.extend(rf.inhibit_rules)
-    route = route or DEFAULT_ROUTE
-    _check_route_receivers(route, receivers, files)
+    if route is None:
+        route, route_from = DEFAULT_ROUTE, None
+    _check_route_receivers(route, receivers, [route_from] if route_from is not None else [f for f, _ in parsed])
     return RuleSet(
         groups=groups,
         route=route,
         receivers=list(receivers.values()),
         inhibit_rules=inhibit,
-        sources=[str(f) for f in files],
+        sources=[str(f) for f, _ in parsed],
         rule_sources={name: where for name, where in seen_rules.items()},
     )
 

@@ -10,6 +10,8 @@ declare -A provides=(
   [espeak-ng]="command -v espeak-ng"
   [sox]="command -v sox"
   [chromium]="command -v chromium"
+  [prometheus-alertmanager]="command -v prometheus-alertmanager"
+  [prometheus]="command -v prometheus && command -v promtool"
 )
 
 missing=()

@@ -14,6 +14,7 @@ from voxwatch.context import AppContext
 
 # metrics: /metrics exposition; calls: WebRTC signalling; control: degradation; query: analysts' API
 ROUTER_MODULES = ("metrics", "calls", "control", "query")
+ROUTER_MODULES += ("alert_pages", "reload", "caller")  # /alerts/{rule}; POST /-/reload; CORS, /call page
 
 
 def create_app(ctx: AppContext) -> FastAPI:

@@ -33,6 +33,19 @@ def anomaly_feed_metrics(ruleset: RuleSet, catalog) -> list[str]:
     return sorted(names)
 
 
+def notification_counter(telemetry) -> Callable[[dict], None]:
+    """Counts every delivery attempt (webhook, PagerDuty, Alertmanager push) by receiver and result."""
+    attempts = telemetry["voxwatch_notifications_total"]
+    retries = telemetry["voxwatch_notification_retries_total"]
+
+    def on_attempt(row: dict) -> None:
+        attempts.labels(receiver=row["receiver"], result=row["result"]).inc()
+        if row["result"] == "retrying":
+            retries.labels(receiver=row["receiver"]).inc()
+
+    return on_attempt
+
+
 class MonitoringLoop:
     def __init__(
         self,
@@ -57,6 +70,8 @@ class MonitoringLoop:
         kwargs = {"writer": sink, "store": store, "external_url": external_url, **(engine_kwargs or {})}
         if controller is not None:
             kwargs.setdefault("action_sink", CallableActionSink(controller.request, controller.state))
+        if getattr(telemetry, "enabled", False):
+            kwargs.setdefault("on_attempt", notification_counter(telemetry))
         self.engine = AlertEngine(ruleset, clock, **kwargs)
         self.feed = anomaly_feed_metrics(ruleset, self.catalog)
         self.anomaly = AnomalyService(sink=sink, clock=clock, catalog=self.catalog,

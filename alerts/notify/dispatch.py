@@ -66,9 +66,12 @@ class AggregationGroup:
 
 
 class Dispatcher:
-    def __init__(self, route: Route, pipelines: dict, clock, external_url: str = "") -> None:
+    def __init__(self, route: Route, pipelines: dict, clock, external_url: str = "", pushers: dict | None = None) -> None:
         self.route = resolve_inheritance(route)
         self.pipelines = pipelines  # receiver name -> MultiStage
+        # receiver name -> AlertmanagerPusher: alerts routed there skip grouping and dedup (the
+        # pusher re-sends each firing alert every resend_delay so Alertmanager's lease never lapses)
+        self.pushers = pushers or {}
         self.clock = clock
         self.external_url = external_url
         self.groups: dict[str, AggregationGroup] = {}
@@ -84,6 +87,9 @@ class Dispatcher:
         now = self.clock.now()
         for a in alerts:
             for path, route in match_routes(self.route, a.labels):
+                if route.receiver in self.pushers:
+                    self.pushers[route.receiver].update(a)
+                    continue
                 if route.receiver == "null" or route.receiver not in self.pipelines:
                     continue  # a receiver without a URL (or an action sink) is switched off
                 glabels = self._group_labels(route, a.labels)
@@ -105,6 +111,8 @@ class Dispatcher:
         """Start the flushes that are due. Needs a running event loop when a flush is due."""
         now = self.clock.now()
         started = []
+        for p in self.pushers.values():
+            started.extend(p.tick())
         for g in list(self.groups.values()):
             if g.task is not None and not g.task.done():
                 continue

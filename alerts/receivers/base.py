@@ -106,11 +106,21 @@ class HttpReceiver:
     integration = "http"
     follow_redirects = True
 
-    def __init__(self, config, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config, client: httpx.AsyncClient | None = None, dry_run: list | None = None) -> None:
         self.config = config
         self.name = config.name
         self.send_resolved = config.send_resolved
         self._client = client
+        # a list here means "do not deliver": each request is appended to it instead (backtests)
+        self.dry_run = dry_run
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], at: float | None = None) -> DeliveryResult:
+        """One attempt, or, in a dry run, the record of what would have been sent (accepted as 202)."""
+        if self.dry_run is not None:
+            self.dry_run.append({"receiver": self.name, "integration": self.integration, "url": url, "at": at,
+                                 "body": parse_json_or_none(body)})
+            return DeliveryResult(True, http_status=202, payload=body.decode())
+        return await http_attempt(self.client(), url, body, headers, self.config.retry.timeout)
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:

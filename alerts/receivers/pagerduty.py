@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, HttpReceiver, http_attempt, parse_json_or_none
+from alerts.receivers.base import DeliveryResult, HttpReceiver, parse_json_or_none
 
 SEVERITY = {"page": "critical", "critical": "critical", "ticket": "warning", "warning": "warning", "info": "info", "error": "error"}
 
@@ -65,7 +65,7 @@ class PagerDutyReceiver(HttpReceiver):
                 continue
             body = json.dumps(ev, separators=(",", ":")).encode()
             sent.append(ev)
-            res = await http_attempt(self.client(), self.url(), body, {"user-agent": "voxwatch-alerts"}, self.config.retry.timeout)
+            res = await self.post(self.url(), body, {"user-agent": "voxwatch-alerts"}, at=ctx.clock.now())
             if res.ok and res.http_status != 202:
                 # PagerDuty answers 202 with {"status": "success"}; anything else is not an acceptance
                 reply = parse_json_or_none(res.error.encode()) if res.error else None

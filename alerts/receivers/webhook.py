@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, HttpReceiver, http_attempt
+from alerts.receivers.base import DeliveryResult, HttpReceiver
 from alerts.receivers.signing import sign
 
 
@@ -61,7 +61,7 @@ class WebhookReceiver(HttpReceiver):
             headers.update(sign(self.config.secret, ctx.notification_id, int(ctx.clock.now()), body))
         else:
             headers["webhook-id"] = ctx.notification_id
-        return await http_attempt(self.client(), self.config.url, body, headers, self.config.retry.timeout)
+        return await self.post(self.config.url, body, headers, at=ctx.clock.now())
 
     async def aclose(self) -> None:
         if self._client is not None:

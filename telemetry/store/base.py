@@ -19,9 +19,10 @@ import pandas as pd
 import pyarrow as pa
 
 from telemetry.store.arrow import arrow_type
-from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
+from telemetry.store.dialect import ANALYST_MAX_RESULT_BYTES, MODERN, RETENTION_COLUMN, Dialect, check_params
 from telemetry.store.pool import LANES
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
+from telemetry.store.sql_guard import SqlRefused, VettedStatement, vet
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ class ReadOnlyViolation(StoreError):
     """Analysts' SQL tried to do something other than read."""
 
 
-_READONLY_START = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
-_LEADING_COMMENTS = re.compile(r"^\s*((--[^\n]*\n)|(/\*.*?\*/))*", re.DOTALL)
-_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'")
-_FORBIDDEN_SETTINGS = re.compile(r"\b(readonly|max_result_rows|max_execution_time|result_overflow_mode)\b", re.I)
+
+
+def allowed_tables() -> tuple[str, ...]:
+    """What analysts' SQL may read: the store's own tables and views, nothing else."""
+    return tuple(t.name for t in TABLES) + tuple(v.name for v in VIEWS)
 
 
 def _release() -> str:
@@ -249,33 +251,46 @@ class Store(ABC):
         return df.iloc[0, 0] if len(df) else None
 
     def readonly_query(self, sql: str, max_rows: int = 10_000, max_seconds: float = 10.0) -> pd.DataFrame:
-        """Analysts' SQL: one read statement, bounded in rows and time, refused if it writes.
+        """Analysts' SQL: one read of the store's own tables, bounded in rows, bytes, memory and time.
 
-        The engine enforces it too (readonly=1), so a statement that slips past the text check
-        still cannot change anything."""
-        text = _LEADING_COMMENTS.sub("", sql).strip().rstrip(";").strip()
-        if not text:
-            raise ReadOnlyViolation("empty SQL statement")
-        bare = _STRINGS.sub("''", text)
-        if ";" in bare:
-            raise ReadOnlyViolation("only one statement is allowed")
-        if not _READONLY_START.match(text):
-            first = text.split(None, 1)[0].upper()
-            raise ReadOnlyViolation(f"read-only SQL: {first} statements are not allowed (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN only)")
-        if re.search(r"\bSETTINGS\b", bare, re.I) and _FORBIDDEN_SETTINGS.search(bare):
-            raise ReadOnlyViolation("read-only SQL may not change readonly or the row/time limits")
-        if re.search(r"\bINTO\s+OUTFILE\b", bare, re.I):
-            raise ReadOnlyViolation("read-only SQL may not write files (INTO OUTFILE)")
-        if re.search(r"\b(file|url|remote|remoteSecure|s3|hdfs|mysql|postgresql|executable)\s*\(", bare, re.I):
-            raise ReadOnlyViolation("read-only SQL may not read outside the store (table functions are refused)")
+        ClickHouse's own parser and analyser decide what the statement is and what it reads
+        (telemetry/store/sql_guard.py: an allow-list of the store's tables and views), and the
+        limits reach the engine where the SQL text cannot change them (readonly=1 among them)."""
+        run, database = self._sql_guard()
+        settings = self.dialect.readonly_settings(max_rows, max_seconds)
         try:
-            df = self._timed(self._query_df, text, None, self.dialect.readonly_settings(max_rows, max_seconds))
+            statement = vet(sql, run, database, allowed_tables(), limits=MODERN.readonly_settings(max_rows, max_seconds))
+        except SqlRefused as exc:
+            raise ReadOnlyViolation(f"read-only SQL: {exc}") from exc
+        try:
+            df = self._timed(self._readonly_df, statement, settings)
+        except SqlRefused as exc:
+            raise ReadOnlyViolation(f"read-only SQL: {exc}") from exc
         except StoreError as exc:
             msg = str(exc)
             if "READONLY" in msg or "readonly mode" in msg:
                 raise ReadOnlyViolation(f"read-only SQL: the store refused a write ({msg.splitlines()[0]})") from exc
             raise
-        return df.head(max_rows)
+        df = df.head(max_rows)
+        # The engine stops at the first block past max_result_bytes, but a block of one huge row
+        # (`SELECT range(10000000)`) still arrives: refuse to hand it on.
+        size = int(df.memory_usage(deep=True).sum())
+        if size > ANALYST_MAX_RESULT_BYTES:
+            raise ReadOnlyViolation(
+                f"read-only SQL: the result is {size / 2**20:.0f} MiB, above the limit of "
+                f"{ANALYST_MAX_RESULT_BYTES / 2**20:.0f} MiB; select fewer rows or columns"
+            )
+        return df
+
+    def _sql_guard(self):
+        """(runner, database) for the guard: the embedded engine's parser over an empty copy of the schema."""
+        from telemetry.store.chdb_backend import embedded_guard_runner
+
+        return embedded_guard_runner(self.database), self.database
+
+    def _readonly_df(self, statement: VettedStatement, settings: Mapping[str, object]) -> pd.DataFrame:
+        # Backends that pass settings out of band (the server) run the vetted canonical text as is.
+        return self._query_df(statement.canonical, None, settings)
 
     # -- lanes: who is asking decides which connections serve it (telemetry/store/pool.py) --------
     lane = "dashboard"
@@ -312,11 +327,6 @@ class Store(ABC):
             if re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", qid):
                 control._execute(f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
         return len(ids)
-
-    def set_analyst_limits(self, max_memory_bytes: int, max_result_bytes: int) -> None:
-        """Per-query memory and result-size bounds of the analyst lane, on both engines."""
-        self._pool.set_lane_settings("analyst", {"max_memory_usage": int(max_memory_bytes),
-                                                 "max_result_bytes": int(max_result_bytes)})
 
     def lane_stats(self) -> dict[str, dict]:
         """Per lane: connections opened and busy, callers that waited and for how long in all."""

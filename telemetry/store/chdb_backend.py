@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Mapping
 
@@ -11,7 +12,8 @@ import pandas as pd
 from telemetry.store.base import Store, StoreError
 from telemetry.store.dialect import MODERN, literal, placeholders
 from telemetry.store.pool import LanePool, PoolClosed
-from telemetry.store.schema import TABLES_BY_NAME
+from telemetry.store.schema import TABLES, TABLES_BY_NAME, VIEWS
+from telemetry.store.sql_guard import with_limits
 
 # chdb keeps one engine per process. The first store on a folder opens a session that owns it (the
 # folder lock); stores of other databases in the same folder share that session. Queries run on
@@ -19,6 +21,84 @@ from telemetry.store.schema import TABLES_BY_NAME
 # once, one after another on one connection, and each connection keeps its own current database.
 _SESSIONS: dict[str, tuple[object, int]] = {}
 _SESSIONS_LOCK = threading.Lock()
+# The session itself serves only the SQL guard's parse-only queries (and CREATE DATABASE): `USE db`
+# + query on it must not interleave between threads.
+_ENGINE_LOCK = threading.RLock()
+_CURRENT_DATABASE: dict[int, str] = {}  # id(session) -> database last selected with USE
+# Folders opened only so the SQL guard has ClickHouse's parser (a process whose store is a server):
+# a real embedded store opened later in the process takes the engine over.
+_GUARD_ONLY: set[str] = set()
+_GUARD_SCHEMAS: set[tuple[int, str]] = set()  # (id(session), database) holding the guard's empty schema
+
+
+def escape_parameter(value: str) -> str:
+    """chdb reads a String query parameter in the escaped (TSV) format: without this, a tab, newline
+    or backslash in a call id is a BAD_QUERY_PARAMETER error, and a backslash sequence in it (a
+    literal backslash then 0) is read as an escape and looked up as another value."""
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r").replace("\0", "\\0"))
+
+
+def _native_params(sql: str, params: Mapping) -> dict:
+    native = {}
+    for name, ch_type in placeholders(sql):
+        v = params[name]
+        # chdb binds scalars natively; arrays must be given as their literal text.
+        if ch_type.strip().startswith("Array("):
+            native[name] = literal(v, ch_type)
+        elif isinstance(v, str):
+            native[name] = escape_parameter(v)
+        else:
+            native[name] = v
+    return native
+
+
+def _query_text(sess, sql: str, params: Mapping | None, database: str) -> str:
+    """Run on a chdb session in `database` (under the engine lock) and return the TSV text."""
+    with _ENGINE_LOCK:
+        if _CURRENT_DATABASE.get(id(sess)) != database:
+            sess.query(f"USE {database}")
+            _CURRENT_DATABASE[id(sess)] = database
+        res = sess.query(sql, "TSVRaw", params=_native_params(sql, params)) if params else sess.query(sql, "TSVRaw")
+        return res.bytes().decode()
+
+
+def embedded_guard_runner(database: str):
+    """A runner for the SQL guard on the embedded engine, with an empty copy of the schema in `database`
+    (Memory tables): the parser and analyser of a server store's analyst SQL."""
+    from chdb import session as chdb_session
+
+    with _SESSIONS_LOCK:
+        if _SESSIONS:
+            sess = next(iter(_SESSIONS.values()))[0]
+        else:
+            path = tempfile.mkdtemp(prefix="voxwatch-sql-guard-")
+            sess = chdb_session.Session(path)
+            _SESSIONS[path] = (sess, 0)
+            _GUARD_ONLY.add(path)
+    key = (id(sess), database)
+    if key not in _GUARD_SCHEMAS:
+        with _ENGINE_LOCK:
+            sess.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+            for name, columns in _guard_tables():
+                cols = ", ".join(MODERN.column_ddl(c) for c in columns)
+                sess.query(f"CREATE TABLE IF NOT EXISTS {database}.{name} ({cols}) ENGINE = Memory")
+            _GUARD_SCHEMAS.add(key)
+
+    def run(sql: str, params: Mapping | None) -> str:
+        try:
+            return _query_text(sess, sql, params, database)
+        except Exception as exc:
+            raise StoreError(f"chdb: {_first_line(exc)}") from exc
+
+    return run
+
+
+def _guard_tables():
+    for t in TABLES:
+        yield t.name, t.columns
+    for v in VIEWS:
+        yield v.name, TABLES_BY_NAME[v.target].columns
 
 
 def _settings_clause(settings: Mapping[str, object] | None) -> str:
@@ -44,6 +124,13 @@ class ChdbStore(Store):
         os.makedirs(self.path, exist_ok=True)
         with _SESSIONS_LOCK:
             sess, refs = _SESSIONS.get(self.path, (None, 0))
+            for guard_path in [p for p in _SESSIONS if p in _GUARD_ONLY and p != self.path]:
+                with _ENGINE_LOCK:  # the guard's engine gives way to a real store
+                    guard_sess = _SESSIONS.pop(guard_path)[0]
+                    _GUARD_ONLY.discard(guard_path)
+                    _CURRENT_DATABASE.pop(id(guard_sess), None)
+                    _GUARD_SCHEMAS.difference_update({k for k in _GUARD_SCHEMAS if k[0] == id(guard_sess)})
+                    guard_sess.close()
             if sess is None and _SESSIONS:
                 other = next(iter(_SESSIONS))
                 raise StoreError(
@@ -62,7 +149,8 @@ class ChdbStore(Store):
             _SESSIONS[self.path] = (sess, refs + 1)
         self._session = sess
         try:
-            sess.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+            with _ENGINE_LOCK:
+                sess.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         except Exception as exc:
             self._release_session()
             raise StoreError(f"chdb: {_first_line(exc)}") from exc
@@ -95,14 +183,27 @@ class ChdbStore(Store):
         self._run(sql + _settings_clause(settings))
 
     def _query_df(self, sql, params, settings) -> pd.DataFrame:
-        native = None
-        if params:
-            native = {}
-            for name, ch_type in placeholders(sql):
-                v = params[name]
-                # chdb binds scalars natively; arrays must be given as their literal text.
-                native[name] = literal(v, ch_type) if ch_type.strip().startswith("Array(") else v
+        native = _native_params(sql, params) if params else None
         res = self._run(sql + _settings_clause(settings), "DataFrame", native)
+        return res if isinstance(res, pd.DataFrame) else pd.DataFrame()
+
+    # -- analysts' SQL ---------------------------------------------------------------------------
+    def _guard_run(self, sql: str, params: Mapping | None) -> str:
+        if self._pool.closed:
+            raise StoreError("store is closed")
+        try:
+            return _query_text(self._session, sql, params, self.database)
+        except Exception as exc:
+            raise StoreError(f"chdb: {_first_line(exc)}") from exc
+
+    def _sql_guard(self):
+        return self._guard_run, self.database
+
+    def _readonly_df(self, statement, settings) -> pd.DataFrame:
+        # chdb takes no settings beside the text: append them to the engine's canonical form,
+        # proven by the engine to parse as this statement's SETTINGS (sql_guard.with_limits).
+        text = with_limits(statement, settings, self._guard_run)
+        res = self._run(text, "DataFrame")
         return res if isinstance(res, pd.DataFrame) else pd.DataFrame()
 
     def _insert_arrow(self, table: str, tbl) -> None:
@@ -130,6 +231,7 @@ class ChdbStore(Store):
                 return
             if refs <= 1:
                 _SESSIONS.pop(self.path, None)
+                _CURRENT_DATABASE.pop(id(sess), None)
                 try:
                     sess.close()
                 except Exception:  # noqa: BLE001 - closing twice is harmless

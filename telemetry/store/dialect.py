@@ -17,6 +17,12 @@ RETENTION_COLUMN = "stored_at"  # modern dialect only; filled by the engine, nev
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
 
 
+# One analyst query may hold at most this much memory, and return at most this many bytes: a
+# `groupArray` over 300M rows or a 79 MB `range(10000000)` row is refused, not served.
+ANALYST_MAX_MEMORY_BYTES = 1 << 30
+ANALYST_MAX_RESULT_BYTES = 32 << 20
+
+
 class QueryParameterError(ValueError):
     """A query's placeholders and the parameters given to it do not match."""
 
@@ -138,8 +144,10 @@ class Dialect:
         return {
             "readonly": 1,
             "max_result_rows": int(max_rows),
+            "max_result_bytes": ANALYST_MAX_RESULT_BYTES,
             "result_overflow_mode": "break",
             "max_execution_time": max(1, int(math.ceil(max_seconds))),
+            "max_memory_usage": ANALYST_MAX_MEMORY_BYTES,
         }
 
 

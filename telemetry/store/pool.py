@@ -31,13 +31,11 @@ LANE_PRIORITY = {"monitor": 1, "control": 1, "dashboard": 2, "analyst": 10}
 
 DEFAULT_LANE_SIZES = {"monitor": 2, "dashboard": 4, "analyst": 4, "control": 1}
 
-# Per-query bounds on the analyst lane (the engine refuses a query past max_memory_usage and cuts
-# the result past max_result_bytes, like max_result_rows): the API's QueryLimits replace them.
-# max_threads: an analyst query uses at most half the cores, so the other half stays free for the
-# dashboards, the monitoring loop and this process's Python (priority alone pauses the analyst only
-# while a higher lane's query runs, not between them; measured in the README).
-DEFAULT_ANALYST_LIMITS = {"max_memory_usage": 1_000_000_000, "max_result_bytes": 100_000_000,
-                          "max_threads": max(1, (os.cpu_count() or 2) // 2)}
+# An analyst query uses at most half the cores, so the other half stays free for the dashboards, the
+# monitoring loop and this process's Python: priority alone pauses an analyst query only while a
+# higher lane's query runs, not between them (measured in the README). Memory, result size, rows and
+# time are bounded per statement by the read-only settings (dialect.readonly_settings).
+DEFAULT_ANALYST_SETTINGS = {"max_threads": max(1, (os.cpu_count() or 2) // 2)}
 
 
 class PoolClosed(RuntimeError):
@@ -63,7 +61,7 @@ class LanePool:
         self.sizes = {**DEFAULT_LANE_SIZES, **(sizes or {})}
         self._idle: dict[str, list] = {lane: [] for lane in self.sizes}
         self.settings: dict[str, dict[str, object]] = {lane: {"priority": LANE_PRIORITY[lane]} for lane in self.sizes}
-        self.settings["analyst"].update(DEFAULT_ANALYST_LIMITS)
+        self.settings["analyst"].update(DEFAULT_ANALYST_SETTINGS)
         self.stats: dict[str, LaneStats] = {lane: LaneStats() for lane in self.sizes}
         self._cond = threading.Condition()
         self._closed = False

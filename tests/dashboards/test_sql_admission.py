@@ -18,7 +18,10 @@ import pytest
 
 from tests.dashboards.conftest import ADMIN_TOKEN, READ_TOKEN, settings
 
-ENDLESS = "SELECT count() FROM system.numbers WHERE NOT ignore(sipHash64(number))"
+# Passes the SQL guard (the store's own table) and runs for hours over 3,000 calls: it ends only by
+# being cancelled.
+ENDLESS = ("SELECT count() FROM calls AS a, calls AS b, calls AS c "
+           "WHERE NOT ignore(sipHash64(a.call_id, b.call_id, c.call_id))")
 
 
 @pytest.fixture
@@ -29,6 +32,8 @@ def service(store):
 
     s = settings()
     s.limits = QueryLimits(sql_max_concurrent=1, sql_max_per_token=1, sql_max_queue=1, sql_max_seconds=60)
+    ids = [f"call-{i}" for i in range(3000)]
+    store.insert("calls", {"call_id": ids, "started_ms": [1] * 3000, "ended_ms": [2] * 3000})
     ctx = AppContext(store=store, settings=s)
     running = start_api(ctx)
     yield running.url, ctx, store

@@ -1,6 +1,7 @@
 """WebRTC signalling: `POST /v1/calls` takes a caller's SDP offer and returns the edge's answer and the
 call id; `GET /v1/calls` lists live calls (read token); `DELETE /v1/calls/{id}` hangs one up (admin token).
-The offer itself is open, like a phone number: callers are customers' browsers, not operators.
+The offer is open like a phone number unless the config's `calls` section asks for a token; pages on
+other origins may place calls only from `calls.cors_origins` (voxwatch/api/caller.py).
 
 The voice pipeline is taken from `ctx.extras["voice"]` when the composition root built one, or built
 on the first offer (Whisper, the classifier and the local stand-in services load then) with the
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from pipeline.media.edge import OfferRejected
+from voxwatch.api.caller import caller_guard
 from voxwatch.auth import require_admin, require_read
 
 
@@ -67,8 +69,10 @@ def build_router(ctx) -> APIRouter:
 
     router = APIRouter(prefix="/v1/calls", tags=["calls"], on_shutdown=[shutdown])
 
-    @router.post("", response_model=CallAnswer, responses={400: {"description": "the offer cannot be answered"}})
-    async def place_call(offer: CallOffer) -> CallAnswer:
+    @router.post("", response_model=CallAnswer, responses={400: {"description": "the offer cannot be answered"},
+                                                           401: {"description": "calls.token is set and not given"},
+                                                           403: {"description": "origin not in calls.cors_origins"}})
+    async def place_call(offer: CallOffer, cors: dict = Depends(caller_guard)) -> CallAnswer:
         t0 = time.perf_counter()
         voice = _voice_pipeline(ctx)
         media = ctx.extras.get("media_metrics")
@@ -77,7 +81,7 @@ def build_router(ctx) -> APIRouter:
         except OfferRejected as exc:
             if media is not None:
                 media.offer_rejected(str(exc), time.perf_counter() - t0)
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+            raise HTTPException(status_code=400, detail=str(exc), headers=cors) from None
         if media is not None:
             media.offer_answered(time.perf_counter() - t0)
         return CallAnswer(call_id=call.call_id, sdp=call.answer_sdp)

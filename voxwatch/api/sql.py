@@ -42,8 +42,6 @@ class AnalystRunner:
     def __init__(self, ctx: AppContext, limits) -> None:
         self.gate = AdmissionGate(limits.sql_max_concurrent, limits.sql_max_per_token, limits.sql_max_queue)
         self.pool = ThreadPoolExecutor(max_workers=limits.sql_max_concurrent, thread_name_prefix="voxwatch-sql")
-        if ctx.store is not None:
-            ctx.store.set_analyst_limits(limits.sql_max_memory_bytes, limits.sql_max_result_bytes)
 
 
 def get_runner(ctx: Ctx, limits: Limits) -> AnalystRunner:

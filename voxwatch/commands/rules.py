@@ -31,6 +31,9 @@ def register(sub) -> None:
     t.add_argument("--calls", type=int, default=None, help="concurrent calls (default: the scenario's)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--json", action="store_true")
+    t.add_argument("--deliver", action="store_true",
+                   help="really send to the configured receivers (default: only report what would have been "
+                        "sent; times are the replay's virtual clock)")
     t.set_defaults(func=_test)
 
 
@@ -66,8 +69,8 @@ def _test(args) -> int:
     from alerts.ruleset import RuleFileError, load_rules
 
     try:
-        # no environment: receiver URLs stay unset, so a backtest never pages anyone for real
-        rs = load_rules(args.files or None, env={})
+        # receivers as configured; without --deliver they only record what they would have sent
+        rs = load_rules(args.files or None)
     except RuleFileError as exc:
         raise CommandError(str(exc).replace("\n", "\n  ")) from None
     from alerts.backtest import format_report
@@ -81,7 +84,8 @@ def _test(args) -> int:
         return 0
     if not args.scenario:
         raise CommandError("give --scenario NAME, or --store URL --from T --to T to replay stored history")
-    report = backtest(rs, args.scenario, calls=args.calls, duration_s=args.duration, seed=args.seed)
+    report = backtest(rs, args.scenario, calls=args.calls, duration_s=args.duration, seed=args.seed,
+                      deliver=args.deliver)
     if args.json:
         print(json.dumps(report, default=_json_default))
     else:
@@ -234,12 +238,13 @@ def run_scenario(
     return run
 
 
-def backtest(ruleset, scenario_name: str, *, calls: int | None = None, duration_s: float | None = None, seed: int | None = None) -> dict:
-    from alerts.backtest import score
+def backtest(ruleset, scenario_name: str, *, calls: int | None = None, duration_s: float | None = None,
+             seed: int | None = None, deliver: bool = False) -> dict:
+    from alerts.backtest import score, would_send
 
     sc = load_scenario_or_error(scenario_name, calls, duration_s, seed)
-    # a backtest only observes: no receivers are called (their URLs are not set here)
-    run = run_scenario(ruleset, sc, engine_kwargs={"notify": True})
+    # a backtest only observes: receivers record what they would have sent, unless told to deliver
+    run = run_scenario(ruleset, sc, engine_kwargs={"notify": True, "deliver": deliver})
     t0 = sc.start
     report = score(ruleset.rules(), run.engine.transitions, sc.ground_truth(), t0, t0 + run.summary.get("simulated_s", sc.duration_s))
     return {
@@ -254,4 +259,6 @@ def backtest(ruleset, scenario_name: str, *, calls: int | None = None, duration_
             for r in (run.engine.actions.history if run.engine.actions else [])
         ],
         "findings": len(run.findings),
+        "delivered": deliver,
+        "would_send": would_send(run.engine.would_send or [], t0),
     }

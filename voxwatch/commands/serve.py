@@ -187,10 +187,12 @@ def build_context(settings: Settings, store=None, clock=None):
                       pipeline=SimpleNamespace(controller=controller))
 
 
-def start_monitoring(ctx, external_url: str = ""):
+def start_monitoring(ctx, external_url: str = "", ruleset=None, reloader=None):
     """The live loop on a thread of its own: snapshots, anomaly findings, alert rules and actions,
-    once a second. Rules are the shipped set; receivers come from the environment
-    (VOXWATCH_PAGER_URL, VOXWATCH_TICKET_URL, VOXWATCH_WEBHOOK_SECRET, PAGERDUTY_ROUTING_KEY)."""
+    once a second. Rules and routing are the config's (`rule_files`, `alerting`), by default the
+    shipped set, whose receivers come from the environment (VOXWATCH_PAGER_URL, VOXWATCH_TICKET_URL,
+    VOXWATCH_WEBHOOK_SECRET, VOXWATCH_ALERTMANAGER_URL, PAGERDUTY_ROUTING_KEY). With a `reloader`,
+    a config reload reaches the engine on this loop."""
     import asyncio
 
     from alerts import load_rules
@@ -198,10 +200,12 @@ def start_monitoring(ctx, external_url: str = ""):
     from voxwatch.loop import MonitoringLoop
 
     # the loop's snapshots, anomaly polls and alert state use the monitoring lane, never the API's
-    loop_obj = MonitoringLoop(telemetry=ctx.telemetry, clock=ctx.clock, ruleset=load_rules(), sink=ctx.sink,
-                              store=ctx.store.with_lane("monitor"), controller=ctx.pipeline.controller,
+    loop_obj = MonitoringLoop(telemetry=ctx.telemetry, clock=ctx.clock, ruleset=ruleset or load_rules(),
+                              sink=ctx.sink, store=ctx.store.with_lane("monitor"), controller=ctx.pipeline.controller,
                               external_url=external_url)
     ctx.alerts, ctx.anomaly = loop_obj.engine, loop_obj.anomaly
+    if reloader is not None:
+        reloader.monitoring = loop_obj
     runtime = RuntimeMonitor(ctx.telemetry, process="voxwatch-serve")
     stop_holder: dict = {}
 
@@ -209,6 +213,8 @@ def start_monitoring(ctx, external_url: str = ""):
         async def go() -> None:
             stop_holder["stop"] = stop = asyncio.Event()
             stop_holder["loop"] = asyncio.get_running_loop()
+            if reloader is not None:
+                reloader.engine_loop = stop_holder["loop"]
             watcher = asyncio.create_task(runtime.watch())
             try:
                 await loop_obj.run(stop)
@@ -233,7 +239,9 @@ def start_monitoring(ctx, external_url: str = ""):
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the API (and optionally the dashboard) on a store, until stopped")
-    p.add_argument("--config", help="settings file (.toml or .yaml): store, tokens with scopes, ports, limits")
+    p.add_argument("--config", help="settings file (.toml or .yaml): store, tokens with scopes, ports, limits, "
+                   "rule_files, alerting (routes, receivers), external_url, calls (`voxwatch init DIR` writes one); "
+                   "reloaded on SIGHUP or POST /-/reload")
     p.add_argument("--store", help="store URL (overrides the config and VOXWATCH_STORE)")
     p.add_argument("--host", help="address to listen on (default from config, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="API port (default from config, else 8000)")
@@ -244,10 +252,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from voxwatch.cli import CommandError
+    from voxwatch.config_rules import external_url, load_ruleset
 
     try:
         settings = load_settings(args.config, store=args.store, host=args.host, port=args.port,
                                  dashboard_port=args.dashboard_port)
+        ruleset = load_ruleset(settings, args.config or "config")
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     generated = not settings.tokens
@@ -260,12 +270,20 @@ def run(args) -> int:
     import uvicorn
 
     from voxwatch.app import create_app
+    from voxwatch.reload import Reloader
 
+    reloader = Reloader(ctx, args.config, overrides={"store": args.store, "host": args.host, "port": args.port,
+                                                     "dashboard_port": args.dashboard_port})
+    ctx.extras["reloader"] = reloader
     dashboard = None
     stopping = threading.Event()
+    reload_asked = threading.Event()
 
     def on_signal(signum, frame):
         stopping.set()
+
+    def on_hup(signum, frame):
+        reload_asked.set()
 
     try:
         api_port = settings.port or free_port(settings.host)
@@ -277,7 +295,9 @@ def run(args) -> int:
         thread = threading.Thread(target=server.run, name="voxwatch-api", daemon=True)
         thread.start()
         _wait_http(f"{url}/healthz", 30.0, thread.is_alive)
-        stop_monitoring = start_monitoring(ctx, external_url=url)
+        stop_monitoring = start_monitoring(ctx, external_url=external_url(settings, api_port), ruleset=ruleset,
+                                           reloader=reloader)
+        reloader.loaded(True)
         # printed once it answers, so whoever reads this line can use the URL at once
         print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
         if generated:
@@ -291,8 +311,19 @@ def run(args) -> int:
             print(f"voxwatch: dashboard on {dashboard.url}", flush=True)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_hup)
         while not stopping.is_set() and thread.is_alive():
             stopping.wait(0.5)
+            if reload_asked.is_set():
+                reload_asked.clear()
+                result = reloader.reload()
+                if result.ok:
+                    print(f"voxwatch: config reloaded ({result.rules} rules)"
+                          + (f"; {', '.join(result.restart_needed)} changed, which takes a restart"
+                             if result.restart_needed else ""), flush=True)
+                else:
+                    print("voxwatch: config reload refused, the running config stays: "
+                          + "; ".join(result.problems), flush=True)
         if dashboard is not None:  # first, so no page is still asking the API while it shuts down
             dashboard.stop()
             dashboard = None
