@@ -175,7 +175,7 @@ def build_context(settings: Settings, store=None, clock=None):
 
     clock = clock or WallClock()
     store = store or open_store(settings.store)
-    sink = Sink(store)
+    sink = Sink(store, spool_dir=settings.spool_dir)
     tel = Telemetry(clock=clock, sink=sink)
     sink.telemetry = tel
     store.telemetry, store.source = tel, "api"
