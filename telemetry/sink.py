@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -116,8 +117,26 @@ def _validate(table: str, columns: list[Column], data: Mapping[str, object], n: 
     return out, keep, reasons
 
 
+def default_spool_dir(store: Store) -> Path:
+    """The spool belongs to its store, so a batch is never replayed into a different one.
+
+    Embedded: beside the data folder (`<folder>.spool/<database>`). Server: under
+    `$VOXWATCH_SPOOL` (default ./var/spool), in a folder named after host, port and database."""
+    path = getattr(store, "path", None)
+    database = getattr(store, "database", "voxwatch")
+    if path:
+        return Path(f"{os.path.abspath(path)}.spool") / database
+    root = Path(os.environ.get("VOXWATCH_SPOOL", "./var/spool"))
+    where = f"{getattr(store, 'host', 'store')}_{getattr(store, 'port', '')}_{database}"
+    return root / re.sub(r"[^A-Za-z0-9_.-]", "_", where)
+
+
 class Sink:
-    """Asynchronous, batched, lossless writer into a `Store`."""
+    """Asynchronous, batched, lossless writer into a `Store`.
+
+    The writer thread never dies: an unreadable spool file is quarantined with its reason, a spool
+    write that fails keeps the batch in memory and is retried, and any other fault in a round is
+    logged, counted and retried after a back-off."""
 
     def __init__(
         self,
@@ -132,8 +151,9 @@ class Sink:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
-        self.spool_dir = Path(spool_dir or os.environ.get("VOXWATCH_SPOOL", "./var/spool"))
+        self.spool_dir = Path(spool_dir) if spool_dir else default_spool_dir(store)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir = self.spool_dir / "quarantine"
         self.max_batch_rows = max_batch_rows
         self.flush_interval = flush_interval
         self.max_buffer_rows = max_buffer_rows
@@ -151,6 +171,7 @@ class Sink:
         self._store_down_until = 0.0
         self._backoff = retry_initial
         self._seq = 0
+        self._retry_after = 0.0  # after an internal fault or a failed spool write: wait, then retry
         # Batches spooled by an earlier process (a crash, an outage at shutdown) are replayed first.
         self._spool_nonempty = bool(self.spooled_files())
         self._thread = threading.Thread(target=self._run, name="voxwatch-sink", daemon=True)
@@ -200,7 +221,11 @@ class Sink:
                     self._cond.notify_all()
         if over:
             # Memory is bounded: past the limit the batch goes to disk and is replayed in order.
-            self._spool(table, tbl)
+            try:
+                self._spool(table, tbl)
+            except OSError as exc:
+                # Both the store and the disk refuse: keep the rows (over the bound) rather than lose them.
+                self._spool_failed(table, tbl, exc)
         return n
 
     def _count_rejected(self, table: str, reasons: dict[int, str]) -> None:
@@ -287,7 +312,7 @@ class Sink:
                         break
                     if self._spool_nonempty and now >= self._store_down_until:
                         break
-                    self._cond.wait(min(next_flush - now, 0.25))
+                    self._cond.wait(max(0.0, min(next_flush - now, 0.25)))
                 if self._stopping and not self._pending_rows:
                     return
                 batches = self._take_batches()
@@ -297,14 +322,23 @@ class Sink:
             for table, batch in batches:
                 try:
                     self._write_or_spool(table, batch)
+                except Exception as exc:  # noqa: BLE001 - the writer must outlive any one fault
+                    self._internal_fault("write", exc)
+                    self._hold(table, batch)
                 finally:
                     with self._cond:
                         self._inflight -= 1
                         self._cond.notify_all()
-            self._replay_spool()
-            self._gauges()
+            for step, fn in (("replay", self._replay_spool), ("gauges", self._gauges)):
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001
+                    self._internal_fault(step, exc)
             with self._cond:
                 self._cond.notify_all()
+                wait = self._retry_after - time.monotonic()
+                if wait > 0 and not self._stopping:
+                    self._cond.wait(wait)
 
     def _take_batches(self) -> list[tuple[str, pa.Table]]:
         out = []
@@ -319,7 +353,7 @@ class Sink:
     def _write_or_spool(self, table: str, batch: pa.Table) -> None:
         if time.monotonic() < self._store_down_until or self._spool_nonempty:
             # Keep order: while older batches wait in the spool, newer ones queue behind them.
-            self._spool(table, batch)
+            self._spool_or_hold(table, batch)
             return
         t0 = time.perf_counter()
         try:
@@ -333,7 +367,7 @@ class Sink:
         except StoreUnavailable as exc:
             self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
             self._store_down(exc)
-            self._spool(table, batch)
+            self._spool_or_hold(table, batch)
 
     def _insert_isolating_bad_rows(self, table: str, batch: pa.Table) -> int:
         """Insert; if the store refuses the data itself, bisect to reject only the offending rows.
@@ -364,17 +398,76 @@ class Sink:
         self._backoff = self.retry_initial
         self._store_down_until = 0.0
 
+    # -- faults ----------------------------------------------------------------------------------
+    def _internal_fault(self, step: str, exc: BaseException) -> None:
+        log.error("sink: %s failed (%s: %s); the writer goes on and retries", step, type(exc).__name__, exc)
+        self._metric("voxwatch_sink_spool_errors_total", 1, op=step)
+        self._retry_after = time.monotonic() + max(self._backoff, self.retry_initial)
+
+    def _hold(self, table: str, batch: pa.Table) -> None:
+        """Put a batch back at the head of its table's queue, to be written (or spooled) next round."""
+        with self._cond:
+            self._pending[table].insert(0, batch)
+            self._pending_rows += batch.num_rows
+
+    def _spool_or_hold(self, table: str, batch: pa.Table) -> None:
+        try:
+            self._spool(table, batch)
+        except OSError as exc:
+            self._spool_failed(table, batch, exc)
+            self._hold(table, batch)
+
+    def _spool_failed(self, table: str, batch: pa.Table, exc: OSError) -> None:
+        log.error("sink: cannot spool %d row(s) of %s to %s (%s); kept in memory, retrying",
+                  batch.num_rows, table, self.spool_dir, exc)
+        self._metric("voxwatch_sink_spool_errors_total", 1, op="spool_write")
+        self._retry_after = time.monotonic() + max(self._backoff, self.retry_initial)
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        """Move an unreadable spool file aside with its reason; the rest of the spool goes on."""
+        log.error("sink: spool file %s quarantined: %s", path.name, reason)
+        self._metric("voxwatch_sink_spool_quarantined_total", 1, reason=_quarantine_code(reason))
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / path.name
+        os.replace(path, target)
+        (self.quarantine_dir / f"{path.name}.reason.txt").write_text(reason + "\n")
+
+    def quarantined_files(self) -> list[Path]:
+        return sorted(self.quarantine_dir.glob("*.arrow")) if self.quarantine_dir.exists() else []
+
     # -- spool -----------------------------------------------------------------------------------
     def _spool(self, table: str, batch: pa.Table) -> None:
         self._seq += 1
         name = f"{time.time_ns():020d}-{self._seq:08d}-{uuid.uuid4().hex[:8]}-{table}"
+        self.spool_dir.mkdir(parents=True, exist_ok=True)  # the folder may have been removed meanwhile
         tmp = self.spool_dir / f"{name}.tmp"
-        with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, batch.schema) as w:
-            w.write_table(batch)
-        os.replace(tmp, self.spool_dir / f"{name}.arrow")  # atomic: a crash leaves no half file
+        try:
+            with open(tmp, "wb") as fh:
+                with ipc.new_file(fh, batch.schema) as w:
+                    w.write_table(batch)
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before it is named: a power cut leaves no empty .arrow
+            os.replace(tmp, self.spool_dir / f"{name}.arrow")  # atomic: a crash leaves no half file
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.spool_dir)
         self.stats.spooled[table] += batch.num_rows
         self._metric("voxwatch_sink_rows_spooled_total", batch.num_rows, table=table)
         self._spool_nonempty = True
+
+    def _read_spooled(self, path: Path) -> tuple[str, pa.Table] | None:
+        try:
+            table = path.stem.split("-", 3)[3]
+            if table not in TABLES_BY_NAME:
+                raise ValueError(f"unknown table {table!r} in the file name")
+            with pa.memory_map(str(path), "r") as src:
+                return table, ipc.open_file(src).read_all()
+        except FileNotFoundError:
+            return None  # gone meanwhile (another replay, an operator): nothing to do
+        except (OSError, IndexError, ValueError, pa.ArrowException) as exc:
+            self._quarantine(path, f"{type(exc).__name__}: {exc}")
+            return None
 
     def _replay_spool(self) -> None:
         files = self.spooled_files()
@@ -382,9 +475,10 @@ class Sink:
         if not files or time.monotonic() < self._store_down_until:
             return
         for path in files:
-            table = path.stem.split("-", 3)[3]
-            with pa.memory_map(str(path), "r") as src:
-                batch = ipc.open_file(src).read_all()
+            read = self._read_spooled(path)
+            if read is None:
+                continue
+            table, batch = read
             try:
                 n = self._insert_isolating_bad_rows(table, batch)
             except StoreUnavailable as exc:
@@ -396,3 +490,22 @@ class Sink:
             self.stats.replayed[table] += n
             self._metric("voxwatch_sink_rows_replayed_total", n, table=table)
         self._spool_nonempty = bool(self.spooled_files())
+
+
+def _quarantine_code(reason: str) -> str:
+    if reason.startswith("ValueError: unknown table"):
+        return "unknown_table"
+    if reason.startswith(("ArrowInvalid", "ArrowException", "ArrowIOError")):
+        return "unreadable"
+    return "io_error"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

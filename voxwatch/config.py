@@ -107,6 +107,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: str = Field(default=DEFAULT_STORE_URL, description="chdb:///dir or clickhouse://user:pw@host:port/db")
+    spool_dir: str | None = Field(default=None, description="where the sink spools batches while the store is "
+                                  "unreachable; default: derived from the store (<chdb folder>.spool/<database>)")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     dashboard_port: int = Field(default=8501, ge=0, le=65535)

@@ -158,3 +158,4 @@ def run(args) -> dict:
         shutil.rmtree(spool, ignore_errors=True)
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder + ".spool", ignore_errors=True)  # the sink's spool beside the store

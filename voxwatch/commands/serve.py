@@ -177,7 +177,7 @@ def build_context(settings: Settings, store=None, clock=None):
     store = store or open_store(settings.store)
     # Lanes (telemetry/store/pool.py): the sink writes on the monitoring lane, the API reads on the
     # dashboard lane, analysts' SQL runs on the analyst lane; none queues behind another.
-    sink = Sink(store.with_lane("monitor"))
+    sink = Sink(store.with_lane("monitor"), spool_dir=settings.spool_dir)
     tel = Telemetry(clock=clock, sink=sink)
     sink.telemetry = tel
     store.telemetry, store.source = tel, "api"
