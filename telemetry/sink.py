@@ -163,6 +163,8 @@ class Sink:
         self.on_error = on_error
         self.stats = SinkStats()
         self._pending: dict[str, list[pa.Table]] = defaultdict(list)  # table -> validated Arrow batches
+        # Batches that failed mid-write keep their identity: written again first, under the same id.
+        self._held: list[tuple[str, pa.Table, str]] = []
         self._pending_rows = 0
         self._inflight = 0
         self._cond = threading.Condition()
@@ -319,12 +321,12 @@ class Sink:
                 self._flush_requested = False
                 self._inflight += len(batches)
             next_flush = time.monotonic() + self.flush_interval
-            for table, batch in batches:
+            for table, batch, batch_id in batches:
                 try:
-                    self._write_or_spool(table, batch)
+                    self._write_or_spool(table, batch, batch_id)
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any one fault
                     self._internal_fault("write", exc)
-                    self._hold(table, batch)
+                    self._hold(table, batch, batch_id)
                 finally:
                     with self._cond:
                         self._inflight -= 1
@@ -340,24 +342,28 @@ class Sink:
                 if wait > 0 and not self._stopping:
                     self._cond.wait(wait)
 
-    def _take_batches(self) -> list[tuple[str, pa.Table]]:
-        out = []
+    def _take_batches(self) -> list[tuple[str, pa.Table, str]]:
+        """(table, batch, batch id) to write this round. The id is the batch's identity from here on:
+        its insert token, and its name in the spool, so a batch written twice is stored once."""
+        out, self._held = self._held, []
+        for _, batch, _ in out:
+            self._pending_rows -= batch.num_rows
         for table, chunks in self._pending.items():
             if chunks:
                 batch = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
-                out.append((table, batch))
+                out.append((table, batch, uuid.uuid4().hex))
                 self._pending_rows -= batch.num_rows
         self._pending.clear()
         return out
 
-    def _write_or_spool(self, table: str, batch: pa.Table) -> None:
+    def _write_or_spool(self, table: str, batch: pa.Table, batch_id: str) -> None:
         if time.monotonic() < self._store_down_until or self._spool_nonempty:
             # Keep order: while older batches wait in the spool, newer ones queue behind them.
-            self._spool_or_hold(table, batch)
+            self._spool_or_hold(table, batch, batch_id)
             return
         t0 = time.perf_counter()
         try:
-            n = self._insert_isolating_bad_rows(table, batch)
+            n = self._insert_isolating_bad_rows(table, batch, batch_id)
             self._store_up()
             self.stats.written[table] += n
             self._metric("voxwatch_sink_rows_written_total", n, table=table)
@@ -367,14 +373,17 @@ class Sink:
         except StoreUnavailable as exc:
             self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
             self._store_down(exc)
-            self._spool_or_hold(table, batch)
+            # The insert may have landed before the connection broke: the spooled copy keeps the id,
+            # so its replay is recognised by the store rather than stored twice.
+            self._spool_or_hold(table, batch, batch_id)
 
-    def _insert_isolating_bad_rows(self, table: str, batch: pa.Table) -> int:
-        """Insert; if the store refuses the data itself, bisect to reject only the offending rows.
+    def _insert_isolating_bad_rows(self, table: str, batch: pa.Table, token: str) -> int:
+        """Insert under `token`; if the store refuses the data itself, bisect to reject only the
+        offending rows (each half under a token derived from this one, so a replay repeats them).
 
         Returns the number of rows stored."""
         try:
-            return self.store.insert(table, batch)
+            return self.store.insert(table, batch, dedup_token=token)
         except StoreUnavailable:
             raise
         except StoreError as exc:
@@ -382,9 +391,8 @@ class Sink:
                 self._count_rejected(table, {0: f"refused by the store: {str(exc)[:200]}"})
                 return 0
             mid = batch.num_rows // 2
-            return self._insert_isolating_bad_rows(table, batch.slice(0, mid)) + self._insert_isolating_bad_rows(
-                table, batch.slice(mid)
-            )
+            return self._insert_isolating_bad_rows(table, batch.slice(0, mid), f"{token}.0") + \
+                self._insert_isolating_bad_rows(table, batch.slice(mid), f"{token}.1")
 
     def _store_down(self, exc: Exception) -> None:
         self.stats.store_errors += 1
@@ -404,18 +412,18 @@ class Sink:
         self._metric("voxwatch_sink_spool_errors_total", 1, op=step)
         self._retry_after = time.monotonic() + max(self._backoff, self.retry_initial)
 
-    def _hold(self, table: str, batch: pa.Table) -> None:
-        """Put a batch back at the head of its table's queue, to be written (or spooled) next round."""
+    def _hold(self, table: str, batch: pa.Table, batch_id: str) -> None:
+        """Keep a batch (and its id) to be written, or spooled, first in the next round."""
         with self._cond:
-            self._pending[table].insert(0, batch)
+            self._held.append((table, batch, batch_id))
             self._pending_rows += batch.num_rows
 
-    def _spool_or_hold(self, table: str, batch: pa.Table) -> None:
+    def _spool_or_hold(self, table: str, batch: pa.Table, batch_id: str) -> None:
         try:
-            self._spool(table, batch)
+            self._spool(table, batch, batch_id)
         except OSError as exc:
             self._spool_failed(table, batch, exc)
-            self._hold(table, batch)
+            self._hold(table, batch, batch_id)
 
     def _spool_failed(self, table: str, batch: pa.Table, exc: OSError) -> None:
         log.error("sink: cannot spool %d row(s) of %s to %s (%s); kept in memory, retrying",
@@ -436,9 +444,10 @@ class Sink:
         return sorted(self.quarantine_dir.glob("*.arrow")) if self.quarantine_dir.exists() else []
 
     # -- spool -----------------------------------------------------------------------------------
-    def _spool(self, table: str, batch: pa.Table) -> None:
+    def _spool(self, table: str, batch: pa.Table, batch_id: str | None = None) -> None:
+        # <time>-<seq>-<batch id>-<table>: the id (no dashes) is the insert token on replay
         self._seq += 1
-        name = f"{time.time_ns():020d}-{self._seq:08d}-{uuid.uuid4().hex[:8]}-{table}"
+        name = f"{time.time_ns():020d}-{self._seq:08d}-{batch_id or uuid.uuid4().hex}-{table}"
         self.spool_dir.mkdir(parents=True, exist_ok=True)  # the folder may have been removed meanwhile
         tmp = self.spool_dir / f"{name}.tmp"
         try:
@@ -456,18 +465,23 @@ class Sink:
         self._metric("voxwatch_sink_rows_spooled_total", batch.num_rows, table=table)
         self._spool_nonempty = True
 
-    def _read_spooled(self, path: Path) -> tuple[str, pa.Table] | None:
+    def _read_spooled(self, path: Path) -> tuple[str, pa.Table, str] | None:
         try:
-            table = path.stem.split("-", 3)[3]
+            _, _, batch_id, table = path.stem.split("-", 3)
             if table not in TABLES_BY_NAME:
                 raise ValueError(f"unknown table {table!r} in the file name")
             with pa.memory_map(str(path), "r") as src:
-                return table, ipc.open_file(src).read_all()
+                return table, ipc.open_file(src).read_all(), batch_id
         except FileNotFoundError:
             return None  # gone meanwhile (another replay, an operator): nothing to do
         except (OSError, IndexError, ValueError, pa.ArrowException) as exc:
             self._quarantine(path, f"{type(exc).__name__}: {exc}")
             return None
+
+    def _spooled_batch_stored(self, path: Path) -> None:
+        """The store has the batch: its spool file goes. A process killed just before this line
+        replays the batch on restart, and the store recognises it by its id (the insert token)."""
+        path.unlink()
 
     def _replay_spool(self) -> None:
         files = self.spooled_files()
@@ -478,14 +492,14 @@ class Sink:
             read = self._read_spooled(path)
             if read is None:
                 continue
-            table, batch = read
+            table, batch, batch_id = read
             try:
-                n = self._insert_isolating_bad_rows(table, batch)
+                n = self._insert_isolating_bad_rows(table, batch, batch_id)
             except StoreUnavailable as exc:
                 self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
                 self._store_down(exc)
                 return
-            path.unlink()
+            self._spooled_batch_stored(path)
             self._store_up()
             self.stats.replayed[table] += n
             self._metric("voxwatch_sink_rows_replayed_total", n, table=table)

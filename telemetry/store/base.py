@@ -83,7 +83,7 @@ class Store(ABC):
     def _query_df(self, sql: str, params: Mapping | None, settings: Mapping[str, object] | None) -> pd.DataFrame: ...
 
     @abstractmethod
-    def _insert_arrow(self, table: str, tbl: pa.Table) -> None: ...
+    def _insert_arrow(self, table: str, tbl: pa.Table, settings: Mapping[str, object] | None = None) -> None: ...
 
     @abstractmethod
     def server_version(self) -> str: ...
@@ -159,6 +159,9 @@ class Store(ABC):
             for c in t.columns:
                 if c.name not in have:
                     self._execute(self.dialect.add_column_ddl(local, c))
+            window = self.dialect.dedup_window_ddl(local)
+            if window:
+                self._execute(window)
             if self.dialect.modern and t.ttl_days and RETENTION_COLUMN not in have:
                 # Stores from schema 3 had event-time TTLs: move retention to the storage time.
                 for stmt in self.dialect.retention_ddl(local, t):
@@ -211,11 +214,18 @@ class Store(ABC):
                 raise StoreError(f"table {table}, column {c.name}: {exc}") from exc
         return pa.Table.from_arrays(arrays, names=[c.name for c in stored])
 
-    def insert(self, table: str, data) -> int:
-        """Insert a DataFrame, a dict of columns or an Arrow table. Returns rows inserted."""
+    def insert(self, table: str, data, dedup_token: str | None = None) -> int:
+        """Insert a DataFrame, a dict of columns or an Arrow table. Returns rows handed to the store.
+
+        With `dedup_token` (a stable identity of this batch), repeating the insert stores it once on
+        the modern dialect (telemetry/store/dialect.py, insert_settings); 18.16 ignores the token."""
         tbl = self.batch(table, data)
         if tbl.num_rows:
-            self._insert_arrow(table, tbl)
+            settings = self.dialect.insert_settings(dedup_token)
+            if settings:
+                self._insert_arrow(table, tbl, settings)
+            else:
+                self._insert_arrow(table, tbl)
         return tbl.num_rows
 
     # -- reading ---------------------------------------------------------------------------------

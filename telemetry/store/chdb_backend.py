@@ -206,11 +206,11 @@ class ChdbStore(Store):
         res = self._run(text, "DataFrame")
         return res if isinstance(res, pd.DataFrame) else pd.DataFrame()
 
-    def _insert_arrow(self, table: str, tbl) -> None:
+    def _insert_arrow(self, table: str, tbl, settings: Mapping[str, object] | None = None) -> None:
         cols = TABLES_BY_NAME[table].stored_columns()
         # `tbl` is read by chdb's Python() table function, by name, from this frame.
         names = ", ".join(f"`{c.name}`" for c in cols)
-        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(tbl)")
+        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(tbl)" + _settings_clause(settings))
 
     def server_version(self) -> str:
         return str(self.with_lane("control")._run("SELECT version()", "DataFrame").iloc[0, 0])

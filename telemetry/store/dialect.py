@@ -21,6 +21,8 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
 # `groupArray` over 300M rows or a 79 MB `range(10000000)` row is refused, not served.
 ANALYST_MAX_MEMORY_BYTES = 1 << 30
 ANALYST_MAX_RESULT_BYTES = 32 << 20
+# Insert tokens a table remembers: a replayed sink batch is recognised among the last this many inserts.
+DEDUP_WINDOW = 1000
 
 
 class QueryParameterError(ValueError):
@@ -137,6 +139,21 @@ class Dialect:
 
     def add_column_ddl(self, table_name: str, c: Column) -> str:
         return f"ALTER TABLE {table_name} ADD COLUMN {self.column_ddl(c)}"
+
+    # -- exactly-once inserts ------------------------------------------------------------------------
+    def dedup_window_ddl(self, table_name: str) -> str | None:
+        """Keep the last DEDUP_WINDOW insert tokens per table (non-replicated MergeTree dedup, modern
+        engines only: 18.16 has neither the window nor insert_deduplication_token)."""
+        if not self.modern:
+            return None
+        return f"ALTER TABLE {table_name} MODIFY SETTING non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+    def insert_settings(self, dedup_token: str | None) -> dict[str, object]:
+        """An insert carrying `dedup_token` is stored once however often it is repeated within the
+        window; the rollup views skip it too when the source table did."""
+        if not self.modern or not dedup_token:
+            return {}
+        return {"insert_deduplication_token": dedup_token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
     # -- settings --------------------------------------------------------------------------------
     def readonly_settings(self, max_rows: int, max_seconds: float) -> dict[str, object]:

@@ -107,7 +107,7 @@ class ServerStore(Store):
         names = [c[0] for c in cols]
         return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
-    def _insert_arrow(self, table: str, tbl) -> None:
+    def _insert_arrow(self, table: str, tbl, settings: Mapping[str, object] | None = None) -> None:
         cols = TABLES_BY_NAME[table].stored_columns()
         columns = []
         for c in cols:
@@ -118,7 +118,7 @@ class ServerStore(Store):
                 columns.append(col.to_pylist())
         names = ", ".join(f"`{c.name}`" for c in cols)
         # Distributed inserts are asynchronous by default; sync makes "accepted" mean "on the shard".
-        settings = {"insert_distributed_sync": 1} if self.cluster else {}
+        settings = {**(settings or {}), **({"insert_distributed_sync": 1} if self.cluster else {})}
         self._client_run(
             lambda c: c.execute(f"INSERT INTO {table} ({names}) VALUES", columns, columnar=True, settings=settings)
         )
