@@ -288,8 +288,14 @@ class Sink:
             time.sleep(0.05)
 
     def close(self, timeout: float = 60.0) -> None:
+        """Flush and stop the writer. If the store does not take the rest within `timeout`, what is
+        still buffered goes to the spool (replayed by the next process) and TimeoutError says so."""
         try:
             self.flush(timeout)
+        except TimeoutError:
+            spooled = self._spool_pending()
+            raise TimeoutError(f"sink: the store did not take the last rows within {timeout:g} s; "
+                               f"{spooled} row(s) spooled for the next start") from None
         finally:
             with self._cond:
                 self._stopping = True
@@ -477,6 +483,19 @@ class Sink:
         except (OSError, IndexError, ValueError, pa.ArrowException) as exc:
             self._quarantine(path, f"{type(exc).__name__}: {exc}")
             return None
+
+    def _spool_pending(self) -> int:
+        """Move every buffered batch to the spool now (shutdown with a store that does not answer)."""
+        with self._cond:
+            batches = self._take_batches()
+        rows = 0
+        for table, batch, batch_id in batches:
+            try:
+                self._spool(table, batch, batch_id)
+                rows += batch.num_rows
+            except OSError as exc:
+                self._spool_failed(table, batch, exc)
+        return rows
 
     def _spooled_batch_stored(self, path: Path) -> None:
         """The store has the batch: its spool file goes. A process killed just before this line

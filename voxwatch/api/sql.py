@@ -42,6 +42,17 @@ class AnalystRunner:
     def __init__(self, ctx: AppContext, limits) -> None:
         self.gate = AdmissionGate(limits.sql_max_concurrent, limits.sql_max_per_token, limits.sql_max_queue)
         self.pool = ThreadPoolExecutor(max_workers=limits.sql_max_concurrent, thread_name_prefix="voxwatch-sql")
+        self.running: set[str] = set()  # tags of the queries in the engine now
+
+    def cancel_all(self, store) -> int:
+        """Stop every analyst query still running (the service is shutting down)."""
+        n = 0
+        for tag in list(self.running):
+            try:
+                n += store.cancel(tag)
+            except Exception:  # noqa: BLE001 - best effort: the store closes next anyway
+                pass
+        return n
 
 
 def get_runner(ctx: Ctx, limits: Limits) -> AnalystRunner:
@@ -77,7 +88,11 @@ async def post_sql(token: ReadToken, store: StoreDep, limits: Limits, runner: Ru
             # one row more than asked tells whether the answer was cut
             job = asyncio.get_running_loop().run_in_executor(
                 runner.pool, lambda: analyst.readonly_query(body.sql, max_rows=max_rows + 1, max_seconds=left))
-            df = await _until_done_or_gone(job, request, store, tag, left + ENGINE_GRACE_S)
+            runner.running.add(tag)
+            try:
+                df = await _until_done_or_gone(job, request, store, tag, left + ENGINE_GRACE_S)
+            finally:
+                runner.running.discard(tag)
             elapsed = (time.perf_counter() - t0) * 1000
     except Refused as exc:
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None

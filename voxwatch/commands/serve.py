@@ -25,6 +25,10 @@ from voxwatch.config import ConfigError, Scope, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
+# SIGTERM/SIGINT: how long requests in flight and the sink's last flush may take before stopping anyway.
+STOP_REQUESTS_S = 5.0
+STOP_FLUSH_S = 15.0
+
 DASHBOARD_APP = Path(__file__).resolve().parent.parent.parent / "dashboards" / "app.py"
 
 
@@ -288,8 +292,9 @@ def run(args) -> int:
     try:
         api_port = settings.port or free_port(settings.host)
         url = f"http://{settings.host}:{api_port}"
+        # a request still running at shutdown gets this long, then its connection is closed
         config = uvicorn.Config(create_app(ctx), host=settings.host, port=api_port, log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=STOP_REQUESTS_S)
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None
         thread = threading.Thread(target=server.run, name="voxwatch-api", daemon=True)
@@ -327,14 +332,23 @@ def run(args) -> int:
         if dashboard is not None:  # first, so no page is still asking the API while it shuts down
             dashboard.stop()
             dashboard = None
+        # Graceful stop, bounded: the loop's last round, analysts' queries cancelled in the engine,
+        # requests finished (or cut after STOP_REQUESTS_S), the sink flushed (or spooled after
+        # STOP_FLUSH_S), the store's connections closed.
         stop_monitoring()
+        runner = ctx.extras.get("analyst_runner")
+        if runner is not None:
+            runner.cancel_all(ctx.store)
         server.should_exit = True
-        thread.join(10)
+        thread.join(STOP_REQUESTS_S + 5)
         return 0
     finally:
         if dashboard is not None:
             dashboard.stop()
         if ctx.sink is not None:
-            ctx.sink.close()
+            try:
+                ctx.sink.close(timeout=STOP_FLUSH_S)
+            except TimeoutError as exc:
+                print(f"voxwatch: {exc}", flush=True)
         ctx.store.close()
         print("voxwatch: stopped", flush=True)
