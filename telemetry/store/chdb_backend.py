@@ -155,6 +155,9 @@ class ChdbStore(Store):
             self._release_session()
             raise StoreError(f"chdb: {_first_line(exc)}") from exc
         self._pool = LanePool(self._connect, lambda conn: conn.close(), lane_sizes)
+        # The engine runs in this process: analysts' threads get the lowest OS priority (nice 19), so
+        # the API's own Python (HTTP, DataFrames) runs before them, not beside them on a shared core.
+        self._pool.settings["analyst"]["os_thread_priority"] = 19
 
     def _connect(self, lane: str):
         import chdb
