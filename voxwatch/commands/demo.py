@@ -198,7 +198,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
 
     # The replay starts at this wall-clock second, so its timestamps read as "today" on the dashboard.
     clock = VirtualClock(float(int(time.time())))
-    sink = Sink(store, spool_dir=spool, flush_interval=0.5)
+    sink = Sink(store.with_lane("monitor"), spool_dir=spool, flush_interval=0.5)  # lanes: as `voxwatch serve`
     cleanups.append(sink.close)
     tel = Telemetry(clock=clock, sink=sink)
     sink.telemetry = tel
@@ -219,7 +219,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
            "VOXWATCH_WEBHOOK_SECRET": secret}
     ruleset = load_rules(env=env)
 
-    ctx = AppContext(store=store, sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
+    ctx = AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
     service = start_service(ctx, args.host, args.port, args.dashboard_port, dashboard=not args.no_dashboard)
     cleanups.append(service.stop)
     findings: list = []
@@ -231,7 +231,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
             say(f"[anomaly] {_fmt_clock(clock.now())} {f.kind} on {f.metric} {dict(f.labels)}: "
                 f"runs out in {tte / 60:.1f} min (score {f.score:.2f})")
 
-    monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=store,
+    monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=store.with_lane("monitor"),
                           external_url=service.dashboard_url or service.api_url, on_finding=[on_finding])
     engine = monitoring.engine
     ctx.alerts, ctx.anomaly = engine, monitoring.anomaly
