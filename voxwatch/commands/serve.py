@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from telemetry.store import redact_url
 from voxwatch.config import ConfigError, Scope, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,18 @@ def start_service(ctx, host: str = "127.0.0.1", api_port: int = 0, dashboard_por
     return RunningService(api, dash, read_token, settings.first_token(Scope.ADMIN))
 
 
+def _port_is_free(host: str, port: int) -> None:
+    """Refuse to start (one line, non-zero exit) when the API port is taken, before any token is printed."""
+    from voxwatch.cli import CommandError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+
+
 def _wait_http(url: str, timeout: float, alive) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -261,7 +274,7 @@ def run(args) -> int:
     try:
         ctx = build_context(settings)
     except Exception as exc:  # the store URL or the store itself: one line for the operator
-        raise CommandError(f"cannot open store {settings.store}: {str(exc).splitlines()[0]}") from None
+        raise CommandError(f"cannot open store {redact_url(settings.store)}: {str(exc).splitlines()[0]}") from None
 
     import uvicorn
 
@@ -283,6 +296,7 @@ def run(args) -> int:
 
     try:
         api_port = settings.port or free_port(settings.host)
+        _port_is_free(settings.host, api_port)
         url = f"http://{settings.host}:{api_port}"
         config = uvicorn.Config(create_app(ctx), host=settings.host, port=api_port, log_level="warning",
                                 access_log=False, lifespan="off")
@@ -295,7 +309,7 @@ def run(args) -> int:
                                            reloader=reloader)
         reloader.loaded(True)
         # printed once it answers, so whoever reads this line can use the URL at once
-        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
+        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {redact_url(settings.store)}", flush=True)
         if generated:
             print("voxwatch: no tokens configured; generated for this run:", flush=True)
             for t in settings.tokens:
