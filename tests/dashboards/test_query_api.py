@@ -427,3 +427,20 @@ def test_silences_with_out_of_range_times_are_refused_clearly(http, extra):
     r = c.post("/silences", json=body, headers=ADMIN)
     assert r.status_code == 422, r.text
     assert c.get("/silences", headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT name, value FROM system.settings WHERE name='readonly' --",
+    "SELECT * FROM `file`('/etc/hostname','LineAsString') --",
+    "SELECT * FROM file/**/('/proc/self/cmdline','LineAsString')",
+    "SELECT * FROM file('/proc/self/environ','LineAsString') #",
+    "WITH 1 AS x INSERT INTO calls (call_id) SELECT 'marker' --",
+    "SELECT sum(sleepEachRow(1)) FROM numbers(20) SETTINGS max_block_size=1 --",
+])
+def test_a_read_token_cannot_reach_host_files_or_write_through_sql(http, sql):
+    c, _ = http
+    r = c.post("/sql", json={"sql": sql}, headers=READ)
+    assert r.status_code == 400, r.text
+    assert "read-only SQL" in r.json()["detail"] or "does not parse" in r.json()["detail"]
+    marker = c.post("/sql", json={"sql": "SELECT count() FROM calls WHERE call_id = 'marker'"}, headers=READ)
+    assert marker.json()["rows"] == [[0]]
