@@ -1,0 +1,357 @@
+"""OTLP traces -> `spans` rows, `calls` rows and the catalog's stage metrics.
+
+Every span that has its ids and sane timestamps becomes one `spans` row: its name, timing, status and
+*all* its attributes (plus the resource's), mapped or not, so nothing a sender says is dropped.
+What the conventions (telemetry/ingest/conventions.py, docs/ingest.md) recognise is also measured
+into the same catalog instruments Voxwatch's own pipeline records (stage latency, LLM time to first
+token, TTS time to first byte, turn latency, tokens, characters, barge-ins, stage errors), so the
+snapshotter, the anomaly service and the shipped rules see an ingested pipeline like our own.
+A conversation span closes a call: its row in `calls` is built by the project's one call-record
+builder (telemetry/traces.py) from the turns seen for that trace.
+
+Ingested calls are keyed by their trace id (`calls.call_id = spans.call_id = trace id in hex`): a
+stage span usually ends, and is exported, before the turn and conversation spans that would name the
+call, and the trace id is the one key every span of a call carries. The framework's own conversation
+id stays in the span attributes (`conversation.id`).
+
+The only state kept between requests is small and bounded: per open trace, the turns seen so far
+(for the call record), evicted oldest first past `max_open_traces`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from telemetry.ingest import conventions as cv
+
+_STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one item may carry before it is refused or cut."""
+
+    max_attribute_chars: int = 4096  # longer string values are cut (counted), the span is kept
+    max_attributes: int = 256  # per span, resource attributes included; the rest are counted, not stored
+    max_age_s: float = 7 * 86400.0  # older timestamps are refused (timestamp_out_of_range)
+    max_future_s: float = 900.0  # timestamps further ahead than this are refused too
+
+
+@dataclass
+class IngestResult:
+    """What one request came to: items accepted and refused (with a count per reason)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    truncated: int = 0
+    calls: int = 0
+
+    def refuse(self, reason: str, n: int = 1) -> None:
+        self.rejected += n
+        self.reasons[reason] += n
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        return "refused " + ", ".join(f"{n} ({r})" for r, n in self.reasons.most_common())
+
+
+def any_value(v) -> Any:
+    """An OTLP AnyValue as a Python value (arrays -> list, kvlists -> dict, bytes -> hex)."""
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return None
+
+
+def attributes(kvs) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def as_text(v: Any) -> str:
+    """How an attribute value is stored (the same str() Voxwatch's own span exporter uses)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+@dataclass
+class _Turn:
+    number: int
+    start_s: float
+    end_s: float
+    latency_s: float | None
+    error: bool
+
+
+@dataclass
+class _OpenTrace:
+    """What the call record of one trace needs, gathered as its spans arrive."""
+
+    turns: dict[bytes, _Turn] = field(default_factory=dict)
+    language: str = ""
+    transcript: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent a resource's spans or points: its labels and the region its calls are filed under."""
+
+    name: str
+    environment: str
+    region: str
+
+    @classmethod
+    def of(cls, resource_attrs: dict[str, Any]) -> Source:
+        name = str(resource_attrs.get(cv.SOURCE) or cv.UNKNOWN_SOURCE)
+        env = cv.first(resource_attrs, cv.ENVIRONMENT)
+        region = cv.first(resource_attrs, cv.REGION)
+        return cls(name, "" if env is None else str(env), str(region) if region else name)
+
+
+class TraceIngest:
+    """Maps ExportTraceServiceRequests into rows through a sink and measurements into a Telemetry."""
+
+    def __init__(self, telemetry, *, limits: IngestLimits | None = None, clock=None,
+                 max_open_traces: int = 100_000) -> None:
+        self.telemetry = telemetry
+        self.sink = telemetry.sink  # rows go where the Telemetry's own spans and call records go
+        self.limits = limits or IngestLimits()
+        self.clock = clock or telemetry.clock
+        self.max_open_traces = max_open_traces
+        self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
+        # the project's call-record builder, its own tracer (unsampled calls: no spans of ours, just rows)
+        from telemetry.traces import CallTracing
+
+        self._calls = CallTracing(telemetry, sample_ratio=0.0)
+        tel = telemetry
+        self._m = {name: tel[name] for name in (
+            "voxwatch_stage_latency_seconds", "voxwatch_stage_errors_total", "voxwatch_turns_total",
+            "voxwatch_turn_latency_seconds", "voxwatch_turn_barge_ins_total", "voxwatch_llm_time_to_first_token_seconds",
+            "voxwatch_tts_time_to_first_byte_seconds", "voxwatch_stt_final_latency_seconds",
+            "voxwatch_vad_endpointing_delay_seconds", "voxwatch_llm_input_tokens_total",
+            "voxwatch_llm_output_tokens_total", "voxwatch_llm_cached_input_tokens_total", "voxwatch_tts_characters_total",
+            "voxwatch_ingest_spans_total",
+        ) if name in tel}
+
+    # ---- the request
+    def ingest(self, request) -> IngestResult:
+        res = IngestResult()
+        now_ns = int(self.clock.now() * 1e9)
+        lo = now_ns - int(self.limits.max_age_s * 1e9)
+        hi = now_ns + int(self.limits.max_future_s * 1e9)
+        cols: dict[str, list] = {k: [] for k in ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name",
+                                                "start_us", "duration_ms", "status", "attr_keys", "attr_values")}
+        conversations = []  # closed after every turn of the request is known, whatever the order inside it
+        per_source: Counter = Counter()
+        for rs in request.resource_spans:
+            rattrs = attributes(rs.resource.attributes)
+            src = Source.of(rattrs)
+            for ss in rs.scope_spans:
+                scope = ss.scope.name
+                for span in ss.spans:
+                    tid, sid = span.trace_id, span.span_id
+                    if len(tid) != 16 or len(sid) != 8 or not any(tid) or not any(sid):
+                        res.refuse("missing_id")
+                        continue
+                    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                    if not start or end < start:
+                        res.refuse("bad_timestamp")
+                        continue
+                    if start < lo or end > hi:
+                        res.refuse("timestamp_out_of_range")
+                        continue
+                    attrs = attributes(span.attributes)
+                    keys, values = self._stored_attributes(attrs, rattrs, scope, span, res)
+                    error = span.status.code == _STATUS_ERROR
+                    name = span.name
+                    turn_no = attrs.get("turn.number")
+                    cols["trace_id"].append(tid.hex())
+                    cols["span_id"].append(sid.hex())
+                    cols["parent_span_id"].append(span.parent_span_id.hex())
+                    cols["call_id"].append(tid.hex())
+                    cols["turn"].append(turn_no if isinstance(turn_no, int) and 0 <= turn_no < 65536 else 0)
+                    cols["name"].append(name)
+                    cols["start_us"].append(start // 1000)
+                    cols["duration_ms"].append((end - start) / 1e6)
+                    cols["status"].append("error" if error else "ok")
+                    cols["attr_keys"].append(keys)
+                    cols["attr_values"].append(values)
+                    res.accepted += 1
+                    per_source[src.name] += 1
+                    if name in cv.CONVERSATION_SPANS:
+                        conversations.append((tid, start, end, error, attrs, src))
+                    else:
+                        self._measure(name, tid, sid, start, end, error, attrs, src)
+        if res.accepted and self.sink is not None:
+            self.sink.write_columns("spans", cols)
+        for tid, start, end, error, attrs, src in conversations:
+            self._close_call(tid, start, end, error, attrs, src)
+            res.calls += 1
+        if res.calls:
+            self._calls.flush()
+        m = self._m.get("voxwatch_ingest_spans_total")
+        if m is not None:
+            for name, n in per_source.items():
+                m.labels(source=name).inc(n)
+        return res
+
+    def _stored_attributes(self, attrs, rattrs, scope, span, res) -> tuple[list[str], list[str]]:
+        lim = self.limits
+        merged: dict[str, Any] = dict(rattrs)
+        merged.update(attrs)  # the span's own value wins over the resource's
+        if scope:
+            merged["otel.scope.name"] = scope
+        if span.status.message:
+            merged["otel.status_description"] = span.status.message
+        if span.events:
+            merged["otel.events"] = [{"name": e.name, **attributes(e.attributes)} for e in span.events]
+        keys = list(merged)
+        if len(keys) > lim.max_attributes:
+            dropped = len(keys) - lim.max_attributes
+            keys = keys[: lim.max_attributes - 1]
+            res.truncated += dropped
+            merged["otel.dropped_attributes_count"] = dropped
+            keys.append("otel.dropped_attributes_count")
+        values = []
+        cap = lim.max_attribute_chars
+        for k in keys:
+            text = as_text(merged[k])
+            if len(text) > cap:
+                res.truncated += 1
+                text = text[:cap] + f"...[{len(text) - cap} more chars]"
+            values.append(text)
+        return keys, values
+
+    # ---- measurements (the catalog's instruments) and the call record's gathering
+    def _open_trace(self, tid: bytes) -> _OpenTrace:
+        t = self._open.get(tid)
+        if t is None:
+            t = self._open[tid] = _OpenTrace()
+            if len(self._open) > self.max_open_traces:
+                self._open.popitem(last=False)  # a trace whose conversation never came
+        else:
+            self._open.move_to_end(tid)
+        return t
+
+    def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
+        m = self._m
+        region = src.region
+        stage = cv.STAGE_SPANS.get(name)
+        if stage is not None:
+            dur = (end - start) / 1e9
+            if "voxwatch_stage_latency_seconds" in m:
+                m["voxwatch_stage_latency_seconds"].labels(stage=stage, region=region).observe(dur)
+            if error and "voxwatch_stage_errors_total" in m:
+                m["voxwatch_stage_errors_total"].labels(stage=stage, region=region, kind="exception").inc()
+            language = cv.first(attrs, cv.LANGUAGE)
+            if stage == "stt":
+                lat = _float(cv.first(attrs, cv.STT_LATENCY))
+                if lat is not None and "voxwatch_stt_final_latency_seconds" in m:
+                    m["voxwatch_stt_final_latency_seconds"].labels(language=str(language or "")).observe(lat)
+                text = attrs.get("transcript")
+                if language or text:
+                    t = self._open_trace(tid)
+                    if language:
+                        t.language = str(language)
+                    if text:
+                        t.transcript.append(f"caller: {text}")
+            elif stage == "llm":
+                ttft = _float(cv.first(attrs, cv.LLM_TTFT))
+                if ttft is not None and "voxwatch_llm_time_to_first_token_seconds" in m:
+                    provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+                    m["voxwatch_llm_time_to_first_token_seconds"].labels(provider=provider, model=model).observe(ttft)
+            elif stage == "tts":
+                ttfb = _float(cv.first(attrs, cv.TTS_TTFB))
+                lang = str(language or "")
+                if ttfb is not None and "voxwatch_tts_time_to_first_byte_seconds" in m:
+                    m["voxwatch_tts_time_to_first_byte_seconds"].labels(language=lang).observe(ttfb)
+                chars = _float(cv.first(attrs, cv.CHARACTERS))
+                if chars and chars > 0 and "voxwatch_tts_characters_total" in m:
+                    m["voxwatch_tts_characters_total"].labels(language=lang).inc(chars)
+                text = attrs.get("text")
+                if text:
+                    self._open_trace(tid).transcript.append(f"agent: {text}")
+        # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
+        if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
+            provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+            for keys, metric in ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
+                                 (cv.OUTPUT_TOKENS, "voxwatch_llm_output_tokens_total"),
+                                 (cv.CACHED_INPUT_TOKENS, "voxwatch_llm_cached_input_tokens_total")):
+                n = _float(cv.first(attrs, keys))
+                if n and n > 0 and metric in m:
+                    m[metric].labels(provider=provider, model=model).inc(n)
+        if name in cv.TURN_SPANS:
+            self._turn(tid, sid, start, end, error, attrs, region)
+
+    def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
+        m = self._m
+        if "voxwatch_turns_total" in m:
+            m["voxwatch_turns_total"].labels(region=region).inc()
+        latency = _float(cv.first(attrs, cv.TURN_LATENCY))
+        if latency is not None and "voxwatch_turn_latency_seconds" in m:
+            m["voxwatch_turn_latency_seconds"].labels(region=region).observe(latency)
+        eou = _float(cv.first(attrs, cv.END_OF_UTTERANCE))
+        if eou is not None and "voxwatch_vad_endpointing_delay_seconds" in m:
+            m["voxwatch_vad_endpointing_delay_seconds"].labels(region=region).observe(eou)
+        stt = _float(cv.first(attrs, cv.TURN_STT_LATENCY))
+        if stt is not None and "voxwatch_stt_final_latency_seconds" in m:
+            m["voxwatch_stt_final_latency_seconds"].labels(language=str(cv.first(attrs, cv.LANGUAGE) or "")).observe(stt)
+        if _truthy(cv.first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
+            if "voxwatch_turn_barge_ins_total" in m:
+                m["voxwatch_turn_barge_ins_total"].labels(region=region).inc()
+        number = attrs.get("turn.number")
+        t = self._open_trace(tid)
+        t.turns[sid] = _Turn(number if isinstance(number, int) else len(t.turns) + 1, start / 1e9, end / 1e9,
+                             latency, error)
+
+    def _close_call(self, tid, start, end, error, attrs, src: Source) -> None:
+        """The call's row in `calls`, through the project's call-record builder."""
+        t = self._open.pop(tid, None) or _OpenTrace()
+        call = self._calls.start_call(tid.hex(), region=src.region, language=t.language, channel=cv.CHANNEL,
+                                      scenario=src.name, start=start / 1e9, sampled=False)
+        call.trace_id = tid.hex()  # the spans are the sender's; the record points at them
+        for turn in sorted(t.turns.values(), key=lambda x: (x.number, x.start_s)):
+            call.start_turn(start=turn.start_s).end(end=turn.end_s, latency_s=turn.latency_s)
+        outcome = str(attrs.get("voxwatch.outcome") or ("failed" if error else "completed"))
+        call.end(outcome, end=end / 1e9, transcript="\n".join(t.transcript))
+
+    @property
+    def open_traces(self) -> int:
+        return len(self._open)
