@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,19 @@ def as_text(v: Any) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v, default=str)
     return str(v)
+
+
+_SCALARS = frozenset({"int_value", "double_value", "bool_value"})
+_SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms",
+                 "status", "attr_keys", "attr_values")
+
+
+def _cut(text: str, cap: int, res: IngestResult) -> str:
+    """A value over the length limit, cut (and counted); the item itself is kept."""
+    if len(text) <= cap:
+        return text
+    res.truncated += 1
+    return text[:cap] + f"...[{len(text) - cap} more chars]"
 
 
 def _float(v: Any) -> float | None:
@@ -176,15 +189,24 @@ class TraceIngest:
         now_ns = int(self.clock.now() * 1e9)
         lo = now_ns - int(self.limits.max_age_s * 1e9)
         hi = now_ns + int(self.limits.max_future_s * 1e9)
-        cols: dict[str, list] = {k: [] for k in ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name",
-                                                "start_us", "duration_ms", "status", "attr_keys", "attr_values")}
+        rows: list[tuple] = []
         conversations = []  # closed after every turn of the request is known, whatever the order inside it
         per_source: Counter = Counter()
+        self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
+        self._incs: dict[tuple, float] = defaultdict(float)
+        cap = self.limits.max_attribute_chars
+        max_attrs = self.limits.max_attributes
+        stage_spans, turn_spans, conversation_spans = cv.STAGE_SPANS, cv.TURN_SPANS, cv.CONVERSATION_SPANS
         for rs in request.resource_spans:
             rattrs = attributes(rs.resource.attributes)
             src = Source.of(rattrs)
+            rkeys = list(rattrs)
+            rtexts = [_cut(as_text(v), cap, res) for v in rattrs.values()]
+            rkeyset = frozenset(rkeys)
             for ss in rs.scope_spans:
                 scope = ss.scope.name
+                extra_keys = [*rkeys, "otel.scope.name"] if scope else rkeys
+                extra_texts = [*rtexts, scope] if scope else rtexts
                 for span in ss.spans:
                     tid, sid = span.trace_id, span.span_id
                     if len(tid) != 16 or len(sid) != 8 or not any(tid) or not any(sid):
@@ -197,67 +219,88 @@ class TraceIngest:
                     if start < lo or end > hi:
                         res.refuse("timestamp_out_of_range")
                         continue
-                    attrs = attributes(span.attributes)
-                    keys, values = self._stored_attributes(attrs, rattrs, scope, span, res)
-                    error = span.status.code == _STATUS_ERROR
+                    # one pass over the attributes: typed values for the conventions, text for the row
+                    attrs: dict[str, Any] = {}
+                    keys: list[str] = []
+                    texts: list[str] = []
+                    for kv in span.attributes:
+                        v = kv.value
+                        kind = v.WhichOneof("value")
+                        if kind == "string_value":
+                            py = text = v.string_value
+                        elif kind in _SCALARS:
+                            py = getattr(v, kind)
+                            text = str(py)
+                        else:
+                            py = any_value(v)
+                            text = as_text(py)
+                        if len(text) > cap:
+                            text = _cut(text, cap, res)
+                        attrs[kv.key] = py
+                        keys.append(kv.key)
+                        texts.append(text)
+                    if rkeyset.isdisjoint(attrs):
+                        keys += extra_keys
+                        texts += extra_texts
+                    else:  # the span's own value wins over the resource's
+                        for k, t in zip(extra_keys, extra_texts, strict=True):
+                            if k not in attrs:
+                                keys.append(k)
+                                texts.append(t)
+                    status = span.status
+                    if status.message:
+                        keys.append("otel.status_description")
+                        texts.append(_cut(status.message, cap, res))
+                    if span.events:
+                        keys.append("otel.events")
+                        texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
+                    if len(keys) > max_attrs:
+                        dropped = len(keys) - max_attrs + 1
+                        res.truncated += dropped
+                        keys, texts = keys[: max_attrs - 1], texts[: max_attrs - 1]
+                        keys.append("otel.dropped_attributes_count")
+                        texts.append(str(dropped))
+                    error = status.code == _STATUS_ERROR
                     name = span.name
                     turn_no = attrs.get("turn.number")
-                    cols["trace_id"].append(tid.hex())
-                    cols["span_id"].append(sid.hex())
-                    cols["parent_span_id"].append(span.parent_span_id.hex())
-                    cols["call_id"].append(tid.hex())
-                    cols["turn"].append(turn_no if isinstance(turn_no, int) and 0 <= turn_no < 65536 else 0)
-                    cols["name"].append(name)
-                    cols["start_us"].append(start // 1000)
-                    cols["duration_ms"].append((end - start) / 1e6)
-                    cols["status"].append("error" if error else "ok")
-                    cols["attr_keys"].append(keys)
-                    cols["attr_values"].append(values)
-                    res.accepted += 1
+                    tid_hex = tid.hex()
+                    rows.append((tid_hex, sid.hex(), span.parent_span_id.hex(), tid_hex,
+                                 turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0,
+                                 name, start // 1000, (end - start) / 1e6, "error" if error else "ok", keys, texts))
                     per_source[src.name] += 1
-                    if name in cv.CONVERSATION_SPANS:
+                    if name in conversation_spans:
                         conversations.append((tid, start, end, error, attrs, src))
-                    else:
+                    elif name in stage_spans or name in turn_spans or "gen_ai.usage.input_tokens" in attrs \
+                            or "gen_ai.usage.output_tokens" in attrs:
                         self._measure(name, tid, sid, start, end, error, attrs, src)
-        if res.accepted and self.sink is not None:
-            self.sink.write_columns("spans", cols)
+        res.accepted = len(rows)
+        if rows and self.sink is not None:
+            cols = list(zip(*rows, strict=True))
+            self.sink.write_columns("spans", dict(zip(_SPAN_COLUMNS, (list(c) for c in cols), strict=True)))
         for tid, start, end, error, attrs, src in conversations:
             self._close_call(tid, start, end, error, attrs, src)
             res.calls += 1
         if res.calls:
             self._calls.flush()
+        self._record_measurements()
         m = self._m.get("voxwatch_ingest_spans_total")
         if m is not None:
             for name, n in per_source.items():
                 m.labels(source=name).inc(n)
         return res
 
-    def _stored_attributes(self, attrs, rattrs, scope, span, res) -> tuple[list[str], list[str]]:
-        lim = self.limits
-        merged: dict[str, Any] = dict(rattrs)
-        merged.update(attrs)  # the span's own value wins over the resource's
-        if scope:
-            merged["otel.scope.name"] = scope
-        if span.status.message:
-            merged["otel.status_description"] = span.status.message
-        if span.events:
-            merged["otel.events"] = [{"name": e.name, **attributes(e.attributes)} for e in span.events]
-        keys = list(merged)
-        if len(keys) > lim.max_attributes:
-            dropped = len(keys) - lim.max_attributes
-            keys = keys[: lim.max_attributes - 1]
-            res.truncated += dropped
-            merged["otel.dropped_attributes_count"] = dropped
-            keys.append("otel.dropped_attributes_count")
-        values = []
-        cap = lim.max_attribute_chars
-        for k in keys:
-            text = as_text(merged[k])
-            if len(text) > cap:
-                res.truncated += 1
-                text = text[:cap] + f"...[{len(text) - cap} more chars]"
-            values.append(text)
-        return keys, values
+    def _record_measurements(self) -> None:
+        """This request's observations into the instruments, one call per series (not per span)."""
+        m = self._m
+        for (metric, labels), values in self._obs.items():
+            inst = m.get(metric)
+            if inst is not None:
+                inst.labels(*labels).observe_many(values)
+        for (metric, labels), n in self._incs.items():
+            inst = m.get(metric)
+            if inst is not None:
+                inst.labels(*labels).inc(n)
+        self._obs, self._incs = defaultdict(list), defaultdict(float)
 
     # ---- measurements (the catalog's instruments) and the call record's gathering
     def _open_trace(self, tid: bytes) -> _OpenTrace:
@@ -271,71 +314,67 @@ class TraceIngest:
         return t
 
     def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
-        m = self._m
+        obs, incs = self._obs, self._incs
         region = src.region
         stage = cv.STAGE_SPANS.get(name)
         if stage is not None:
-            dur = (end - start) / 1e9
-            if "voxwatch_stage_latency_seconds" in m:
-                m["voxwatch_stage_latency_seconds"].labels(stage=stage, region=region).observe(dur)
-            if error and "voxwatch_stage_errors_total" in m:
-                m["voxwatch_stage_errors_total"].labels(stage=stage, region=region, kind="exception").inc()
+            obs[("voxwatch_stage_latency_seconds", (stage, region))].append((end - start) / 1e9)
+            if error:
+                incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
             language = cv.first(attrs, cv.LANGUAGE)
+            lang = str(language or "")
             if stage == "stt":
                 lat = _float(cv.first(attrs, cv.STT_LATENCY))
-                if lat is not None and "voxwatch_stt_final_latency_seconds" in m:
-                    m["voxwatch_stt_final_latency_seconds"].labels(language=str(language or "")).observe(lat)
+                if lat is not None:
+                    obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
                 text = attrs.get("transcript")
                 if language or text:
                     t = self._open_trace(tid)
                     if language:
-                        t.language = str(language)
+                        t.language = lang
                     if text:
                         t.transcript.append(f"caller: {text}")
             elif stage == "llm":
                 ttft = _float(cv.first(attrs, cv.LLM_TTFT))
-                if ttft is not None and "voxwatch_llm_time_to_first_token_seconds" in m:
+                if ttft is not None:
                     provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
-                    m["voxwatch_llm_time_to_first_token_seconds"].labels(provider=provider, model=model).observe(ttft)
+                    obs[("voxwatch_llm_time_to_first_token_seconds", (provider, model))].append(ttft)
             elif stage == "tts":
                 ttfb = _float(cv.first(attrs, cv.TTS_TTFB))
-                lang = str(language or "")
-                if ttfb is not None and "voxwatch_tts_time_to_first_byte_seconds" in m:
-                    m["voxwatch_tts_time_to_first_byte_seconds"].labels(language=lang).observe(ttfb)
+                if ttfb is not None:
+                    obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
                 chars = _float(cv.first(attrs, cv.CHARACTERS))
-                if chars and chars > 0 and "voxwatch_tts_characters_total" in m:
-                    m["voxwatch_tts_characters_total"].labels(language=lang).inc(chars)
+                if chars and chars > 0:
+                    incs[("voxwatch_tts_characters_total", (lang,))] += chars
                 text = attrs.get("text")
                 if text:
                     self._open_trace(tid).transcript.append(f"agent: {text}")
         # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
         if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
-            provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+            labels = (str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or ""))
             for keys, metric in ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
                                  (cv.OUTPUT_TOKENS, "voxwatch_llm_output_tokens_total"),
                                  (cv.CACHED_INPUT_TOKENS, "voxwatch_llm_cached_input_tokens_total")):
                 n = _float(cv.first(attrs, keys))
-                if n and n > 0 and metric in m:
-                    m[metric].labels(provider=provider, model=model).inc(n)
+                if n and n > 0:
+                    incs[(metric, labels)] += n
         if name in cv.TURN_SPANS:
             self._turn(tid, sid, start, end, error, attrs, region)
 
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
-        m = self._m
-        if "voxwatch_turns_total" in m:
-            m["voxwatch_turns_total"].labels(region=region).inc()
+        obs, incs = self._obs, self._incs
+        incs[("voxwatch_turns_total", (region,))] += 1
         latency = _float(cv.first(attrs, cv.TURN_LATENCY))
-        if latency is not None and "voxwatch_turn_latency_seconds" in m:
-            m["voxwatch_turn_latency_seconds"].labels(region=region).observe(latency)
+        if latency is not None:
+            obs[("voxwatch_turn_latency_seconds", (region,))].append(latency)
         eou = _float(cv.first(attrs, cv.END_OF_UTTERANCE))
-        if eou is not None and "voxwatch_vad_endpointing_delay_seconds" in m:
-            m["voxwatch_vad_endpointing_delay_seconds"].labels(region=region).observe(eou)
+        if eou is not None:
+            obs[("voxwatch_vad_endpointing_delay_seconds", (region,))].append(eou)
         stt = _float(cv.first(attrs, cv.TURN_STT_LATENCY))
-        if stt is not None and "voxwatch_stt_final_latency_seconds" in m:
-            m["voxwatch_stt_final_latency_seconds"].labels(language=str(cv.first(attrs, cv.LANGUAGE) or "")).observe(stt)
+        if stt is not None:
+            obs[("voxwatch_stt_final_latency_seconds", (str(cv.first(attrs, cv.LANGUAGE) or ""),))].append(stt)
         if _truthy(cv.first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
-            if "voxwatch_turn_barge_ins_total" in m:
-                m["voxwatch_turn_barge_ins_total"].labels(region=region).inc()
+            incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
         number = attrs.get("turn.number")
         t = self._open_trace(tid)
         t.turns[sid] = _Turn(number if isinstance(number, int) else len(t.turns) + 1, start / 1e9, end / 1e9,
