@@ -21,7 +21,9 @@ The running totals of delta series are the only state, bounded (`max_delta_serie
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import math
 import re
 from collections import OrderedDict
@@ -41,6 +43,7 @@ _NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 
+@functools.lru_cache(maxsize=65536)
 def prometheus_name(name: str) -> str:
     n = _BAD_CHARS.sub("_", name)
     return "_" + n if n[:1].isdigit() else n
@@ -66,6 +69,9 @@ class MetricIngest:
         self._totals: OrderedDict[int, float] = OrderedDict()  # fingerprint -> running total of a delta series
         self._known: OrderedDict[int, None] = OrderedDict()  # series already written to metric_series
         self._m_points = telemetry["voxwatch_ingest_points_total"] if "voxwatch_ingest_points_total" in telemetry else None
+        # (metric, labels, bounds) -> [(sample name, fingerprint)]: hashing labels is most of a point's cost
+        self._plans: dict[tuple, list[tuple[str, int]]] = {}
+        self.max_plans = 500_000
 
     def ingest(self, request) -> IngestResult:
         res = IngestResult()
@@ -153,38 +159,51 @@ class MetricIngest:
                 v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
                 ok = math.isfinite(v)
                 if ok:
-                    fp = series_fingerprint(name, labels)
+                    ((_, fp),) = self._plan(name, metric_id, mtype, labels, (), ts_ms, out)
                     if delta:
                         v = self._accumulate(fp, v)
-                    self._series(fp, metric_id, name, name, mtype, labels, ts_ms, out)
                     out.sample(ts_ms, fp, metric_id, v)
             if ok:
                 res.accepted += 1
             else:
                 res.refuse("non_finite")
 
+    def _plan(self, name, metric_id, mtype, labels, bounds, ts_ms, out: _Rows) -> list[tuple[str, int]]:
+        """The samples one point becomes, with their fingerprints; new series are written to metric_series."""
+        key = (name, tuple(labels.items()), bounds)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        if mtype == "histogram":
+            samples = [(f"{name}_bucket", {**labels, "le": floatToGoString(b)}) for b in (*bounds, math.inf)]
+            samples += [(f"{name}_sum", labels), (f"{name}_count", labels)]
+        else:
+            samples = [(name, labels)]
+        plan = []
+        for sample_name, lab in samples:
+            fp = series_fingerprint(sample_name, lab)
+            self._series(fp, metric_id, name, sample_name, mtype, lab, ts_ms, out)
+            plan.append((sample_name, fp))
+        if len(self._plans) >= self.max_plans:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
     def _histogram(self, p, name, metric_id, labels, ts_ms, delta, out: _Rows) -> bool:
-        bounds = list(p.explicit_bounds)
+        bounds = tuple(p.explicit_bounds)
         counts = list(p.bucket_counts)
         if counts and len(counts) != len(bounds) + 1:
             return False
-        if any(not math.isfinite(b) for b in bounds) or (p.HasField("sum") and not math.isfinite(p.sum)):
+        has_sum = p.HasField("sum")
+        if any(not math.isfinite(b) for b in bounds) or (has_sum and not math.isfinite(p.sum)):
             return False
-        cum, running = [], 0
-        for c in counts:
-            running += c
-            cum.append(float(running))
-        samples = []
-        for bound, c in zip([*bounds, math.inf], cum or [0.0] * (len(bounds) + 1), strict=True):
-            le = floatToGoString(bound)
-            samples.append((f"{name}_bucket", {**labels, "le": le}, c))
-        samples.append((f"{name}_sum", labels, p.sum if p.HasField("sum") else 0.0))
-        samples.append((f"{name}_count", labels, float(p.count)))
-        for sample_name, lab, v in samples:
-            fp = series_fingerprint(sample_name, lab)
+        values = list(itertools.accumulate(float(c) for c in counts)) if counts else [0.0] * (len(bounds) + 1)
+        values.append(p.sum if has_sum else 0.0)
+        values.append(float(p.count))
+        plan = self._plan(name, metric_id, "histogram", labels, bounds, ts_ms, out)
+        for (_, fp), v in zip(plan, values, strict=True):
             if delta:
                 v = self._accumulate(fp, v)
-            self._series(fp, metric_id, name, sample_name, "histogram", lab, ts_ms, out)
             out.sample(ts_ms, fp, metric_id, v)
         return True
 
