@@ -97,7 +97,8 @@ def as_text(v: Any) -> str:
     return str(v)
 
 
-_SCALARS = frozenset({"int_value", "double_value", "bool_value"})
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_PLAIN = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 _SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms",
                  "status", "attr_keys", "attr_values")
 
@@ -209,7 +210,7 @@ class TraceIngest:
                 extra_texts = [*rtexts, scope] if scope else rtexts
                 for span in ss.spans:
                     tid, sid = span.trace_id, span.span_id
-                    if len(tid) != 16 or len(sid) != 8 or not any(tid) or not any(sid):
+                    if len(tid) != 16 or len(sid) != 8 or tid == _ZERO_TRACE or sid == _ZERO_SPAN:
                         res.refuse("missing_id")
                         continue
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
@@ -219,26 +220,15 @@ class TraceIngest:
                     if start < lo or end > hi:
                         res.refuse("timestamp_out_of_range")
                         continue
-                    # one pass over the attributes: typed values for the conventions, text for the row
-                    attrs: dict[str, Any] = {}
-                    keys: list[str] = []
-                    texts: list[str] = []
-                    for kv in span.attributes:
-                        v = kv.value
-                        kind = v.WhichOneof("value")
-                        if kind == "string_value":
-                            py = text = v.string_value
-                        elif kind in _SCALARS:
-                            py = getattr(v, kind)
-                            text = str(py)
-                        else:
-                            py = any_value(v)
-                            text = as_text(py)
-                        if len(text) > cap:
-                            text = _cut(text, cap, res)
-                        attrs[kv.key] = py
-                        keys.append(kv.key)
-                        texts.append(text)
+                    # typed values for the conventions, text for the row; comprehensions, as this is the hot loop
+                    pb = span.attributes
+                    keys = [kv.key for kv in pb]
+                    pbv = [kv.value for kv in pb]
+                    pys = [getattr(v, k) if k in _PLAIN else any_value(v) for v, k in zip(pbv, [v.WhichOneof("value") for v in pbv])]
+                    texts = [x if type(x) is str else as_text(x) for x in pys]
+                    if texts and max(map(len, texts)) > cap:
+                        texts = [_cut(t, cap, res) for t in texts]
+                    attrs = dict(zip(keys, pys))
                     if rkeyset.isdisjoint(attrs):
                         keys += extra_keys
                         texts += extra_texts
