@@ -3,6 +3,11 @@ embedded store, with an ingest token, a read token and an admin token."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from voxwatch.config import ApiToken, Scope, Settings
@@ -35,3 +40,23 @@ def stored(ctx, sql: str):
     ctx.telemetry.flush()
     ctx.sink.flush()
     return ctx.store.query_rows(sql)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def llm_stand_in():
+    from voxwatch.commands.serve import _wait_http, free_port
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.real.llm_server", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/healthz", 30, lambda: proc.poll() is None)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

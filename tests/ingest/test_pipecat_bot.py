@@ -25,23 +25,6 @@ SENTENCES = ("I would like to order a pizza.", "What are your opening hours?")
 
 
 @pytest.fixture(scope="module")
-def llm_stand_in():
-    from voxwatch.commands.serve import _wait_http, free_port
-
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.real.llm_server", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{url}/healthz", 30, lambda: proc.poll() is None)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture(scope="module")
 def call_wav(tmp_path_factory):
     from pipeline.media.caller import synthesize_caller_speech
     from tests.ingest.pipecat_bot import write_wav
