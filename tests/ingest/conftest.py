@@ -45,14 +45,16 @@ def stored(ctx, sql: str):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def llm_stand_in():
+def _llm_stand_in(ttft_median_s: float = 0.090):
+    """The project's OpenAI-compatible stand-in (pipeline/real/llm_server.py) in its own process."""
     from voxwatch.commands.serve import _wait_http, free_port
 
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.real.llm_server", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = ("import sys, uvicorn; from pipeline.real.llm_server import LatencyProfile, create_llm_app; "
+            "uvicorn.run(create_llm_app(LatencyProfile(ttft_median_s=float(sys.argv[2]), ttft_sigma=0.05)), "
+            "host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port), str(ttft_median_s)], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{url}/healthz", 30, lambda: proc.poll() is None)
@@ -60,3 +62,14 @@ def llm_stand_in():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def llm_stand_in():
+    yield from _llm_stand_in()
+
+
+@pytest.fixture(scope="session")
+def slow_llm_stand_in():
+    """The same stand-in with its provider slowed down: about 900 ms to the first token."""
+    yield from _llm_stand_in(0.9)

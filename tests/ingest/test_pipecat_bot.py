@@ -10,14 +10,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
 
 pytest.importorskip("pipecat", reason="the pipecat-ai test extra (voxwatch[ingest-test]) is not installed")
 
-from tests.ingest.conftest import ADMIN, INGEST, auth, stored  # noqa: E402
+from tests.ingest.conftest import INGEST, auth, stored  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.media]
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +52,47 @@ def sample(service, name, **labels):
     return service.telemetry.registry.get_sample_value(name, labels) or 0.0
 
 
-def test_a_pipecat_call_is_stored_as_it_ran_and_the_level_reaches_the_bot(service, llm_stand_in, call_wav, tmp_path):
-    ran = run_bot(service, llm_stand_in, call_wav, tmp_path, "call-normal")
+@pytest.fixture
+def pager():
+    """A pager's webhook endpoint over real HTTP: keeps every page it is sent."""
+    from voxwatch.commands.serve import _wait_http, free_port
+
+    app = FastAPI()
+    app.state.pages = []
+
+    @app.post("/pager")
+    async def page(request: Request):
+        app.state.pages.append(await request.json())
+        return {"ok": True}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    _wait_http(f"http://127.0.0.1:{port}/docs", 20, th.is_alive)
+    app.state.url = f"http://127.0.0.1:{port}/pager"
+    yield app
+    server.should_exit = True
+    th.join(5)
+
+
+@pytest.fixture
+def monitored(pager, monkeypatch, request):
+    """The service with its live loop (snapshots, anomaly service, shipped rules and actions), paging `pager`."""
+    from voxwatch.commands.serve import start_monitoring
+
+    monkeypatch.setenv("VOXWATCH_PAGER_URL", pager.state.url)
+    service = request.getfixturevalue("service")
+    stop = start_monitoring(service, external_url=service.url)
+    yield service
+    stop()
+
+
+def test_a_pipecat_call_is_stored_as_it_ran_and_the_level_reaches_the_bot(monitored, pager, slow_llm_stand_in, call_wav,
+                                                                          tmp_path):
+    service = monitored
+    # the bot's LLM provider is slow today (about 900 ms to the first token)
+    ran = run_bot(service, slow_llm_stand_in, call_wav, tmp_path, "call-slow")
     assert ran["turns"] == len(SENTENCES) and ran["level"] == "NORMAL"
     spans = ran["spans"]
     (trace_id,) = {s["trace_id"] for s in spans}
@@ -95,13 +138,19 @@ def test_a_pipecat_call_is_stored_as_it_ran_and_the_level_reaches_the_bot(servic
     assert sample(service, "voxwatch_turn_latency_seconds_sum", region=region) == pytest.approx(sum(turn_latencies), rel=1e-6)
     assert sample(service, "voxwatch_turn_barge_ins_total", region=region) == 0  # the last turn closed by hang-up is no barge-in
 
-    # Voxwatch decides to degrade (the same controller the alert actions drive); the bot follows
-    r = httpx.put(f"{service.url}/v1/degradation", json={"level": "CACHED_RESPONSES", "reason": "LLM slow", "rule": "LlmSlow"},
-                  headers=auth(ADMIN))
-    assert r.json()["phase"] == "applied"
-    level = httpx.get(f"{service.url}/v1/degradation/level", headers=auth(INGEST)).json()
-    assert level["level"] == "CACHED_RESPONSES"
-    degraded = run_bot(service, llm_stand_in, call_wav, tmp_path, "call-degraded")
+    # the shipped LLMLatencySpike rule (P95 time to first token over 1 m > 500 ms for 20 s) fires on the
+    # bot's own measurements: a page goes out and the action asks for CACHED_RESPONSES
+    assert min(s["attributes"]["metrics.ttfb"] for s in llm) > 0.5
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{service.url}/v1/degradation/level", headers=auth(INGEST)).json()["level"] != "CACHED_RESPONSES":
+        assert time.monotonic() < deadline, "the LLM latency rule never degraded the pipeline"
+        time.sleep(1)
+    state = httpx.get(f"{service.url}/v1/degradation/level", headers=auth(INGEST)).json()
+    assert state["rule"] == "LLMLatencySpike"
+    while not any(a["labels"]["alertname"] == "LLMLatencySpike" for p in pager.state.pages for a in p.get("alerts", [])):
+        assert time.monotonic() < deadline, f"no page for LLMLatencySpike: {pager.state.pages}"
+        time.sleep(0.5)
+    degraded = run_bot(service, slow_llm_stand_in, call_wav, tmp_path, "call-degraded")
     assert degraded["level"] == "CACHED_RESPONSES" and degraded["applied"] == {"CACHED_RESPONSES": len(SENTENCES)}
     replies = [m["content"] for m in degraded["messages"] if m["role"] == "assistant"]
     assert replies == ["Our menu is on the website."] * len(SENTENCES)
