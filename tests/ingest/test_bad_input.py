@@ -233,3 +233,28 @@ def test_too_many_requests_at_once_is_429_with_retry_after(no_room_service):
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert rejected(no_room_service, "traces", "overloaded") == 1
     assert stored(no_room_service, "SELECT count() FROM spans") == [(0,)]
+
+
+def test_too_many_attributes_are_counted_and_events_and_status_kept(service):
+    s = span("llm", attrs=[kv(f"k{i}", "v") for i in range(300)])
+    s.status.code = trace_pb2.Status.STATUS_CODE_ERROR
+    s.status.message = "provider timeout"
+    ev = s.events.add(name="exception", time_unix_nano=s.start_time_unix_nano)
+    ev.attributes.append(kv("exception.type", "TimeoutError"))
+    body = to_json(traces_request(s))
+    r = post(service, "/v1/traces", body, {"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json() == {}  # nothing refused: an empty ExportTraceServiceResponse
+    keys, values, status = stored(service, "SELECT attr_keys, attr_values, status FROM spans")[0]
+    attrs = dict(zip(keys, values, strict=True))
+    assert len(keys) == 256 and attrs["otel.dropped_attributes_count"] == str(300 + 1 + 2 - 255)  # + service.name, status, event
+    assert status == "error"
+    # the span's own attributes come first; what is past the limit is the tail (resource, status, events)
+    assert attrs["k0"] == "v" and attrs["k254"] == "v"
+
+
+def test_partial_success_in_json_names_the_count_and_the_reasons(service):
+    req = traces_request(span("stt"), span("tts", tid=b"", sid=b"\x03" * 8))
+    r = post(service, "/v1/traces", to_json(req), {"Content-Type": "application/json"})
+    assert r.status_code == 200
+    body = r.json()["partialSuccess"]
+    assert int(body["rejectedSpans"]) == 1 and "missing_id" in body["errorMessage"]
