@@ -98,6 +98,7 @@ def as_text(v: Any) -> str:
 
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_NUMBERS = frozenset({int, float, bool})  # stored as str() gives them, as our own span exporter does
 _PLAIN = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 _SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms",
                  "status", "attr_keys", "attr_values")
@@ -225,7 +226,7 @@ class TraceIngest:
                     keys = [kv.key for kv in pb]
                     pbv = [kv.value for kv in pb]
                     pys = [getattr(v, k) if k in _PLAIN else any_value(v) for v, k in zip(pbv, [v.WhichOneof("value") for v in pbv])]
-                    texts = [x if type(x) is str else as_text(x) for x in pys]
+                    texts = [x if type(x) is str else str(x) if type(x) in _NUMBERS else as_text(x) for x in pys]
                     if texts and max(map(len, texts)) > cap:
                         texts = [_cut(t, cap, res) for t in texts]
                     attrs = dict(zip(keys, pys))
