@@ -48,6 +48,25 @@ class IngestSettings:
 
 _require_ingest = require_scope(Scope.INGEST)
 
+def _request_body(message: str) -> dict:
+    """The OpenAPI request body of an export: the OTLP message, binary or in OTLP JSON."""
+    return {"requestBody": {"required": True, "description": f"an OTLP {message}", "content": {
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "object"}},
+    }}}
+
+
+# every status an OTLP export may answer (the body is a google.rpc.Status in the request's encoding)
+_OTLP_RESPONSES = {
+    400: {"description": "Malformed protobuf or JSON, or a body that is not valid gzip (not retried)"},
+    401: {"description": "No token, or an unknown one"},
+    403: {"description": "The token lacks the ingest scope"},
+    413: {"description": "Body over the size limit (compressed or decompressed)"},
+    415: {"description": "Content-Type other than application/x-protobuf or application/json, or an unknown Content-Encoding"},
+    429: {"description": "Too many requests at once or the sink's queue nearly full; retry after Retry-After"},
+    503: {"description": "The store is unreachable; retry after Retry-After"},
+}
+
 
 def _level_reader(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiToken:
     """A pipeline's ingest token or an operator's read token may read the level."""
@@ -149,12 +168,14 @@ def build_router(ctx) -> APIRouter | None:
             return mappers[signal].ingest(msg)
 
     @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip)",
-                 responses={200: {"description": "ExportTraceServiceResponse (partial_success when spans were refused)"}})
+                 responses={200: {"description": "ExportTraceServiceResponse (partial_success when spans were refused)"},
+                            **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportTraceServiceRequest"))
     async def traces(request: Request) -> Response:
         return await export("traces", request)
 
     @router.post("/v1/metrics", summary="OTLP/HTTP metrics export (protobuf or JSON, gzip)",
-                 responses={200: {"description": "ExportMetricsServiceResponse (partial_success when points were refused)"}})
+                 responses={200: {"description": "ExportMetricsServiceResponse (partial_success when points were refused)"},
+                            **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportMetricsServiceRequest"))
     async def metrics(request: Request) -> Response:
         return await export("metrics", request)
 
@@ -169,7 +190,9 @@ def build_router(ctx) -> APIRouter | None:
 
         @router.get("/v1/degradation/level", tags=["control"],
                     summary="The degradation level for a pipeline to apply: ETag, and long-poll with `wait`",
-                    responses={304: {"description": "unchanged (If-None-Match matched, after waiting up to `wait` s)"}})
+                    responses={304: {"description": "unchanged (If-None-Match matched, after waiting up to `wait` s)"},
+                               401: {"description": "No token, or an unknown one"},
+                               403: {"description": "The token has neither the ingest nor the read scope"}})
         async def level(request: Request, wait: float = Query(0.0, ge=0.0, le=300.0,
                                                                description="seconds to hold the request until the level changes"),
                         _: ApiToken = Depends(_level_reader)) -> Response:
