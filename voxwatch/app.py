@@ -34,6 +34,7 @@ ERROR_RESPONSES = {
 # metrics: /metrics exposition; calls: WebRTC signalling; control: degradation; query: analysts' API
 ROUTER_MODULES = ("metrics", "calls", "control", "query")
 ROUTER_MODULES += ("alert_pages", "reload", "caller")  # /alerts/{rule}; POST /-/reload; CORS, /call page
+ROUTER_MODULES += ("ingest",)  # OTLP/HTTP: POST /v1/traces, /v1/metrics; GET /v1/degradation/level
 
 
 def create_app(ctx: AppContext) -> FastAPI:
