@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from alerts.ruleset import AnomalyRule, PredictiveRule, Selector, SloRule, ThresholdRule
-from alerts.series import LabelSet, MetricView, Series, histogram_quantile
+from alerts.series import LabelSet, MetricView, Series
+from telemetry.quantiles import histogram_quantile
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
@@ -132,7 +133,8 @@ def _quantile_by(view: MetricView, sel: Selector, q: float, by: list[str] | None
         b[le] = b.get(le, 0.0) + inc
     out = {}
     for k, b in per_group.items():
-        v = histogram_quantile(q, list(b.items()))
+        bounds = sorted(b)
+        v = histogram_quantile(q, bounds, [b[le] for le in bounds])
         if not math.isnan(v):
             out[k] = v
     return out

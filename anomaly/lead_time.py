@@ -23,6 +23,7 @@ import numpy as np
 
 from anomaly.likelihood import LikelihoodGate
 from anomaly.saturation_trend import SaturationTrend
+from telemetry.quantiles import histogram_quantiles
 
 
 def predict_linear(ts: np.ndarray, values: np.ndarray, window_s: float, horizon_s: float) -> np.ndarray:
@@ -138,8 +139,6 @@ _GAUGE_SQL = (
 def histogram_quantile_series(store, metric_id: int, metric: str, step_s: float, q: float = 0.99):
     """(step start times in s, the q-quantile of each step's observations across every label set),
     from the stored cumulative buckets."""
-    from anomaly.series import histogram_quantile
-
     step_ms = int(step_s * 1000)
     frame = store.query(_HIST_SQL, {"step": step_ms, "mid": metric_id, "bucket_name": f"{metric}_bucket"})
     if frame.empty:
@@ -151,8 +150,8 @@ def histogram_quantile_series(store, metric_id: int, metric: str, step_s: float,
     cum = table.to_numpy()
     inc = np.diff(cum, axis=0)
     ts = table.index.to_numpy()[1:] / 1000.0
-    out = np.array([histogram_quantile(q, bounds, row) if row[-1] > 0 and np.all(row >= 0) else np.nan
-                    for row in inc])
+    out = histogram_quantiles(q, bounds, inc) if len(inc) else np.zeros(0)
+    out[np.any(inc < 0, axis=1)] = np.nan  # a counter reset inside the step: no estimate
     return ts, out
 
 

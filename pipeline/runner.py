@@ -40,6 +40,7 @@ from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
 from pipeline.tracing import CallTrace, OtelCallTrace
+from telemetry.quantiles import percentile
 
 log = logging.getLogger(__name__)
 
@@ -432,13 +433,6 @@ class Pipeline:
         self.metrics.tick(now, self)
 
 
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    k = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return float(sorted_values[k])
-
-
 def call_record(ctx: CallContext, ended_at: float, outcome: str, sorted_latency_ms: list[float]) -> dict:
     return {
         "call_id": ctx.call_id,
@@ -453,8 +447,8 @@ def call_record(ctx: CallContext, ended_at: float, outcome: str, sorted_latency_
         "handoff": 1 if ctx.handoff_reason else 0,
         "handoff_reason": ctx.handoff_reason,
         "turns": len(ctx.turns),
-        "latency_p50_ms": _pct(sorted_latency_ms, 0.5),
-        "latency_p95_ms": _pct(sorted_latency_ms, 0.95),
+        "latency_p50_ms": percentile(sorted_latency_ms, 0.5),
+        "latency_p95_ms": percentile(sorted_latency_ms, 0.95),
         "latency_max_ms": float(sorted_latency_ms[-1]) if sorted_latency_ms else 0.0,
         "degradation_level": max(ctx.levels_seen, key=lambda n: ["NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF"].index(n)) if ctx.levels_seen else "NORMAL",
         "transcript": ctx.transcript_text(),

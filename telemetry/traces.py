@@ -33,6 +33,8 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Status, StatusCode
 
+from telemetry.quantiles import percentile
+
 # attribute keys shared with voice stacks (conversation/turn) and the OpenTelemetry GenAI conventions
 CALL_ID = "conversation.id"
 TURN_NUMBER = "turn.number"
@@ -72,15 +74,6 @@ def tool_attributes(tool: str, service: str | None = None) -> dict[str, Any]:
 
 def _ns(seconds: float) -> int:
     return int(round(seconds * 1e9))
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 class _SeededIds(IdGenerator):
@@ -328,8 +321,8 @@ class CallTrace:
             "handoff": 1 if (handoff_reason or outcome == "handoff") else 0,
             "handoff_reason": handoff_reason,
             "turns": self._turns,
-            "latency_p50_ms": _percentile(lat, 0.50) * 1000,
-            "latency_p95_ms": _percentile(lat, 0.95) * 1000,
+            "latency_p50_ms": percentile(lat, 0.50) * 1000,
+            "latency_p95_ms": percentile(lat, 0.95) * 1000,
             "latency_max_ms": (lat[-1] if lat else 0.0) * 1000,
             "degradation_level": degradation_level,
             "transcript": "\n".join(self.transcript_lines) if transcript is None else transcript,

@@ -35,6 +35,7 @@ from pipeline.runner import Pipeline, PipelineConfig
 from pipeline.simulation.engines import simulated_engines
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
+from telemetry.quantiles import row_percentiles
 
 MAX_TURNS = 40
 STAGES = ("edge", "stt", "nlu", "response", "integrations", "tts")
@@ -50,25 +51,6 @@ def _lognormal(rng: np.random.Generator, lat: Latency, n: int, factor: float | n
 
 def _mean(lat: Latency) -> float:
     return math.exp(lat.mu + lat.sigma**2 / 2)
-
-
-def _row_percentiles(lat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """P50, P95 and max of the first counts[i] values of each row (nearest rank), vectorised."""
-    k = len(counts)
-    if not k:
-        z = np.zeros(0)
-        return z, z, z
-    cols = np.arange(lat.shape[1])[None, :]
-    filled = np.where(cols < counts[:, None], lat.astype(np.float64), np.inf)
-    ordered = np.sort(filled, axis=1)
-    n = np.maximum(counts, 1)
-    rows = np.arange(k)
-    out = []
-    for q in (0.5, 0.95):
-        idx = np.minimum(n - 1, np.round(q * (n - 1)).astype(np.int64))
-        out.append(np.where(counts > 0, ordered[rows, idx], 0.0))
-    mx = np.where(counts > 0, ordered[rows, n - 1], 0.0)
-    return out[0], out[1], mx
 
 
 @dataclass
@@ -883,7 +865,7 @@ class Simulation:
             mask = served == r
             self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])
         if self.sink is not None:
-            p50, p95, mx = _row_percentiles(self._lat[slots], turns)
+            p50, p95, mx = row_percentiles(self._lat[slots], turns)
             names = self._intent_names
             intents_rows = self._intents[slots].tolist()
             turn_list = turns.tolist()
