@@ -20,7 +20,7 @@ from pipeline.actions import IntegrationQueue
 from pipeline.caches import CacheSet, TTLCache
 from pipeline.circuit import CircuitBreaker
 from pipeline.context import CallContext, TurnRecord
-from pipeline.degradation import DegradationController, DegradationPolicy
+from pipeline.degradation import DegradationController, DegradationLevel, DegradationPolicy
 from pipeline.engines import (
     HUMAN_INTENT,
     EngineError,
@@ -39,8 +39,7 @@ from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
-from pipeline.tracing import CallTrace, OtelCallTrace
-from telemetry.quantiles import percentile
+from telemetry.traces import CallTrace, CallTracing
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +296,10 @@ class Pipeline:
 
             metrics = PipelineMetrics(telemetry, seed=seed)
         self.metrics = metrics or NullMetrics()
-        # per-call traces through the Telemetry's OpenTelemetry tracer when there is one
-        self.tracing = telemetry.traces if telemetry is not None and getattr(telemetry, "enabled", False) else None
+        # per-call traces and the call record: the Telemetry's tracer, or without one a tracer of our
+        # own that writes every call's spans and row to our sink when the call ends
+        self._own_tracing = telemetry is None or not getattr(telemetry, "enabled", False)
+        self.tracing = CallTracing(clock=clock, sink=sink, sample_ratio=1.0, seed=seed) if self._own_tracing else telemetry.traces
         self.sink = sink
         self.config = config or PipelineConfig()
         self.stages: list[Stage] = stages if stages is not None else [cls() for cls in DEFAULT_STAGES]
@@ -350,17 +351,25 @@ class Pipeline:
         origin = region or self.regions.names[0]
         ctx = CallContext(call_id=call_id or uuid.uuid4().hex, origin_region=origin, region=origin, language=language, customer_id=customer_id or uuid.uuid4().hex[:12], channel=channel, scenario=self.config.scenario, started_at=self.clock.now())
         self.active[ctx.call_id] = ctx
-        self._traces[ctx.call_id] = OtelCallTrace(self.tracing, ctx) if self.tracing is not None else CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
+        self._trace(ctx)
         self.metrics.call_started(origin, channel)
         return ctx
+
+    def _trace(self, ctx: CallContext) -> CallTrace:
+        """The call's trace, started on first use (also for a call this pipeline did not start)."""
+        trace = self._traces.get(ctx.call_id)
+        if trace is None:
+            trace = self._traces[ctx.call_id] = self.tracing.start_call(ctx.call_id, region=ctx.origin_region, language=ctx.language, channel=ctx.channel, scenario=ctx.scenario, start=ctx.started_at)
+            ctx.trace_id = trace.trace_id  # "" when this call is not sampled
+        return trace
 
     async def run_turn(self, ctx: CallContext, utterance: Utterance) -> TurnResult:
         clock = self.clock
         begin = utterance.ended_at or clock.now()
         turn = Turn(ctx, utterance, self.controller.policy, begin, region=ctx.region)
         ctx.levels_seen.add(turn.policy.level.name)
-        trace = self._traces.get(ctx.call_id) or CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
-        turn_span = trace.begin_turn(utterance.turn, begin)
+        trace = self._trace(ctx)
+        turn_span = trace.start_turn(begin)
         for stage in self.stages:
             if turn.done and not stage.always:
                 continue
@@ -377,10 +386,10 @@ class Pipeline:
             took = clock.now() - t0
             turn.stage_s[stage.name] = took
             self.metrics.stage(stage.name, turn.region or ctx.origin_region, took, status)
-            trace.stage(turn_span, stage.name, t0, took, status, {"intent": turn.intent_name} if stage.name == "nlu" else None)
+            turn_span.record_stage(stage.name, t0, t0 + took, {"intent": turn.intent_name} if stage.name == "nlu" else None, error=None if status == "ok" else status)
         latency = clock.now() - begin
         status = "error" if turn.failed_stage else ("handoff" if turn.handoff_reason else "ok")
-        trace.end_turn(turn_span, latency, status, {"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})
+        turn_span.end(begin + latency, latency_s=latency, error="turn failed" if status == "error" else None, attributes={"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})
         reply = turn.reply.text if turn.reply else ""
         ctx.turns.append(TurnRecord(utterance.turn, turn.transcript.text if turn.transcript else "", turn.intent_name, reply, latency * 1000, status, turn.policy.level.name))
         self.metrics.turn(turn.region or ctx.origin_region, latency, status, turn.policy.level.name)
@@ -395,15 +404,12 @@ class Pipeline:
         now = self.clock.now()
         if outcome is None:
             outcome = "handoff" if ctx.handoff_reason else ("completed" if ctx.turns else "silence")
-        lat = sorted(t.latency_ms for t in ctx.turns)
-        record = call_record(ctx, now, outcome, lat)
-        trace = self._traces.pop(ctx.call_id, None)
-        if isinstance(trace, OtelCallTrace):
-            trace.finish_call(now, outcome, ctx, record["degradation_level"])  # writes the calls row
-        elif self.sink is not None:
-            self.sink.write("calls", [record])
-            if trace is not None:
-                self.sink.write("spans", trace.finish(now, outcome, ctx))
+        level = max((DegradationLevel[name] for name in ctx.levels_seen), default=DegradationLevel.NORMAL).name
+        trace = self._trace(ctx)
+        del self._traces[ctx.call_id]
+        record = trace.end(outcome, end=now, handoff_reason=ctx.handoff_reason, intents=ctx.intents, degradation_level=level, transcript=ctx.transcript_text())
+        if self._own_tracing:
+            self.tracing.flush()  # no Telemetry flushes ours: the call's spans and row go now
         self.metrics.call_ended(ctx.origin_region, ctx.channel, outcome, now - ctx.started_at, len(ctx.turns))
         return record
 
@@ -431,26 +437,3 @@ class Pipeline:
         for b in self.breakers.values():
             b.publish()
         self.metrics.tick(now, self)
-
-
-def call_record(ctx: CallContext, ended_at: float, outcome: str, sorted_latency_ms: list[float]) -> dict:
-    return {
-        "call_id": ctx.call_id,
-        "started_ms": int(ctx.started_at * 1000),
-        "ended_ms": int(ended_at * 1000),
-        "region": ctx.origin_region,
-        "language": ctx.language,
-        "scenario": ctx.scenario,
-        "channel": ctx.channel,
-        "intents": ctx.intents,
-        "outcome": outcome,
-        "handoff": 1 if ctx.handoff_reason else 0,
-        "handoff_reason": ctx.handoff_reason,
-        "turns": len(ctx.turns),
-        "latency_p50_ms": percentile(sorted_latency_ms, 0.5),
-        "latency_p95_ms": percentile(sorted_latency_ms, 0.95),
-        "latency_max_ms": float(sorted_latency_ms[-1]) if sorted_latency_ms else 0.0,
-        "degradation_level": max(ctx.levels_seen, key=lambda n: ["NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF"].index(n)) if ctx.levels_seen else "NORMAL",
-        "transcript": ctx.transcript_text(),
-        "trace_id": ctx.trace_id,
-    }

@@ -35,7 +35,7 @@ from pipeline.runner import Pipeline, PipelineConfig
 from pipeline.simulation.engines import simulated_engines
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
-from telemetry.quantiles import row_percentiles
+from telemetry.traces import call_columns, call_record
 
 MAX_TURNS = 40
 STAGES = ("edge", "stt", "nlu", "response", "integrations", "tts")
@@ -842,12 +842,11 @@ class Simulation:
     def _write_silent_call(self, seq: int, region: str, at: float) -> None:
         self.metrics.call_ended_batch(region, "silence", np.array([8.0]), np.array([0]))
         if self.sink is not None:
-            self.sink.write("calls", [{
-                "call_id": f"{self.scenario.name}-{self.seed}-{seq}", "started_ms": int(at * 1000), "ended_ms": int((at + 8.0) * 1000),
-                "region": region, "language": self._langs[0], "scenario": self.scenario.name, "channel": "simulated", "intents": [],
-                "outcome": "silence", "handoff": 0, "handoff_reason": "", "turns": 0, "latency_p50_ms": 0.0, "latency_p95_ms": 0.0,
-                "latency_max_ms": 0.0, "degradation_level": self.controller.level.name, "transcript": "", "trace_id": "",
-            }])
+            self.sink.write("calls", [call_record(
+                call_id=f"{self.scenario.name}-{self.seed}-{seq}", started_s=at, ended_s=at + 8.0, region=region,
+                outcome="silence", language=self._langs[0], scenario=self.scenario.name, channel="simulated",
+                degradation_level=self.controller.level.name,
+            )])
             self.rows["calls"] += 1
 
     def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray, reasons: np.ndarray | None = None) -> None:
@@ -865,34 +864,29 @@ class Simulation:
             mask = served == r
             self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])
         if self.sink is not None:
-            p50, p95, mx = row_percentiles(self._lat[slots], turns)
             names = self._intent_names
             intents_rows = self._intents[slots].tolist()
             turn_list = turns.tolist()
             prefix = f"{self.scenario.name}-{self.seed}-"
             seqs = self._call_seq[slots].tolist()
             traced = self._traced[slots]
-            call_ids = [prefix + str(s) for s in seqs]
-            self._buffer("calls", {
-                "call_id": call_ids,
-                "started_ms": (self._started[slots] * 1000).astype(np.int64),
-                "ended_ms": (ended_at * 1000).astype(np.int64),
-                "region": [self._region_names[o] for o in self._origin[slots].tolist()],
-                "language": [self._langs[x] for x in self._lang[slots].tolist()],
-                "scenario": [self.scenario.name] * k,
-                "channel": ["simulated"] * k,
-                "intents": [[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
-                "outcome": [outcome] * k,
-                "handoff": np.full(k, 1 if outcome == "handoff" else 0, np.uint8),
-                "handoff_reason": [""] * k if reasons is None else reasons.tolist(),
-                "turns": turns.astype(np.uint16),
-                "latency_p50_ms": p50,
-                "latency_p95_ms": p95,
-                "latency_max_ms": mx,
-                "degradation_level": [LEVEL_NAMES[x] for x in self._level_max[slots].tolist()],
-                "transcript": [" | ".join(names[i] for i in row[:t]) if tr else "" for row, t, tr in zip(intents_rows, turn_list, traced.tolist(), strict=True)],
-                "trace_id": [f"{s:032x}" if tr else "" for s, tr in zip(seqs, traced.tolist(), strict=True)],
-            })
+            self._buffer("calls", call_columns(
+                call_id=[prefix + str(s) for s in seqs],
+                started_s=self._started[slots],
+                ended_s=ended_at,
+                region=[self._region_names[o] for o in self._origin[slots].tolist()],
+                language=[self._langs[x] for x in self._lang[slots].tolist()],
+                scenario=self.scenario.name,
+                channel="simulated",
+                intents=[[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
+                outcome=outcome,
+                handoff_reason="" if reasons is None else reasons,
+                turns=turns,
+                turn_latency_ms=self._lat[slots],
+                degradation_level=[LEVEL_NAMES[x] for x in self._level_max[slots].tolist()],
+                transcript=[" | ".join(names[i] for i in row[:t]) if tr else "" for row, t, tr in zip(intents_rows, turn_list, traced.tolist(), strict=True)],
+                trace_id=[f"{s:032x}" if tr else "" for s, tr in zip(seqs, traced.tolist(), strict=True)],
+            ))
             self.rows["calls"] += k
             if traced.any():
                 self._trace_calls(slots[traced], ended_at[traced], outcome)
