@@ -192,7 +192,7 @@ class ResponseStage(Stage):
         async with pool.connection():
             turn.reply = await pipe.engines.llm.generate(request)
         turn.reply_source = "llm"
-        pipe.metrics.llm_result(turn.region, turn.reply, now() - t0)
+        pipe.metrics.llm_result(turn.region, turn.reply, now() - t0, provider=llm_provider(pipe.engines.llm))
         pipe.metrics.response_source(turn.region, intent, "llm")
         if s.cacheable:
             pipe.caches["responses"].put(cache_key, turn.reply.text, now())
@@ -250,6 +250,11 @@ class HandoffStage(Stage):
             )
         )
         turn.reply_source = turn.reply_source or "handoff"
+
+
+def llm_provider(engine) -> str:
+    """The provider label of an LLM engine's metrics: its `provider`, else its name."""
+    return str(getattr(engine, "provider", "") or getattr(engine, "name", "") or type(engine).__name__)
 
 
 DEFAULT_STAGES: tuple[type[Stage], ...] = (

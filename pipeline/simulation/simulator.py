@@ -33,6 +33,7 @@ from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.runner import Pipeline, PipelineConfig
 from pipeline.simulation.engines import simulated_engines
+from pipeline.simulation.models import SimulatedMetrics
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
 from telemetry.traces import call_columns, call_record
@@ -88,9 +89,7 @@ class Simulation:
         self.seed = sc.seed if seed is None else int(seed)
         self.rng = np.random.default_rng(self.seed)
         if metrics is None and telemetry is not None:
-            from pipeline.metrics import PipelineMetrics
-
-            metrics = PipelineMetrics(telemetry, seed=self.seed)
+            metrics = SimulatedMetrics(telemetry, seed=self.seed)
         self.metrics = metrics or NullMetrics()
         if hasattr(self.metrics, "buffered"):
             self.metrics.buffered = True
