@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts.ruleset import AnomalyRule, PredictiveRule, Selector, SloRule, ThresholdRule
+from alerts.ruleset import AnomalyRule, PredictiveRule, Selector, SloRule, ThresholdRule, format_duration
 from alerts.series import LabelSet, MetricView, Series
 from telemetry.quantiles import histogram_quantile
 
@@ -319,8 +319,6 @@ def eval_slo(rule: SloRule, view: MetricView, now: float) -> dict[LabelSet, floa
                 break
             burns.append(r[0] / budget)
         if len(burns) == 2 and burns[0] > bw.factor and burns[1] > bw.factor:
-            from alerts.ruleset import format_duration
-
             key = (("burn_window", f"{format_duration(bw.long)}/{format_duration(bw.short)}"), ("severity", bw.severity))
             out[key] = burns[0]
     return out
