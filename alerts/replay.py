@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from alerts.engine import AlertEngine
-from alerts.evaluate import FindingRecord
+from anomaly.finding import Finding
 
 CHUNK_S = 600.0  # samples are read ten minutes at a time, so memory stays bounded
 
@@ -48,7 +48,7 @@ def replay_store(ruleset, store, start: float, end: float, *, step: float = 1.0)
         "FROM anomaly_findings WHERE ts_ms >= {a:Int64} AND ts_ms < {b:Int64} ORDER BY ts_ms",
         {"a": int((start - warm) * 1000), "b": int(end * 1000)},
     )
-    pending_findings = [FindingRecord.of(r._asdict()) for r in findings.itertuples(index=False)]
+    pending_findings = [Finding.of(r._asdict()) for r in findings.itertuples(index=False)]
     fi = 0
     t = start - warm
     chunk_start = t
