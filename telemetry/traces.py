@@ -142,6 +142,32 @@ def call_record(*, call_id: str, started_s: float, ended_s: float, region: str, 
     return {name: (col[0].item() if isinstance(col, np.ndarray) else col[0]) for name, col in cols.items()}
 
 
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms", "status",
+    "attr_keys", "attr_values",
+)
+
+
+def span_columns(*, trace_id: Sequence[str], span_id: Sequence[str], parent_span_id, call_id, turn, name,
+                 start_us, duration_ms, status="ok", attr_keys=None, attr_values=None) -> dict[str, Any]:
+    """Rows of the `spans` table, as columns: the one builder of span rows (the tracer's span
+    processor, the simulator's sampled calls, OTLP ingest). Times in the table's units (start in
+    microseconds since the epoch, duration in milliseconds); text arguments are one string for every
+    span or one per span; attributes are a list of keys and a list of values per span."""
+    k = len(trace_id)
+    cols = {
+        "trace_id": list(trace_id), "span_id": _column(span_id, k), "parent_span_id": _column(parent_span_id, k),
+        "call_id": _column(call_id, k), "turn": turn, "name": _column(name, k), "start_us": start_us,
+        "duration_ms": duration_ms, "status": _column(status, k),
+        "attr_keys": list(attr_keys) if attr_keys is not None else [[] for _ in range(k)],
+        "attr_values": list(attr_values) if attr_values is not None else [[] for _ in range(k)],
+    }
+    for key in ("turn", "start_us", "duration_ms", "attr_keys", "attr_values"):
+        if len(cols[key]) != k:
+            raise ValueError(f"spans column {key}: expected {k} values, got {len(cols[key])}")
+    return cols
+
+
 def _ns(seconds: float) -> int:
     return int(round(seconds * 1e9))
 
@@ -201,16 +227,8 @@ class SpanRowProcessor(SpanProcessor):
             rows, self._rows = self._rows, []
         if not rows:
             return 0
-        cols = list(zip(*rows, strict=False))
-        self._tracing._emit(
-            "spans",
-            {
-                "trace_id": list(cols[0]), "span_id": list(cols[1]), "parent_span_id": list(cols[2]),
-                "call_id": list(cols[3]), "turn": list(cols[4]), "name": list(cols[5]),
-                "start_us": list(cols[6]), "duration_ms": list(cols[7]), "status": list(cols[8]),
-                "attr_keys": list(cols[9]), "attr_values": list(cols[10]),
-            },
-        )
+        cols = [list(c) for c in zip(*rows, strict=False)]
+        self._tracing._emit("spans", span_columns(**dict(zip(SPAN_COLUMNS, cols, strict=True))))
         self._tracing._count_spans(_Tally(cols[5]))
         return len(rows)
 
@@ -483,6 +501,7 @@ class DisabledCallTracing(CallTracing):
 
 __all__ = [
     "CALL_COLUMNS",
+    "SPAN_COLUMNS",
     "CALL_ID",
     "CallTrace",
     "CallTracing",
@@ -497,5 +516,6 @@ __all__ = [
     "call_columns",
     "call_record",
     "llm_attributes",
+    "span_columns",
     "tool_attributes",
 ]

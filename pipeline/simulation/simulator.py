@@ -36,7 +36,7 @@ from pipeline.simulation.engines import simulated_engines
 from pipeline.simulation.models import SimulatedMetrics
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
-from telemetry.traces import call_columns, call_record
+from telemetry.traces import call_columns, call_record, span_columns
 
 MAX_TURNS = 40
 STAGES = ("edge", "stt", "nlu", "response", "integrations", "tts")
@@ -52,6 +52,18 @@ def _lognormal(rng: np.random.Generator, lat: Latency, n: int, factor: float | n
 
 def _mean(lat: Latency) -> float:
     return math.exp(lat.mu + lat.sigma**2 / 2)
+
+
+def pipeline_config(sc: Scenario) -> PipelineConfig:
+    """The shared parts a scenario asks for: regions, pools, caches, the human agents."""
+    return PipelineConfig(
+        regions=[r.model_dump() for r in sc.regions],
+        pools={name: p.model_dump() for name, p in sc.pools.items()},
+        caches={name: c.model_dump() for name, c in sc.caches.items()},
+        human_agents=sc.handoff.agents,
+        handoff_handle_time_s=sc.handoff.handle_time_s,
+        scenario=sc.name,
+    )
 
 
 @dataclass
@@ -102,16 +114,8 @@ class Simulation:
             trace_sample_rate = min(1.0, 500.0 / sc.traffic.concurrent_calls)
         self.trace_sample_rate = trace_sample_rate
         self.tick_s = tick_s or (sc.tick_s if self.virtual else min(sc.tick_s, 0.1))
-        config = PipelineConfig(
-            regions=[r.model_dump() for r in sc.regions],
-            pools={name: p.model_dump() for name, p in sc.pools.items()},
-            caches={name: c.model_dump() for name, c in sc.caches.items()},
-            human_agents=sc.handoff.agents,
-            handoff_handle_time_s=sc.handoff.handle_time_s,
-            scenario=sc.name,
-        )
         self.engines = simulated_engines(sc.engines, self.clock, self.seed)
-        self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=config, seed=self.seed)
+        self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=pipeline_config(sc), seed=self.seed)
         self.pipeline.handoff.patience_s = sc.handoff.patience_s
         self.controller = self.pipeline.controller
         self.pipeline.queue.capacity = sc.actions.capacity
@@ -808,26 +812,26 @@ class Simulation:
                 rows["status"].append(stat)
                 rows["attr_keys"].append(ak)
                 rows["attr_values"].append(av)
-        self._buffer("spans", rows)
+        self._buffer("spans", span_columns(**rows))
         self.rows["spans"] += len(rows["name"])
 
     def _trace_calls(self, slots, ended_at, outcome) -> None:
         prefix = f"{self.scenario.name}-{self.seed}-"
         seqs = self._call_seq[slots].tolist()
         k = len(seqs)
-        self._buffer("spans", {
-            "trace_id": [f"{s:032x}" for s in seqs],
-            "span_id": [f"{s:010x}000000" for s in seqs],
-            "parent_span_id": [""] * k,
-            "call_id": [prefix + str(s) for s in seqs],
-            "turn": np.zeros(k, np.uint16),
-            "name": ["conversation"] * k,
-            "start_us": (self._started[slots] * 1e6).astype(np.int64),
-            "duration_ms": (ended_at - self._started[slots]) * 1000.0,
-            "status": ["error" if outcome == "failed" else "ok"] * k,
-            "attr_keys": [["outcome", "region", "language"]] * k,
-            "attr_values": [[outcome, self._region_names[o], self._langs[lg]] for o, lg in zip(self._origin[slots].tolist(), self._lang[slots].tolist(), strict=True)],
-        })
+        self._buffer("spans", span_columns(
+            trace_id=[f"{s:032x}" for s in seqs],
+            span_id=[f"{s:010x}000000" for s in seqs],
+            parent_span_id=[""] * k,
+            call_id=[prefix + str(s) for s in seqs],
+            turn=np.zeros(k, np.uint16),
+            name=["conversation"] * k,
+            start_us=(self._started[slots] * 1e6).astype(np.int64),
+            duration_ms=(ended_at - self._started[slots]) * 1000.0,
+            status=["error" if outcome == "failed" else "ok"] * k,
+            attr_keys=[["outcome", "region", "language"]] * k,
+            attr_values=[[outcome, self._region_names[o], self._langs[lg]] for o, lg in zip(self._origin[slots].tolist(), self._lang[slots].tolist(), strict=True)],
+        ))
         self.rows["spans"] += k
 
     # ------------------------------------------------------------------ the integration queue's worker

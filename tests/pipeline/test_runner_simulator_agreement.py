@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from pipeline.engines import FALLBACK_INTENT, Utterance
-from pipeline.runner import Pipeline, PipelineConfig
+from pipeline.runner import Pipeline
 from pipeline.simulation.driver import run_on_virtual_clock
 from pipeline.simulation.engines import simulated_engines
 from pipeline.simulation.scenario import load_scenario
-from pipeline.simulation.simulator import GREETING_S, Simulation
+from pipeline.simulation.simulator import GREETING_S, Simulation, pipeline_config
 from telemetry.clock import VirtualClock
 
 SEED = 5
@@ -54,12 +54,7 @@ def simulated_turns(sc):
 def per_call_turns(sc):
     clock = VirtualClock(sc.start)
     engines = simulated_engines(sc.engines, clock, SEED)
-    config = PipelineConfig(
-        regions=[r.model_dump() for r in sc.regions], pools={n: p.model_dump() for n, p in sc.pools.items()},
-        caches={n: c.model_dump() for n, c in sc.caches.items()}, human_agents=sc.handoff.agents,
-        handoff_handle_time_s=sc.handoff.handle_time_s, scenario=sc.name,
-    )
-    pipe = Pipeline(engines, clock=clock, config=config, seed=SEED)
+    pipe = Pipeline(engines, clock=clock, config=pipeline_config(sc), seed=SEED)
     rng = np.random.default_rng(SEED)
     names = [n for n in sc.intents if n != FALLBACK_INTENT]
     mix = np.array([sc.intents[n] for n in names], float)

@@ -166,3 +166,15 @@ def test_the_call_row_builder_gives_columns_and_rows_alike():
                           outcome=cols["outcome"][i], turn_latencies_ms=lat[i, : [3, 1, 0][i]].tolist(),
                           intents=cols["intents"][i], handoff_reason=cols["handoff_reason"][i])
         assert row == {k: (v[i].item() if isinstance(v, np.ndarray) else v[i]) for k, v in cols.items()}
+
+
+def test_the_span_row_builder_broadcasts_text_and_refuses_ragged_columns():
+    from telemetry.traces import SPAN_COLUMNS, span_columns
+
+    cols = span_columns(trace_id=["t1", "t1"], span_id=["a", "b"], parent_span_id=["", "a"], call_id="c-1",
+                        turn=[0, 1], name=["conversation", "turn"], start_us=[1, 2], duration_ms=[5.0, 1.0])
+    assert tuple(cols) == SPAN_COLUMNS and cols["call_id"] == ["c-1", "c-1"] and cols["status"] == ["ok", "ok"]
+    assert cols["attr_keys"] == [[], []]
+    with pytest.raises(ValueError, match="start_us"):
+        span_columns(trace_id=["t1"], span_id=["a"], parent_span_id="", call_id="c", turn=[0], name="x",
+                     start_us=[1, 2], duration_ms=[1.0])
