@@ -9,11 +9,29 @@ really measure (pipeline/media/metrics.py).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pipeline.degradation import DegradationLevel
 from pipeline.metrics import MODEL_INTERVAL_S, PipelineMetrics
+
+
+@dataclass
+class SimulatorSecond:
+    """What the simulator hands its recorder once per simulated second (nothing of its own state is
+    read or reset by the recorder)."""
+
+    pipeline: Any  # pipeline.runner.Pipeline: regions, pools, caches, controller
+    regions: list[str]
+    active_by_region: np.ndarray
+    capacity_by_region: np.ndarray
+    mean_hold_s: dict[str, float]  # typical connection hold per pool now (faults included)
+    tick_wall_s: list[float]  # wall seconds of each tick since the last report
+    speedup: float | None  # simulated seconds per wall second so far
+    faults_active: list[tuple[str, bool]]
+    events: dict[str, int]  # arrivals, turns, hang-ups, fault changes since the last report
 
 
 class SimulatedMetrics(PipelineMetrics):
@@ -26,19 +44,19 @@ class SimulatedMetrics(PipelineMetrics):
         self._cache_lookups_seen: dict[str, int] = {}
         self._model_dt = MODEL_INTERVAL_S  # report the models on the first second too
 
-    def sim_second(self, sim, now: float, active_by_region: np.ndarray) -> None:
+    def sim_second(self, sec: SimulatorSecond, now: float) -> None:
         """The simulator's per-second gauges and the simulated edge, VAD and worker models."""
         dt = 1.0 if self._last_second is None else max(0.0, now - self._last_second)
         self._last_second = now
-        regions = sim._region_names
-        pipe = sim.pipeline
+        regions = sec.regions
+        pipe = sec.pipeline
         # media and worker models report like RTCP does: once per 5 s interval, covering the interval
         self._model_dt += dt
         report = self._model_dt >= MODEL_INTERVAL_S
         for i, region in enumerate(regions):
-            n = int(active_by_region[i])
+            n = int(sec.active_by_region[i])
             self.m("voxwatch_calls_active", region).set(n)
-            self.m("voxwatch_calls_capacity", region).set(int(sim._region_capacity[i]))
+            self.m("voxwatch_calls_capacity", region).set(int(sec.capacity_by_region[i]))
             self.m("voxwatch_context_sessions", region).set(n)
             self.m("voxwatch_context_bytes", region).set(n * 6000)
             up = pipe.regions.is_up(region)
@@ -49,22 +67,19 @@ class SimulatedMetrics(PipelineMetrics):
                 self._workers(region, n, self._model_dt, recovered)
         self.flush_histograms(slow=report)
         if report:
-            self.pool_model(pipe.pools, self._model_dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
+            self.pool_model(pipe.pools, self._model_dt, sec.mean_hold_s)
             self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES, not all(r.up for r in pipe.regions.regions.values()))
             self._model_dt = 0.0
         self._business(regions, now)
         # simulator self-metrics
-        wall = sim._tick_wall
-        if wall:
-            self._many("voxwatch_simulator_tick_seconds", wall)
-            sim._tick_wall = []
-        if sim._wall_elapsed > 0:
-            self.m("voxwatch_simulator_speedup_factor").set(sim.t / sim._wall_elapsed)
-        for i, f in enumerate(sim.scenario.faults):
-            self.m("voxwatch_simulator_fault_active", f.kind).set(1.0 if sim._fault_active.get(i) else 0.0)
-        for kind, k in sim._events.items():
+        if sec.tick_wall_s:
+            self._many("voxwatch_simulator_tick_seconds", sec.tick_wall_s)
+        if sec.speedup is not None:
+            self.m("voxwatch_simulator_speedup_factor").set(sec.speedup)
+        for kind, active in sec.faults_active:
+            self.m("voxwatch_simulator_fault_active", kind).set(1.0 if active else 0.0)
+        for kind, k in sec.events.items():
             self._inc("voxwatch_simulator_events_total", k, kind)
-        sim._events = dict.fromkeys(sim._events, 0)
 
     def pool_model(self, pools, dt: float, mean_hold: dict[str, float]) -> None:
         """Per-second model quantities of the pools: hold times as the connector model draws them,

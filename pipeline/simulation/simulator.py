@@ -33,7 +33,7 @@ from pipeline.intents import intent_arrays
 from pipeline.observe import NullMetrics
 from pipeline.runner import Pipeline, PipelineConfig, TurnBatch
 from pipeline.simulation.engines import simulated_engines
-from pipeline.simulation.models import SimulatedMetrics
+from pipeline.simulation.models import SimulatedMetrics, SimulatorSecond
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
 from telemetry.traces import call_columns, call_record, span_columns
@@ -878,7 +878,7 @@ class Simulation:
                 self._pool_saturated_run[name] = 0
         alive = self._alive
         by_region = np.bincount(self._served_by[alive], minlength=len(self._region_names))
-        self.metrics.sim_second(self, now, by_region)
+        self.metrics.sim_second(self._second_report(by_region), now)
         if self.sink is not None:
             self._flush_rows()
         if t_rel + 1e-9 >= self._window_start + self._window_s:
@@ -890,6 +890,21 @@ class Simulation:
             if hook.is_async or inspect.isawaitable(result):
                 await result
         await asyncio.sleep(0)
+
+    def _second_report(self, by_region: np.ndarray) -> SimulatorSecond:
+        """This second for the recorder; the per-tick wall times and event counts start afresh."""
+        models = self.scenario.engines.connectors
+        report = SimulatorSecond(
+            pipeline=self.pipeline, regions=self._region_names, active_by_region=by_region,
+            capacity_by_region=self._region_capacity,
+            mean_hold_s={s: math.exp(models[s].latency.mu) * self._hold_factor.get(s, 1.0) for s in self._systems} | {"llm": 0.6 * self._llm_factor},
+            tick_wall_s=self._tick_wall, speedup=self.t / self._wall_elapsed if self._wall_elapsed > 0 else None,
+            faults_active=[(f.kind, bool(self._fault_active.get(i))) for i, f in enumerate(self.scenario.faults)],
+            events=self._events,
+        )
+        self._tick_wall = []
+        self._events = dict.fromkeys(self._events, 0)
+        return report
 
     def _close_window(self, now: float) -> None:
         t_rel = now - self.t0
