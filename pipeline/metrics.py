@@ -155,12 +155,16 @@ class PipelineMetrics(CatalogRecorder):
         self._expected[key] = acc - whole
         self._inc(name, whole, *labels)
 
-    # hooks for quantities only a media stack measures: a real one records its own
-    # (pipeline/media/metrics.py); the simulator's recorder (pipeline/simulation/models.py) invents them
+    # hooks for quantities only a media stack or the caller base shows (call setup, ICE/DTLS, VAD,
+    # repeat callers): a real pipeline records its own (pipeline/media/metrics.py); the simulator's
+    # recorder (pipeline/simulation/models.py) invents them
     def _edge_setup(self, region: str, n: int) -> None:
         pass
 
     def _vad_turns(self, region: str, n: int) -> None:
+        pass
+
+    def _call_end_models(self, region: str, n: int) -> None:
         pass
 
     # ------------------------------------------------------------------ calls (both paths)
@@ -168,7 +172,6 @@ class PipelineMetrics(CatalogRecorder):
         self._inc("voxwatch_calls_started_total", n, region)
         if language:
             self._inc("voxwatch_business_calls_by_language_total", n, language)
-        self._many("voxwatch_call_setup_seconds", self.rng.lognormal(math.log(0.9), 0.3, min(n, 50)), region)
         self._edge_setup(region, n)
 
     def calls_rejected(self, region: str, reason: str, n: int) -> None:
@@ -202,9 +205,7 @@ class PipelineMetrics(CatalogRecorder):
             phase_turns = turns <= 1
             self._inc("voxwatch_business_abandoned_calls_total", int(phase_turns.sum()), region, "greeting")
             self._inc("voxwatch_business_abandoned_calls_total", int((~phase_turns).sum()), region, "waiting_for_answer")
-        # repeat callers: a share of callers rang within the last day (first-call resolution failed)
-        self._inc("voxwatch_business_repeat_callers_total", int(self.rng.binomial(n, 0.08)), region)
-        self._many("voxwatch_vad_speech_ratio", np.clip(self.rng.normal(0.38, 0.08, min(n, 50)), 0, 1), region)
+        self._call_end_models(region, n)
         cost = durations / 60.0 * 0.004 + turns * 0.0006
         self._many("voxwatch_business_cost_per_call_dollars", cost[:200])
         self._ended_window.append((self._last_second or 0.0, region, outcome, n))

@@ -109,8 +109,14 @@ class SimulatedMetrics(PipelineMetrics):
                 # the failed region's cache replicas are unreachable until failover settles
                 self._inc("voxwatch_cache_errors_total", max(1, int(self.rng.binomial(recent, 0.01))), c.name, "backend_down")
 
+    def _call_end_models(self, region: str, n: int) -> None:
+        # repeat callers: a share of callers rang within the last day (first-call resolution failed)
+        self._inc("voxwatch_business_repeat_callers_total", int(self.rng.binomial(n, 0.08)), region)
+        self._many("voxwatch_vad_speech_ratio", np.clip(self.rng.normal(0.38, 0.08, min(n, 50)), 0, 1), region)
+
     def _edge_setup(self, region: str, n: int) -> None:
         rng = self.rng
+        self._many("voxwatch_call_setup_seconds", rng.lognormal(math.log(0.9), 0.3, min(n, 50)), region)
         k = min(n, 64)
         ice = rng.lognormal(math.log(0.25), 0.4, k)
         dtls = rng.lognormal(math.log(0.08), 0.3, k)
