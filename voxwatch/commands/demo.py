@@ -189,20 +189,17 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     from alerts.evaluate import aggregate
     from alerts.ruleset import Selector
     from pipeline.simulation.simulator import Simulation
-    from telemetry import Telemetry
+    from telemetry import open_runtime
     from telemetry.clock import VirtualClock
-    from telemetry.sink import Sink
     from voxwatch.commands.serve import start_service
     from voxwatch.context import AppContext
     from voxwatch.loop import MonitoringLoop
 
     # The replay starts at this wall-clock second, so its timestamps read as "today" on the dashboard.
     clock = VirtualClock(float(int(time.time())))
-    sink = Sink(store, spool_dir=spool, flush_interval=0.5)
+    rt = open_runtime(clock=clock, store=store, spool_dir=spool, sink_options={"flush_interval": 0.5})
+    tel, sink = rt.telemetry, rt.sink
     cleanups.append(sink.close)
-    tel = Telemetry(clock=clock, sink=sink)
-    sink.telemetry = tel
-    store.telemetry = tel
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink)
     controller = sim.controller
 

@@ -180,18 +180,14 @@ def build_context(settings: Settings, store=None, clock=None):
     from types import SimpleNamespace
 
     from pipeline.degradation import DegradationController
-    from telemetry import Telemetry
+    from telemetry import open_runtime
     from telemetry.clock import WallClock
-    from telemetry.sink import Sink
     from telemetry.store import open_store
     from voxwatch.context import AppContext
 
     clock = clock or WallClock()
-    store = store or open_store(settings.store)
-    sink = Sink(store, spool_dir=settings.spool_dir)
-    tel = Telemetry(clock=clock, sink=sink)
-    sink.telemetry = tel
-    store.telemetry, store.source = tel, "api"
+    rt = open_runtime(clock=clock, store=store or open_store(settings.store), spool_dir=settings.spool_dir, source="api")
+    store, sink, tel = rt.store, rt.sink, rt.telemetry
     controller = DegradationController(clock, sink=sink)
     return AppContext(store=store, sink=sink, clock=clock, telemetry=tel, settings=settings,
                       pipeline=SimpleNamespace(controller=controller))
