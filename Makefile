@@ -24,7 +24,12 @@ system-test:
 demo: install
 	$(VENV)/bin/voxwatch demo
 
-test: install system-test
+# the ingest tests' real senders (Pipecat, LiveKit Agents): a test extra, not needed by `make demo`
+$(VENV)/.installed-ingest-test: pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,ingest-test]'
+	touch $@
+
+test: install $(VENV)/.installed-ingest-test system-test
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Everything that does not need a system package: quick inner loop.

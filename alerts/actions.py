@@ -22,11 +22,13 @@ from typing import Any, Protocol
 
 import httpx
 
+from alerts.evaluate import aggregate
+from alerts.model import DEFAULT_LADDER
 from alerts.receivers.base import DeliveryResult
+from alerts.ruleset import Selector
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LADDER = ("NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF")
 REGION_LEVELS = {"REGION_FAILOVER"}
 FLAP_WINDOW_S = 900.0
 
@@ -48,10 +50,9 @@ class CallableActionSink:
         self.state_fn = state_fn
 
     def request(self, level, reason, region=None, rule=""):
-        try:
-            return self.request_fn(level, reason, region=region, rule=rule)
-        except TypeError:
-            return self.request_fn(level, reason, region)
+        # one call, never retried: a TypeError raised inside the controller is its bug, not a
+        # signature mismatch, and a second call could apply the level twice
+        return self.request_fn(level, reason, region=region, rule=rule)
 
     def state(self):
         return self.state_fn() if self.state_fn else {}
@@ -141,9 +142,6 @@ class ActionController:
     def _effect(self, spec) -> float:
         if self.view is None or spec is None or not spec.effect_metric:
             return float("nan")
-        from alerts.evaluate import aggregate
-        from alerts.ruleset import Selector
-
         sel = Selector(metric=spec.effect_metric, match=spec.effect_match)
         agg = "quantile" if spec.effect_quantile else "last"
         try:

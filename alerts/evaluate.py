@@ -19,49 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from alerts.ruleset import AnomalyRule, PredictiveRule, Selector, SloRule, ThresholdRule
-from alerts.series import LabelSet, MetricView, Series, histogram_quantile
+from alerts.ruleset import AnomalyRule, PredictiveRule, Selector, SloRule, ThresholdRule, format_duration
+from alerts.series import LabelSet, MetricView, Series
+from anomaly.finding import Finding
+from telemetry.quantiles import histogram_quantile
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
-
-
-@dataclass
-class FindingRecord:
-    """A finding as the rules see it; built from anomaly.Finding, a dict, or an anomaly_findings row."""
-
-    ts: float
-    detector: str
-    kind: str
-    metric: str
-    labels: dict[str, str]
-    score: float
-    value: float
-    time_to_exhaustion_s: float
-    confidence: float
-    reason: str = ""
-
-    @classmethod
-    def of(cls, f: Any) -> FindingRecord:
-        get = (lambda k, d=None: f.get(k, d)) if isinstance(f, dict) else (lambda k, d=None: getattr(f, k, d))
-        ts = get("ts")
-        if ts is None and get("ts_ms") is not None:
-            ts = get("ts_ms") / 1000.0
-        labels = get("labels")
-        if labels is None and get("label_keys") is not None:
-            labels = dict(zip(get("label_keys"), get("label_values")))
-        tte = get("time_to_exhaustion_s")
-        return cls(
-            ts=float(ts),
-            detector=str(get("detector", "") or ""),
-            kind=str(get("kind", "") or ""),
-            metric=str(get("metric", "") or ""),
-            labels={str(k): str(v) for k, v in (labels or {}).items()},
-            score=float(get("score", 0.0) or 0.0),
-            value=float(get("value", math.nan) if get("value") is not None else math.nan),
-            time_to_exhaustion_s=float(tte) if tte is not None else math.nan,
-            confidence=float(get("confidence")) if get("confidence") is not None else math.nan,
-            reason=str(get("reason", "") or ""),
-        )
 
 
 @dataclass
@@ -71,12 +34,13 @@ class FindingLog:
     retention: float = 3600.0
     items: deque = field(default_factory=deque)
 
-    def add(self, finding: Any) -> FindingRecord:
-        rec = finding if isinstance(finding, FindingRecord) else FindingRecord.of(finding)
+    def add(self, finding: Any) -> Finding:
+        """Keep a finding: an anomaly.Finding, or a dict/row of one."""
+        rec = Finding.of(finding)
         self.items.append(rec)
         return rec
 
-    def recent(self, now: float, window: float) -> Iterable[FindingRecord]:
+    def recent(self, now: float, window: float) -> Iterable[Finding]:
         while self.items and self.items[0].ts < now - self.retention:
             self.items.popleft()
         start = now - window
@@ -132,7 +96,8 @@ def _quantile_by(view: MetricView, sel: Selector, q: float, by: list[str] | None
         b[le] = b.get(le, 0.0) + inc
     out = {}
     for k, b in per_group.items():
-        v = histogram_quantile(q, list(b.items()))
+        bounds = sorted(b)
+        v = histogram_quantile(q, bounds, [b[le] for le in bounds])
         if not math.isnan(v):
             out[k] = v
     return out
@@ -183,7 +148,7 @@ def eval_threshold(rule: ThresholdRule, view: MetricView, now: float) -> dict[La
     return {k: v for k, v in values.items() if cmp(v, rule.threshold)}
 
 
-def _finding_matches(f: FindingRecord, kinds, metric: str | None, detector: str | None, rule=None) -> bool:
+def _finding_matches(f: Finding, kinds, metric: str | None, detector: str | None, rule=None) -> bool:
     if f.kind not in kinds:
         return False
     if rule is not None:
@@ -198,12 +163,12 @@ def _finding_matches(f: FindingRecord, kinds, metric: str | None, detector: str 
     return True
 
 
-def _confident(f: FindingRecord, minimum: float) -> bool:
+def _confident(f: Finding, minimum: float) -> bool:
     """A finding without a confidence (NaN) is not filtered by it."""
     return math.isnan(f.confidence) or f.confidence >= minimum
 
 
-def _finding_labels(f: FindingRecord) -> dict[str, str]:
+def _finding_labels(f: Finding) -> dict[str, str]:
     return {**f.labels, "metric": f.metric}
 
 
@@ -221,7 +186,7 @@ def eval_anomaly(rule: AnomalyRule, findings: FindingLog, now: float) -> dict[La
 
 def eval_predictive(rule: PredictiveRule, view: MetricView, findings: FindingLog, now: float) -> dict[LabelSet, float]:
     if rule.source == "findings":
-        latest: dict[LabelSet, FindingRecord] = {}
+        latest: dict[LabelSet, Finding] = {}
         for f in findings.recent(now, rule.window):
             if not _finding_matches(f, ("saturation_trend",), rule.metric, None, rule):
                 continue
@@ -317,8 +282,6 @@ def eval_slo(rule: SloRule, view: MetricView, now: float) -> dict[LabelSet, floa
                 break
             burns.append(r[0] / budget)
         if len(burns) == 2 and burns[0] > bw.factor and burns[1] > bw.factor:
-            from alerts.ruleset import format_duration
-
             key = (("burn_window", f"{format_duration(bw.long)}/{format_duration(bw.short)}"), ("severity", bw.severity))
             out[key] = burns[0]
     return out

@@ -11,6 +11,10 @@ from typing import Any, Protocol
 
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
 
+# The pipeline's degradation ladder, lowest first, as alerts may ask for it (alerts never import the
+# pipeline; pipeline.degradation.DegradationLevel is the ladder itself, and a test keeps them equal).
+DEFAULT_LADDER = ("NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF")
+
 
 def alert_fingerprint(labels: dict[str, str]) -> str:
     """Stable id of an alert: a hash of its sorted labels (alertname included), 16 hex digits."""

@@ -13,7 +13,8 @@ from collections import defaultdict
 import numpy as np
 
 from alerts.engine import AlertEngine
-from alerts.evaluate import FindingRecord
+from anomaly.finding import Finding
+from telemetry.store.series_reads import findings_between, samples_of_series, series_by_sample_names
 
 CHUNK_S = 600.0  # samples are read ten minutes at a time, so memory stays bounded
 
@@ -35,20 +36,12 @@ def replay_store(ruleset, store, start: float, end: float, *, step: float = 1.0)
     clock = VirtualClock(start - warm)
     engine = AlertEngine(ruleset, clock, notify=False)
     names = engine.wanted_sample_names()
-    series = store.query(
-        "SELECT fingerprint, any(sample_name) AS s_name, any(label_keys) AS s_keys, any(label_values) AS s_values "
-        "FROM metric_series WHERE has({names:Array(String)}, sample_name) GROUP BY fingerprint",
-        {"names": names},
-    )
+    series = series_by_sample_names(store, names)
     meta = {int(fp): (name, dict(zip(keys, values))) for fp, name, keys, values in
             zip(series["fingerprint"], series["s_name"], series["s_keys"], series["s_values"])}
     fps = sorted(meta)
-    findings = store.query(
-        "SELECT ts_ms, detector, kind, metric, label_keys, label_values, score, value, time_to_exhaustion_s, confidence, reason "
-        "FROM anomaly_findings WHERE ts_ms >= {a:Int64} AND ts_ms < {b:Int64} ORDER BY ts_ms",
-        {"a": int((start - warm) * 1000), "b": int(end * 1000)},
-    )
-    pending_findings = [FindingRecord.of(r._asdict()) for r in findings.itertuples(index=False)]
+    findings = findings_between(store, int((start - warm) * 1000), int(end * 1000))
+    pending_findings = [Finding.of(r._asdict()) for r in findings.itertuples(index=False)]
     fi = 0
     t = start - warm
     chunk_start = t
@@ -56,11 +49,7 @@ def replay_store(ruleset, store, start: float, end: float, *, step: float = 1.0)
         chunk_end = min(end, chunk_start + CHUNK_S)
         by_ts: dict[int, list] = defaultdict(list)
         if fps:
-            df = store.query(
-                "SELECT ts_ms, fingerprint, value FROM metric_samples WHERE has({fps:Array(UInt64)}, fingerprint) "
-                "AND ts_ms > {a:Int64} AND ts_ms <= {b:Int64} ORDER BY ts_ms",
-                {"fps": fps, "a": int(chunk_start * 1000), "b": int(chunk_end * 1000)},
-            )
+            df = samples_of_series(store, fps, int(chunk_start * 1000), int(chunk_end * 1000))
             ts = df["ts_ms"].to_numpy(dtype=np.int64)
             for i, (fp, v) in enumerate(zip(df["fingerprint"], df["value"])):
                 name, labels = meta[int(fp)]

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from alerts.model import DEFAULT_LADDER
 from alerts.templates import TemplateError, check_template
 
 DEFAULT_RULES_DIR = Path(__file__).parent / "rules"
@@ -598,8 +599,6 @@ def check_against_catalog(ruleset: RuleSet, catalog) -> list[str]:
                     spec = spec_of(rule, f"{fld}.metric", sel.metric, ("counter",))
                     labels_ok(rule, f"{fld}.match", spec, list(sel.match) + list(sel.match_re))
         if rule.action is not None:
-            from alerts.actions import DEFAULT_LADDER
-
             if rule.action.level not in DEFAULT_LADDER:
                 problems.append(f"{where(rule, 'action.level')}: unknown degradation level {rule.action.level!r} "
                                 f"(the pipeline's ladder: {', '.join(DEFAULT_LADDER)})")

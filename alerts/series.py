@@ -181,24 +181,3 @@ def sample_names_for(metric: str) -> list[str]:
     """Every sample name a catalog metric may expose (counter _total, histogram _bucket/_sum/_count)."""
     base = metric.removesuffix("_total")
     return sorted({metric, base, base + "_total", metric + "_bucket", metric + "_sum", metric + "_count"})
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' histogram_quantile over cumulative (le, count) pairs; NaN when empty."""
-    if not buckets:
-        return math.nan
-    buckets = sorted(buckets)
-    total = buckets[-1][1]
-    if total <= 0:
-        return math.nan
-    rank = q * total
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if math.isinf(le):
-                return prev_le  # the quantile is in the +Inf bucket: the highest finite bound
-            if count == prev_count:
-                return le
-            return prev_le + (le - prev_le) * (rank - prev_count) / (count - prev_count)
-        prev_le, prev_count = le, count
-    return buckets[-1][0]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -40,6 +41,33 @@ class Finding:
     reason: str = ""
     fingerprint: int = 0
     finding_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def of(cls, data) -> Finding:
+        """A Finding from itself, a dict in its own field names, or an anomaly_findings row
+        (`ts_ms`, `label_keys`/`label_values`); missing numbers are NaN, as the row would have them."""
+        if isinstance(data, cls):
+            return data
+        get = data.get if isinstance(data, Mapping) else (lambda k, d=None: getattr(data, k, d))
+        ts = get("ts")
+        if ts is None and get("ts_ms") is not None:
+            ts = get("ts_ms") / 1000.0
+        labels = get("labels")
+        if labels is None and get("label_keys") is not None:
+            labels = dict(zip(get("label_keys"), get("label_values"), strict=False))
+
+        def number(key: str, default: float = math.nan) -> float:
+            v = get(key)
+            return float(v) if v is not None else default
+
+        extra = {"finding_id": str(get("finding_id"))} if get("finding_id") else {}
+        return cls(
+            ts=float(ts), detector=str(get("detector") or ""), kind=str(get("kind") or ""), metric=str(get("metric") or ""),
+            labels={str(k): str(v) for k, v in (labels or {}).items()}, score=number("score", 0.0), value=number("value"),
+            expected_low=number("expected_low"), expected_high=number("expected_high"),
+            time_to_exhaustion_s=number("time_to_exhaustion_s"), confidence=number("confidence"),
+            reason=str(get("reason") or ""), fingerprint=int(get("fingerprint") or 0), **extra,
+        )
 
     def to_row(self) -> dict:
         """The anomaly_findings row for this finding."""

@@ -23,6 +23,8 @@ import numpy as np
 
 from anomaly.likelihood import LikelihoodGate
 from anomaly.saturation_trend import SaturationTrend
+from telemetry.quantiles import histogram_quantiles
+from telemetry.store.series_reads import gauge_steps, histogram_bucket_steps, samples_time_span
 
 
 def predict_linear(ts: np.ndarray, values: np.ndarray, window_s: float, horizon_s: float) -> np.ndarray:
@@ -117,31 +119,11 @@ def lead_time(sat_ts, sat_values, capacity: float, lat_ts, lat_values, budget: f
 
 
 # -- over a simulated scenario in the store --------------------------------------------------------
-_HIST_SQL = (
-    "SELECT b.bucket_ms AS bucket_ms, m.le AS le, sum(b.last_value) AS cum FROM ("
-    "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, argMax(value, ts_ms) AS last_value "
-    "FROM metric_samples WHERE metric_id = {mid:UInt32} GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
-    "SELECT fingerprint, any(label_values[indexOf(label_keys, 'le')]) AS le FROM metric_series "
-    "WHERE sample_name = {bucket_name:String} GROUP BY fingerprint) AS m USING (fingerprint) "
-    "GROUP BY bucket_ms, le ORDER BY bucket_ms"
-)
-_GAUGE_SQL = (
-    "SELECT b.bucket_ms AS bucket_ms, b.fingerprint AS fingerprint, b.value AS value, m.label_keys AS label_keys, "
-    "m.label_values AS label_values FROM ("
-    "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS value "
-    "FROM metric_samples WHERE metric_id = {mid:UInt32} GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
-    "SELECT fingerprint, any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series "
-    "WHERE metric = {metric:String} GROUP BY fingerprint) AS m USING (fingerprint) ORDER BY fingerprint, bucket_ms"
-)
-
-
 def histogram_quantile_series(store, metric_id: int, metric: str, step_s: float, q: float = 0.99):
     """(step start times in s, the q-quantile of each step's observations across every label set),
     from the stored cumulative buckets."""
-    from anomaly.series import histogram_quantile
-
     step_ms = int(step_s * 1000)
-    frame = store.query(_HIST_SQL, {"step": step_ms, "mid": metric_id, "bucket_name": f"{metric}_bucket"})
+    frame = histogram_bucket_steps(store, metric_id, metric, step_ms)
     if frame.empty:
         return np.array([]), np.array([])
     frame["bound"] = frame["le"].map(lambda s: math.inf if s in ("+Inf", "inf", "Inf") else float(s))
@@ -151,14 +133,14 @@ def histogram_quantile_series(store, metric_id: int, metric: str, step_s: float,
     cum = table.to_numpy()
     inc = np.diff(cum, axis=0)
     ts = table.index.to_numpy()[1:] / 1000.0
-    out = np.array([histogram_quantile(q, bounds, row) if row[-1] > 0 and np.all(row >= 0) else np.nan
-                    for row in inc])
+    out = histogram_quantiles(q, bounds, inc) if len(inc) else np.zeros(0)
+    out[np.any(inc < 0, axis=1)] = np.nan  # a counter reset inside the step: no estimate
     return ts, out
 
 
 def gauge_series(store, metric_id: int, metric: str, step_s: float) -> dict:
     """{labels tuple: (times s, step averages)} for every series of a gauge."""
-    frame = store.query(_GAUGE_SQL, {"step": int(step_s * 1000), "mid": metric_id, "metric": metric})
+    frame = gauge_steps(store, metric_id, metric, int(step_s * 1000))
     out = {}
     for _fp, g in frame.groupby("fingerprint"):
         labels = tuple(sorted(zip(g["label_keys"].iloc[0], g["label_values"].iloc[0])))
@@ -264,8 +246,7 @@ def scenario_report(store, catalog, settings=None, *, budget_s: float = 0.3,
 
     settings = settings or AnomalySettings()
     step_s = settings.step_s
-    span = store.query("SELECT min(ts_ms) AS t0, max(ts_ms) AS t1 FROM metric_samples")
-    t0_ms, t1_ms = int(span["t0"].iloc[0]), int(span["t1"].iloc[0])
+    t0_ms, t1_ms = samples_time_span(store)
     service = AnomalyService(clock=VirtualClock(t0_ms / 1000.0), catalog=catalog, settings=settings)
     findings = []
     chunk_ms = 300_000  # five minutes of samples per poll, as a running service would read them

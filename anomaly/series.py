@@ -3,7 +3,7 @@
 Gauges are watched as they are. Counters are cumulative, so they are watched as a rate per second
 between consecutive samples (a drop is a counter reset: that interval is skipped and counted).
 Histograms are cumulative buckets, so each interval's P99 is estimated from the bucket increments,
-as Prometheus' histogram_quantile does, and watched under the histogram's name with the label
+with telemetry's `histogram_quantile` (Prometheus' rule), and watched under the histogram's name with the label
 stat="p99" (only for steps with at least `min_observations` observations). Every sample left out is counted by cause in `skipped`.
 """
 
@@ -14,6 +14,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from telemetry.quantiles import histogram_quantile  # the one rule, +Inf included
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs: hashable label sets
 
@@ -51,25 +53,6 @@ class Sample:
     metric_type: str = "gauge"
     fingerprint: int = 0
     sample_ts: float | None = None  # when the value was taken, if not the tick's time (stepped reads)
-
-
-def histogram_quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
-    """Prometheus' estimate: linear interpolation inside the bucket where the rank falls.
-    `counts` are cumulative per upper bound (the last bound may be +Inf)."""
-    total = counts[-1]
-    if not total > 0:
-        return math.nan
-    rank = q * total
-    i = int(np.searchsorted(counts, rank, side="left"))
-    i = min(i, len(counts) - 1)
-    if math.isinf(upper_bounds[i]):
-        return float(upper_bounds[i - 1]) if i > 0 else math.nan
-    lower = float(upper_bounds[i - 1]) if i > 0 else 0.0
-    below = float(counts[i - 1]) if i > 0 else 0.0
-    in_bucket = float(counts[i]) - below
-    if in_bucket <= 0:
-        return float(upper_bounds[i])
-    return lower + (float(upper_bounds[i]) - lower) * (rank - below) / in_bucket
 
 
 @dataclass

@@ -29,6 +29,7 @@ from anomaly.robust_level import RobustLevel
 from anomaly.saturation_trend import SaturationTrend
 from anomaly.series import Sample, SeriesDeriver, SeriesKey, labels_key
 from telemetry.clock import Clock, WallClock
+from telemetry.store.series_reads import stepped_samples
 
 log = logging.getLogger(__name__)
 
@@ -351,23 +352,7 @@ class AnomalyService:
                     self.callback_errors += 1
                     log.exception("on_finding callback %r failed", callback)
 
-    # -- reading the store ----------------------------------------------------------------------
-    # One row per series and step: gauges averaged over the step (less noise), cumulative series
-    # (counters, histogram buckets) at their last value, which is what a rate or an increment needs.
-    _SAMPLES_SQL = (
-        "SELECT b.bucket_ms AS ts_ms, b.fingerprint AS fingerprint, "
-        "if(m.metric_type = 'gauge', b.mean_value, b.last_value) AS value, b.last_ts AS last_ts, m.metric AS metric, "
-        "m.sample_name AS sample_name, m.metric_type AS metric_type, m.label_keys AS label_keys, "
-        "m.label_values AS label_values FROM ("
-        "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS mean_value, "
-        "argMax(value, ts_ms) AS last_value, max(ts_ms) AS last_ts FROM metric_samples "
-        "WHERE ts_ms >= {after:Int64} AND ts_ms < {until:Int64} {metric_filter}"
-        "GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
-        "SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
-        "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series {series_filter}"
-        "GROUP BY fingerprint) AS m USING (fingerprint) ORDER BY ts_ms, fingerprint"
-    )
-
+    # -- reading the store (the SQL is telemetry's: telemetry.store.series_reads) ---------------
     def poll_store(self, store, until_ms: int | None = None) -> list[Finding]:
         """Score every whole step stored since the last poll (up to now - lag), tick by tick."""
         step_ms = int(self.settings.step_s * 1000)
@@ -377,17 +362,9 @@ class AnomalyService:
         after = self.watermark_ms if self.watermark_ms is not None else -(2**62)
         if until_ms <= after:
             return []
-        params = {"after": int(after), "until": int(until_ms), "step": step_ms}
-        metric_filter = series_filter = ""
-        if self.settings.metrics is not None:
-            params["metrics"] = list(self.settings.metrics)
-            ids = [self.catalog[m].id for m in self.settings.metrics if self.catalog is not None and m in self.catalog]
-            if ids:
-                params["ids"] = ids
-                metric_filter = "AND has({ids:Array(UInt32)}, metric_id) "
-            series_filter = "WHERE has({metrics:Array(String)}, metric) "
-        sql = self._SAMPLES_SQL.replace("{metric_filter}", metric_filter).replace("{series_filter}", series_filter)
-        frame = store.query(sql, params)
+        metrics = self.settings.metrics
+        ids = [self.catalog[m].id for m in metrics if self.catalog is not None and m in self.catalog] if metrics is not None else None
+        frame = stepped_samples(store, after, until_ms, step_ms, metrics=metrics, metric_ids=ids)
         self.watermark_ms = int(until_ms)
         findings: list[Finding] = []
         if frame.empty:

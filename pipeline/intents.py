@@ -57,3 +57,49 @@ SYSTEMS: tuple[str, ...] = ("crm", "orders", "ticketing", "catalog")
 def spec(intent: str) -> IntentSpec:
     """The intent's spec; unknown intents (a classifier with more labels) get a plain LLM answer."""
     return INTENTS.get(intent) or IntentSpec(intent)
+
+
+@dataclass
+class IntentArrays:
+    """The same table as arrays indexed by intent number, for stages that run many turns at once:
+    `needs_history[i]`, the one lookup the answer needs (`lookup_system` index into `systems`, -1 for
+    none; `lookup_cached` when the product cache is consulted first), the first action
+    (`action_system`, `action_op`) and `cacheable`."""
+
+    names: list[str]
+    systems: tuple[str, ...]
+    needs_history: object
+    lookup_system: object
+    lookup_cached: object
+    lookup_op: list[str]
+    action_system: object
+    action_op: list[str]
+    cacheable: object
+    human: int
+    fallback: int
+    goodbye: int
+
+
+def intent_arrays(names: list[str]) -> IntentArrays:
+    import numpy as np
+
+    n = len(names)
+    t = IntentArrays(list(names), SYSTEMS, np.zeros(n, bool), np.full(n, -1, np.int16), np.zeros(n, bool), [""] * n,
+                     np.full(n, -1, np.int16), [""] * n, np.zeros(n, bool), -1, -1, -1)
+    for i, name in enumerate(names):
+        s = spec(name)
+        t.cacheable[i] = s.cacheable
+        for lk in s.lookups:
+            if lk.cache == "customer_history":
+                t.needs_history[i] = True
+            else:
+                t.lookup_system[i] = SYSTEMS.index(lk.system)
+                t.lookup_cached[i] = lk.cache == "product_info"
+                t.lookup_op[i] = lk.operation
+        if s.actions:
+            system, op = s.actions[0]
+            t.action_system[i] = SYSTEMS.index(system)
+            t.action_op[i] = op
+    index = {name: i for i, name in enumerate(names)}
+    t.human, t.fallback, t.goodbye = index.get(HUMAN_INTENT, -1), index.get(FALLBACK_INTENT, -1), index.get("goodbye", -1)
+    return t

@@ -3,9 +3,10 @@ controller reports becomes the catalog's counters, gauges and histograms here, i
 
 Two entry styles over the same instruments: per-event methods for the real pipeline (one turn at a
 time), and `*_batch` methods for the simulator, which hands arrays (histograms take them in one
-`observe_many`). Quantities that only a media engine measures (RTP, jitter, VAD frames, worker pools)
-come, in the simulator, from the simulated edge and worker models in `sim_second`, drawn with their
-own random stream so telemetry never changes the simulation's course.
+`observe_many`). Quantities that only a media engine measures (RTP, jitter, VAD frames, worker pools,
+the autoscaler) are not invented here: the simulator's `SimulatedMetrics`
+(pipeline/simulation/models.py) adds its edge, worker and autoscaler models on top of this recorder,
+drawn with the recorder's own random stream so telemetry never changes the simulation's course.
 
 A metric name the catalog does not declare is collected in `missing` (tests assert it stays empty)
 rather than crashing a running pipeline.
@@ -115,10 +116,6 @@ class PipelineMetrics(CatalogRecorder):
         self.buffered = False  # the simulator turns this on and flushes once per simulated second
         self._hist_buf: dict[tuple, list[np.ndarray]] = {}
         self._expected: dict[tuple, float] = {}
-        self._region_was_up: dict[str, bool] = {}
-        self._replicas: dict[tuple[str, str], int] = {}
-        self._cache_lookups_seen: dict[str, int] = {}
-        self._model_dt = MODEL_INTERVAL_S  # report the models on the first second too
         self._llm_tokens: list[tuple[float, float]] = []  # (second, tokens) for the per-minute quota
         self._turns_good = 0
         self._turns_bad = 0
@@ -158,12 +155,23 @@ class PipelineMetrics(CatalogRecorder):
         self._expected[key] = acc - whole
         self._inc(name, whole, *labels)
 
+    # hooks for quantities only a media stack or the caller base shows (call setup, ICE/DTLS, VAD,
+    # repeat callers): a real pipeline records its own (pipeline/media/metrics.py); the simulator's
+    # recorder (pipeline/simulation/models.py) invents them
+    def _edge_setup(self, region: str, n: int) -> None:
+        pass
+
+    def _vad_turns(self, region: str, n: int) -> None:
+        pass
+
+    def _call_end_models(self, region: str, n: int) -> None:
+        pass
+
     # ------------------------------------------------------------------ calls (both paths)
     def call_started(self, region: str, channel: str = "simulated", n: int = 1, language: str | None = None) -> None:
         self._inc("voxwatch_calls_started_total", n, region)
         if language:
             self._inc("voxwatch_business_calls_by_language_total", n, language)
-        self._many("voxwatch_call_setup_seconds", self.rng.lognormal(math.log(0.9), 0.3, min(n, 50)), region)
         self._edge_setup(region, n)
 
     def calls_rejected(self, region: str, reason: str, n: int) -> None:
@@ -197,9 +205,7 @@ class PipelineMetrics(CatalogRecorder):
             phase_turns = turns <= 1
             self._inc("voxwatch_business_abandoned_calls_total", int(phase_turns.sum()), region, "greeting")
             self._inc("voxwatch_business_abandoned_calls_total", int((~phase_turns).sum()), region, "waiting_for_answer")
-        # repeat callers: a share of callers rang within the last day (first-call resolution failed)
-        self._inc("voxwatch_business_repeat_callers_total", int(self.rng.binomial(n, 0.08)), region)
-        self._many("voxwatch_vad_speech_ratio", np.clip(self.rng.normal(0.38, 0.08, min(n, 50)), 0, 1), region)
+        self._call_end_models(region, n)
         cost = durations / 60.0 * 0.004 + turns * 0.0006
         self._many("voxwatch_business_cost_per_call_dollars", cost[:200])
         self._ended_window.append((self._last_second or 0.0, region, outcome, n))
@@ -360,41 +366,42 @@ class PipelineMetrics(CatalogRecorder):
     def context_loads(self, source: str, seconds: np.ndarray) -> None:
         self._many("voxwatch_context_load_seconds", seconds, source)
 
-    def llm_result(self, region: str, reply, seconds: float) -> None:
-        self.llm_batch(np.array([reply.ttft_s]), np.array([seconds]), np.array([reply.completion_tokens]), reply.prompt_tokens, 0, 0, np.zeros(1))
+    def llm_result(self, region: str, reply, seconds: float, provider: str = PROVIDER) -> None:
+        """One answer from the LLM engine, labelled with the engine's provider and the model that answered."""
+        self.llm_batch(np.array([reply.ttft_s]), np.array([seconds]), np.array([reply.completion_tokens]), reply.prompt_tokens, 0, 0, np.zeros(1), provider=provider, model=reply.model or LLM_MODEL)
 
-    def llm_batch(self, ttft: np.ndarray, request_s: np.ndarray, tokens: np.ndarray, prompt_tokens: int, n_err: int, n_timeout: int, waits: np.ndarray) -> None:
+    def llm_batch(self, ttft: np.ndarray, request_s: np.ndarray, tokens: np.ndarray, prompt_tokens: int, n_err: int, n_timeout: int, waits: np.ndarray, *, provider: str = PROVIDER, model: str = LLM_MODEL) -> None:
         k = len(ttft) + n_timeout
         if not k:
             return
         rng = self.rng
-        self._inc("voxwatch_llm_requests_total", k, PROVIDER, LLM_MODEL)
-        self._many("voxwatch_llm_time_to_first_token_seconds", ttft, PROVIDER, LLM_MODEL)
-        self._many("voxwatch_llm_request_seconds", request_s, PROVIDER, LLM_MODEL)
+        self._inc("voxwatch_llm_requests_total", k, provider, model)
+        self._many("voxwatch_llm_time_to_first_token_seconds", ttft, provider, model)
+        self._many("voxwatch_llm_request_seconds", request_s, provider, model)
         if len(ttft):
-            self._many("voxwatch_llm_inter_token_seconds", (request_s - ttft) / np.maximum(tokens, 1), PROVIDER)
-            self._many("voxwatch_llm_output_tokens_per_request", tokens, PROVIDER)
-            self._many("voxwatch_llm_queue_wait_seconds", waits, PROVIDER)
+            self._many("voxwatch_llm_inter_token_seconds", (request_s - ttft) / np.maximum(tokens, 1), provider)
+            self._many("voxwatch_llm_output_tokens_per_request", tokens, provider)
+            self._many("voxwatch_llm_queue_wait_seconds", waits, provider)
         out_tokens = float(tokens.sum())
         in_tokens = float(prompt_tokens) * len(ttft)
         cached = in_tokens * 0.6
-        self._inc("voxwatch_llm_input_tokens_total", in_tokens, PROVIDER, LLM_MODEL)
-        self._inc("voxwatch_llm_output_tokens_total", out_tokens, PROVIDER, LLM_MODEL)
-        self._inc("voxwatch_llm_cached_input_tokens_total", cached, PROVIDER, LLM_MODEL)
-        self._inc("voxwatch_llm_prompt_cache_hits_total", int(len(ttft) * 0.8), PROVIDER)
-        self._inc("voxwatch_llm_cost_dollars_total", (in_tokens - cached) / 1000 * COST_PER_1K_INPUT + out_tokens / 1000 * COST_PER_1K_OUTPUT, PROVIDER, LLM_MODEL)
-        self._inc("voxwatch_llm_finish_reasons_total", len(ttft) - n_err, PROVIDER, "stop")
-        self._inc("voxwatch_llm_finish_reasons_total", int(rng.binomial(max(len(ttft), 0), 0.01)), PROVIDER, "length")
+        self._inc("voxwatch_llm_input_tokens_total", in_tokens, provider, model)
+        self._inc("voxwatch_llm_output_tokens_total", out_tokens, provider, model)
+        self._inc("voxwatch_llm_cached_input_tokens_total", cached, provider, model)
+        self._inc("voxwatch_llm_prompt_cache_hits_total", int(len(ttft) * 0.8), provider)
+        self._inc("voxwatch_llm_cost_dollars_total", (in_tokens - cached) / 1000 * COST_PER_1K_INPUT + out_tokens / 1000 * COST_PER_1K_OUTPUT, provider, model)
+        self._inc("voxwatch_llm_finish_reasons_total", len(ttft) - n_err, provider, "stop")
+        self._inc("voxwatch_llm_finish_reasons_total", int(rng.binomial(max(len(ttft), 0), 0.01)), provider, "length")
         # a stream stalls more often when the provider is slow (generation time per token grows)
         per_token = (request_s - ttft) / np.maximum(tokens, 1)
-        self._inc("voxwatch_llm_stream_stalls_total", int(rng.binomial(len(ttft), min(1.0, 0.002 * float(per_token.mean() / 0.011)))) if len(ttft) else 0, PROVIDER)
+        self._inc("voxwatch_llm_stream_stalls_total", int(rng.binomial(len(ttft), min(1.0, 0.002 * float(per_token.mean() / 0.011)))) if len(ttft) else 0, provider)
         self._llm_tokens.append((self._last_second or 0.0, in_tokens + out_tokens))
         if n_err:
-            self._inc("voxwatch_llm_errors_total", n_err - n_timeout, PROVIDER, "server_error")
-            self._inc("voxwatch_llm_retries_total", n_err, PROVIDER)
+            self._inc("voxwatch_llm_errors_total", n_err - n_timeout, provider, "server_error")
+            self._inc("voxwatch_llm_retries_total", n_err, provider)
             self._inc("voxwatch_llm_fallback_requests_total", n_err, "sim-llm-fallback")
         if n_timeout:
-            self._inc("voxwatch_llm_errors_total", n_timeout, PROVIDER, "timeout")
+            self._inc("voxwatch_llm_errors_total", n_timeout, provider, "timeout")
 
     def tts_result(self, region: str, spoken) -> None:
         self.m("voxwatch_tts_requests_total", "all").inc()
@@ -516,21 +523,6 @@ class PipelineMetrics(CatalogRecorder):
         else:
             self.m("voxwatch_integration_inflight_requests", name).set(busy)
 
-    def pool_model(self, pools, dt: float, mean_hold: dict[str, float]) -> None:
-        """Per-second model quantities of the pools: hold times as the connector model draws them,
-        connection churn by max lifetime, connect errors."""
-        for p in pools:
-            name = p.service
-            h = mean_hold.get(name, 0.05)
-            self._many("voxwatch_pool_hold_seconds", self.rng.lognormal(math.log(max(h, 1e-4)), 0.45, 16), name)
-            key = ("churn", name)
-            acc = self._expected.get(key, 0.0) + p.size / 1800.0 * dt  # 30 min max lifetime
-            churn = int(acc)
-            self._expected[key] = acc - churn
-            self._inc("voxwatch_pool_connections_closed_total", churn, name, "max_lifetime")
-            self._inc("voxwatch_pool_connections_opened_total", churn, name)
-            self._inc("voxwatch_pool_connect_errors_total", int(self.rng.binomial(churn, 0.01)), name)
-
     # ------------------------------------------------------------------ circuit breakers
     def circuit_short_circuited(self, dependency: str, n: int) -> None:
         self._inc("voxwatch_circuit_short_circuited_total", n, dependency)
@@ -565,19 +557,6 @@ class PipelineMetrics(CatalogRecorder):
         self.m("voxwatch_cache_fill_ratio", name).set(n / cache.capacity if cache.capacity else 0.0)
         self.m("voxwatch_cache_bytes", name).set(n * {"responses": 600, "customer_history": 2400, "product_info": 1800}.get(name, 1000))
         prev.update(hits=hits, misses=misses, evictions=cache.evictions, expirations=cache.expirations)
-
-    def cache_model(self, caches, degraded: bool, region_down: bool = False) -> None:
-        for c in caches:
-            lookups = sum(c.hits.values()) + sum(c.misses.values())
-            recent = lookups - self._cache_lookups_seen.get(c.name, 0)
-            self._cache_lookups_seen[c.name] = lookups
-            self._expect("voxwatch_cache_invalidations_total", 0.02, c.name, "update")
-            if degraded:
-                self._inc("voxwatch_cache_stale_served_total", int(self.rng.poisson(2)), c.name)
-            self._inc("voxwatch_cache_errors_total", int(self.rng.binomial(recent, 2e-5)), c.name, "timeout")
-            if region_down:
-                # the failed region's cache replicas are unreachable until failover settles
-                self._inc("voxwatch_cache_errors_total", max(1, int(self.rng.binomial(recent, 0.01))), c.name, "backend_down")
 
     # ------------------------------------------------------------------ the action queue
     def queue_event(self, system: str, event: str, age_s: float | None = None, attempts: int | None = None, operation: str = "") -> None:
@@ -698,46 +677,6 @@ class PipelineMetrics(CatalogRecorder):
                 self.m("voxwatch_context_sessions", region).set(ctx)
                 self.m("voxwatch_context_bytes", region).set(ctx * 6000)
 
-    def sim_second(self, sim, now: float, active_by_region: np.ndarray) -> None:
-        """The simulator's per-second gauges and the simulated edge, VAD and worker models."""
-        dt = 1.0 if self._last_second is None else max(0.0, now - self._last_second)
-        self._last_second = now
-        regions = sim._region_names
-        pipe = sim.pipeline
-        # media and worker models report like RTCP does: once per 5 s interval, covering the interval
-        self._model_dt += dt
-        report = self._model_dt >= MODEL_INTERVAL_S
-        for i, region in enumerate(regions):
-            n = int(active_by_region[i])
-            self.m("voxwatch_calls_active", region).set(n)
-            self.m("voxwatch_calls_capacity", region).set(int(sim._region_capacity[i]))
-            self.m("voxwatch_context_sessions", region).set(n)
-            self.m("voxwatch_context_bytes", region).set(n * 6000)
-            up = pipe.regions.is_up(region)
-            recovered = up and self._region_was_up.get(region) is False
-            self._region_was_up[region] = up
-            if report or recovered:
-                self._edge_second(region, n, self._model_dt)
-                self._workers(region, n, self._model_dt, recovered)
-        self.flush_histograms(slow=report)
-        if report:
-            self.pool_model(pipe.pools, self._model_dt, {s: math.exp(sim.scenario.engines.connectors[s].latency.mu) * sim._hold_factor.get(s, 1.0) for s in sim._systems} | {"llm": 0.6 * sim._llm_factor})
-            self.cache_model(pipe.caches, pipe.controller.level >= DegradationLevel.CACHED_RESPONSES, not all(r.up for r in pipe.regions.regions.values()))
-            self._model_dt = 0.0
-        self._business(regions, now)
-        # simulator self-metrics
-        wall = sim._tick_wall
-        if wall:
-            self._many("voxwatch_simulator_tick_seconds", wall)
-            sim._tick_wall = []
-        if sim._wall_elapsed > 0:
-            self.m("voxwatch_simulator_speedup_factor").set(sim.t / sim._wall_elapsed)
-        for i, f in enumerate(sim.scenario.faults):
-            self.m("voxwatch_simulator_fault_active", f.kind).set(1.0 if sim._fault_active.get(i) else 0.0)
-        for kind, k in sim._events.items():
-            self._inc("voxwatch_simulator_events_total", k, kind)
-        sim._events = dict.fromkeys(sim._events, 0)
-
     def _business(self, regions, now: float) -> None:
         window = [(t, r, o, n) for t, r, o, n in self._ended_window if t >= now - 900]
         self._ended_window = window
@@ -763,126 +702,6 @@ class PipelineMetrics(CatalogRecorder):
             name = "voxwatch_business_intents_resolved_total" if resolved else "voxwatch_business_intents_unresolved_total"
             for i in np.flatnonzero(counts):
                 self._inc(name, int(counts[i]), intent_names[i])
-
-    # ------------------------------------------------------------------ simulated media models
-    def _edge_setup(self, region: str, n: int) -> None:
-        rng = self.rng
-        k = min(n, 64)
-        ice = rng.lognormal(math.log(0.25), 0.4, k)
-        dtls = rng.lognormal(math.log(0.08), 0.3, k)
-        self._many("voxwatch_edge_ice_setup_seconds", ice, region)
-        self._many("voxwatch_edge_dtls_handshake_seconds", dtls, region)
-        self._many("voxwatch_edge_session_setup_seconds", ice + dtls + 0.05, region)
-        relay = int(rng.binomial(n, 0.08))
-        srflx = int(rng.binomial(n - relay, 0.6))
-        self._inc("voxwatch_edge_ice_connections_total", relay, region, "relay")
-        self._inc("voxwatch_edge_ice_connections_total", srflx, region, "srflx")
-        self._inc("voxwatch_edge_ice_connections_total", n - relay - srflx, region, "host")
-        self._inc("voxwatch_edge_sessions_by_codec_total", n, region, "opus")
-        self._expect("voxwatch_edge_one_way_audio_total", n * 0.002, region)  # per session, NAT/firewall trouble
-        self._inc("voxwatch_edge_signalling_requests_total", n, region, "offer", "2xx")
-        self._inc("voxwatch_edge_signalling_requests_total", 2 * n, region, "candidate", "2xx")
-        self._many("voxwatch_edge_signalling_seconds", rng.lognormal(math.log(0.03), 0.4, k), region, "offer")
-        fails = int(rng.binomial(n, 0.004))
-        self._inc("voxwatch_edge_session_setup_failures_total", fails, region, "ice_failed")
-        self._inc("voxwatch_edge_signalling_requests_total", fails, region, "offer", "4xx")
-
-    def _edge_second(self, region: str, n: int, dt: float) -> None:
-        if n <= 0 or dt <= 0:
-            return
-        rng = self.rng
-        self.m("voxwatch_edge_sessions_active", region).set(n)
-        self.m("voxwatch_edge_relay_sessions_active", region).set(int(n * 0.08))
-        self.m("voxwatch_edge_udp_ports_in_use", region).set(n)
-        self.m("voxwatch_edge_udp_ports_capacity", region).set(40_000)
-        frames = 50.0 * n * dt
-        loss = float(np.clip(rng.lognormal(math.log(0.004), 0.5), 0, 0.2))
-        lost = int(frames * loss)
-        self._inc("voxwatch_edge_audio_frames_received_total", frames, region)
-        self._inc("voxwatch_edge_audio_frames_sent_total", frames, region)
-        self._inc("voxwatch_edge_rtp_packets_received_total", frames - lost, region)
-        self._inc("voxwatch_edge_rtp_packets_sent_total", frames, region)
-        self._inc("voxwatch_edge_rtp_packets_lost_total", lost, region, "inbound")
-        self._inc("voxwatch_edge_rtp_packets_lost_total", int(frames * loss * 0.8), region, "outbound")
-        self._inc("voxwatch_edge_received_bytes_total", (frames - lost) * 92, region)
-        self._inc("voxwatch_edge_sent_bytes_total", frames * 92, region)
-        self._inc("voxwatch_edge_nacks_sent_total", lost // 2, region)
-        self._inc("voxwatch_edge_fec_recovered_packets_total", lost // 3, region)
-        self._inc("voxwatch_edge_out_of_order_packets_total", int(frames * 0.001), region)
-        self._inc("voxwatch_edge_jitter_buffer_discards_total", int(frames * 0.0005), region)
-        self._inc("voxwatch_edge_concealed_audio_seconds_total", lost * 0.02, region)
-        self._expect("voxwatch_edge_playout_underruns_total", n * dt * 0.0005, region)
-        self._expect("voxwatch_edge_ice_restarts_total", n * dt * 5e-5, region)
-        self._expect("voxwatch_edge_decode_errors_total", n * dt * 1e-4, region, "opus")
-        self._expect("voxwatch_edge_dtmf_events_total", n * dt * 2e-4, region)
-        k = 32
-        rtt = rng.lognormal(math.log(0.045), 0.35, k)
-        jitter = rng.lognormal(math.log(0.006), 0.5, k)
-        self._many("voxwatch_edge_packet_loss_ratio", np.clip(rng.lognormal(math.log(loss + 1e-4), 0.6, k), 0, 1), region)
-        self._many("voxwatch_edge_jitter_seconds", jitter, region)
-        self._many("voxwatch_edge_jitter_buffer_delay_seconds", 0.02 + 2 * jitter, region)
-        self._many("voxwatch_edge_round_trip_time_seconds", rtt, region)
-        self._inc("voxwatch_edge_rtt_budget_exceeded_total", int((rtt > 0.1).sum()), region)
-        self._many("voxwatch_edge_audio_level_dbfs", rng.normal(-26, 6, k), region)
-        self._many("voxwatch_edge_frame_processing_seconds", rng.lognormal(math.log(0.0002), 0.3, k), region)
-        self._many("voxwatch_edge_playout_buffer_seconds", rng.lognormal(math.log(0.06), 0.3, k), region)
-        mos = np.clip(4.4 - 60 * loss - 8 * jitter - 2 * np.maximum(rtt - 0.15, 0), 1, 5)
-        self._many("voxwatch_edge_mos_estimate", mos, region)
-        self._inc("voxwatch_vad_frames_processed_total", frames, region)
-        self._many("voxwatch_vad_processing_seconds", rng.lognormal(math.log(0.0003), 0.3, 16), region)
-        self._many("voxwatch_vad_noise_floor_dbfs", rng.normal(-58, 5, 16), region)
-
-    def _vad_turns(self, region: str, n: int) -> None:
-        if n <= 0:
-            return
-        rng = self.rng
-        k = min(n, 128)
-        utter = rng.lognormal(math.log(2.6), 0.35, k)
-        self._inc("voxwatch_vad_speech_segments_total", n, region)
-        self._inc("voxwatch_vad_speech_seconds_total", float(utter.mean() * n), region)
-        self._many("voxwatch_vad_utterance_seconds", utter, region)
-        self._many("voxwatch_vad_endpointing_delay_seconds", rng.lognormal(math.log(0.2), 0.2, k), region)
-        self._inc("voxwatch_vad_false_starts_total", int(rng.binomial(n, 0.03)), region)
-        self._many("voxwatch_vad_barge_in_reaction_seconds", rng.lognormal(math.log(0.12), 0.3, max(1, k // 25)), region)
-
-    def _workers(self, region: str, calls: int, dt: float = 1.0, recovered: bool = False) -> None:
-        """Worker pools behind STT, NLU and TTS: busy workers by Little's law from the call load."""
-        rng = self.rng
-        turns_per_s = calls / 9.0
-        for pool, service_s, per_worker in (("stt", 0.06, 8), ("nlu", 0.007, 50), ("tts", 0.05, 8), ("media", 0.02, 400), ("actions", 0.05, 20)):
-            busy = turns_per_s * service_s
-            capacity = max(4, int(math.ceil(busy * 1.6 / per_worker)) * per_worker)
-            util = busy / capacity
-            queue = max(0.0, (util - 0.85) * capacity)
-            self.m("voxwatch_worker_busy", pool).set(busy)
-            self.m("voxwatch_worker_capacity", pool).set(capacity)
-            self.m("voxwatch_worker_utilization_ratio", pool).set(util)
-            self.m("voxwatch_worker_queue_depth", pool).set(queue)
-            self.m("voxwatch_worker_queue_capacity", pool).set(capacity * 4)
-            self._many("voxwatch_worker_queue_wait_seconds", rng.exponential(0.002 + queue * 0.001, 8), pool)
-            self._many("voxwatch_worker_task_seconds", rng.lognormal(math.log(service_s), 0.3, 8), pool)
-            tasks = int(turns_per_s * dt)
-            self._inc("voxwatch_worker_tasks_total", tasks, pool, "ok")
-            self._inc("voxwatch_worker_tasks_total", int(rng.binomial(tasks, 0.001)), pool, "error")
-            self._inc("voxwatch_worker_queue_rejections_total", int(rng.binomial(tasks, min(1.0, 0.0005 + max(0.0, util - 0.95)))), pool)
-            self._expect("voxwatch_worker_restarts_total", 0.005 * dt / 5.0, pool, "crash")
-            # the autoscaler follows the load: a change in desired replicas is a scale event
-            replicas = capacity // per_worker
-            before = self._replicas.get((region, pool))
-            self._replicas[(region, pool)] = replicas
-            self.m("voxwatch_autoscaler_desired_replicas", pool).set(replicas)
-            self.m("voxwatch_autoscaler_ready_replicas", pool).set(replicas if before is None else min(replicas, before))
-            if before is not None and replicas != before:
-                direction = "up" if replicas > before else "down"
-                self.m("voxwatch_autoscaler_scale_events_total", pool, direction).inc()
-                if direction == "up":
-                    self.m("voxwatch_autoscaler_scale_up_seconds", pool).observe(float(rng.lognormal(math.log(20), 0.3)))
-            if recovered:
-                # a region coming back restarts its workers (they failed their health checks)
-                self._inc("voxwatch_worker_restarts_total", replicas, pool, "health_check")
-            if pool in ("stt", "tts"):
-                self.m(f"voxwatch_{pool}_streams_active", region).set(busy)
-                self.m(f"voxwatch_{pool}_streams_capacity", region).set(capacity)
 
 
 def peak_rss_bytes() -> int:

@@ -16,11 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipeline.actions import IntegrationQueue
 from pipeline.caches import CacheSet, TTLCache
 from pipeline.circuit import CircuitBreaker
 from pipeline.context import CallContext, TurnRecord
-from pipeline.degradation import DegradationController, DegradationPolicy
+from pipeline.degradation import DegradationController, DegradationLevel, DegradationPolicy
 from pipeline.engines import (
     HUMAN_INTENT,
     EngineError,
@@ -39,7 +41,7 @@ from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
-from pipeline.tracing import CallTrace, OtelCallTrace
+from telemetry.traces import CallTrace, CallTracing
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,61 @@ class TurnResult:
     degradation_level: str
 
 
+@dataclass
+class TurnBatch:
+    """Many turns at once, as numpy columns: the batch form of `Turn`, for the load simulator.
+
+    The simulator fills the call state (`slots` into its call rows, `origin`, `language`, `customer`,
+    `misunderstandings`, `history_known`, ...), runs the pipeline's stages over the batch with
+    `stage.run_batch(batch, sim)` and reads the results back; `sim` provides the batched services
+    the stages need (latency draws from the engine models, requests served through the real pools,
+    the caller's intents), as `pipe` does for one turn."""
+
+    slots: np.ndarray
+    ts: np.ndarray  # when each caller stopped speaking
+    now: float
+    t_rel: float  # scenario seconds
+    policy: DegradationPolicy
+    origin: np.ndarray
+    language: np.ndarray
+    customer: np.ndarray
+    call_seq: np.ndarray
+    misunderstandings: np.ndarray
+    history_known: np.ndarray
+    last: np.ndarray  # the caller's last turn (a goodbye)
+    served: np.ndarray = None
+    edge_ok: np.ndarray = None
+    live: np.ndarray = None  # still going through the stages
+    answering: np.ndarray = None
+    intent: np.ndarray = None
+    route: np.ndarray = None  # how the answer was made: cache | template | llm | fallback
+    reply_audio: np.ndarray = None
+    cum: np.ndarray = None  # seconds since the end of speech
+    stage_lat: dict = field(default_factory=dict)
+    failed_stage: np.ndarray = None
+    handoff_reason: np.ndarray = None
+
+    @property
+    def n(self) -> int:
+        return len(self.slots)
+
+    def advance(self, stage: str, seconds: np.ndarray) -> None:
+        """Record a stage's time for each turn and move the turns' clocks on by it."""
+        self.stage_lat[stage] = seconds
+        self.cum += seconds
+
+
+def _tally(names: list[str]) -> dict[str, int]:
+    """How many of each, in first-seen order (requests per operation)."""
+    out: dict[str, int] = {}
+    for x in names:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
 class Stage:
-    """One step of a turn. Subclasses set `name` and implement `run`."""
+    """One step of a turn. Subclasses set `name` and implement `run` (one turn, the runner) and
+    `run_batch` (many turns as numpy columns, the load simulator): the same decisions in two forms."""
 
     name = "stage"
     always = False  # runs even after an earlier stage ended the turn
@@ -99,11 +154,38 @@ class Stage:
     async def run(self, turn: Turn, pipe: Pipeline) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def run_batch(self, batch: TurnBatch, sim) -> None:  # pragma: no cover - interface
+        raise NotImplementedError(f"stage {self.name} has no batch form")
+
 
 class EdgeStage(Stage):
     """Routes the turn to the region serving the call; hands everything off when told to."""
 
     name = "edge"
+
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        m = sim.metrics
+        names = sim.region_names
+        serving_tab = np.array([sim.serving_region(o) for o in range(len(names))])
+        serving = serving_tab[b.origin]
+        was = sim.served_by(b.slots)
+        moved = (serving >= 0) & (serving != was)
+        if moved.any():
+            for a, c in zip(was[moved], serving[moved], strict=True):
+                # a call whose region died under it loses its in-memory context; an evacuation hands it over
+                lost = not sim.pipeline.regions.is_up(names[a])
+                m.calls_migrated(names[a], names[c], 1, context_lost=lost)
+            sim.move_calls(b.slots[moved], serving[moved])
+        b.edge_ok = serving >= 0
+        b.served = np.where(b.edge_ok, serving, b.origin).astype(np.int64)
+        b.cum = np.zeros(b.n)
+        b.advance("edge", sim.draw(sim.engine_models.edge.latency, b.n))
+        b.failed_stage = np.full(b.n, "", dtype="U12")  # fixed-width: comparisons stay in C
+        b.failed_stage[~b.edge_ok] = "edge"
+        b.handoff_reason = np.full(b.n, "", dtype="U16")
+        if b.policy.handoff_everything:
+            b.handoff_reason[b.edge_ok] = "degradation"
+        b.live = b.edge_ok & (b.handoff_reason == "")
 
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         serving = pipe.regions.serving(turn.ctx.origin_region)
@@ -118,6 +200,18 @@ class EdgeStage(Stage):
 class SpeechToTextStage(Stage):
     name = "stt"
 
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        n, rng, eng = b.n, sim.rng, sim.engine_models
+        b.intent = sim.caller_intents(b)  # what each caller said (the batch form of the utterance)
+        stt = sim.draw(eng.stt.latency, n)
+        err = b.live & (rng.random(n) < eng.stt.error_rate)
+        b.advance("stt", np.where(b.live, stt, 0.0))
+        b.failed_stage[err] = "stt"
+        heard = b.live | err
+        b.live &= ~err
+        conf = np.clip(rng.normal(eng.stt_confidence_mean, 0.06, n), 0.05, 1.0)
+        sim.metrics.stt_batch(sim.languages, b.language[heard], stt[heard], conf[b.live], err.sum(), sim.region_names, b.served[heard])
+
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         turn.transcript = await pipe.engines.stt.transcribe(turn.utterance)
         pipe.metrics.stt_result(turn.region, turn.transcript)
@@ -125,6 +219,24 @@ class SpeechToTextStage(Stage):
 
 class UnderstandingStage(Stage):
     name = "nlu"
+
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        n, rng, eng = b.n, sim.rng, sim.engine_models
+        nlu = sim.draw(eng.nlu.latency, n)
+        err = b.live & (rng.random(n) < eng.nlu.error_rate)
+        b.advance("nlu", np.where(b.live | err, nlu, 0.0))
+        b.failed_stage[err] = "nlu"
+        b.live &= ~err
+        fallback = b.live & (rng.random(n) < eng.fallback_rate) & ~b.last
+        b.intent[fallback] = sim.intents.fallback
+        conf = np.where(fallback, rng.uniform(0.15, 0.5, n), rng.uniform(0.6, 0.99, n))
+        sim.metrics.nlu_batch(sim.intents.names, b.intent[b.live], conf[b.live], nlu[b.live | err], int(err.sum()), sim.languages, b.language[b.live])
+        b.misunderstandings[fallback] += 1
+        human = b.live & (b.intent == sim.intents.human)
+        b.handoff_reason[human] = "caller_request"
+        confused = fallback & (b.misunderstandings >= MISUNDERSTANDINGS_BEFORE_HANDOFF)
+        b.handoff_reason[confused] = "misunderstanding"
+        b.answering = b.live & ~human & ~confused
 
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         text = turn.transcript.text if turn.transcript else ""
@@ -144,6 +256,112 @@ class ResponseStage(Stage):
     """Caches first (customer history, product info, common responses), the LLM only for reasoning."""
 
     name = "response"
+
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        t0 = b.cum.copy()
+        deferred = dict.fromkeys(sim.intents.systems, 0)
+        self._history_batch(b, sim, deferred)
+        self._lookups_batch(b, sim, deferred)
+        for system, k in deferred.items():
+            if k:
+                sim.metrics.integration_deferred(system, k)
+        self._answer_batch(b, sim)
+        b.stage_lat["response"] = np.where(b.answering, b.cum - t0, 0.0)
+        sim.metrics.response_batch(b.route[b.answering], b.stage_lat["response"][b.answering])
+
+    def _history_batch(self, b: TurnBatch, sim, deferred: dict) -> None:
+        """The customer's history: the call's own context, else the cache, else the CRM (or deferred)."""
+        need = b.answering & sim.intents.needs_history[b.intent] & ~b.history_known
+        if not need.any():
+            return
+        pipe, m, now = sim.pipeline, sim.metrics, b.now
+        cache = pipe.caches["customer_history"]
+        idx = np.flatnonzero(need)
+        keys = b.customer[idx].tolist()
+        hits = np.array([cache.get(k, now, "customer_history") is not None for k in keys], bool)
+        b.history_known[idx[hits]] = True
+        m.context_loads("cache", np.full(int(hits.sum()), 0.0004))
+        miss = idx[~hits]
+        shed = b.policy.integrations_queued or pipe.pools["crm"].should_shed(now)
+        if len(miss) and shed:
+            deferred["crm"] += len(miss)
+        elif len(miss):
+            holds = sim.draw(sim.engine_models.connectors["crm"].latency, len(miss), sim.hold_factor("crm"))
+            spent, ok, _ = sim.pool_requests("crm", b.ts[miss] + b.cum[miss], holds, {"customer_history": len(miss)})
+            b.cum[miss] += spent
+            m.context_loads("crm", spent)
+            m.customer_lookups(ok)
+            for j, k in zip(miss[ok].tolist(), b.customer[miss[ok]].tolist(), strict=True):
+                cache.put(k, {"customer": k}, now)
+                b.history_known[j] = True
+            sim.totals["integration_errors"] += int((~ok).sum())
+
+    def _lookups_batch(self, b: TurnBatch, sim, deferred: dict) -> None:
+        """The lookup the answer needs (order status, billing account, product info): cache first."""
+        pipe, tab, now = sim.pipeline, sim.intents, b.now
+        lk_sys = tab.lookup_system[b.intent]
+        need = b.answering & (lk_sys >= 0)
+        prod = need & tab.lookup_cached[b.intent]
+        if prod.any():
+            cache = pipe.caches["product_info"]
+            idx = np.flatnonzero(prod)
+            keys = sim.product_keys(len(idx))
+            hits = np.array([cache.get(k, now, "product_question") is not None for k in keys], bool)
+            need[idx[hits]] = False
+            for k in [k for k, h in zip(keys, hits, strict=True) if not h]:
+                cache.put(k, {"product": k}, now)  # filled by the lookup below
+        for si, system in enumerate(tab.systems):
+            idx = np.flatnonzero(need & (lk_sys == si))
+            if not len(idx):
+                continue
+            ops_of = [tab.lookup_op[i] for i in b.intent[idx].tolist()]
+            if b.policy.integrations_queued:
+                sim.enqueue_actions(system, ops_of, b, idx)
+                deferred[system] += len(idx)
+                sim.totals["queued_actions"] += len(idx)
+                continue
+            holds = sim.draw(sim.engine_models.connectors[system].latency, len(idx), sim.hold_factor(system))
+            spent, ok, _ = sim.pool_requests(system, b.ts[idx] + b.cum[idx], holds, _tally(ops_of))
+            b.cum[idx] += spent
+            sim.totals["integration_errors"] += int((~ok).sum())
+
+    def _answer_batch(self, b: TurnBatch, sim) -> None:
+        """The answer: the response cache, a template when the level says so, else the LLM."""
+        n, rng, pipe, tab, now, policy = b.n, sim.rng, sim.pipeline, sim.intents, b.now, b.policy
+        eng = sim.engine_models
+        cacheable = b.answering & tab.cacheable[b.intent]
+        b.route = np.full(n, "", dtype="U8")
+        fill = {}
+        if cacheable.any():
+            cache = pipe.caches["responses"]
+            idx = np.flatnonzero(cacheable)
+            variant = rng.integers(0, 40, len(idx))
+            keys = list(zip(b.intent[idx].tolist(), b.language[idx].tolist(), variant.tolist(), strict=True))
+            hits = np.array([cache.get(k, now, tab.names[k[0]]) is not None for k in keys], bool)
+            b.route[idx[hits]] = "cache"
+            fill = {j: k for j, k, h in zip(idx.tolist(), keys, hits.tolist(), strict=True) if not h}
+        without_llm = np.array([policy.answers_without_llm(name) for name in tab.names], bool)
+        templ = b.answering & (b.route == "") & without_llm[b.intent]
+        b.route[templ] = "template"
+        use_llm = b.answering & (b.route == "")
+        b.route[use_llm] = "llm"
+        tmpl_lat = sim.draw(eng.template.latency, n)
+        quick = (b.route == "cache") | (b.route == "template")
+        b.cum[quick] += tmpl_lat[quick]
+        if use_llm.any():
+            idx = np.flatnonzero(use_llm)
+            waited, err = sim.llm_requests(b.ts[idx] + b.cum[idx])
+            b.cum[idx] += waited
+            b.route[idx[err]] = "fallback"
+            if fill:
+                cache = pipe.caches["responses"]
+                for j in idx[~err].tolist():
+                    key = fill.get(j)
+                    if key is not None:
+                        cache.put(key, "answer", now)
+        sim.totals["llm_avoided"] += int(quick.sum())
+        if policy.serve_common_from_cache:
+            sim.metrics.degradation_cached(tab.names, b.intent[templ])
 
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         intent = turn.intent_name
@@ -192,7 +410,7 @@ class ResponseStage(Stage):
         async with pool.connection():
             turn.reply = await pipe.engines.llm.generate(request)
         turn.reply_source = "llm"
-        pipe.metrics.llm_result(turn.region, turn.reply, now() - t0)
+        pipe.metrics.llm_result(turn.region, turn.reply, now() - t0, provider=llm_provider(pipe.engines.llm))
         pipe.metrics.response_source(turn.region, intent, "llm")
         if s.cacheable:
             pipe.caches["responses"].put(cache_key, turn.reply.text, now())
@@ -202,6 +420,29 @@ class IntegrationStage(Stage):
     """Actions after the answer: done now through the pool, or queued; a failure is queued for retry."""
 
     name = "integrations"
+
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        t0 = b.cum.copy()
+        tab, pipe = sim.intents, sim.pipeline
+        act = tab.action_system[b.intent]
+        for si, system in enumerate(tab.systems):
+            idx = np.flatnonzero(b.answering & (act == si))
+            if not len(idx):
+                continue
+            ops_of = [tab.action_op[i] for i in b.intent[idx].tolist()]
+            if b.policy.integrations_queued or pipe.pools[system].should_shed(b.now):
+                sim.enqueue_actions(system, ops_of, b, idx)
+                sim.totals["queued_actions"] += len(idx)
+                sim.metrics.integration_deferred(system, len(idx))
+                continue
+            holds = sim.draw(sim.engine_models.connectors[system].latency, len(idx), sim.hold_factor(system))
+            spent, ok, _ = sim.pool_requests(system, b.ts[idx] + b.cum[idx], holds, _tally(ops_of))
+            b.cum[idx] += spent
+            failed = np.flatnonzero(~ok)
+            sim.enqueue_actions(system, [ops_of[f] for f in failed.tolist()], b, idx[failed])  # a failed integration never fails the call
+            sim.totals["queued_actions"] += len(failed)
+            sim.totals["integration_errors"] += len(failed)
+        b.stage_lat["integrations"] = b.cum - t0
 
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         for system, operation in spec(turn.intent_name).actions:
@@ -219,6 +460,16 @@ class IntegrationStage(Stage):
 class SpeechStage(Stage):
     name = "tts"
 
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        n, rng, eng = b.n, sim.rng, sim.engine_models
+        speaking = b.answering.copy()
+        tts = sim.draw(eng.tts.latency, n)
+        err = speaking & (rng.random(n) < eng.tts.error_rate)
+        b.advance("tts", np.where(speaking, tts, 0.0))
+        b.failed_stage[err] = "tts"
+        b.reply_audio = sim.draw(sim.reply_audio_model, n)
+        sim.metrics.tts_batch(sim.languages, b.language[speaking], tts[speaking], b.reply_audio[speaking], int(err.sum()))
+
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         if turn.reply is None:
             return
@@ -231,6 +482,12 @@ class HandoffStage(Stage):
 
     name = "handoff"
     always = True
+
+    def run_batch(self, b: TurnBatch, sim) -> None:
+        idx = np.flatnonzero(b.handoff_reason != "")
+        if len(idx):
+            # a handed-over turn reached the edge, so its caller waited the stages' time
+            sim.hand_over(idx, b, b.ts + b.cum)
 
     async def run(self, turn: Turn, pipe: Pipeline) -> None:
         if not turn.handoff_reason:
@@ -250,6 +507,11 @@ class HandoffStage(Stage):
             )
         )
         turn.reply_source = turn.reply_source or "handoff"
+
+
+def llm_provider(engine) -> str:
+    """The provider label of an LLM engine's metrics: its `provider`, else its name."""
+    return str(getattr(engine, "provider", "") or getattr(engine, "name", "") or type(engine).__name__)
 
 
 DEFAULT_STAGES: tuple[type[Stage], ...] = (
@@ -296,8 +558,10 @@ class Pipeline:
 
             metrics = PipelineMetrics(telemetry, seed=seed)
         self.metrics = metrics or NullMetrics()
-        # per-call traces through the Telemetry's OpenTelemetry tracer when there is one
-        self.tracing = telemetry.traces if telemetry is not None and getattr(telemetry, "enabled", False) else None
+        # per-call traces and the call record: the Telemetry's tracer, or without one a tracer of our
+        # own that writes every call's spans and row to our sink when the call ends
+        self._own_tracing = telemetry is None or not getattr(telemetry, "enabled", False)
+        self.tracing = CallTracing(clock=clock, sink=sink, sample_ratio=1.0, seed=seed) if self._own_tracing else telemetry.traces
         self.sink = sink
         self.config = config or PipelineConfig()
         self.stages: list[Stage] = stages if stages is not None else [cls() for cls in DEFAULT_STAGES]
@@ -349,17 +613,25 @@ class Pipeline:
         origin = region or self.regions.names[0]
         ctx = CallContext(call_id=call_id or uuid.uuid4().hex, origin_region=origin, region=origin, language=language, customer_id=customer_id or uuid.uuid4().hex[:12], channel=channel, scenario=self.config.scenario, started_at=self.clock.now())
         self.active[ctx.call_id] = ctx
-        self._traces[ctx.call_id] = OtelCallTrace(self.tracing, ctx) if self.tracing is not None else CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
+        self._trace(ctx)
         self.metrics.call_started(origin, channel)
         return ctx
+
+    def _trace(self, ctx: CallContext) -> CallTrace:
+        """The call's trace, started on first use (also for a call this pipeline did not start)."""
+        trace = self._traces.get(ctx.call_id)
+        if trace is None:
+            trace = self._traces[ctx.call_id] = self.tracing.start_call(ctx.call_id, region=ctx.origin_region, language=ctx.language, channel=ctx.channel, scenario=ctx.scenario, start=ctx.started_at)
+            ctx.trace_id = trace.trace_id  # "" when this call is not sampled
+        return trace
 
     async def run_turn(self, ctx: CallContext, utterance: Utterance) -> TurnResult:
         clock = self.clock
         begin = utterance.ended_at or clock.now()
         turn = Turn(ctx, utterance, self.controller.policy, begin, region=ctx.region)
         ctx.levels_seen.add(turn.policy.level.name)
-        trace = self._traces.get(ctx.call_id) or CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
-        turn_span = trace.begin_turn(utterance.turn, begin)
+        trace = self._trace(ctx)
+        turn_span = trace.start_turn(begin)
         for stage in self.stages:
             if turn.done and not stage.always:
                 continue
@@ -376,10 +648,10 @@ class Pipeline:
             took = clock.now() - t0
             turn.stage_s[stage.name] = took
             self.metrics.stage(stage.name, turn.region or ctx.origin_region, took, status)
-            trace.stage(turn_span, stage.name, t0, took, status, {"intent": turn.intent_name} if stage.name == "nlu" else None)
+            turn_span.record_stage(stage.name, t0, t0 + took, {"intent": turn.intent_name} if stage.name == "nlu" else None, error=None if status == "ok" else status)
         latency = clock.now() - begin
         status = "error" if turn.failed_stage else ("handoff" if turn.handoff_reason else "ok")
-        trace.end_turn(turn_span, latency, status, {"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})
+        turn_span.end(begin + latency, latency_s=latency, error="turn failed" if status == "error" else None, attributes={"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})
         reply = turn.reply.text if turn.reply else ""
         ctx.turns.append(TurnRecord(utterance.turn, turn.transcript.text if turn.transcript else "", turn.intent_name, reply, latency * 1000, status, turn.policy.level.name))
         self.metrics.turn(turn.region or ctx.origin_region, latency, status, turn.policy.level.name)
@@ -394,15 +666,12 @@ class Pipeline:
         now = self.clock.now()
         if outcome is None:
             outcome = "handoff" if ctx.handoff_reason else ("completed" if ctx.turns else "silence")
-        lat = sorted(t.latency_ms for t in ctx.turns)
-        record = call_record(ctx, now, outcome, lat)
-        trace = self._traces.pop(ctx.call_id, None)
-        if isinstance(trace, OtelCallTrace):
-            trace.finish_call(now, outcome, ctx, record["degradation_level"])  # writes the calls row
-        elif self.sink is not None:
-            self.sink.write("calls", [record])
-            if trace is not None:
-                self.sink.write("spans", trace.finish(now, outcome, ctx))
+        level = max((DegradationLevel[name] for name in ctx.levels_seen), default=DegradationLevel.NORMAL).name
+        trace = self._trace(ctx)
+        del self._traces[ctx.call_id]
+        record = trace.end(outcome, end=now, handoff_reason=ctx.handoff_reason, intents=ctx.intents, degradation_level=level, transcript=ctx.transcript_text())
+        if self._own_tracing:
+            self.tracing.flush()  # no Telemetry flushes ours: the call's spans and row go now
         self.metrics.call_ended(ctx.origin_region, ctx.channel, outcome, now - ctx.started_at, len(ctx.turns))
         return record
 
@@ -430,33 +699,3 @@ class Pipeline:
         for b in self.breakers.values():
             b.publish()
         self.metrics.tick(now, self)
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    k = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return float(sorted_values[k])
-
-
-def call_record(ctx: CallContext, ended_at: float, outcome: str, sorted_latency_ms: list[float]) -> dict:
-    return {
-        "call_id": ctx.call_id,
-        "started_ms": int(ctx.started_at * 1000),
-        "ended_ms": int(ended_at * 1000),
-        "region": ctx.origin_region,
-        "language": ctx.language,
-        "scenario": ctx.scenario,
-        "channel": ctx.channel,
-        "intents": ctx.intents,
-        "outcome": outcome,
-        "handoff": 1 if ctx.handoff_reason else 0,
-        "handoff_reason": ctx.handoff_reason,
-        "turns": len(ctx.turns),
-        "latency_p50_ms": _pct(sorted_latency_ms, 0.5),
-        "latency_p95_ms": _pct(sorted_latency_ms, 0.95),
-        "latency_max_ms": float(sorted_latency_ms[-1]) if sorted_latency_ms else 0.0,
-        "degradation_level": max(ctx.levels_seen, key=lambda n: ["NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF"].index(n)) if ctx.levels_seen else "NORMAL",
-        "transcript": ctx.transcript_text(),
-        "trace_id": ctx.trace_id,
-    }

@@ -9,6 +9,7 @@ from telemetry.clock import Clock, VirtualClock, WallClock
 from telemetry.instruments import DisabledTelemetry, Telemetry
 from telemetry.runtime import RuntimeMonitor
 from telemetry.snapshot import Snapshotter, series_fingerprint
+from telemetry.wiring import Runtime, open_runtime
 
 __all__ = [
     "Catalog",
@@ -16,6 +17,7 @@ __all__ = [
     "Clock",
     "DisabledTelemetry",
     "MetricSpec",
+    "Runtime",
     "RuntimeMonitor",
     "Snapshotter",
     "Telemetry",
@@ -23,5 +25,6 @@ __all__ = [
     "WallClock",
     "default_catalog",
     "load_catalog",
+    "open_runtime",
     "series_fingerprint",
 ]

@@ -414,7 +414,7 @@ class DisabledTelemetry:
         if self._traces is None:
             from telemetry.traces import DisabledCallTracing
 
-            self._traces = DisabledCallTracing()
+            self._traces = DisabledCallTracing(self.clock, self.sink)
         return self._traces
 
     def flush(self) -> None:

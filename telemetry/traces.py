@@ -10,6 +10,9 @@ Time comes from the injected clock (start/end passed in ns), so a virtual-clock 
 spans on simulated time. Sampling is decided once per call (`sample_ratio`): an unsampled call costs
 almost nothing and still gets its call record. Call and trace ids live here, never in metric labels.
 
+`call_columns` / `call_record` are the one builder of `calls` rows: the tracer, the simulator's
+batches and OTLP ingest of other pipelines' traces all build their rows with it.
+
     call = tel.traces.start_call("c-1", region="eu-west", language="en")
     turn = call.start_turn()
     stt = turn.stage("stt"); ...; stt.end()
@@ -23,15 +26,19 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter as _Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Status, StatusCode
+
+from telemetry.clock import WallClock
+from telemetry.quantiles import row_percentiles
 
 # attribute keys shared with voice stacks (conversation/turn) and the OpenTelemetry GenAI conventions
 CALL_ID = "conversation.id"
@@ -70,17 +77,99 @@ def tool_attributes(tool: str, service: str | None = None) -> dict[str, Any]:
     return attrs
 
 
+CALL_COLUMNS = (
+    "call_id", "started_ms", "ended_ms", "region", "language", "scenario", "channel", "intents", "outcome",
+    "handoff", "handoff_reason", "turns", "latency_p50_ms", "latency_p95_ms", "latency_max_ms",
+    "degradation_level", "transcript", "trace_id",
+)
+
+
+def _column(value, k: int) -> list:
+    """A text column: one string for every row, or one per row."""
+    if isinstance(value, str):
+        return [value] * k
+    out = value.tolist() if isinstance(value, np.ndarray) else list(value)
+    if len(out) != k:
+        raise ValueError(f"expected {k} values, got {len(out)}")
+    return out
+
+
+def call_columns(*, call_id: Sequence[str], started_s, ended_s, region, outcome, turn_latency_ms: np.ndarray,
+                 turns, language="", scenario="", channel="", intents: Sequence[Sequence[str]] | None = None,
+                 handoff_reason="", degradation_level="NORMAL", transcript="", trace_id="") -> dict[str, Any]:
+    """Rows of the `calls` table, as columns: the one builder of call records (the turn runner's
+    tracer, the simulator's batches, OTLP ingest). `turn_latency_ms` holds each call's turn latencies
+    in its first `turns[i]` cells (a row per call); P50/P95 are nearest-rank (telemetry.quantiles).
+    Text arguments are one string for every call or one per call; `handoff` is 1 when the call ended
+    with a handoff or has a handoff reason."""
+    k = len(call_id)
+    turns = np.asarray(turns, dtype=np.int64).reshape(k)
+    p50, p95, mx = row_percentiles(np.asarray(turn_latency_ms, dtype=np.float64).reshape(k, -1), turns)
+    outcomes = _column(outcome, k)
+    reasons = _column(handoff_reason, k)
+    return {
+        "call_id": list(call_id),
+        "started_ms": (np.asarray(started_s, dtype=np.float64).reshape(k) * 1000).astype(np.int64),
+        "ended_ms": (np.asarray(ended_s, dtype=np.float64).reshape(k) * 1000).astype(np.int64),
+        "region": _column(region, k),
+        "language": _column(language, k),
+        "scenario": _column(scenario, k),
+        "channel": _column(channel, k),
+        "intents": [list(x) for x in intents] if intents is not None else [[] for _ in range(k)],
+        "outcome": outcomes,
+        "handoff": np.array([1 if (r or o == "handoff") else 0 for r, o in zip(reasons, outcomes, strict=True)], np.uint8),
+        "handoff_reason": reasons,
+        "turns": turns.astype(np.uint16),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "latency_max_ms": mx,
+        "degradation_level": _column(degradation_level, k),
+        "transcript": _column(transcript, k),
+        "trace_id": _column(trace_id, k),
+    }
+
+
+def call_record(*, call_id: str, started_s: float, ended_s: float, region: str, outcome: str,
+                turn_latencies_ms: Sequence[float] = (), language: str = "", scenario: str = "", channel: str = "",
+                intents: Sequence[str] = (), handoff_reason: str = "", degradation_level: str = "NORMAL",
+                transcript: str = "", trace_id: str = "") -> dict[str, Any]:
+    """One `calls` row as a dict (plain Python values), built by `call_columns`."""
+    lat = np.asarray(turn_latencies_ms, dtype=np.float64).reshape(1, -1)
+    cols = call_columns(call_id=[call_id], started_s=[started_s], ended_s=[ended_s], region=region, outcome=outcome,
+                        turn_latency_ms=lat if lat.size else np.zeros((1, 1)), turns=[lat.size], language=language,
+                        scenario=scenario, channel=channel, intents=[list(intents)], handoff_reason=handoff_reason,
+                        degradation_level=degradation_level, transcript=transcript, trace_id=trace_id)
+    return {name: (col[0].item() if isinstance(col, np.ndarray) else col[0]) for name, col in cols.items()}
+
+
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms", "status",
+    "attr_keys", "attr_values",
+)
+
+
+def span_columns(*, trace_id: Sequence[str], span_id: Sequence[str], parent_span_id, call_id, turn, name,
+                 start_us, duration_ms, status="ok", attr_keys=None, attr_values=None) -> dict[str, Any]:
+    """Rows of the `spans` table, as columns: the one builder of span rows (the tracer's span
+    processor, the simulator's sampled calls, OTLP ingest). Times in the table's units (start in
+    microseconds since the epoch, duration in milliseconds); text arguments are one string for every
+    span or one per span; attributes are a list of keys and a list of values per span."""
+    k = len(trace_id)
+    cols = {
+        "trace_id": list(trace_id), "span_id": _column(span_id, k), "parent_span_id": _column(parent_span_id, k),
+        "call_id": _column(call_id, k), "turn": turn, "name": _column(name, k), "start_us": start_us,
+        "duration_ms": duration_ms, "status": _column(status, k),
+        "attr_keys": list(attr_keys) if attr_keys is not None else [[] for _ in range(k)],
+        "attr_values": list(attr_values) if attr_values is not None else [[] for _ in range(k)],
+    }
+    for key in ("turn", "start_us", "duration_ms", "attr_keys", "attr_values"):
+        if len(cols[key]) != k:
+            raise ValueError(f"spans column {key}: expected {k} values, got {len(cols[key])}")
+    return cols
+
+
 def _ns(seconds: float) -> int:
     return int(round(seconds * 1e9))
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 class _SeededIds(IdGenerator):
@@ -138,16 +227,8 @@ class SpanRowProcessor(SpanProcessor):
             rows, self._rows = self._rows, []
         if not rows:
             return 0
-        cols = list(zip(*rows, strict=False))
-        self._tracing._emit(
-            "spans",
-            {
-                "trace_id": list(cols[0]), "span_id": list(cols[1]), "parent_span_id": list(cols[2]),
-                "call_id": list(cols[3]), "turn": list(cols[4]), "name": list(cols[5]),
-                "start_us": list(cols[6]), "duration_ms": list(cols[7]), "status": list(cols[8]),
-                "attr_keys": list(cols[9]), "attr_values": list(cols[10]),
-            },
-        )
+        cols = [list(c) for c in zip(*rows, strict=False)]
+        self._tracing._emit("spans", span_columns(**dict(zip(SPAN_COLUMNS, cols, strict=True))))
         self._tracing._count_spans(_Tally(cols[5]))
         return len(rows)
 
@@ -314,27 +395,13 @@ class CallTrace:
             raise RuntimeError(f"call {self.call_id} already ended")
         self.ended = True
         t_end = self._tracing.clock.now() if end is None else end
-        lat = sorted(self._latencies)
-        row = {
-            "call_id": self.call_id,
-            "started_ms": int(round(self.start * 1000)),
-            "ended_ms": int(round(t_end * 1000)),
-            "region": self.region,
-            "language": self.language,
-            "scenario": self.scenario,
-            "channel": self.channel,
-            "intents": list(self.intents if intents is None else intents),
-            "outcome": outcome,
-            "handoff": 1 if (handoff_reason or outcome == "handoff") else 0,
-            "handoff_reason": handoff_reason,
-            "turns": self._turns,
-            "latency_p50_ms": _percentile(lat, 0.50) * 1000,
-            "latency_p95_ms": _percentile(lat, 0.95) * 1000,
-            "latency_max_ms": (lat[-1] if lat else 0.0) * 1000,
-            "degradation_level": degradation_level,
-            "transcript": "\n".join(self.transcript_lines) if transcript is None else transcript,
-            "trace_id": self.trace_id,
-        }
+        row = call_record(
+            call_id=self.call_id, started_s=self.start, ended_s=t_end, region=self.region, outcome=outcome,
+            turn_latencies_ms=[x * 1000 for x in self._latencies], language=self.language, scenario=self.scenario,
+            channel=self.channel, intents=list(self.intents if intents is None else intents),
+            handoff_reason=handoff_reason, degradation_level=degradation_level,
+            transcript="\n".join(self.transcript_lines) if transcript is None else transcript, trace_id=self.trace_id,
+        )
         if self._span is not None:
             self._span.set_attribute("voxwatch.outcome", outcome)
             if error is not None:
@@ -345,14 +412,21 @@ class CallTrace:
 
 
 class CallTracing:
-    """The tracer of one Telemetry: starts calls, exports their spans and call records via the sink."""
+    """The per-call tracer: starts calls, exports their spans and call records via the sink.
 
-    def __init__(self, telemetry, sample_ratio: float = 0.1, seed: int | None = None,
-                 batch_size: int = 2048) -> None:
+    Normally a Telemetry's (`tel.traces`: its clock, its sink, its self-metrics). Without one, pass
+    `clock` and `sink` (the turn runner does when it runs without telemetry); `sink` also overrides
+    the Telemetry's sink. Calls left unsampled still write their `calls` row."""
+
+    def __init__(self, telemetry=None, sample_ratio: float = 0.1, seed: int | None = None,
+                 batch_size: int = 2048, *, clock=None, sink=None) -> None:
         if not 0.0 <= sample_ratio <= 1.0:
             raise ValueError(f"trace sample_ratio must be within [0, 1], got {sample_ratio}")
+        if telemetry is None and clock is None:
+            raise ValueError("CallTracing needs a telemetry or a clock")
         self._tel = telemetry
-        self.clock = telemetry.clock
+        self._sink = sink
+        self.clock = clock if clock is not None else telemetry.clock
         self.sample_ratio = sample_ratio
         self._rng = random.Random(seed)
         self.provider = TracerProvider(
@@ -366,8 +440,9 @@ class CallTracing:
         self._calls: list[dict] = []
         self._lock = threading.Lock()
         self._batch_size = batch_size
-        self._spans_metric = telemetry["voxwatch_trace_spans_exported_total"] if "voxwatch_trace_spans_exported_total" in telemetry else None
-        calls_metric = telemetry["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in telemetry else None
+        has = telemetry is not None and getattr(telemetry, "enabled", True)
+        self._spans_metric = telemetry["voxwatch_trace_spans_exported_total"] if has and "voxwatch_trace_spans_exported_total" in telemetry else None
+        calls_metric = telemetry["voxwatch_trace_calls_recorded_total"] if has and "voxwatch_trace_calls_recorded_total" in telemetry else None
         self._calls_sampled = calls_metric.labels(sampled="true") if calls_metric is not None else None
         self._calls_unsampled = calls_metric.labels(sampled="false") if calls_metric is not None else None
 
@@ -402,7 +477,7 @@ class CallTracing:
             self.flush()
 
     def _emit(self, table: str, columns: dict) -> None:
-        sink = self._tel.sink
+        sink = self._sink if self._sink is not None else getattr(self._tel, "sink", None)
         if sink is not None:
             sink.write_columns(table, columns)
 
@@ -412,57 +487,21 @@ class CallTracing:
                 self._spans_metric.labels(span=name).inc(n)
 
 
-class _DisabledCall:
-    __slots__ = ()
-    call_id = ""
-    trace_id = ""
-    sampled = False
-    turns = 0
+class DisabledCallTracing(CallTracing):
+    """Tracing off: no spans, but every call still gets its `calls` row (returned by `end()`, and
+    written to `sink` when there is one)."""
 
-    def start_turn(self, start: float | None = None) -> _DisabledTurn:
-        return _DISABLED_TURN
+    def __init__(self, clock=None, sink=None) -> None:
+        super().__init__(None, 0.0, batch_size=1, clock=clock if clock is not None else WallClock(), sink=sink)
 
-    def add_intent(self, intent: str) -> None:
-        pass
-
-    def end(self, outcome: str, **_kw) -> dict:
-        return {}
-
-
-class _DisabledTurn:
-    __slots__ = ()
-    number = 0
-
-    def stage(self, name: str, start: float | None = None, attributes=None) -> _NoopSpan:
-        return _NOOP_SPAN
-
-    def record_stage(self, name, start, end, attributes=None, error=None) -> None:
-        pass
-
-    def end(self, end=None, latency_s=None, error=None, attributes=None) -> None:
-        pass
-
-
-_DISABLED_TURN = _DisabledTurn()
-_DISABLED_CALL = _DisabledCall()
-
-
-class DisabledCallTracing:
-    """Telemetry off: same surface, nothing recorded."""
-
-    sample_ratio = 0.0
-
-    def start_call(self, call_id: str, **_kw) -> _DisabledCall:
-        return _DISABLED_CALL
-
-    def flush(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
+    def start_call(self, call_id: str, **kw) -> CallTrace:
+        kw["sampled"] = False
+        return super().start_call(call_id, **kw)
 
 
 __all__ = [
+    "CALL_COLUMNS",
+    "SPAN_COLUMNS",
     "CALL_ID",
     "CallTrace",
     "CallTracing",
@@ -474,6 +513,9 @@ __all__ = [
     "StageSpan",
     "TURN_NUMBER",
     "TurnTrace",
+    "call_columns",
+    "call_record",
     "llm_attributes",
+    "span_columns",
     "tool_attributes",
 ]

@@ -55,6 +55,7 @@ class Scope(StrEnum):
 
     READ = "read"
     ADMIN = "admin"
+    INGEST = "ingest"  # send OTLP traces/metrics and read the degradation level (a pipeline's token)
 
 
 class ApiToken(BaseModel):

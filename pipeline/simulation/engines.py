@@ -77,6 +77,7 @@ class SimulatedIntentClassifier(_Simulated):
 
 class SimulatedLLM(_Simulated):
     name = "simulated-llm"
+    provider = "simulated"  # the metrics' provider label, as the batch simulator reports it
     model: LLMModel
 
     async def generate(self, request: ResponseRequest) -> ResponseText:

@@ -29,12 +29,14 @@ import numpy as np
 from pipeline.degradation import DegradationLevel
 from pipeline.engines import FALLBACK_INTENT, HUMAN_INTENT, IntegrationAction
 from pipeline.handoff import HandoffRequest
-from pipeline.intents import spec
+from pipeline.intents import intent_arrays
 from pipeline.observe import NullMetrics
-from pipeline.runner import Pipeline, PipelineConfig
+from pipeline.runner import Pipeline, PipelineConfig, TurnBatch
 from pipeline.simulation.engines import simulated_engines
+from pipeline.simulation.models import SimulatedMetrics, SimulatorSecond
 from pipeline.simulation.scenario import Latency, Scenario
 from telemetry.clock import VirtualClock
+from telemetry.traces import call_columns, call_record, span_columns
 
 MAX_TURNS = 40
 STAGES = ("edge", "stt", "nlu", "response", "integrations", "tts")
@@ -52,23 +54,16 @@ def _mean(lat: Latency) -> float:
     return math.exp(lat.mu + lat.sigma**2 / 2)
 
 
-def _row_percentiles(lat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """P50, P95 and max of the first counts[i] values of each row (nearest rank), vectorised."""
-    k = len(counts)
-    if not k:
-        z = np.zeros(0)
-        return z, z, z
-    cols = np.arange(lat.shape[1])[None, :]
-    filled = np.where(cols < counts[:, None], lat.astype(np.float64), np.inf)
-    ordered = np.sort(filled, axis=1)
-    n = np.maximum(counts, 1)
-    rows = np.arange(k)
-    out = []
-    for q in (0.5, 0.95):
-        idx = np.minimum(n - 1, np.round(q * (n - 1)).astype(np.int64))
-        out.append(np.where(counts > 0, ordered[rows, idx], 0.0))
-    mx = np.where(counts > 0, ordered[rows, n - 1], 0.0)
-    return out[0], out[1], mx
+def pipeline_config(sc: Scenario) -> PipelineConfig:
+    """The shared parts a scenario asks for: regions, pools, caches, the human agents."""
+    return PipelineConfig(
+        regions=[r.model_dump() for r in sc.regions],
+        pools={name: p.model_dump() for name, p in sc.pools.items()},
+        caches={name: c.model_dump() for name, c in sc.caches.items()},
+        human_agents=sc.handoff.agents,
+        handoff_handle_time_s=sc.handoff.handle_time_s,
+        scenario=sc.name,
+    )
 
 
 @dataclass
@@ -106,9 +101,7 @@ class Simulation:
         self.seed = sc.seed if seed is None else int(seed)
         self.rng = np.random.default_rng(self.seed)
         if metrics is None and telemetry is not None:
-            from pipeline.metrics import PipelineMetrics
-
-            metrics = PipelineMetrics(telemetry, seed=self.seed)
+            metrics = SimulatedMetrics(telemetry, seed=self.seed)
         self.metrics = metrics or NullMetrics()
         if hasattr(self.metrics, "buffered"):
             self.metrics.buffered = True
@@ -121,16 +114,8 @@ class Simulation:
             trace_sample_rate = min(1.0, 500.0 / sc.traffic.concurrent_calls)
         self.trace_sample_rate = trace_sample_rate
         self.tick_s = tick_s or (sc.tick_s if self.virtual else min(sc.tick_s, 0.1))
-        config = PipelineConfig(
-            regions=[r.model_dump() for r in sc.regions],
-            pools={name: p.model_dump() for name, p in sc.pools.items()},
-            caches={name: c.model_dump() for name, c in sc.caches.items()},
-            human_agents=sc.handoff.agents,
-            handoff_handle_time_s=sc.handoff.handle_time_s,
-            scenario=sc.name,
-        )
         self.engines = simulated_engines(sc.engines, self.clock, self.seed)
-        self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=config, seed=self.seed)
+        self.pipeline = Pipeline(self.engines, clock=self.clock, metrics=self.metrics, sink=sink, config=pipeline_config(sc), seed=self.seed)
         self.pipeline.handoff.patience_s = sc.handoff.patience_s
         self.controller = self.pipeline.controller
         self.pipeline.queue.capacity = sc.actions.capacity
@@ -287,34 +272,10 @@ class Simulation:
         self._cap = new
 
     def _build_intent_tables(self) -> None:
-        names = self._intent_names
-        systems = ["crm", "orders", "ticketing", "catalog"]
-        self._systems = systems
-        n = len(names)
-        self._needs_history = np.zeros(n, bool)
-        self._lookup_sys = np.full(n, -1, np.int16)
-        self._lookup_cached = np.zeros(n, bool)
-        self._action_sys = np.full(n, -1, np.int16)
-        self._cacheable = np.zeros(n, bool)
-        self._lookup_op: list[str] = [""] * n
-        self._action_op: list[str] = [""] * n
-        for i, name in enumerate(names):
-            s = spec(name)
-            self._cacheable[i] = s.cacheable
-            for lk in s.lookups:
-                if lk.cache == "customer_history":
-                    self._needs_history[i] = True
-                else:
-                    self._lookup_sys[i] = systems.index(lk.system)
-                    self._lookup_cached[i] = lk.cache == "product_info"
-                    self._lookup_op[i] = lk.operation
-            if s.actions:
-                sys_name, op = s.actions[0]
-                self._action_sys[i] = systems.index(sys_name)
-                self._action_op[i] = op
-        self._human_idx = self._intent_idx.get(HUMAN_INTENT, -1)
-        self._fallback_idx = self._intent_idx[FALLBACK_INTENT]
-        self._goodbye_idx = self._intent_idx["goodbye"]
+        self.intents = tab = intent_arrays(self._intent_names)  # what the stages' batch forms read
+        self._systems = list(tab.systems)
+        self._fallback_idx = tab.fallback
+        self._goodbye_idx = tab.goodbye
 
     def _intent_mix(self, t: float) -> np.ndarray:
         p = self._mix_base + self._mix_boost * self.scenario.traffic.ramp_progress(t)
@@ -587,271 +548,153 @@ class Simulation:
         return spent, ok, kinds
 
     def _turns(self, due: np.ndarray, now: float, dt: float) -> None:
-        sc, rng, m = self.scenario, self.rng, self.metrics
-        pipe = self.pipeline
+        """Every turn due in this tick, through the pipeline's own stages in their batch form."""
         policy = self.controller.policy
         level = int(policy.level)
         n = len(due)
         ts = self._next_at[due].copy()
-        t_rel = now - self.t0
         self._next_at[due] = np.inf
         self._level_max[due] = np.maximum(self._level_max[due], level)
-        eng = sc.engines
-        # --- edge: which region serves each call now
-        n_regions = len(self._region_names)
-        serving_tab = np.array([self._serving_idx(o) for o in range(n_regions)])
-        origin = self._origin[due]
-        serving = serving_tab[origin]
-        moved = (serving >= 0) & (serving != self._served_by[due])
-        if moved.any():
-            for a, b in zip(self._served_by[due][moved], serving[moved], strict=True):
-                # a call whose region died under it loses its in-memory context; an evacuation hands it over
-                lost = not self.pipeline.regions.is_up(self._region_names[a])
-                m.calls_migrated(self._region_names[a], self._region_names[b], 1, context_lost=lost)
-            self._served_by[due[moved]] = serving[moved]
-        edge_ok = serving >= 0
-        served = np.where(edge_ok, serving, origin).astype(np.int64)
-        lat_edge = _lognormal(rng, eng.edge.latency, n)
-        cum = lat_edge.copy()
-        stage_lat = {s: np.zeros(n) for s in STAGES}
-        stage_lat["edge"] = lat_edge
-        failed_stage = np.full(n, "", dtype="U12")  # fixed-width: comparisons stay in C
-        failed_stage[~edge_ok] = "edge"
-        handoff_reason = np.full(n, "", dtype="U16")
-        if policy.handoff_everything:
-            handoff_reason[edge_ok] = "degradation"
-        live = edge_ok & (handoff_reason == "")
-        # --- intent the caller has this turn
-        last = self._turns_done[due] + 1 >= self._turns_planned[due]
-        intent = np.searchsorted(self._intent_mix(t_rel), rng.random(n)).astype(np.int16)
-        intent = np.minimum(intent, len(self._intent_names) - 1)
-        intent[last] = self._goodbye_idx
-        # --- stt
-        stt = _lognormal(rng, eng.stt.latency, n)
-        stt_err = live & (rng.random(n) < eng.stt.error_rate)
-        stage_lat["stt"] = np.where(live, stt, 0.0)
-        cum += stage_lat["stt"]
-        failed_stage[stt_err] = "stt"
-        live &= ~stt_err
-        conf = np.clip(rng.normal(eng.stt_confidence_mean, 0.06, n), 0.05, 1.0)
-        m.stt_batch(self._langs, self._lang[due][live | stt_err], stt[live | stt_err], conf[live], stt_err.sum(), self._region_names, served[live | stt_err])
-        # --- nlu
-        nlu = _lognormal(rng, eng.nlu.latency, n)
-        nlu_err = live & (rng.random(n) < eng.nlu.error_rate)
-        stage_lat["nlu"] = np.where(live | nlu_err, nlu, 0.0)
-        cum += stage_lat["nlu"]
-        failed_stage[nlu_err] = "nlu"
-        live &= ~nlu_err
-        fallback = live & (rng.random(n) < eng.fallback_rate) & ~last
-        intent[fallback] = self._fallback_idx
-        nlu_conf = np.where(fallback, rng.uniform(0.15, 0.5, n), rng.uniform(0.6, 0.99, n))
-        m.nlu_batch(self._intent_names, intent[live], nlu_conf[live], nlu[live | nlu_err], int(nlu_err.sum()), self._langs, self._lang[due][live])
-        slots = due
-        self._misunder[slots[fallback]] += 1
-        human = live & (intent == self._human_idx)
-        handoff_reason[human] = "caller_request"
-        confused = fallback & (self._misunder[slots] >= 2)
-        handoff_reason[confused] = "misunderstanding"
-        answering = live & ~human & ~confused
-        # --- response: caches first, lookups through the pools, the LLM only for reasoning
-        t_resp0 = cum.copy()
-        hist_need = answering & self._needs_history[intent] & ~self._history_known[slots]
-        queued_level = policy.integrations_queued
-        deferred = {s: 0 for s in self._systems}
-        if hist_need.any():
-            cache = pipe.caches["customer_history"]
-            idx = np.flatnonzero(hist_need)
-            keys = self._customer[slots[idx]].tolist()
-            hits = np.array([cache.get(k, now, "customer_history") is not None for k in keys], bool)
-            self._history_known[slots[idx[hits]]] = True
-            m.context_loads("cache", np.full(int(hits.sum()), 0.0004))
-            miss = idx[~hits]
-            shed = queued_level or pipe.pools["crm"].should_shed(now)
-            if len(miss) and shed:
-                deferred["crm"] += len(miss)
-            elif len(miss):
-                holds = _lognormal(rng, eng.connectors["crm"].latency, len(miss), self._hold_factor["crm"])
-                spent, ok, _ = self._pool_requests("crm", ts[miss] + cum[miss], holds, {"customer_history": len(miss)})
-                cum[miss] += spent
-                m.context_loads("crm", spent)
-                m.customer_lookups(ok)
-                for j, k in zip(miss[ok].tolist(), self._customer[slots[miss[ok]]].tolist(), strict=True):
-                    cache.put(k, {"customer": k}, now)
-                    self._history_known[slots[j]] = True
-                self.totals["integration_errors"] += int((~ok).sum())
-        # the lookup the answer needs (order status, billing account, product info)
-        lk_sys = self._lookup_sys[intent]
-        need = answering & (lk_sys >= 0)
-        prod = need & self._lookup_cached[intent]
-        if prod.any():
-            cache = pipe.caches["product_info"]
-            idx = np.flatnonzero(prod)
-            keys = np.minimum(rng.zipf(1.2, len(idx)), sc.products).tolist()
-            hits = np.array([cache.get(k, now, "product_question") is not None for k in keys], bool)
-            need[idx[hits]] = False
-            for k in [k for k, h in zip(keys, hits, strict=True) if not h]:
-                cache.put(k, {"product": k}, now)  # filled by the lookup below
-        for si, system in enumerate(self._systems):
-            idx = np.flatnonzero(need & (lk_sys == si))
-            if not len(idx):
-                continue
-            if queued_level:
-                for j in idx.tolist():
-                    pipe.queue.enqueue(IntegrationAction(system, self._lookup_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
-                deferred[system] += len(idx)
-                self.totals["queued_actions"] += len(idx)
-                continue
-            holds = _lognormal(rng, eng.connectors[system].latency, len(idx), self._hold_factor[system])
-            ops: dict[str, int] = {}
-            for j in idx.tolist():
-                ops[self._lookup_op[intent[j]]] = ops.get(self._lookup_op[intent[j]], 0) + 1
-            spent, ok, _ = self._pool_requests(system, ts[idx] + cum[idx], holds, ops)
-            cum[idx] += spent
-            self.totals["integration_errors"] += int((~ok).sum())
-        for system, k in deferred.items():
-            if k:
-                m.integration_deferred(system, k)
-        # the answer
-        cacheable = answering & self._cacheable[intent]
-        route = np.full(n, "", dtype="U8")
-        if cacheable.any():
-            cache = pipe.caches["responses"]
-            idx = np.flatnonzero(cacheable)
-            lang = self._lang[slots[idx]]
-            variant = rng.integers(0, 40, len(idx))
-            names = self._intent_names
-            keys = list(zip(intent[idx].tolist(), lang.tolist(), variant.tolist(), strict=True))
-            hits = np.array([cache.get(k, now, names[k[0]]) is not None for k in keys], bool)
-            route[idx[hits]] = "cache"
-            fill = {j: k for j, k, h in zip(idx.tolist(), keys, hits.tolist(), strict=True) if not h}
-        else:
-            fill = {}
-        without_llm = np.array([policy.answers_without_llm(name) for name in self._intent_names], bool)
-        templ = answering & (route == "") & without_llm[intent]
-        route[templ] = "template"
-        use_llm = answering & (route == "")
-        route[use_llm] = "llm"
-        tmpl_lat = _lognormal(rng, eng.template.latency, n)
-        quick = (route == "cache") | (route == "template")
-        cum[quick] += tmpl_lat[quick]
-        llm_ok = np.zeros(n, bool)
-        if use_llm.any():
-            idx = np.flatnonzero(use_llm)
-            k = len(idx)
-            f = self._llm_factor
-            ttft = _lognormal(rng, eng.llm.ttft, k, f)
-            tokens = np.maximum(1, rng.exponential(eng.llm.completion_tokens_mean, k)).astype(np.int64)
-            holds = ttft + tokens / eng.llm.tokens_per_s * f
-            waits, timed_out = pipe.pools["llm"].serve(ts[idx] + cum[idx], holds)
-            err = timed_out | (rng.random(k) < eng.llm.error_rate)
-            cum[idx] += waits + np.where(timed_out, 0.0, ttft)
-            llm_ok[idx[~err]] = True
-            m.llm_batch(ttft[~timed_out], holds[~timed_out], tokens[~timed_out], int(eng.llm.prompt_tokens_mean), int(err.sum()), int(timed_out.sum()), waits[~timed_out])
-            self.totals["llm_calls"] += k
-            route[idx[err]] = "fallback"
-            if fill:
-                cache = pipe.caches["responses"]
-                for j in idx[~err].tolist():
-                    key = fill.get(j)
-                    if key is not None:
-                        cache.put(key, "answer", now)
-        self.totals["llm_avoided"] += int(quick.sum())
-        if policy.serve_common_from_cache:
-            m.degradation_cached(self._intent_names, intent[templ])
-        stage_lat["response"] = np.where(answering, cum - t_resp0, 0.0)
-        m.response_batch(route[answering], stage_lat["response"][answering])
-        # --- integrations: actions after the answer, now or queued; failures are queued for retry
-        t_int0 = cum.copy()
-        act = self._action_sys[intent]
-        for si, system in enumerate(self._systems):
-            idx = np.flatnonzero(answering & (act == si))
-            if not len(idx):
-                continue
-            pool = pipe.pools[system]
-            if queued_level or pool.should_shed(now):
-                for j in idx.tolist():
-                    pipe.queue.enqueue(IntegrationAction(system, self._action_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
-                self.totals["queued_actions"] += len(idx)
-                m.integration_deferred(system, len(idx))
-                continue
-            holds = _lognormal(rng, eng.connectors[system].latency, len(idx), self._hold_factor[system])
-            ops: dict[str, int] = {}
-            for j in idx.tolist():
-                ops[self._action_op[intent[j]]] = ops.get(self._action_op[intent[j]], 0) + 1
-            spent, ok, _ = self._pool_requests(system, ts[idx] + cum[idx], holds, ops)
-            cum[idx] += spent
-            for j in idx[~ok].tolist():
-                pipe.queue.enqueue(IntegrationAction(system, self._action_op[intent[j]], f"sim-{self._call_seq[slots[j]]}", {"region": int(served[j])}), now)
-            self.totals["queued_actions"] += int((~ok).sum())
-            self.totals["integration_errors"] += int((~ok).sum())
-        stage_lat["integrations"] = cum - t_int0
-        # --- speech
-        speaking = answering.copy()
-        tts = _lognormal(rng, eng.tts.latency, n)
-        tts_err = speaking & (rng.random(n) < eng.tts.error_rate)
-        stage_lat["tts"] = np.where(speaking, tts, 0.0)
-        cum += stage_lat["tts"]
-        failed_stage[tts_err] = "tts"
-        reply_audio = _lognormal(rng, sc.caller.reply_audio, n)
-        m.tts_batch(self._langs, self._lang[slots][speaking], tts[speaking], reply_audio[speaking], int(tts_err.sum()))
-        # --- the turn as the caller heard it
-        failed = failed_stage != ""
-        latency = np.where(failed & ~edge_ok, FAILED_TURN_S, cum)
-        turn_no = self._turns_done[slots].astype(np.int64)
-        col = np.minimum(turn_no, MAX_TURNS - 1)
+        b = TurnBatch(
+            slots=due, ts=ts, now=now, t_rel=now - self.t0, policy=policy, origin=self._origin[due],
+            language=self._lang[due], customer=self._customer[due], call_seq=self._call_seq[due],
+            misunderstandings=self._misunder[due], history_known=self._history_known[due],
+            last=self._turns_done[due] + 1 >= self._turns_planned[due],
+        )
+        b.stage_lat = {s: np.zeros(n) for s in STAGES}
+        for stage in self.pipeline.stages:
+            stage.run_batch(b, self)
+        self._misunder[due] = b.misunderstandings
+        self._history_known[due] = b.history_known
+        latency = self._record_turns(b, level)
+        self._callers_next(b, latency)
+
+    def _record_turns(self, b: TurnBatch, level: int) -> np.ndarray:
+        """The turns as the callers heard them: into the call rows, metrics, windows and spans."""
+        slots, n = b.slots, b.n
+        failed = b.failed_stage != ""
+        latency = np.where(failed & ~b.edge_ok, FAILED_TURN_S, b.cum)
+        col = np.minimum(self._turns_done[slots].astype(np.int64), MAX_TURNS - 1)
         self._lat[slots, col] = latency * 1000.0
-        self._intents[slots, col] = intent
+        self._intents[slots, col] = b.intent
         self._turns_done[slots] += 1
         self.totals["turns"] += n
         self._events["turn"] += n
         self.totals["turns_failed"] += int(failed.sum())
-        region_names = self._region_names
-        m.turn_batch(region_names, served, latency, failed_stage, stage_lat, live | failed)
+        self.metrics.turn_batch(self._region_names, b.served, latency, b.failed_stage, b.stage_lat, b.live | failed)
         for s in STAGES:
-            self._window[s].append(stage_lat[s][stage_lat[s] > 0])
-        self._window["turn"].append(latency[edge_ok])
+            self._window[s].append(b.stage_lat[s][b.stage_lat[s] > 0])
+        self._window["turn"].append(latency[b.edge_ok])
         if self.trace_sample_rate > 0:
-            self._trace_turns(np.flatnonzero(self._traced[slots]), slots, ts, stage_lat, latency, intent, route, failed_stage, level)
-        # --- what the caller does next
-        has_handoff = handoff_reason != ""
+            self._trace_turns(np.flatnonzero(self._traced[slots]), slots, b.ts, b.stage_lat, latency, b.intent, b.route, b.failed_stage, level)
+        return latency
+
+    def _callers_next(self, b: TurnBatch, latency: np.ndarray) -> None:
+        """What each caller does next: another turn, hang up, give up after failures, or the call ends."""
+        sc, rng, slots, n = self.scenario, self.rng, b.slots, b.n
+        failed = b.failed_stage != ""
+        has_handoff = b.handoff_reason != ""
         self._failed_turns[slots[failed]] += 1
-        gave_up = failed & ((self._failed_turns[slots] >= 2) | ~edge_ok & (rng.random(n) < 0.5))
+        gave_up = failed & ((self._failed_turns[slots] >= 2) | ~b.edge_ok & (rng.random(n) < 0.5))
         p_hang = sc.caller.hangup_rate + np.where(latency > sc.caller.impatience_s, sc.caller.impatient_hangup_rate, 0.0)
         hung = ~has_handoff & ~gave_up & (rng.random(n) < p_hang)
         done = ~has_handoff & ~gave_up & ~hung & (self._turns_done[slots] >= self._turns_planned[slots])
         cont = ~(has_handoff | gave_up | hung | done)
         pause = _lognormal(rng, sc.caller.pause, n)
         utter = _lognormal(rng, sc.caller.utterance, n)
-        self._next_at[slots[cont]] = (ts + latency + reply_audio + pause + utter)[cont]
-        if has_handoff.any():
-            self._handoffs(np.flatnonzero(has_handoff), slots, handoff_reason, ts + latency, served, intent, policy)
-        ended_at = ts + latency + np.where(done, reply_audio, 0.0)
-        dropped = gave_up & ~edge_ok
+        self._next_at[slots[cont]] = (b.ts + latency + b.reply_audio + pause + utter)[cont]
+        ended_at = b.ts + latency + np.where(done, b.reply_audio, 0.0)
+        dropped = gave_up & ~b.edge_ok
         if dropped.any():
-            for r in np.unique(origin[dropped]):
-                m.calls_dropped(self._region_names[r], int((origin[dropped] == r).sum()))
+            for r in np.unique(b.origin[dropped]):
+                self.metrics.calls_dropped(self._region_names[r], int((b.origin[dropped] == r).sum()))
         for outcome, mask in (("handoff", has_handoff), ("failed", gave_up), ("abandoned", hung), ("completed", done)):
             if mask.any():
-                self._end_calls(slots[mask], ended_at[mask], outcome, served[mask], handoff_reason[mask] if outcome == "handoff" else None)
+                self._end_calls(slots[mask], ended_at[mask], outcome, b.served[mask], b.handoff_reason[mask] if outcome == "handoff" else None)
 
-    # ------------------------------------------------------------------ endings
-    def _handoffs(self, idx: np.ndarray, slots: np.ndarray, reasons: np.ndarray, at: np.ndarray, served: np.ndarray, intent: np.ndarray, policy) -> None:
+    # ------------------------------------------------------------------ services for the stages' batch forms
+    @property
+    def region_names(self) -> list[str]:
+        return self._region_names
+
+    @property
+    def languages(self) -> list[str]:
+        return self._langs
+
+    @property
+    def engine_models(self):
+        return self.scenario.engines
+
+    @property
+    def reply_audio_model(self) -> Latency:
+        return self.scenario.caller.reply_audio
+
+    def serving_region(self, origin: int) -> int:
+        return self._serving_idx(origin)
+
+    def served_by(self, slots: np.ndarray) -> np.ndarray:
+        return self._served_by[slots]
+
+    def move_calls(self, slots: np.ndarray, regions: np.ndarray) -> None:
+        self._served_by[slots] = regions
+
+    def draw(self, lat: Latency, n: int, factor: float | np.ndarray = 1.0) -> np.ndarray:
+        """n latencies from an engine's lognormal model, stretched by `factor` (faults)."""
+        return _lognormal(self.rng, lat, n, factor)
+
+    def hold_factor(self, system: str) -> float:
+        return self._hold_factor[system]
+
+    def caller_intents(self, b: TurnBatch) -> np.ndarray:
+        """What each caller asks this turn, from the scenario's intent mix (the last turn says goodbye)."""
+        intent = np.searchsorted(self._intent_mix(b.t_rel), self.rng.random(b.n)).astype(np.int16)
+        intent = np.minimum(intent, len(self._intent_names) - 1)
+        intent[b.last] = self._goodbye_idx
+        return intent
+
+    def product_keys(self, k: int) -> list[int]:
+        """Which products k callers ask about: a heavy-tailed draw over the catalogue."""
+        return np.minimum(self.rng.zipf(1.2, k), self.scenario.products).tolist()
+
+    def pool_requests(self, system: str, arrivals: np.ndarray, holds: np.ndarray, op_counts: dict[str, int] | None = None):
+        return self._pool_requests(system, arrivals, holds, op_counts)
+
+    def enqueue_actions(self, system: str, operations: list[str], b: TurnBatch, idx: np.ndarray) -> None:
+        queue = self.pipeline.queue
+        for j, op in zip(idx.tolist(), operations, strict=True):
+            queue.enqueue(IntegrationAction(system, op, f"sim-{b.call_seq[j]}", {"region": int(b.served[j])}), b.now)
+
+    def llm_requests(self, arrivals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """LLM requests through the real `llm` pool; returns (seconds each caller waited until the first
+        token, failed mask)."""
+        rng, eng, k, f = self.rng, self.scenario.engines, len(arrivals), self._llm_factor
+        ttft = _lognormal(rng, eng.llm.ttft, k, f)
+        tokens = np.maximum(1, rng.exponential(eng.llm.completion_tokens_mean, k)).astype(np.int64)
+        holds = ttft + tokens / eng.llm.tokens_per_s * f
+        waits, timed_out = self.pipeline.pools["llm"].serve(arrivals, holds)
+        err = timed_out | (rng.random(k) < eng.llm.error_rate)
+        self.metrics.llm_batch(ttft[~timed_out], holds[~timed_out], tokens[~timed_out], int(eng.llm.prompt_tokens_mean), int(err.sum()), int(timed_out.sum()), waits[~timed_out])
+        self.totals["llm_calls"] += k
+        return waits + np.where(timed_out, 0.0, ttft), err
+
+    def hand_over(self, idx: np.ndarray, b: TurnBatch, at: np.ndarray) -> None:
+        """Hand these calls to the human queue with their transcript so far (this turn included)."""
         names = self._intent_names
         hq = self.pipeline.handoff
         for j in idx.tolist():
-            s = slots[j]
-            k = min(int(self._turns_done[s]), MAX_TURNS)
-            intents = [names[i] for i in self._intents[s, :k].tolist()]
-            transcript = [{"turn": t + 1, "caller": f"<{intents[t]}>", "agent": "", "intent": intents[t]} for t in range(k)]
+            s = b.slots[j]
+            before = min(int(self._turns_done[s]), MAX_TURNS - 1)
+            intents = [names[i] for i in self._intents[s, :before].tolist()] + [names[b.intent[j]]]
+            transcript = [{"turn": t + 1, "caller": f"<{intents[t]}>", "agent": "", "intent": intents[t]} for t in range(len(intents))]
             hq.enqueue(
                 HandoffRequest(
                     f"{self.scenario.name}-{self.seed}-{int(self._call_seq[s])}",
-                    str(reasons[j]),
-                    self._region_names[served[j]],
+                    str(b.handoff_reason[j]),
+                    self._region_names[b.served[j]],
                     self._langs[self._lang[s]],
                     transcript,
                     intents,
-                    {"customer_id": int(self._customer[s]), "degradation_level": policy.level.name},
+                    {"customer_id": int(self._customer[s]), "degradation_level": b.policy.level.name},
                     float(at[j]),
                 )
             )
@@ -860,12 +703,11 @@ class Simulation:
     def _write_silent_call(self, seq: int, region: str, at: float) -> None:
         self.metrics.call_ended_batch(region, "silence", np.array([8.0]), np.array([0]))
         if self.sink is not None:
-            self.sink.write("calls", [{
-                "call_id": f"{self.scenario.name}-{self.seed}-{seq}", "started_ms": int(at * 1000), "ended_ms": int((at + 8.0) * 1000),
-                "region": region, "language": self._langs[0], "scenario": self.scenario.name, "channel": "simulated", "intents": [],
-                "outcome": "silence", "handoff": 0, "handoff_reason": "", "turns": 0, "latency_p50_ms": 0.0, "latency_p95_ms": 0.0,
-                "latency_max_ms": 0.0, "degradation_level": self.controller.level.name, "transcript": "", "trace_id": "",
-            }])
+            self.sink.write("calls", [call_record(
+                call_id=f"{self.scenario.name}-{self.seed}-{seq}", started_s=at, ended_s=at + 8.0, region=region,
+                outcome="silence", language=self._langs[0], scenario=self.scenario.name, channel="simulated",
+                degradation_level=self.controller.level.name,
+            )])
             self.rows["calls"] += 1
 
     def _end_calls(self, slots: np.ndarray, ended_at: np.ndarray, outcome: str, served: np.ndarray, reasons: np.ndarray | None = None) -> None:
@@ -883,34 +725,29 @@ class Simulation:
             mask = served == r
             self.metrics.call_ended_batch(self._region_names[r], outcome, durations[mask], turns[mask])
         if self.sink is not None:
-            p50, p95, mx = _row_percentiles(self._lat[slots], turns)
             names = self._intent_names
             intents_rows = self._intents[slots].tolist()
             turn_list = turns.tolist()
             prefix = f"{self.scenario.name}-{self.seed}-"
             seqs = self._call_seq[slots].tolist()
             traced = self._traced[slots]
-            call_ids = [prefix + str(s) for s in seqs]
-            self._buffer("calls", {
-                "call_id": call_ids,
-                "started_ms": (self._started[slots] * 1000).astype(np.int64),
-                "ended_ms": (ended_at * 1000).astype(np.int64),
-                "region": [self._region_names[o] for o in self._origin[slots].tolist()],
-                "language": [self._langs[x] for x in self._lang[slots].tolist()],
-                "scenario": [self.scenario.name] * k,
-                "channel": ["simulated"] * k,
-                "intents": [[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
-                "outcome": [outcome] * k,
-                "handoff": np.full(k, 1 if outcome == "handoff" else 0, np.uint8),
-                "handoff_reason": [""] * k if reasons is None else reasons.tolist(),
-                "turns": turns.astype(np.uint16),
-                "latency_p50_ms": p50,
-                "latency_p95_ms": p95,
-                "latency_max_ms": mx,
-                "degradation_level": [LEVEL_NAMES[x] for x in self._level_max[slots].tolist()],
-                "transcript": [" | ".join(names[i] for i in row[:t]) if tr else "" for row, t, tr in zip(intents_rows, turn_list, traced.tolist(), strict=True)],
-                "trace_id": [f"{s:032x}" if tr else "" for s, tr in zip(seqs, traced.tolist(), strict=True)],
-            })
+            self._buffer("calls", call_columns(
+                call_id=[prefix + str(s) for s in seqs],
+                started_s=self._started[slots],
+                ended_s=ended_at,
+                region=[self._region_names[o] for o in self._origin[slots].tolist()],
+                language=[self._langs[x] for x in self._lang[slots].tolist()],
+                scenario=self.scenario.name,
+                channel="simulated",
+                intents=[[names[i] for i in row[:t]] for row, t in zip(intents_rows, turn_list, strict=True)],
+                outcome=outcome,
+                handoff_reason="" if reasons is None else reasons,
+                turns=turns,
+                turn_latency_ms=self._lat[slots],
+                degradation_level=[LEVEL_NAMES[x] for x in self._level_max[slots].tolist()],
+                transcript=[" | ".join(names[i] for i in row[:t]) if tr else "" for row, t, tr in zip(intents_rows, turn_list, traced.tolist(), strict=True)],
+                trace_id=[f"{s:032x}" if tr else "" for s, tr in zip(seqs, traced.tolist(), strict=True)],
+            ))
             self.rows["calls"] += k
             if traced.any():
                 self._trace_calls(slots[traced], ended_at[traced], outcome)
@@ -975,26 +812,26 @@ class Simulation:
                 rows["status"].append(stat)
                 rows["attr_keys"].append(ak)
                 rows["attr_values"].append(av)
-        self._buffer("spans", rows)
+        self._buffer("spans", span_columns(**rows))
         self.rows["spans"] += len(rows["name"])
 
     def _trace_calls(self, slots, ended_at, outcome) -> None:
         prefix = f"{self.scenario.name}-{self.seed}-"
         seqs = self._call_seq[slots].tolist()
         k = len(seqs)
-        self._buffer("spans", {
-            "trace_id": [f"{s:032x}" for s in seqs],
-            "span_id": [f"{s:010x}000000" for s in seqs],
-            "parent_span_id": [""] * k,
-            "call_id": [prefix + str(s) for s in seqs],
-            "turn": np.zeros(k, np.uint16),
-            "name": ["conversation"] * k,
-            "start_us": (self._started[slots] * 1e6).astype(np.int64),
-            "duration_ms": (ended_at - self._started[slots]) * 1000.0,
-            "status": ["error" if outcome == "failed" else "ok"] * k,
-            "attr_keys": [["outcome", "region", "language"]] * k,
-            "attr_values": [[outcome, self._region_names[o], self._langs[lg]] for o, lg in zip(self._origin[slots].tolist(), self._lang[slots].tolist(), strict=True)],
-        })
+        self._buffer("spans", span_columns(
+            trace_id=[f"{s:032x}" for s in seqs],
+            span_id=[f"{s:010x}000000" for s in seqs],
+            parent_span_id=[""] * k,
+            call_id=[prefix + str(s) for s in seqs],
+            turn=np.zeros(k, np.uint16),
+            name=["conversation"] * k,
+            start_us=(self._started[slots] * 1e6).astype(np.int64),
+            duration_ms=(ended_at - self._started[slots]) * 1000.0,
+            status=["error" if outcome == "failed" else "ok"] * k,
+            attr_keys=[["outcome", "region", "language"]] * k,
+            attr_values=[[outcome, self._region_names[o], self._langs[lg]] for o, lg in zip(self._origin[slots].tolist(), self._lang[slots].tolist(), strict=True)],
+        ))
         self.rows["spans"] += k
 
     # ------------------------------------------------------------------ the integration queue's worker
@@ -1041,7 +878,7 @@ class Simulation:
                 self._pool_saturated_run[name] = 0
         alive = self._alive
         by_region = np.bincount(self._served_by[alive], minlength=len(self._region_names))
-        self.metrics.sim_second(self, now, by_region)
+        self.metrics.sim_second(self._second_report(by_region), now)
         if self.sink is not None:
             self._flush_rows()
         if t_rel + 1e-9 >= self._window_start + self._window_s:
@@ -1053,6 +890,21 @@ class Simulation:
             if hook.is_async or inspect.isawaitable(result):
                 await result
         await asyncio.sleep(0)
+
+    def _second_report(self, by_region: np.ndarray) -> SimulatorSecond:
+        """This second for the recorder; the per-tick wall times and event counts start afresh."""
+        models = self.scenario.engines.connectors
+        report = SimulatorSecond(
+            pipeline=self.pipeline, regions=self._region_names, active_by_region=by_region,
+            capacity_by_region=self._region_capacity,
+            mean_hold_s={s: math.exp(models[s].latency.mu) * self._hold_factor.get(s, 1.0) for s in self._systems} | {"llm": 0.6 * self._llm_factor},
+            tick_wall_s=self._tick_wall, speedup=self.t / self._wall_elapsed if self._wall_elapsed > 0 else None,
+            faults_active=[(f.kind, bool(self._fault_active.get(i))) for i, f in enumerate(self.scenario.faults)],
+            events=self._events,
+        )
+        self._tick_wall = []
+        self._events = dict.fromkeys(self._events, 0)
+        return report
 
     def _close_window(self, now: float) -> None:
         t_rel = now - self.t0

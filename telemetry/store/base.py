@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import itertools
 import logging
 import re
 import time
@@ -203,7 +204,8 @@ class Store(ABC):
                     continue
                 v = v.to_numpy() if hasattr(v, "to_numpy") else v
                 if pa.types.is_list(typ):
-                    v = [list(x) for x in v]
+                    arrays.append(_list_array(v, typ, table, c.name))
+                    continue
             else:
                 v = _default_for(c, n)
             try:
@@ -352,3 +354,17 @@ class Store(ABC):
 
     def truncate(self, table: str) -> None:
         self._execute(f"TRUNCATE TABLE {self._local_name(table)}")
+
+
+def _list_array(rows, typ: pa.ListType, table: str, column: str) -> pa.Array:
+    """An Array(...) column from a sequence of lists, flattened once: offsets from the lengths and one
+    flat values array (much cheaper than converting nested Python lists element by element)."""
+    rows = list(rows)
+    lengths = np.fromiter(map(len, rows), dtype=np.int32, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    try:
+        values = pa.array(list(itertools.chain.from_iterable(rows)), type=typ.value_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise StoreError(f"table {table}, column {column}: {exc}") from exc
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=typ)

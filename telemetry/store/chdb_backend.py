@@ -121,7 +121,12 @@ class ChdbStore(Store):
         self.path = os.path.abspath(path)
         self.database = database
         self.url = f"chdb://{self.path}" + (f"?database={database}" if database != "voxwatch" else "")
-        os.makedirs(self.path, exist_ok=True)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open embedded store at {self.path}: {exc.strerror or exc}") from None
+        if not os.access(self.path, os.W_OK):
+            raise StoreError(f"cannot open embedded store at {self.path}: the folder is not writable")
         with _SESSIONS_LOCK:
             sess, refs = _SESSIONS.get(self.path, (None, 0))
             for guard_path in [p for p in _SESSIONS if p in _GUARD_ONLY and p != self.path]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from telemetry import quantiles as _quantiles
+
 TURN_LATENCY_BUDGET_MS = 300.0
 SATURATION_SUFFIX = "_saturation_ratio"
 
@@ -333,7 +335,7 @@ def histogram_quantiles(store, metric: MetricRef, matchers: list[LabelMatcher], 
     counts = np.maximum.accumulate(table.to_numpy(dtype=float), axis=1)  # cumulative buckets never shrink
     ts = table.index.to_numpy(dtype=np.int64)
     for q in quantiles:
-        vals = _quantile_from_buckets(bounds, counts, q)
+        vals = _quantiles.histogram_quantiles(q, bounds, counts)  # the one +Inf rule
         keep = np.isfinite(vals)
         result["series"].append({"labels": {"quantile": f"{q:g}"},
                                  "points": [[int(a), float(b)] for a, b in zip(ts[keep], vals[keep], strict=False)]})
@@ -347,23 +349,6 @@ def _le(text) -> float:
         return float(text)  # '+Inf' parses to inf
     except ValueError:
         return np.nan
-
-
-def _quantile_from_buckets(bounds: np.ndarray, cum: np.ndarray, q: float) -> np.ndarray:
-    """Linear interpolation inside the bucket where the rank falls, as Prometheus does; the +Inf
-    bucket answers with the largest finite bound."""
-    total = cum[:, -1]
-    rank = q * total
-    idx = np.array([np.searchsorted(row, r, side="left") for row, r in zip(cum, rank, strict=False)], dtype=int)
-    idx = np.minimum(idx, len(bounds) - 1)
-    upper = bounds[idx]
-    lower = np.where(idx > 0, bounds[np.maximum(idx - 1, 0)], 0.0)
-    below = np.where(idx > 0, cum[np.arange(len(cum)), np.maximum(idx - 1, 0)], 0.0)
-    inside = cum[np.arange(len(cum)), idx] - below
-    frac = np.divide(rank - below, inside, out=np.zeros_like(rank), where=inside > 0)
-    finite_top = bounds[np.isfinite(bounds)].max() if np.isfinite(bounds).any() else np.nan
-    out = np.where(np.isinf(upper), finite_top, lower + (upper - lower) * frac)
-    return np.where(total > 0, out, np.nan)
 
 
 def sample_quantiles(store, metric: MetricRef, matchers: list[LabelMatcher], tr: TimeRange,

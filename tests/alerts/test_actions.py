@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from alerts.actions import CallableActionSink, HttpActionSink
 from alerts.engine import AlertEngine
 from alerts.model import StoreWriter
@@ -252,3 +254,32 @@ def test_http_action_sink_changes_the_level_through_the_real_control_api_with_an
         assert ctl.state()["level"] == "CACHED_RESPONSES"
     finally:
         api.stop()
+
+
+def test_a_type_error_inside_the_controller_is_not_retried_as_a_second_request():
+    calls = []
+
+    def request(level, reason, region=None, rule=""):
+        calls.append((level, region, rule))
+        raise TypeError("a bug inside the controller")
+
+    with pytest.raises(TypeError, match="bug inside"):
+        CallableActionSink(request).request("CACHED_RESPONSES", "slow", region="us-east", rule="R")
+    assert calls == [("CACHED_RESPONSES", "us-east", "R")]  # asked once, never again without region/rule
+
+
+def test_the_ladder_alerts_ask_for_is_the_pipelines_and_rules_never_import_the_action_controller():
+    import ast
+    from pathlib import Path
+
+    import alerts
+    from alerts.model import DEFAULT_LADDER
+    from pipeline.degradation import DegradationLevel
+
+    assert list(DEFAULT_LADDER) == [m.name for m in sorted(DegradationLevel)]
+    # actions -> evaluate -> ruleset, one direction: no import back up, not even inside a function
+    root = Path(alerts.__file__).parent
+    for module in ("ruleset.py", "evaluate.py"):
+        tree = ast.parse((root / module).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "alerts.actions" not in imported, module

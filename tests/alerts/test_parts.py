@@ -9,7 +9,7 @@ import pytest
 
 from alerts.receivers.base import classify, parse_retry_after
 from alerts.receivers.webhook import common
-from alerts.series import MetricView, histogram_quantile
+from alerts.series import MetricView
 from alerts.templates import TemplateError, check_template, render
 
 
@@ -54,14 +54,6 @@ def test_view_keeps_coarse_history_for_long_windows():
     (s,) = v.select("c_total")
     assert s.ts[0] > 3000  # fine history trimmed
     assert s.increase(3999 - 3600, 3999) == pytest.approx(3600, abs=60)  # the 1 h window still answers
-
-
-def test_histogram_quantile_interpolates_like_prometheus():
-    buckets = [(0.1, 50.0), (0.3, 90.0), (0.5, 100.0), (math.inf, 100.0)]
-    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
-    assert histogram_quantile(0.7, buckets) == pytest.approx(0.2)
-    assert histogram_quantile(0.99, [(0.1, 1.0), (math.inf, 100.0)]) == 0.1  # in +Inf: the highest bound
-    assert math.isnan(histogram_quantile(0.9, [(0.1, 0.0), (math.inf, 0.0)]))
 
 
 def test_retry_after_seconds_and_http_dates():

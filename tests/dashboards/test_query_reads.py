@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from telemetry.quantiles import histogram_quantiles
 from telemetry.store import reads
 
 
@@ -14,13 +15,13 @@ def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus():
     bounds = np.array([0.1, 0.2, 0.3, np.inf])
     cum = np.array([[10.0, 30.0, 60.0, 100.0]])
     # rank 50 falls in (0.2, 0.3] with 30 below and 30 inside: 0.2 + 0.1 * 20/30
-    assert reads._quantile_from_buckets(bounds, cum, 0.5)[0] == pytest.approx(0.2 + 0.1 * 20 / 30)
+    assert histogram_quantiles(0.5, bounds, cum)[0] == pytest.approx(0.2 + 0.1 * 20 / 30)
     # rank 5 falls in the first bucket, interpolated from 0
-    assert reads._quantile_from_buckets(bounds, cum, 0.05)[0] == pytest.approx(0.05)
+    assert histogram_quantiles(0.05, bounds, cum)[0] == pytest.approx(0.05)
     # rank 99 falls in +Inf: the answer is the largest finite bound
-    assert reads._quantile_from_buckets(bounds, cum, 0.99)[0] == pytest.approx(0.3)
+    assert histogram_quantiles(0.99, bounds, cum)[0] == pytest.approx(0.3)
     # no observations: no answer
-    assert np.isnan(reads._quantile_from_buckets(bounds, np.zeros((1, 4)), 0.5)[0])
+    assert np.isnan(histogram_quantiles(0.5, bounds, np.zeros((1, 4)))[0])
 
 
 def test_counter_increase_counts_a_restart_from_zero():

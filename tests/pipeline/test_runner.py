@@ -212,3 +212,33 @@ def test_background_work_retries_queued_actions_once_the_downstream_recovers():
 
     q = run(clock, scenario())
     assert len(q) == 0 and q.succeeded == 1 and q.retried >= 1
+
+
+def test_llm_metrics_carry_the_engines_provider_and_the_model_that_answered():
+    from pipeline.engines import ResponseText
+    from telemetry.instruments import Telemetry
+
+    clock = VirtualClock(1_700_000_000.0)
+    tel = Telemetry(clock=clock)
+    engines = simulated_engines(EngineModels(fallback_rate=0.0), clock, 1)
+    engines.nlu.meant.update({"my parcel never came, can you explain why": "order_status"})
+
+    class ProviderLLM:
+        name = "openai-chat"  # a real engine: no `provider`, its name is the label
+
+        async def generate(self, request):
+            await clock.sleep(0.2)
+            return ResponseText("It ships tomorrow.", 0.2, 30, 5, "gpt-4o-mini")
+
+    engines.llm = ProviderLLM()
+    p = Pipeline(engines, clock=clock, telemetry=tel)
+
+    async def call():
+        ctx = p.start_call()
+        return await p.run_turn(ctx, say(ctx, 1, "my parcel never came, can you explain why", clock))
+
+    r = run(clock, call())
+    assert r.reply_source == "llm"
+    get = tel.registry.get_sample_value
+    assert get("voxwatch_llm_requests_total", {"provider": "openai-chat", "model": "gpt-4o-mini"}) == 1.0
+    assert get("voxwatch_llm_requests_total", {"provider": "simulated", "model": "sim-llm-small"}) is None

@@ -3,6 +3,7 @@ times from the injected clock, sampling per call."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from telemetry import Telemetry, VirtualClock
@@ -119,11 +120,61 @@ def test_call_and_trace_ids_cannot_become_metric_labels():
         tel["voxwatch_turn_latency_seconds"].labels(region="eu", call_id="call-001")
 
 
-def test_disabled_tracing_has_the_same_surface():
+def test_disabled_tracing_has_the_same_surface_and_still_builds_the_call_row():
     off = Telemetry.disabled()
     call = off.traces.start_call("x", region="eu")
-    turn = call.start_turn()
+    assert not call.sampled and call.trace_id == ""
+    turn = call.start_turn(start=100.0)
     turn.stage("stt").end()
-    turn.record_stage("llm", 0.0, 0.1)
+    turn.record_stage("llm", 100.0, 100.1)
+    turn.end(end=100.25)
+    row = call.end(outcome="completed", end=101.0)
+    assert row["call_id"] == "x" and row["region"] == "eu" and row["turns"] == 1 and row["outcome"] == "completed"
+    assert row["latency_max_ms"] == pytest.approx(250.0) and row["trace_id"] == ""
+
+
+def test_a_tracer_without_telemetry_writes_spans_and_rows_to_its_sink(store, sink):
+    from telemetry.traces import CallTracing
+
+    clock = VirtualClock(T0)
+    tracing = CallTracing(clock=clock, sink=sink, sample_ratio=1.0, seed=3)
+    call = tracing.start_call("call-own", region="eu-west")
+    turn = call.start_turn()
+    clock.advance(0.2)
     turn.end()
-    assert call.end(outcome="completed") == {}
+    call.end("handoff", handoff_reason="caller_request")
+    tracing.flush()
+    sink.flush()
+    c = store.query("SELECT handoff, handoff_reason, turns, trace_id FROM calls WHERE call_id = 'call-own'").iloc[0]
+    assert c["handoff"] == 1 and c["handoff_reason"] == "caller_request" and c["turns"] == 1 and len(c["trace_id"]) == 32
+    assert store.query("SELECT count() AS n FROM spans WHERE call_id = 'call-own'")["n"][0] == 2
+
+
+def test_the_call_row_builder_gives_columns_and_rows_alike():
+    from telemetry.traces import CALL_COLUMNS, call_columns, call_record
+
+    lat = np.array([[120.0, 80.0, 300.0, 0.0], [50.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    cols = call_columns(call_id=["a", "b", "c"], started_s=[10.0, 11.0, 12.0], ended_s=[20.0, 21.5, 12.0],
+                        region="eu", outcome=["completed", "handoff", "silence"], turn_latency_ms=lat, turns=[3, 1, 0],
+                        intents=[["x", "y", "z"], ["human"], []], handoff_reason=["", "caller_request", ""])
+    assert tuple(cols) == CALL_COLUMNS
+    assert cols["handoff"].tolist() == [0, 1, 0]
+    assert cols["latency_p50_ms"].tolist() == [120.0, 50.0, 0.0]  # nearest rank: a latency a turn had
+    assert cols["latency_max_ms"].tolist() == [300.0, 50.0, 0.0]
+    for i, cid in enumerate("abc"):
+        row = call_record(call_id=cid, started_s=[10.0, 11.0, 12.0][i], ended_s=[20.0, 21.5, 12.0][i], region="eu",
+                          outcome=cols["outcome"][i], turn_latencies_ms=lat[i, : [3, 1, 0][i]].tolist(),
+                          intents=cols["intents"][i], handoff_reason=cols["handoff_reason"][i])
+        assert row == {k: (v[i].item() if isinstance(v, np.ndarray) else v[i]) for k, v in cols.items()}
+
+
+def test_the_span_row_builder_broadcasts_text_and_refuses_ragged_columns():
+    from telemetry.traces import SPAN_COLUMNS, span_columns
+
+    cols = span_columns(trace_id=["t1", "t1"], span_id=["a", "b"], parent_span_id=["", "a"], call_id="c-1",
+                        turn=[0, 1], name=["conversation", "turn"], start_us=[1, 2], duration_ms=[5.0, 1.0])
+    assert tuple(cols) == SPAN_COLUMNS and cols["call_id"] == ["c-1", "c-1"] and cols["status"] == ["ok", "ok"]
+    assert cols["attr_keys"] == [[], []]
+    with pytest.raises(ValueError, match="start_us"):
+        span_columns(trace_id=["t1"], span_id=["a"], parent_span_id="", call_id="c", turn=[0], name="x",
+                     start_us=[1, 2], duration_ms=[1.0])

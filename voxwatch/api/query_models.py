@@ -271,11 +271,17 @@ class Matcher(Model):
     isEqual: bool = True
 
 
+# Silence times are epoch milliseconds between 1970 and the year 9999, and a silence lasts at most
+# ten years: a `duration_s` of 1e308 or a `starts_ms` near 2**63 is a 422, not a 500 or a negative end.
+EPOCH_MS_MAX = 253_402_300_799_999
+SILENCE_MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
 class SilenceCreate(Model):
     matchers: list[Matcher] = Field(min_length=1)
-    starts_ms: int | None = Field(default=None, description="default: now")
-    ends_ms: int | None = Field(default=None, description="give ends_ms or duration_s")
-    duration_s: float | None = Field(default=None, gt=0)
+    starts_ms: int | None = Field(default=None, ge=0, le=EPOCH_MS_MAX, description="default: now")
+    ends_ms: int | None = Field(default=None, ge=0, le=EPOCH_MS_MAX, description="give ends_ms or duration_s")
+    duration_s: float | None = Field(default=None, gt=0, le=SILENCE_MAX_SECONDS, allow_inf_nan=False)
     comment: str = Field(min_length=1, max_length=2000)
     created_by: str | None = Field(default=None, description="default: the token's name")
 

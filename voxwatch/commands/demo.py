@@ -189,20 +189,18 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     from alerts.evaluate import aggregate
     from alerts.ruleset import Selector
     from pipeline.simulation.simulator import Simulation
-    from telemetry import Telemetry
+    from telemetry import open_runtime
     from telemetry.clock import VirtualClock
-    from telemetry.sink import Sink
     from voxwatch.commands.serve import start_service
     from voxwatch.context import AppContext
     from voxwatch.loop import MonitoringLoop
 
     # The replay starts at this wall-clock second, so its timestamps read as "today" on the dashboard.
     clock = VirtualClock(float(int(time.time())))
-    sink = Sink(store.with_lane("monitor"), spool_dir=spool, flush_interval=0.5)  # lanes: as `voxwatch serve`
+    # lanes as in `voxwatch serve`: the sink on the monitoring lane, the API on the dashboard lane
+    rt = open_runtime(clock=clock, store=store.with_lane("monitor"), spool_dir=spool, sink_options={"flush_interval": 0.5})
+    tel, sink = rt.telemetry, rt.sink
     cleanups.append(sink.close)
-    tel = Telemetry(clock=clock, sink=sink)
-    sink.telemetry = tel
-    store.telemetry = tel
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink)
     controller = sim.controller
 
@@ -219,7 +217,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
            "VOXWATCH_WEBHOOK_SECRET": secret}
     ruleset = load_rules(env=env)
 
-    ctx = AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
+    ctx = AppContext(store=rt.store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
     service = start_service(ctx, args.host, args.port, args.dashboard_port, dashboard=not args.no_dashboard)
     cleanups.append(service.stop)
     findings: list = []
@@ -231,7 +229,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
             say(f"[anomaly] {_fmt_clock(clock.now())} {f.kind} on {f.metric} {dict(f.labels)}: "
                 f"runs out in {tte / 60:.1f} min (score {f.score:.2f})")
 
-    monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=store.with_lane("monitor"),
+    monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=rt.store,
                           external_url=service.dashboard_url or service.api_url, on_finding=[on_finding])
     engine = monitoring.engine
     ctx.alerts, ctx.anomaly = engine, monitoring.anomaly

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from telemetry.store import redact_url
 from voxwatch.config import ConfigError, Scope, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,18 @@ def start_service(ctx, host: str = "127.0.0.1", api_port: int = 0, dashboard_por
     return RunningService(api, dash, read_token, settings.first_token(Scope.ADMIN))
 
 
+def _port_is_free(host: str, port: int) -> None:
+    """Refuse to start (one line, non-zero exit) when the API port is taken, before any token is printed."""
+    from voxwatch.cli import CommandError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+
+
 def _wait_http(url: str, timeout: float, alive) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,21 +184,17 @@ def build_context(settings: Settings, store=None, clock=None):
     from types import SimpleNamespace
 
     from pipeline.degradation import DegradationController
-    from telemetry import Telemetry
+    from telemetry import open_runtime
     from telemetry.clock import WallClock
-    from telemetry.sink import Sink
     from telemetry.store import open_store
     from voxwatch.context import AppContext
 
     clock = clock or WallClock()
-    store = store or open_store(settings.store)
-    # Lanes (telemetry/store/pool.py): the sink writes on the monitoring lane, the API reads on the
-    # dashboard lane, analysts' SQL runs on the analyst lane; none queues behind another.
-    sink = Sink(store.with_lane("monitor"), spool_dir=settings.spool_dir)
-    tel = Telemetry(clock=clock, sink=sink)
-    sink.telemetry = tel
-    store.telemetry, store.source = tel, "api"
-    sink.store.telemetry = tel
+    # Lanes (telemetry/store/pool.py): the sink and the monitoring loop use the monitoring lane, the
+    # API reads on the dashboard lane, analysts' SQL runs on the analyst lane; none queues behind another.
+    store = (store or open_store(settings.store)).with_lane("monitor")
+    rt = open_runtime(clock=clock, store=store, spool_dir=settings.spool_dir, source="api")
+    store, sink, tel = rt.store, rt.sink, rt.telemetry
     controller = DegradationController(clock, sink=sink)
     return AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, settings=settings,
                       pipeline=SimpleNamespace(controller=controller))
@@ -269,7 +278,7 @@ def run(args) -> int:
     try:
         ctx = build_context(settings)
     except Exception as exc:  # the store URL or the store itself: one line for the operator
-        raise CommandError(f"cannot open store {settings.store}: {str(exc).splitlines()[0]}") from None
+        raise CommandError(f"cannot open store {redact_url(settings.store)}: {str(exc).splitlines()[0]}") from None
 
     import uvicorn
 
@@ -291,6 +300,7 @@ def run(args) -> int:
 
     try:
         api_port = settings.port or free_port(settings.host)
+        _port_is_free(settings.host, api_port)
         url = f"http://{settings.host}:{api_port}"
         # a request still running at shutdown gets this long, then its connection is closed
         config = uvicorn.Config(create_app(ctx), host=settings.host, port=api_port, log_level="warning",
@@ -304,7 +314,7 @@ def run(args) -> int:
                                            reloader=reloader)
         reloader.loaded(True)
         # printed once it answers, so whoever reads this line can use the URL at once
-        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {settings.store}", flush=True)
+        print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {redact_url(settings.store)}", flush=True)
         if generated:
             print("voxwatch: no tokens configured; generated for this run:", flush=True)
             for t in settings.tokens:

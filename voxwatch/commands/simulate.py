@@ -93,24 +93,23 @@ def run(args) -> int:
 def simulate(scenario, *, seed=None, speed=None, store_url=None, trace_sample=None, snapshots=True, progress=False) -> dict:
     """Run one scenario with the full telemetry path; returns the summary (with rows written)."""
     from pipeline.simulation.simulator import Simulation
+    from telemetry import open_runtime
     from telemetry.clock import VirtualClock, WallClock
-    from telemetry.instruments import Telemetry
-    from telemetry.sink import Sink
     from telemetry.snapshot import Snapshotter
-    from telemetry.store import StoreError, open_store
+    from telemetry.store import StoreError
     from voxwatch.config import load_settings
 
-    store = sink = None
+    url = None
     if (store_url or "").lower() != "none":
         url = store_url or load_settings().store
-        try:
-            store = open_store(url, migrate=True)
-        except StoreError as exc:
-            raise CommandError(f"store {url}: {exc}") from None
-        sink = Sink(store, spool_dir=tempfile.mkdtemp(prefix="voxwatch-spool-"))
     live = speed is not None and speed == 1.0
     clock = WallClock() if live else VirtualClock(scenario.start)
-    tel = Telemetry(clock=clock, sink=sink, seed=seed if seed is not None else scenario.seed)
+    try:
+        rt = open_runtime(clock=clock, store=url, spool_dir=tempfile.mkdtemp(prefix="voxwatch-spool-") if url else None,
+                          source="simulate", seed=seed if seed is not None else scenario.seed)
+    except StoreError as exc:
+        raise CommandError(f"store {url}: {exc}") from None
+    tel, sink, store = rt.telemetry, rt.sink, rt.store
     snap = Snapshotter(tel, sink, clock) if (sink is not None and snapshots) else None
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink, seed=seed, trace_sample_rate=trace_sample,
                      snapshot=(lambda now: snap.snapshot_once(int(now * 1000))) if snap else None)

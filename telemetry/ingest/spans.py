@@ -1,0 +1,387 @@
+"""OTLP traces -> `spans` rows, `calls` rows and the catalog's stage metrics.
+
+Every span that has its ids and sane timestamps becomes one `spans` row: its name, timing, status and
+*all* its attributes (plus the resource's), mapped or not, so nothing a sender says is dropped.
+What the conventions (telemetry/ingest/conventions.py, docs/ingest.md) recognise is also measured
+into the same catalog instruments Voxwatch's own pipeline records (stage latency, LLM time to first
+token, TTS time to first byte, turn latency, tokens, characters, barge-ins, stage errors), so the
+snapshotter, the anomaly service and the shipped rules see an ingested pipeline like our own.
+A conversation span closes a call: its row in `calls` is built by the project's one call-record
+builder (telemetry/traces.py) from the turns seen for that trace.
+
+Ingested calls are keyed by their trace id (`calls.call_id = spans.call_id = trace id in hex`): a
+stage span usually ends, and is exported, before the turn and conversation spans that would name the
+call, and the trace id is the one key every span of a call carries. The framework's own conversation
+id stays in the span attributes (`conversation.id`).
+
+The only state kept between requests is small and bounded: per open trace, the turns seen so far
+(for the call record), evicted oldest first past `max_open_traces`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from telemetry.ingest import conventions as cv
+
+_STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one item may carry before it is refused or cut."""
+
+    max_attribute_chars: int = 4096  # longer string values are cut (counted), the span is kept
+    max_attributes: int = 256  # per span, resource attributes included; the rest are counted, not stored
+    max_age_s: float = 7 * 86400.0  # older timestamps are refused (timestamp_out_of_range)
+    max_future_s: float = 900.0  # timestamps further ahead than this are refused too
+
+
+@dataclass
+class IngestResult:
+    """What one request came to: items accepted and refused (with a count per reason)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    truncated: int = 0
+    calls: int = 0
+
+    def refuse(self, reason: str, n: int = 1) -> None:
+        self.rejected += n
+        self.reasons[reason] += n
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        return "refused " + ", ".join(f"{n} ({r})" for r, n in self.reasons.most_common())
+
+
+def any_value(v) -> Any:
+    """An OTLP AnyValue as a Python value (arrays -> list, kvlists -> dict, bytes -> hex)."""
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return None
+
+
+def attributes(kvs) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def as_text(v: Any) -> str:
+    """How an attribute value is stored (the same str() Voxwatch's own span exporter uses)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_NUMBERS = frozenset({int, float, bool})  # stored as str() gives them, as our own span exporter does
+_PLAIN = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+_SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms",
+                 "status", "attr_keys", "attr_values")
+
+
+def _cut(text: str, cap: int, res: IngestResult) -> str:
+    """A value over the length limit, cut (and counted); the item itself is kept."""
+    if len(text) <= cap:
+        return text
+    res.truncated += 1
+    return text[:cap] + f"...[{len(text) - cap} more chars]"
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+@dataclass
+class _Turn:
+    number: int
+    start_s: float
+    end_s: float
+    latency_s: float | None
+    error: bool
+
+
+@dataclass
+class _OpenTrace:
+    """What the call record of one trace needs, gathered as its spans arrive."""
+
+    turns: dict[bytes, _Turn] = field(default_factory=dict)
+    language: str = ""
+    transcript: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent a resource's spans or points: its labels and the region its calls are filed under."""
+
+    name: str
+    environment: str
+    region: str
+
+    @classmethod
+    def of(cls, resource_attrs: dict[str, Any]) -> Source:
+        name = str(resource_attrs.get(cv.SOURCE) or cv.UNKNOWN_SOURCE)
+        env = cv.first(resource_attrs, cv.ENVIRONMENT)
+        region = cv.first(resource_attrs, cv.REGION)
+        return cls(name, "" if env is None else str(env), str(region) if region else name)
+
+
+class TraceIngest:
+    """Maps ExportTraceServiceRequests into rows through a sink and measurements into a Telemetry."""
+
+    def __init__(self, telemetry, *, limits: IngestLimits | None = None, clock=None,
+                 max_open_traces: int = 100_000) -> None:
+        self.telemetry = telemetry
+        self.sink = telemetry.sink  # rows go where the Telemetry's own spans and call records go
+        self.limits = limits or IngestLimits()
+        self.clock = clock or telemetry.clock
+        self.max_open_traces = max_open_traces
+        self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
+        # the project's call-record builder, its own tracer (unsampled calls: no spans of ours, just rows)
+        from telemetry.traces import CallTracing
+
+        self._calls = CallTracing(telemetry, sample_ratio=0.0)
+        tel = telemetry
+        self._m = {name: tel[name] for name in (
+            "voxwatch_stage_latency_seconds", "voxwatch_stage_errors_total", "voxwatch_turns_total",
+            "voxwatch_turn_latency_seconds", "voxwatch_turn_barge_ins_total", "voxwatch_llm_time_to_first_token_seconds",
+            "voxwatch_tts_time_to_first_byte_seconds", "voxwatch_stt_final_latency_seconds",
+            "voxwatch_vad_endpointing_delay_seconds", "voxwatch_llm_input_tokens_total",
+            "voxwatch_llm_output_tokens_total", "voxwatch_llm_cached_input_tokens_total", "voxwatch_tts_characters_total",
+            "voxwatch_ingest_spans_total",
+        ) if name in tel}
+
+    # ---- the request
+    def ingest(self, request) -> IngestResult:
+        res = IngestResult()
+        now_ns = int(self.clock.now() * 1e9)
+        lo = now_ns - int(self.limits.max_age_s * 1e9)
+        hi = now_ns + int(self.limits.max_future_s * 1e9)
+        rows: list[tuple] = []
+        conversations = []  # closed after every turn of the request is known, whatever the order inside it
+        per_source: Counter = Counter()
+        self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
+        self._incs: dict[tuple, float] = defaultdict(float)
+        cap = self.limits.max_attribute_chars
+        max_attrs = self.limits.max_attributes
+        stage_spans, turn_spans, conversation_spans = cv.STAGE_SPANS, cv.TURN_SPANS, cv.CONVERSATION_SPANS
+        for rs in request.resource_spans:
+            rattrs = attributes(rs.resource.attributes)
+            src = Source.of(rattrs)
+            rkeys = list(rattrs)
+            rtexts = [_cut(as_text(v), cap, res) for v in rattrs.values()]
+            rkeyset = frozenset(rkeys)
+            for ss in rs.scope_spans:
+                scope = ss.scope.name
+                extra_keys = [*rkeys, "otel.scope.name"] if scope else rkeys
+                extra_texts = [*rtexts, scope] if scope else rtexts
+                for span in ss.spans:
+                    tid, sid = span.trace_id, span.span_id
+                    if len(tid) != 16 or len(sid) != 8 or tid == _ZERO_TRACE or sid == _ZERO_SPAN:
+                        res.refuse("missing_id")
+                        continue
+                    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                    if not start or end < start:
+                        res.refuse("bad_timestamp")
+                        continue
+                    if start < lo or end > hi:
+                        res.refuse("timestamp_out_of_range")
+                        continue
+                    # typed values for the conventions, text for the row; comprehensions, as this is the hot loop
+                    pb = span.attributes
+                    keys = [kv.key for kv in pb]
+                    pbv = [kv.value for kv in pb]
+                    pys = [getattr(v, k) if k in _PLAIN else any_value(v) for v, k in zip(pbv, [v.WhichOneof("value") for v in pbv])]
+                    texts = [x if type(x) is str else str(x) if type(x) in _NUMBERS else as_text(x) for x in pys]
+                    if texts and max(map(len, texts)) > cap:
+                        texts = [_cut(t, cap, res) for t in texts]
+                    attrs = dict(zip(keys, pys))
+                    if rkeyset.isdisjoint(attrs):
+                        keys += extra_keys
+                        texts += extra_texts
+                    else:  # the span's own value wins over the resource's
+                        for k, t in zip(extra_keys, extra_texts, strict=True):
+                            if k not in attrs:
+                                keys.append(k)
+                                texts.append(t)
+                    status = span.status
+                    if status.message:
+                        keys.append("otel.status_description")
+                        texts.append(_cut(status.message, cap, res))
+                    if span.events:
+                        keys.append("otel.events")
+                        texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
+                    if len(keys) > max_attrs:
+                        dropped = len(keys) - max_attrs + 1
+                        res.truncated += dropped
+                        keys, texts = keys[: max_attrs - 1], texts[: max_attrs - 1]
+                        keys.append("otel.dropped_attributes_count")
+                        texts.append(str(dropped))
+                    error = status.code == _STATUS_ERROR
+                    name = span.name
+                    turn_no = attrs.get("turn.number")
+                    tid_hex = tid.hex()
+                    rows.append((tid_hex, sid.hex(), span.parent_span_id.hex(), tid_hex,
+                                 turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0,
+                                 name, start // 1000, (end - start) / 1e6, "error" if error else "ok", keys, texts))
+                    per_source[src.name] += 1
+                    if name in conversation_spans:
+                        conversations.append((tid, start, end, error, attrs, src))
+                    elif name in stage_spans or name in turn_spans or "gen_ai.usage.input_tokens" in attrs \
+                            or "gen_ai.usage.output_tokens" in attrs:
+                        self._measure(name, tid, sid, start, end, error, attrs, src)
+        res.accepted = len(rows)
+        if rows and self.sink is not None:
+            cols = list(zip(*rows, strict=True))
+            self.sink.write_columns("spans", dict(zip(_SPAN_COLUMNS, (list(c) for c in cols), strict=True)))
+        for tid, start, end, error, attrs, src in conversations:
+            self._close_call(tid, start, end, error, attrs, src)
+            res.calls += 1
+        if res.calls:
+            self._calls.flush()
+        self._record_measurements()
+        m = self._m.get("voxwatch_ingest_spans_total")
+        if m is not None:
+            for name, n in per_source.items():
+                m.labels(source=name).inc(n)
+        return res
+
+    def _record_measurements(self) -> None:
+        """This request's observations into the instruments, one call per series (not per span)."""
+        m = self._m
+        for (metric, labels), values in self._obs.items():
+            inst = m.get(metric)
+            if inst is not None:
+                inst.labels(*labels).observe_many(values)
+        for (metric, labels), n in self._incs.items():
+            inst = m.get(metric)
+            if inst is not None:
+                inst.labels(*labels).inc(n)
+        self._obs, self._incs = defaultdict(list), defaultdict(float)
+
+    # ---- measurements (the catalog's instruments) and the call record's gathering
+    def _open_trace(self, tid: bytes) -> _OpenTrace:
+        t = self._open.get(tid)
+        if t is None:
+            t = self._open[tid] = _OpenTrace()
+            if len(self._open) > self.max_open_traces:
+                self._open.popitem(last=False)  # a trace whose conversation never came
+        else:
+            self._open.move_to_end(tid)
+        return t
+
+    def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
+        obs, incs = self._obs, self._incs
+        region = src.region
+        stage = cv.STAGE_SPANS.get(name)
+        if stage is not None:
+            obs[("voxwatch_stage_latency_seconds", (stage, region))].append((end - start) / 1e9)
+            if error:
+                incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
+            language = cv.first(attrs, cv.LANGUAGE)
+            lang = str(language or "")
+            if stage == "stt":
+                lat = _float(cv.first(attrs, cv.STT_LATENCY))
+                if lat is not None:
+                    obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
+                text = attrs.get("transcript")
+                if language or text:
+                    t = self._open_trace(tid)
+                    if language:
+                        t.language = lang
+                    if text:
+                        t.transcript.append(f"caller: {text}")
+            elif stage == "llm":
+                ttft = _float(cv.first(attrs, cv.LLM_TTFT))
+                if ttft is not None:
+                    provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+                    obs[("voxwatch_llm_time_to_first_token_seconds", (provider, model))].append(ttft)
+            elif stage == "tts":
+                ttfb = _float(cv.first(attrs, cv.TTS_TTFB))
+                if ttfb is not None:
+                    obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
+                chars = _float(cv.first(attrs, cv.CHARACTERS))
+                if chars and chars > 0:
+                    incs[("voxwatch_tts_characters_total", (lang,))] += chars
+                text = attrs.get("text")
+                if text:
+                    self._open_trace(tid).transcript.append(f"agent: {text}")
+        # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
+        if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
+            labels = (str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or ""))
+            for keys, metric in ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
+                                 (cv.OUTPUT_TOKENS, "voxwatch_llm_output_tokens_total"),
+                                 (cv.CACHED_INPUT_TOKENS, "voxwatch_llm_cached_input_tokens_total")):
+                n = _float(cv.first(attrs, keys))
+                if n and n > 0:
+                    incs[(metric, labels)] += n
+        if name in cv.TURN_SPANS:
+            self._turn(tid, sid, start, end, error, attrs, region)
+
+    def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
+        obs, incs = self._obs, self._incs
+        incs[("voxwatch_turns_total", (region,))] += 1
+        latency = _float(cv.first(attrs, cv.TURN_LATENCY))
+        if latency is not None:
+            obs[("voxwatch_turn_latency_seconds", (region,))].append(latency)
+        eou = _float(cv.first(attrs, cv.END_OF_UTTERANCE))
+        if eou is not None:
+            obs[("voxwatch_vad_endpointing_delay_seconds", (region,))].append(eou)
+        stt = _float(cv.first(attrs, cv.TURN_STT_LATENCY))
+        if stt is not None:
+            obs[("voxwatch_stt_final_latency_seconds", (str(cv.first(attrs, cv.LANGUAGE) or ""),))].append(stt)
+        if _truthy(cv.first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
+            incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
+        number = attrs.get("turn.number")
+        t = self._open_trace(tid)
+        t.turns[sid] = _Turn(number if isinstance(number, int) else len(t.turns) + 1, start / 1e9, end / 1e9,
+                             latency, error)
+
+    def _close_call(self, tid, start, end, error, attrs, src: Source) -> None:
+        """The call's row in `calls`, through the project's call-record builder."""
+        t = self._open.pop(tid, None) or _OpenTrace()
+        call = self._calls.start_call(tid.hex(), region=src.region, language=t.language, channel=cv.CHANNEL,
+                                      scenario=src.name, start=start / 1e9, sampled=False)
+        call.trace_id = tid.hex()  # the spans are the sender's; the record points at them
+        for turn in sorted(t.turns.values(), key=lambda x: (x.number, x.start_s)):
+            call.start_turn(start=turn.start_s).end(end=turn.end_s, latency_s=turn.latency_s)
+        outcome = str(attrs.get("voxwatch.outcome") or ("failed" if error else "completed"))
+        call.end(outcome, end=end / 1e9, transcript="\n".join(t.transcript))
+
+    @property
+    def open_traces(self) -> int:
+        return len(self._open)

@@ -1,0 +1,295 @@
+"""OTLP ingest: spans/s and metric points/s from HTTP request to rows stored, vs a raw store insert of the
+same rows in the same run.
+
+A sender process posts pre-encoded OTLP/HTTP protobuf requests (Pipecat-shaped traces: conversation,
+turns, stt/llm/tts spans with their attributes; gauges, counters and histograms) to a real `voxwatch
+serve` API (uvicorn) on a temporary embedded store, over `--connections` keep-alive connections; the
+clock runs from the first request to the last row flushed into the store. The baseline inserts the very
+rows the receiver produced, already columnar, straight into the store (`store.insert`), best of
+`--repeat`. Memory: the receiver's resident set before and after, with the sender offering as fast as
+it can (429s are counted and retried by the sender, as an OTel exporter would).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+
+import httpx
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+TOKEN = "bench-ingest-token-0123456789"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--spans", type=int, default=400_000, help="spans to send")
+    p.add_argument("--points", type=int, default=400_000, help="metric data points to send")
+    p.add_argument("--batch", type=int, default=2000, help="spans (or points) per request")
+    p.add_argument("--connections", type=int, default=2, help="concurrent connections of the sender")
+    p.add_argument("--repeat", type=int, default=3, help="runs of the raw insert; the best is reported")
+
+
+def _kv(k, v) -> KeyValue:
+    if isinstance(v, bool):
+        return KeyValue(key=k, value=AnyValue(bool_value=v))
+    if isinstance(v, int):
+        return KeyValue(key=k, value=AnyValue(int_value=v))
+    if isinstance(v, float):
+        return KeyValue(key=k, value=AnyValue(double_value=v))
+    return KeyValue(key=k, value=AnyValue(string_value=v))
+
+
+def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> bytes:
+    """`n_spans` spans shaped like Pipecat's: per call a conversation, and per turn a turn, stt, llm, tts."""
+    now = now_ns or time.time_ns()
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", "bench-bot"), _kv("deployment.environment", "bench"),
+                                   _kv("service.instance.id", "host-1")])
+    spans = rs.scope_spans.add()
+    spans.scope.name = "pipecat"
+    ms = 1_000_000
+    i = 0
+    call = 0
+    while i < n_spans:
+        call += 1
+        tid = (seed * 1_000_003 + call).to_bytes(16, "big")
+        conv_id = (seed * 7919 + call).to_bytes(8, "big")
+        t0 = now - 60_000 * ms
+        for turn in range(1, 5):
+            if i >= n_spans:
+                break
+            base = t0 + turn * 5000 * ms
+            turn_id = (seed * 100_000_007 + call * 16 + turn).to_bytes(8, "big")
+            stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"), _kv("transcript", "I would like a pizza please"),
+                                        _kv("language", "en"), _kv("metrics.ttfb", 0.21), _kv("is_final", True)]),
+                      ("llm", 300, 900, [_kv("gen_ai.provider.name", "openai"), _kv("gen_ai.request.model", "gpt-4o-mini"),
+                                         _kv("metrics.ttfb", 0.35), _kv("gen_ai.usage.input_tokens", 812),
+                                         _kv("gen_ai.usage.output_tokens", 41), _kv("stream", True)]),
+                      ("tts", 900, 1400, [_kv("gen_ai.provider.name", "cartesia"), _kv("metrics.ttfb", 0.12),
+                                          _kv("metrics.character_count", 64), _kv("text", "Sure, which size would you like?")])]
+            for k, (name, a, b, attrs) in enumerate(stages):
+                if i >= n_spans:
+                    break
+                s = spans.spans.add(trace_id=tid, span_id=(int.from_bytes(turn_id, "big") + 1 + k).to_bytes(8, "big"),
+                                    parent_span_id=turn_id, name=name, start_time_unix_nano=base + a * ms,
+                                    end_time_unix_nano=base + b * ms)
+                s.attributes.extend(attrs)
+                i += 1
+            if i >= n_spans:
+                break
+            s = spans.spans.add(trace_id=tid, span_id=turn_id, parent_span_id=conv_id, name="turn",
+                                start_time_unix_nano=base, end_time_unix_nano=base + 2000 * ms)
+            s.attributes.extend([_kv("turn.number", turn), _kv("conversation.id", f"conv-{call}"),
+                                 _kv("turn.user_bot_latency_seconds", 0.8), _kv("turn.was_interrupted", False)])
+            i += 1
+        if i < n_spans:
+            s = spans.spans.add(trace_id=tid, span_id=conv_id, name="conversation", start_time_unix_nano=t0,
+                                end_time_unix_nano=t0 + 25_000 * ms)
+            s.attributes.extend([_kv("conversation.id", f"conv-{call}"), _kv("conversation.type", "voice")])
+            i += 1
+    return req.SerializeToString()
+
+
+def make_metrics_request(n_points: int, seed: int, now_ns: int | None = None) -> bytes:
+    """`n_points` points: gauges, cumulative counters and 10-bucket histograms over 50 label sets."""
+    now = now_ns or time.time_ns()
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend([_kv("service.name", "bench-bot"), _kv("deployment.environment", "bench")])
+    sm = rm.scope_metrics.add()
+    i = 0
+    k = 0
+    while i < n_points:
+        k += 1
+        ts = now - (seed * 1000 + k) * 1_000_000
+        g = sm.metrics.add(name="bench.queue.depth")
+        c = sm.metrics.add(name="bench.calls")
+        c.sum.is_monotonic = True
+        c.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+        h = sm.metrics.add(name="bench.turn.latency")
+        h.histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+        for series in range(50):
+            if i >= n_points:
+                break
+            attrs = [_kv("region", f"r{series % 5}"), _kv("route", f"route-{series}")]
+            g.gauge.data_points.add(time_unix_nano=ts, as_double=float(series), attributes=attrs)
+            c.sum.data_points.add(time_unix_nano=ts, as_int=k * 10 + series, attributes=attrs)
+            h.histogram.data_points.add(time_unix_nano=ts, count=100, sum=42.0, attributes=attrs,
+                                        explicit_bounds=[0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0],
+                                        bucket_counts=[5, 10, 20, 30, 20, 5, 4, 3, 2, 1])
+            i += 3
+    return req.SerializeToString()
+
+
+def _send(url: str, path: str, bodies: list[bytes], connections: int, out) -> None:
+    """The sender process: posts every body, retrying 429/503 after Retry-After, over N connections."""
+    import threading
+
+    refused = [0]
+    lock = threading.Lock()
+    queue = list(reversed(bodies))
+
+    def worker():
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {TOKEN}",
+                                               "Content-Type": "application/x-protobuf"}) as c:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                while True:
+                    r = c.post(url + path, content=body)
+                    if r.status_code == 200:
+                        break
+                    if r.status_code in (429, 503):
+                        with lock:
+                            refused[0] += 1
+                        time.sleep(min(float(r.headers.get("retry-after", "1")), 0.05))
+                        continue
+                    raise RuntimeError(f"{path}: {r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((t0, time.perf_counter(), refused[0]))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int) -> dict:
+    ctx.sink.flush()
+    before = int(ctx.store.scalar(f"SELECT count() FROM {table}"))
+    rss0 = _rss_bytes()
+    q = mp.get_context("spawn").Queue()
+    t_start = time.perf_counter()
+    proc = mp.get_context("spawn").Process(target=_send, args=(url, path, bodies, connections, q))
+    proc.start()
+    _, _, refused = q.get(timeout=1200)
+    proc.join(60)
+    ctx.telemetry.flush()
+    ctx.sink.flush(timeout=600)
+    elapsed = time.perf_counter() - t_start
+    stored = int(ctx.store.scalar(f"SELECT count() FROM {table}")) - before
+    if stored != expected:
+        raise RuntimeError(f"{table}: {stored} rows stored, expected {expected}")
+    return {"seconds": elapsed, "refused_and_retried": refused, "rss_growth_bytes": max(0, _rss_bytes() - rss0)}
+
+
+def _raw(store, table: str, columns: dict, repeat: int) -> tuple[float, float]:
+    """The best times to insert the receiver's own rows straight into the store: as a ready Arrow batch,
+    and from the Python columns (the Arrow conversion included)."""
+    batch = store.batch(table, columns)
+    best = best_py = float("inf")
+    for _ in range(repeat):
+        store.truncate(table)
+        t0 = time.perf_counter()
+        store.insert(table, batch)
+        best = min(best, time.perf_counter() - t0)
+        store.truncate(table)
+        t0 = time.perf_counter()
+        store.insert(table, store.batch(table, columns))
+        best_py = min(best_py, time.perf_counter() - t0)
+    return best, best_py
+
+
+class _Capture:
+    """A sink that keeps the columns written, to replay the same rows on the raw path."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict] = {}
+
+    def write_columns(self, table, columns):
+        t = self.tables.setdefault(table, {k: [] for k in columns})
+        for k, v in columns.items():
+            t[k].extend(list(v))
+        return len(next(iter(columns.values())))
+
+    def write(self, table, rows):
+        rows = list(rows)
+        if rows:
+            self.write_columns(table, {k: [r[k] for r in rows] for k in rows[0]})
+        return len(rows)
+
+
+def run(args) -> dict:
+    from telemetry import Telemetry
+    from telemetry.clock import WallClock
+    from telemetry.ingest import MetricIngest, TraceIngest
+    from telemetry.ingest.otlp import decode
+    from telemetry.sink import Sink
+    from telemetry.store import open_store
+    from voxwatch.commands.serve import start_api
+    from voxwatch.config import ApiToken, Scope, Settings
+    from voxwatch.context import AppContext
+
+    tmp = tempfile.mkdtemp(prefix="voxwatch-bench-otlp-")
+    store = open_store(f"chdb://{tmp}/store?database=bench_otlp")
+    sink = Sink(store, spool_dir=os.path.join(tmp, "spool"), flush_interval=0.25)
+    tel = Telemetry(clock=WallClock(), sink=sink)
+    sink.telemetry = tel
+    ctx = AppContext(store=store, sink=sink, clock=tel.clock, telemetry=tel,
+                     settings=Settings(tokens=[ApiToken(name="bench", token=TOKEN, scopes=[Scope.INGEST])]))
+    now = time.time_ns()
+    span_bodies = [make_trace_request(min(args.batch, args.spans - i), seed=i // args.batch + 1, now_ns=now)
+                   for i in range(0, args.spans, args.batch)]
+    point_bodies = [make_metrics_request(min(args.batch, args.points - i), seed=i // args.batch + 1, now_ns=now)
+                    for i in range(0, args.points, args.batch)]
+    api = start_api(ctx)
+    try:
+        spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
+        # the number of metric_samples rows the points become (a histogram point is 12 samples)
+        cap = _Capture()
+        cap_tel = Telemetry(clock=WallClock(), sink=cap)
+        metric_ingest = MetricIngest(cap_tel)
+        for b in point_bodies:
+            metric_ingest.ingest(decode("metrics", b, "application/x-protobuf"))
+        n_samples = len(cap.tables["metric_samples"]["ts_ms"])
+        points_run = _end_to_end(ctx, api.url, "/v1/metrics", point_bodies, args.connections, "metric_samples", n_samples)
+    finally:
+        api.stop()
+        sink.close()
+    try:
+        trace_cap = _Capture()
+        trace_ingest = TraceIngest(Telemetry(clock=WallClock(), sink=trace_cap))
+        for b in span_bodies:
+            trace_ingest.ingest(decode("traces", b, "application/x-protobuf"))
+        raw_spans_s, raw_spans_py_s = _raw(store, "spans", trace_cap.tables["spans"], args.repeat)
+        raw_samples_s, raw_samples_py_s = _raw(store, "metric_samples", cap.tables["metric_samples"], args.repeat)
+    finally:
+        store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    spans_ps = args.spans / spans_run["seconds"]
+    raw_spans_ps = args.spans / raw_spans_s
+    points_ps = args.points / points_run["seconds"]
+    raw_points_ps = args.points / raw_samples_s  # the same points' rows, inserted raw
+    return {
+        "store": "chdb (embedded)",
+        "spans": args.spans,
+        "spans_per_s": round(spans_ps),
+        "raw_spans_per_s": round(raw_spans_ps),
+        "spans_ratio": round(spans_ps / raw_spans_ps, 3),
+        "raw_spans_from_python_columns_per_s": round(args.spans / raw_spans_py_s),
+        "points": args.points,
+        "metric_samples_rows": n_samples,
+        "points_per_s": round(points_ps),
+        "raw_points_per_s": round(raw_points_ps),
+        "points_ratio": round(points_ps / raw_points_ps, 3),
+        "raw_points_from_python_columns_per_s": round(args.points / raw_samples_py_s),
+        "refused_and_retried": {"traces": spans_run["refused_and_retried"], "metrics": points_run["refused_and_retried"]},
+        "receiver_rss_growth_mb": {"traces": round(spans_run["rss_growth_bytes"] / 2**20, 1),
+                                   "metrics": round(points_run["rss_growth_bytes"] / 2**20, 1)},
+        "targets": {"spans_per_s": 50_000, "spans_ratio": 0.25},
+    }
