@@ -15,7 +15,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from voxwatch.api import alert_events, call_records, overview, series, silences, sql
-from voxwatch.api.deps import PREFIX, CatalogView  # noqa: F401 - CatalogView: re-exported for callers
+from voxwatch.api.deps import PREFIX
 from voxwatch.context import AppContext
 
 RESOURCE_ROUTERS = (overview.router, series.router, call_records.router, alert_events.router, silences.router,
