@@ -18,6 +18,7 @@ from pathlib import Path
 
 from alerts.actions import ActionController, ActionSink
 from alerts.evaluate import FindingLog, evaluate, metrics_of
+from alerts.incidents import GroupingPolicy, IncidentTracker
 from alerts.model import FIRING, INACTIVE, PENDING, RESOLVED, Alert, alert_fingerprint
 from alerts.notify.dispatch import Dispatcher
 from alerts.notify.nflog import NFLOG_RULE, NotificationLog
@@ -50,6 +51,7 @@ class AlertEngine:
         notify: bool = True,
         resolved_retention: float = 900.0,
         on_attempt=None,
+        incident_policy: GroupingPolicy | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.clock = clock
@@ -60,6 +62,7 @@ class AlertEngine:
         self.notify = notify
         self.resolved_retention = resolved_retention
         self.on_attempt = on_attempt
+        self.incidents = IncidentTracker(clock, writer, store, policy=incident_policy)
         self.findings = FindingLog(retention=self._finding_retention())
         self.alerts: dict[str, Alert] = {}
         self._last_eval: dict[str, float] = {}
@@ -97,12 +100,17 @@ class AlertEngine:
         pipelines = {
             name: receiver_pipeline(
                 recv, rc, inhibitor=inhibitor, silences=self.silences, nflog=self.nflog, writer=self.writer,
-                dedup=rc.type != "action", on_attempt=self.on_attempt, parked=self.parked,
+                dedup=rc.type != "action", on_attempt=self._attempted, parked=self.parked,
             )
             for name, (recv, rc) in self.receivers.items()
         }
         self.inhibitor = inhibitor
         self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url)
+
+    def _attempted(self, row: dict) -> None:
+        self.incidents.on_notification(row)
+        if self.on_attempt is not None:
+            self.on_attempt(row)
 
     def wanted_sample_names(self, groups=None) -> list[str]:
         """Sample names the rules of `groups` (default: all) read, for a restricted registry scrape."""
@@ -151,6 +159,7 @@ class AlertEngine:
 
     def on_finding(self, finding) -> None:
         self.findings.add(finding)
+        self.incidents.on_finding(finding)
 
     # -- evaluation
     def evaluate(self, now: float | None = None) -> list[dict]:
@@ -173,6 +182,7 @@ class AlertEngine:
                     continue
                 out.extend(self._advance(rule, holding, now))
         self._persist(out, now)
+        self.incidents.on_transitions(out)
         self.transitions.extend(out)
         if len(self.transitions) > 100_000:
             del self.transitions[:50_000]
@@ -272,12 +282,16 @@ class AlertEngine:
             n += 1
         if self.actions is not None:
             self.actions.restore(self.store, self.ruleset)
+        self.incidents.restore()
         return n
 
     # -- the loop
     def step(self) -> list[dict]:
         """Evaluate, hand alerts to the dispatcher and start due flushes (needs a running loop to notify)."""
         out = self.evaluate()
+        if self.actions is not None:
+            self.incidents.on_actions(self.actions.history)
+        self.incidents.tick()
         if self.notify:
             current = [a for a in self.alerts.values() if a.state in (FIRING, RESOLVED)]
             self.dispatcher.update(current)

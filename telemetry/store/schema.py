@@ -296,6 +296,49 @@ TABLES: tuple[Table, ...] = (
         shard_key="cityHash64(rule)",
         description="current state of each alert, so a restart neither loses nor repeats alerts",
     ),
+    # -- incidents (alerts/incidents): the state of each incident, newest row per id wins, and its timeline
+    Table(
+        "incidents",
+        (
+            Column("incident_id", S),
+            Column("updated_ms", "Int64"),
+            Column("opened_ms", "Int64"),
+            Column("state", S, **LC),  # open | acknowledged | resolved
+            Column("severity", S, **LC),
+            Column("title", S),
+            Column("scope", "Array(String)"),  # resource label values that group its alerts: orders, us-east, ...
+            Column("rules", "Array(String)"),
+            Column("alert_fingerprints", "Array(String)"),
+            Column("paged", "Array(String)"),  # receivers a page was delivered to
+            Column("acknowledged_ms", "Int64"),  # 0: not yet
+            Column("acknowledged_by", S),
+            Column("resolved_ms", "Int64"),
+            Column("resolved_by", S),
+            Column("payload_json", S),  # the whole incident, for a restart and the API
+        ),
+        engine="ReplacingMergeTree(updated_ms)",
+        order_by="incident_id",
+        shard_key="cityHash64(incident_id)",
+        description="incidents: related findings, alerts, pages and actions grouped; the newest row per id wins",
+    ),
+    Table(
+        "incident_events",
+        (
+            Column("ts_ms", "Int64"),
+            Column("incident_id", S),
+            Column("seq", "UInt32"),  # order of events at the same millisecond
+            Column("kind", S, **LC),  # finding | alert | page | action | acknowledged | resolved | note | opened
+            Column("title", S),
+            Column("actor", S),
+            Column("detail_json", S),
+            _ts_alias(),
+        ),
+        order_by="(incident_id, ts_ms, seq)",
+        partition_by=DAY_PARTITION,
+        ttl_days=400,
+        shard_key="cityHash64(incident_id)",
+        description="each incident's timeline: first finding, alert transitions, pages, actions and effects, notes",
+    ),
 )
 
 VIEWS: tuple[View, ...] = (

@@ -234,6 +234,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=store,
                           external_url=service.dashboard_url or service.api_url, on_finding=[on_finding])
     engine = monitoring.engine
+    monitoring.expect_faults(scenario.ground_truth(), clock.now())
     ctx.alerts, ctx.anomaly = engine, monitoring.anomaly
 
     say(markup=True, text=f"[bold]Voxwatch demo[/bold]: replaying [bold]{scenario.name}[/bold] ({scenario.traffic.concurrent_calls:,} calls at peak, "
