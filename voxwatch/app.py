@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from voxwatch.context import AppContext
 
 # metrics: /metrics exposition; calls: WebRTC signalling; control: degradation; query: analysts' API
-ROUTER_MODULES = ("metrics", "calls", "control", "query")
+ROUTER_MODULES = ("metrics", "calls", "control", "query", "incidents")
 
 
 def create_app(ctx: AppContext) -> FastAPI:

@@ -345,6 +345,9 @@ class IncidentTracker:
                 done.append(inc.incident_id)
         if done:
             self._count_open()
+        for iid, inc in list(self.incidents.items()):  # the store keeps resolved incidents; memory keeps a day
+            if inc.state == RESOLVED and now_ms - inc.resolved_ms > 86_400_000:
+                del self.incidents[iid]
         return done
 
     # -- people (through the API)
@@ -368,6 +371,7 @@ class IncidentTracker:
             raise IncidentError(f"incident {incident_id} was already acknowledged by {inc.acknowledged_by}")
         now = max(self.now_ms(), inc.opened_ms)
         inc.state, inc.acknowledged_ms, inc.acknowledged_by = ACKNOWLEDGED, now, by
+        self.incidents.setdefault(inc.incident_id, inc)  # loaded from the store: this process holds it now
         self._event(inc, now, "acknowledged", f"acknowledged by {by}" + (f": {note}" if note else ""), by, note=note or None)
         self._observe(inc, "acknowledge")
         self._save(inc)
@@ -397,6 +401,7 @@ class IncidentTracker:
         inc = self._need(incident_id)
         now = max(self.now_ms(), inc.opened_ms)
         self._event(inc, now, "note", text.strip()[:2000], by)
+        self.incidents.setdefault(inc.incident_id, inc)
         self._save(inc)
         return inc
 
