@@ -44,7 +44,11 @@ def open_store(url: str | None = None, migrate: bool = True) -> Store:
             raise InvalidStoreURL(f"invalid store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}")
         from telemetry.store.chdb_backend import ChdbStore
 
-        store: Store = ChdbStore(path, database=_identifier(query.get("database", "voxwatch"), url))
+        try:
+            store: Store = ChdbStore(path, database=_identifier(query.get("database", "voxwatch"), url))
+        except OSError as exc:  # a folder that cannot be one (a file, /proc, no permission): one line, no traceback
+            why = "it is a file, not a folder" if os.path.isfile(path) else (exc.strerror or str(exc))
+            raise InvalidStoreURL(f"invalid store URL {url!r}: the folder {path!r} cannot hold a store ({why})") from None
     elif parts.scheme in ("clickhouse", "clickhouse+native"):
         if not parts.hostname:
             raise InvalidStoreURL(f"invalid store URL {url!r}: clickhouse:// needs a host, e.g. clickhouse://default@127.0.0.1:9000/voxwatch")
