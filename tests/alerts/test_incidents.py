@@ -9,7 +9,8 @@ import pytest
 from alerts import StoreWriter
 from alerts.incidents import ACKNOWLEDGED, OPEN, RESOLVED, GroupingPolicy, IncidentError, IncidentTracker
 from alerts.incidents import store as incident_store
-from alerts.model import FIRING, PENDING, RESOLVED as ALERT_RESOLVED, Alert, alert_fingerprint
+from alerts.model import FIRING, PENDING, Alert, alert_fingerprint
+from alerts.model import RESOLVED as ALERT_RESOLVED
 from anomaly.finding import Finding
 from telemetry.clock import VirtualClock
 
