@@ -105,11 +105,11 @@ def add_series_lines(fig: go.Figure, series: list[dict], name_of=None, scale: fl
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name))
 
 
-LANE_KINDS = ("finding", "alert", "page", "action", "incident")  # rows of the event lane, bottom to top
+LANE_KINDS = ("finding", "alert", "page", "action", "incident")  # a marker shows its most telling kind: the last
 LANE_SYMBOLS = {"finding": "diamond", "alert": "triangle-up", "page": "circle", "action": "square", "incident": "star"}
-LANE_COLOURS = {**ANNOTATION_COLOURS, "page": "#ff7f0e", "finding": "#8c564b", "incident": "#7f7f7f"}
+LANE_COLOURS = {**ANNOTATION_COLOURS, "page": "#ff7f0e", "finding": "#8c564b", "incident": "#555555"}
 BAND_COLOURS = {"open": "rgba(214,39,40,0.10)", "acknowledged": "rgba(255,127,14,0.10)", "resolved": "rgba(127,127,127,0.10)"}
-LANE_BUCKETS = 60  # events of one kind closer than 1/60 of the range share a marker (and its hover)
+LANE_SLOTS = 45  # markers stay at least 1/45 of the range apart: closer events share one (and its hover)
 TILE_CSS = """<style>
 [data-testid="stMetricValue"] { font-size: clamp(1.05rem, 1.6vw, 2rem); }
 [data-testid="stMetricValue"] > div { white-space: normal !important; overflow: visible !important;
@@ -159,53 +159,76 @@ def timeline_marks(incident: dict) -> list[dict]:
 
 
 def _lane_points(marks: list[dict], w: Window | None) -> list[dict]:
-    """One point per kind and bucket: events close in time share a marker, listed in its hover."""
+    """Markers at least 1/LANE_SLOTS of the range apart: an event closer than that to the previous
+    marker joins it (listed in its hover), so no two markers ever overlap."""
     if not marks:
         return []
     lo = w.start_ms if w else min(m["ts_ms"] for m in marks)
     hi = w.end_ms if w else max(m["ts_ms"] for m in marks)
-    width = max(1.0, (hi - lo) / LANE_BUCKETS)
-    groups: dict[tuple[str, int], list[dict]] = {}
+    gap = max(1.0, (hi - lo) / LANE_SLOTS)
+    points: list[dict] = []
     for m in sorted(marks, key=lambda m: m["ts_ms"]):
         kind = m["kind"] if m["kind"] in LANE_KINDS else "incident"
-        groups.setdefault((kind, int((m["ts_ms"] - lo) // width)), []).append(m)
-    points = []
-    for (kind, _), ms in groups.items():
-        lines = [f"{ts(m['ts_ms']):%H:%M:%S} {m['text']}" for m in ms[:8]]
-        if len(ms) > 8:
-            lines.append(f"... and {len(ms) - 8} more")
-        points.append({"ts_ms": ms[0]["ts_ms"], "kind": kind, "hover": "<br>".join(lines), "n": len(ms)})
+        if points and m["ts_ms"] - points[-1]["ts_ms"] < gap:
+            points[-1]["events"].append(m)
+            points[-1]["kind"] = max(points[-1]["kind"], kind, key=LANE_KINDS.index)
+        else:
+            points.append({"ts_ms": m["ts_ms"], "kind": kind, "events": [m]})
+    for p in points:
+        ms = p["events"]
+        lines = [f"{ts(m['ts_ms']):%H:%M:%S} {m['text']}" for m in ms[:10]]
+        if len(ms) > 10:
+            lines.append(f"... and {len(ms) - 10} more")
+        p["hover"] = "<br>".join(lines)
     return points
 
 
 def annotate(fig: go.Figure, marks: list[dict], w: Window | None = None, bands: list[dict] | None = None) -> None:
     """Incidents as shaded bands over the chart, and events as markers in one lane under the time axis
-    (a row per kind, hover for the details): no text is written on the chart, so nothing can overlap."""
+    (one row; a marker takes the shape of the most telling event it holds, hover lists them all): no text
+    is written on the chart and markers keep apart, so nothing can overlap."""
     end_ms = w.end_ms if w else None
     for b in bands or []:
         x1 = b["resolved_ms"] or end_ms or b["opened_ms"]
-        fig.add_vrect(x0=ts(b["start_ms"] if b.get("start_ms") and b["start_ms"] < b["opened_ms"] else b["opened_ms"]),
+        # from the first signal (a finding) or the first alert, whichever came first, to the resolution
+        first = min(x for x in (b["opened_ms"], b.get("first_finding_ms") or 0) if x)
+        fig.add_vrect(x0=ts(first),
                       x1=ts(max(x1, b["opened_ms"])), fillcolor=BAND_COLOURS.get(b["state"], BAND_COLOURS["open"]),
                       line_width=0, layer="below")
     points = _lane_points(marks, w)
-    if not points and not bands:
+    if not points:
         return
     fig.update_layout(
-        yaxis=dict(domain=[0.24, 1.0]),
-        yaxis9=dict(domain=[0.0, 0.16], range=[-0.6, len(LANE_KINDS) - 0.4], fixedrange=True, showgrid=False,
-                    zeroline=False, tickvals=list(range(len(LANE_KINDS))), ticktext=list(LANE_KINDS),
-                    tickfont=dict(size=9)),
+        yaxis=dict(domain=[0.2, 1.0]),
+        yaxis9=dict(domain=[0.0, 0.08], range=[-1, 1], fixedrange=True, showgrid=False, zeroline=False,
+                    tickvals=[0], ticktext=["events"], tickfont=dict(size=10)),
+        # one line of time labels (the date is in the page's caption): the lane sits right under them
+        xaxis=dict(tickformat="%H:%M"),
         hovermode="closest", margin=dict(l=10, r=10, t=40, b=10))
     for kind in LANE_KINDS:
         pts = [p for p in points if p["kind"] == kind]
         if not pts:
             continue
         fig.add_trace(go.Scatter(
-            x=[ts(p["ts_ms"]) for p in pts], y=[LANE_KINDS.index(kind)] * len(pts), yaxis="y9", mode="markers",
+            x=[ts(p["ts_ms"]) for p in pts], y=[0] * len(pts), yaxis="y9", mode="markers",
             name=f"{kind}s", legendgroup="events", hovertext=[p["hover"] for p in pts], hoverinfo="text",
-            marker=dict(symbol=LANE_SYMBOLS[kind], size=9, color=LANE_COLOURS.get(kind, "#7f7f7f"),
+            marker=dict(symbol=LANE_SYMBOLS[kind], size=10, color=LANE_COLOURS.get(kind, "#7f7f7f"),
                         line=dict(width=1, color="white")),
             meta=kind))
+
+
+def per_minute(traffic: pd.DataFrame, step_ms: int, start_ms: int, end_ms: int, columns=("calls",)) -> pd.DataFrame:
+    """Counts per bucket as rates per minute over the part of each bucket the range covers, without
+    buckets it barely touches: a steady load draws steady bars even where the range cuts a bucket."""
+    if not len(traffic):
+        return traffic
+    t = traffic["t"].astype("int64")
+    covered = (t + step_ms).clip(upper=end_ms) - t.clip(lower=start_ms)
+    keep = covered >= step_ms / 4
+    out = traffic[keep].copy()
+    for c in columns:
+        out[c] = traffic.loc[keep, c] / covered[keep] * 60_000
+    return out
 
 
 def labels_text(labels: dict) -> str:

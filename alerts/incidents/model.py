@@ -48,6 +48,7 @@ class Incident:
     state: str = OPEN
     severity: str = ""
     title: str = ""
+    title_names_resource: bool = False  # the title's alert names a resource (pool=orders), so it stays
     scope: list[str] = field(default_factory=list)  # resource label values: orders, us-east, crm ...
     alerts: dict[str, dict] = field(default_factory=dict)  # fingerprint -> rule, labels, state, times
     paged: list[str] = field(default_factory=list)  # receivers a firing page was delivered to

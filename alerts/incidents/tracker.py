@@ -216,9 +216,13 @@ class IncidentTracker:
         signal = int(round(a.active_since * 1000))
         if not inc.first_signal_ms or signal < inc.first_signal_ms:
             inc.first_signal_ms = signal
-        if severity_rank(a.severity) > severity_rank(inc.severity) or not inc.title:
+        # the title names the most urgent alert, and among equals the first one that names a resource
+        named = bool(self.policy.scope_of(a.labels))
+        if not inc.title or (severity_rank(a.severity), named) > (severity_rank(inc.severity), inc.title_names_resource):
             inc.severity = a.severity if severity_rank(a.severity) >= severity_rank(inc.severity) else inc.severity
-            inc.title = f"{a.rule}" + (f" ({_scope_text(a.labels)})" if _scope_text(a.labels) else "")
+            where = ", ".join(f"{k}={a.labels[k]}" for k in self.policy.scope_labels if a.labels.get(k))
+            inc.title = a.rule + (f" ({where})" if where else "")
+            inc.title_names_resource = named
         inc.last_change_ms = max(inc.last_change_ms, ts_ms)
         inc.cleared_ms = 0
         if opened:

@@ -17,6 +17,7 @@ from dashboards.common import (
     incident_marks,
     labels_text,
     line_figure,
+    per_minute,
     range_label,
     refresh_seconds,
     time_window,
@@ -65,11 +66,13 @@ def panels() -> None:
         annotate(fig, marks, w, bands)
         st.plotly_chart(fig, width="stretch", key="latency")
     with right:
-        fig = line_figure("Traffic: calls started per step", "calls")
-        if len(traffic):
-            x = ts(traffic["t"])
-            fig.add_trace(go.Bar(x=x, y=traffic["calls"], name="calls", marker_color="#1f77b4"))
-            fig.add_trace(go.Bar(x=x, y=traffic["handoffs"], name="handoffs", marker_color="#9467bd"))
+        fig = line_figure("Traffic: calls started per minute", "calls / min")
+        rates = per_minute(traffic, data["step_ms"], w.start_ms, w.end_ms, ("calls", "handoffs"))
+        if len(rates):
+            x = ts(rates["t"])
+            fig.add_trace(go.Bar(x=x, y=rates["calls"], name="calls", marker_color="#1f77b4"))
+            fig.add_trace(go.Bar(x=x, y=rates["handoffs"], name="handoffs", marker_color="#9467bd"))
+            fig.update_layout(barmode="overlay", bargap=0.05)
         annotate(fig, marks, w, bands)
         st.plotly_chart(fig, width="stretch", key="traffic")
     left, right = st.columns(2)

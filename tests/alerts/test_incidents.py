@@ -92,7 +92,8 @@ def test_an_alert_without_resource_joins_the_open_incident(tracker, clock):
     f.at(2000).fire(alert("PoolSaturated", pool="orders"))  # the incident named no resource yet
     assert len(tracker.incidents) == 1
     (inc,) = tracker.incidents.values()
-    assert inc.scope == ["orders"] and inc.title.startswith("TurnLatencySLOBurn")
+    # as urgent, and naming the resource: the title says what is wrong where
+    assert inc.scope == ["orders"] and inc.title == "PoolSaturated (pool=orders)"
 
 
 def test_findings_join_back_to_the_lookback_and_only_the_first_per_series_is_kept(tracker, clock):

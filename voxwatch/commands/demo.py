@@ -241,6 +241,8 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         f"{scenario.duration_s / 60:.0f} simulated minutes) at {'max' if speed is None else f'{speed:g}x'} speed")
     say(f"  store      {store.url}")
     say(f"  API        {service.api_url}/docs   (read token: {service.read_token})")
+    if service.admin_token:  # what a person pastes into the Incidents page to acknowledge
+        say(f"  admin      token {service.admin_token} (acknowledge, resolve, notes, silences)")
     if service.dashboard_url:
         say(f"  dashboard  {service.dashboard_url}")
     say(f"  pager      {pager_url}/hooks/pager (Standard Webhooks signatures verified)")
@@ -306,6 +308,8 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         "refused_deliveries": pager.refused,
         "actions": [{k: a[k] for k in ("phase", "level", "region", "rule") if k in a} | {"at_s": round(a["ts_ms"] / 1000 - t0, 1)}
                     for a in (engine.actions.history if engine.actions else [])],
+        "incidents": [{"incident_id": i.incident_id, "state": i.state, "title": i.title, "scope": i.scope, "rules": i.rules,
+                       "timings": i.timings()} for i in engine.incidents.list()],
         "rows": {t: int(n) for t, n in sink.stats.written.items()},
         "api_url": service.api_url,
         "dashboard_url": service.dashboard_url,
