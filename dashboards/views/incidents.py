@@ -124,7 +124,7 @@ if inc is not None:
         fig.add_hline(y=overview["budget_ms"], line=dict(color="red", dash="dash"))
         annotate(fig, marks, span_w, [inc])
         st.plotly_chart(fig, width="stretch", key="incident_latency")
-    pool = next((s for s in inc["scope"]), None)
+    pool = next((a["labels"]["pool"] for a in inc["alerts"].values() if a["labels"].get("pool")), None)
     if pool is not None:
         series = fetch("/series", metric="voxwatch_pool_saturation_ratio", label=[f"pool={pool}"], agg="max",
                        start_ms=span_w.start_ms, end_ms=span_w.end_ms)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
-from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
+from telemetry.store.schema import ANALYST_VIEWS, SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Store(ABC):
         self._add_missing_columns()
         for v in VIEWS:
             self._create_view(v)
+        for pv in ANALYST_VIEWS:  # plain views over the tables' plain names (the Distributed ones on a cluster)
+            self._execute(self.dialect.plain_view_ddl(pv))
         if before < SCHEMA_VERSION:
             self._record_schema_version()
             log.info("store %s migrated from schema %d to %d", self.url, before, SCHEMA_VERSION)

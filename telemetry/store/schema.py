@@ -355,6 +355,35 @@ VIEWS: tuple[View, ...] = (
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
 
+@dataclass(frozen=True)
+class PlainView:
+    """A plain (not materialized) view for analysts: a query with a name. `legacy` is the closest the
+    old server (18.16: no Map, no DateTime64) can do; both read the tables through their plain names."""
+
+    name: str
+    modern: str
+    legacy: str
+    description: str = ""
+
+
+_SERIES = ("(SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
+           "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series GROUP BY fingerprint)")
+
+ANALYST_VIEWS: tuple[PlainView, ...] = (
+    PlainView(
+        "samples",
+        # one row per sample, no join to write: SELECT ts, metric, labels['pool'], value FROM samples WHERE metric = '...'
+        "SELECT fromUnixTimestamp64Milli(s.ts_ms, 'UTC') AS ts, m.metric AS metric, "
+        "mapFromArrays(m.label_keys, m.label_values) AS labels, s.value AS value, m.sample_name AS sample_name, "
+        "m.metric_type AS metric_type, s.ts_ms AS ts_ms, s.fingerprint AS fingerprint, s.metric_id AS metric_id "
+        f"FROM metric_samples AS s INNER JOIN {_SERIES} AS m ON s.fingerprint = m.fingerprint",
+        "SELECT toDateTime(intDiv(ts_ms, 1000)) AS ts, metric, label_keys, label_values, value, sample_name, metric_type, "
+        f"ts_ms, fingerprint, metric_id FROM metric_samples ALL INNER JOIN {_SERIES} USING fingerprint",
+        description="every metric sample with its metric name, labels (a Map) and a millisecond UTC time",
+    ),
+)
+
+
 def table(name: str) -> Table:
     try:
         return TABLES_BY_NAME[name]

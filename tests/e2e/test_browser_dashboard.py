@@ -142,9 +142,10 @@ def test_incidents_page_shows_the_timeline_and_annotated_charts(served, browser)
     page.wait_for_selector("text=Actions taken", timeout=60_000)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     settle(page)
-    assert page.locator(".js-plotly-plot").count() == 3
-    svg = page.inner_html(".js-plotly-plot >> nth=1")
-    assert "applied INTEGRATIONS_QUEUED" in svg  # the action drawn on the latency chart
+    assert page.locator(".js-plotly-plot").count() == 2  # latency and the pool's saturation, incident shaded
+    assert "action applied: INTEGRATIONS_QUEUED" in page.inner_text("[data-testid='stTable']")  # the timeline
+    svg = page.inner_html(".js-plotly-plot >> nth=0")
+    assert "events" in svg  # the lane of event markers under the time axis
     shoot(page, "incidents")
     page.close()
 

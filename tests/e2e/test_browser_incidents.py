@@ -147,8 +147,8 @@ def test_the_incidents_page_tells_the_october_3_story_and_acknowledges(replayed,
     assert report.startswith(f"# {inc['incident_id']}") and "orders" in report and "INTEGRATIONS_QUEUED" in report
 
     # acknowledge through the page, as the on-call (their admin token, typed into the page)
-    page.get_by_label("Your API token (admin scope)").fill(replayed["tokens"]["admin"])
-    page.get_by_label("Your API token (admin scope)").press("Enter")
+    page.get_by_role("textbox", name="Your API token (admin scope)").fill(replayed["tokens"]["admin"])
+    page.get_by_role("textbox", name="Your API token (admin scope)").press("Enter")
     settle(page)
     page.get_by_role("button", name="Acknowledge").click()
     page.wait_for_selector("text=acknowledged", timeout=60_000)

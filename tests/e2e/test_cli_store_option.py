@@ -45,3 +45,33 @@ def test_incident_commands_on_an_empty_store_and_an_unknown_id(store, store_url,
     assert code == 0 and "no incidents" in out
     code, _, err = run(capsys, "incident", "report", "INC-nope", "--store", store_url)
     assert code == 2 and "no incident with id 'INC-nope'" in err
+
+
+def test_incident_list_and_report_read_what_the_tracker_wrote(store, store_url, capsys, tmp_path):
+    from alerts import StoreWriter
+    from alerts.incidents import IncidentTracker
+    from alerts.model import Alert
+    from telemetry.clock import VirtualClock
+
+    t0 = 1_696_323_600.0
+    tracker = IncidentTracker(VirtualClock(t0), StoreWriter(store), store)
+    tracker.known_faults = [{"kind": "pool_leak", "target": "orders", "start_ms": int((t0 - 600) * 1000),
+                             "end_ms": int((t0 + 3600) * 1000), "description": "a leak"}]
+    labels = {"alertname": "PoolSaturated", "severity": "page", "pool": "orders"}
+    alert = Alert("PoolSaturated", "fp-1", labels, {"summary": "orders pool full"}, "firing", 1.0, t0 - 30, t0)
+    tracker.on_transitions([{"ts": t0, "alert": alert, "state": "firing", "previous_state": "pending"}])
+    tracker.on_action({"ts_ms": int(t0 * 1000), "action_id": "a1", "phase": "applied", "level": "INTEGRATIONS_QUEUED",
+                       "rule": "PoolSaturated", "effect_metric": "voxwatch_turn_latency_seconds", "effect_value": 2.4})
+    tracker.on_action({"ts_ms": int((t0 + 60) * 1000), "action_id": "a1", "phase": "observed", "level": "INTEGRATIONS_QUEUED",
+                       "rule": "PoolSaturated", "effect_metric": "voxwatch_turn_latency_seconds", "effect_value": 0.3})
+    (iid,) = tracker.incidents
+    code, out, _ = run(capsys, "incident", "list", "--store", store_url)
+    assert code == 0 and iid in out and "PoolSaturated (pool=orders)" in out
+    target = tmp_path / "report.md"
+    code, _, err = run(capsys, "incident", "report", iid, "--store", store_url, "-o", str(target))
+    assert code == 0 and "wrote" in err
+    report = target.read_text()
+    assert report.startswith(f"# {iid}: PoolSaturated (pool=orders)")
+    assert "| fault injected |" in report and "pool_leak on orders" in report  # the ground truth beside it
+    assert "| Detect (first alert fired) | 10 min 00 s |" in report
+    assert "INTEGRATIONS_QUEUED | PoolSaturated | +0:10:00 | voxwatch_turn_latency_seconds | 2.4 | 0.3 | -88% | no |" in report
