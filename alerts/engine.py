@@ -158,8 +158,7 @@ class AlertEngine:
         return self.view.scrape_registry(registry, now, names)
 
     def on_finding(self, finding) -> None:
-        self.findings.add(finding)
-        self.incidents.on_finding(finding)
+        self.incidents.on_finding(self.findings.add(finding))  # the record: findings come as objects, dicts or rows
 
     # -- evaluation
     def evaluate(self, now: float | None = None) -> list[dict]:

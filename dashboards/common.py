@@ -111,8 +111,8 @@ LANE_COLOURS = {**ANNOTATION_COLOURS, "page": "#ff7f0e", "finding": "#8c564b", "
 BAND_COLOURS = {"open": "rgba(214,39,40,0.10)", "acknowledged": "rgba(255,127,14,0.10)", "resolved": "rgba(127,127,127,0.10)"}
 LANE_SLOTS = 45  # markers stay at least 1/45 of the range apart: closer events share one (and its hover)
 TILE_CSS = """<style>
-[data-testid="stMetricValue"] { font-size: clamp(1.05rem, 1.6vw, 2rem); }
-[data-testid="stMetricValue"] > div { white-space: normal !important; overflow: visible !important;
+[data-testid="stMetricValue"] { font-size: clamp(1.05rem, 1.6vw, 2.25rem); }
+[data-testid="stMetricValue"] * { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; overflow-wrap: anywhere; line-height: 1.15; }
 </style>"""
 

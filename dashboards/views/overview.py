@@ -44,7 +44,7 @@ def panels() -> None:
     p99 = next((s for s in data["latency"] if s["labels"].get("quantile") == "0.99"), None)
     p99_now = p99["points"][-1][1] if p99 and p99["points"] else None
     deg = data["degradation"]
-    c1, c2, c2b, c3, c4, c5 = st.columns([1, 1, 1, 1.3, 0.8, 1.5])
+    c1, c2, c2b, c3, c4, c5 = st.columns([1, 1, 1, 1.3, 0.8, 1.8])  # the level's name is the longest value
     c1.metric("Calls", f"{calls:,}")
     c2.metric("Failed calls", f"{(failed / calls if calls else 0):.1%}")
     # callers who hung up: what a 'failed 0.0%' tile alone hides when latency drives people away
