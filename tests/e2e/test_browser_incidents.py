@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_browser_dashboard import CHROMIUM_ARGS, SHOTS, VOXWATCH, _free_port
+from tests.e2e.test_browser_dashboard import CHROMIUM_ARGS, SHOTS, VOXWATCH, _free_port, hover_texts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -134,6 +134,8 @@ def test_the_incidents_page_tells_the_october_3_story_and_acknowledges(replayed,
     assert len(charts) >= 1 and sum(len(c) for c in charts) >= 5
     for boxes in charts:
         assert not overlaps(boxes)
+    told = hover_texts(page, ".js-plotly-plot >> nth=0")  # the lane's markers tell what happened on hover
+    assert any("action applied: INTEGRATIONS_QUEUED" in t for t in told), told
     cut = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stMetricValue"]'))
         .filter(e => e.scrollWidth > e.clientWidth + 1 || e.innerText.includes('…')).map(e => e.innerText)""")
     assert cut == []
