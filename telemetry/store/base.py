@@ -19,7 +19,16 @@ import pyarrow as pa
 
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
-from telemetry.store.schema import ANALYST_VIEWS, SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
+from telemetry.store.schema import (
+    ANALYST_VIEWS,
+    SCHEMA_VERSION,
+    TABLES,
+    TABLES_BY_NAME,
+    VIEWS,
+    Column,
+    Table,
+    View,
+)
 
 log = logging.getLogger(__name__)
 
