@@ -17,18 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from telemetry.store import schema as _schema
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import RETENTION_COLUMN, Dialect, check_params
-from telemetry.store.schema import (
-    ANALYST_VIEWS,
-    SCHEMA_VERSION,
-    TABLES,
-    TABLES_BY_NAME,
-    VIEWS,
-    Column,
-    Table,
-    View,
-)
+from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +105,7 @@ class Store(ABC):
         self._add_missing_columns()
         for v in VIEWS:
             self._create_view(v)
-        for pv in ANALYST_VIEWS:  # plain views over the tables' plain names (the Distributed ones on a cluster)
+        for pv in _schema.ANALYST_VIEWS:  # plain views over the tables' plain names (the Distributed ones on a cluster)
             self._execute(self.dialect.plain_view_ddl(pv))
         if before < SCHEMA_VERSION:
             self._record_schema_version()
