@@ -194,3 +194,25 @@ def test_a_restarted_tracker_takes_back_open_incidents(tracker, clock, store):
 def test_the_rules_read_as_sentences():
     lines = GroupingPolicy(cascade_s=300).describe()
     assert len(lines) == 6 and "within 5 min" in lines[2]
+
+
+def test_incident_rows_pass_through_the_sink_as_the_engine_writes_them(clock, store, tmp_path):
+    from telemetry.sink import Sink
+
+    sink = Sink(store, spool_dir=tmp_path / "spool", flush_interval=0.1)
+    try:
+        tracker = IncidentTracker(clock, sink, store)
+        f = Feed(tracker, clock)
+        a = alert("PoolSaturated", pool="orders")
+        f.at(0).finding(pool="orders")
+        f.at(60).fire(a)
+        f.page(a)
+        f.action("applied", "PoolSaturated")
+        sink.flush()
+        assert sink.stats.total("rejected") == 0 and sink.stats.written["incident_events"] == 5
+    finally:
+        sink.close()
+    (iid,) = tracker.incidents
+    stored = incident_store.load_incident(store, iid)
+    assert stored is not None and stored.paged == ["pager"] and stored.scope == ["orders"]
+    assert [e.kind for e in stored.timeline] == ["finding", "opened", "alert", "page", "action"]
