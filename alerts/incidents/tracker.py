@@ -8,9 +8,11 @@ Everything runs on the injected clock; a restarted tracker takes back the open i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -45,6 +47,17 @@ def _num(v) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _locked(method):
+    """One change at a time: the engine's loop and the API's threads (acknowledge, notes) share a tracker."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class IncidentTracker:
     def __init__(self, clock, writer=None, store=None, policy: GroupingPolicy | None = None, telemetry=None) -> None:
         self.clock = clock
@@ -57,6 +70,7 @@ class IncidentTracker:
         self.known_faults: list[dict] = []  # a replayed scenario's ground truth (start_ms, end_ms, kind, target)
         self._findings: deque = deque()  # recent findings: (ts_ms, key, scope, title, detail)
         self._actions_seen = 0
+        self._lock = threading.RLock()
 
     # -- helpers
     def now_ms(self) -> int:
@@ -166,6 +180,7 @@ class IncidentTracker:
             inc.first_signal_ms = ts_ms
 
     # -- inputs (the engine calls these)
+    @_locked
     def on_finding(self, f) -> None:
         ts_ms = int(round(float(f.ts) * 1000))
         labels = {str(k): str(v) for k, v in dict(f.labels).items()}
@@ -187,6 +202,7 @@ class IncidentTracker:
                 self._attach_finding(inc, ts_ms, key, title, detail)
                 self._save(inc)
 
+    @_locked
     def on_transitions(self, transitions: list[dict]) -> None:
         for t in transitions:
             if not t.get("event", True) or t["state"] not in ("firing", "resolved"):
@@ -253,6 +269,7 @@ class IncidentTracker:
     def _check_clear(self, inc: Incident, ts_ms: int) -> None:
         inc.cleared_ms = ts_ms if not inc.firing() and not inc.active_actions() else 0
 
+    @_locked
     def on_notification(self, row: dict) -> None:
         """A notification attempt (the `notifications` row the retry stage records)."""
         if row.get("integration") == "action" or row.get("result") == "deduplicated":
@@ -278,6 +295,7 @@ class IncidentTracker:
                     self._observe(inc, "page")
             self._save(inc)
 
+    @_locked
     def on_actions(self, history: list[dict]) -> None:
         """New rows of the action controller's history (requested, applied, observed, reverted, refused)."""
         for row in history[self._actions_seen:]:
@@ -293,6 +311,7 @@ class IncidentTracker:
                         best = inc
         return best
 
+    @_locked
     def on_action(self, row: dict) -> None:
         phase = row["phase"]
         if phase == "requested":
@@ -338,6 +357,7 @@ class IncidentTracker:
             inc.cleared_ms = 0
         self._save(inc)
 
+    @_locked
     def tick(self, now: float | None = None) -> list[str]:
         """Resolve incidents that stayed clear for `quiet_s`; returns their ids."""
         now_ms = self.now_ms() if now is None else int(round(now * 1000))
@@ -355,6 +375,7 @@ class IncidentTracker:
         return done
 
     # -- people (through the API)
+    @_locked
     def get(self, incident_id: str) -> Incident | None:
         inc = self.incidents.get(incident_id)
         if inc is None and self.store is not None:
@@ -367,6 +388,7 @@ class IncidentTracker:
             raise IncidentError(f"no incident with id {incident_id!r}", not_found=True)
         return inc
 
+    @_locked
     def acknowledge(self, incident_id: str, by: str, note: str = "") -> Incident:
         inc = self._need(incident_id)
         if inc.state == RESOLVED:
@@ -381,6 +403,7 @@ class IncidentTracker:
         self._save(inc)
         return inc
 
+    @_locked
     def resolve(self, incident_id: str, by: str, note: str = "") -> Incident:
         inc = self._need(incident_id)
         if inc.state == RESOLVED:
@@ -399,6 +422,7 @@ class IncidentTracker:
         self._save(inc)
         self.incidents.setdefault(inc.incident_id, inc)
 
+    @_locked
     def add_note(self, incident_id: str, by: str, text: str) -> Incident:
         if not text.strip():
             raise IncidentError("a note needs some text")
@@ -409,6 +433,7 @@ class IncidentTracker:
         self._save(inc)
         return inc
 
+    @_locked
     def list(self, start_ms: int | None = None, end_ms: int | None = None, state: str | None = None, limit: int = 200) -> list[Incident]:
         """Incidents alive in the range: this process's own (fresh) over the store's."""
         found: dict[str, Incident] = {}
@@ -425,6 +450,7 @@ class IncidentTracker:
         return sorted(out, key=lambda i: -i.opened_ms)[:limit]
 
     # -- restart
+    @_locked
     def restore(self) -> int:
         if self.store is None:
             return 0

@@ -147,3 +147,16 @@ def test_pages_show_the_api_refusal_for_a_bad_token(api, monkeypatch):
     monkeypatch.setenv("VOXWATCH_API_TOKEN", "not-a-valid-token-000000")
     at = run_page("overview")
     assert "unknown or revoked token (HTTP 401)" in at.error[0].value
+
+
+def test_traffic_is_a_rate_per_minute_over_the_part_of_each_bucket_the_range_covers():
+    import pandas as pd
+
+    from dashboards.common import per_minute
+
+    step = 300_000  # 5-minute buckets, a steady 100 calls a minute
+    traffic = pd.DataFrame({"t": [0, 300_000, 600_000, 900_000], "calls": [250, 500, 500, 20]})
+    # the range starts in the middle of the first bucket (its 150 s hold 250 calls) and ends 12 s into the last
+    out = per_minute(traffic, step, start_ms=150_000, end_ms=912_000)
+    assert list(out["t"]) == [0, 300_000, 600_000]  # a bucket barely touched (12 s of 300) is left out
+    assert list(out["calls"]) == [100.0, 100.0, 100.0]  # steady load, steady bars

@@ -319,6 +319,11 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         f"{len(pager.pages)} page(s) received, {len(result['actions'])} action(s), {len(findings)} finding(s); "
         f"{sum(result['rows'].values()):,} rows in the store")
 
+    for inc in result["incidents"]:
+        t = inc["timings"]
+        said = ", ".join(f"{k} {v / 60:.0f} min" for k, v in t.items() if v is not None)
+        say(f"[incident] {inc['incident_id']} {inc['state']}: {inc['title']} [{', '.join(inc['scope'])}] - {said} "
+            f"(from the fault's start); the Incidents page and `voxwatch incident report` tell the rest")
     if not args.exit_after_replay and not interrupted:
         say(f"Still serving: dashboard {service.dashboard_url or '(off)'}  API {service.api_url}  - Ctrl-C to stop")
         await stop.wait()
