@@ -389,6 +389,16 @@ class IncidentTracker:
         return inc
 
     @_locked
+    def incident_of_alert(self, fingerprint: str) -> str | None:
+        """The incident holding an alert: the open one, else the newest that ever held it."""
+        if fingerprint in self.by_alert:
+            return self.by_alert[fingerprint]
+        held = [i for i in self.incidents.values() if fingerprint in i.alerts]
+        if not held and self.store is not None:
+            held = [i for i in incident_store.list_incidents(self.store, limit=10_000) if fingerprint in i.alerts]
+        return max(held, key=lambda i: i.opened_ms).incident_id if held else None
+
+    @_locked
     def acknowledge(self, incident_id: str, by: str, note: str = "") -> Incident:
         inc = self._need(incident_id)
         if inc.state == RESOLVED:

@@ -87,3 +87,37 @@ def test_bad_ids_and_states_are_refused_with_the_reason(served):
     assert r.status_code == 400 and "state must be one of" in r.json()["detail"]
     r = client.get("/api/v1/incidents", headers=READ, params={"start_ms": 10, "end_ms": 5})
     assert r.status_code == 400
+
+
+def pagerduty_delivery(secret: str, fingerprint: str, event_type: str = "incident.acknowledged") -> tuple[bytes, dict]:
+    """A PagerDuty V3 webhook delivery as PagerDuty signs it."""
+    import hashlib
+    import hmac
+    import json
+
+    body = json.dumps({"event": {"id": "evt-1", "event_type": event_type, "resource_type": "incident",
+                                 "agent": {"id": "PU1", "summary": "Dana Oncall", "type": "user_reference"},
+                                 "data": {"id": "PD-INC-1", "type": "incident", "status": "acknowledged",
+                                          "incident_key": f"voxwatch/PoolSaturated/{fingerprint}"}}}).encode()
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"X-PagerDuty-Signature": f"v1=0000,v1={sig}", "Content-Type": "application/json"}
+
+
+def test_an_acknowledgement_in_pagerduty_acknowledges_the_incident(served, monkeypatch):
+    from alerts.model import alert_fingerprint
+
+    client, iid = served
+    fp = alert_fingerprint({"alertname": "PoolSaturated", "severity": "page", "pool": "orders"})
+    body, headers = pagerduty_delivery("pd-secret", fp)
+    assert client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=headers).status_code == 503
+    monkeypatch.setenv("VOXWATCH_PAGERDUTY_WEBHOOK_SECRET", "pd-secret")
+    forged = dict(headers, **{"X-PagerDuty-Signature": "v1=" + "0" * 64})
+    assert client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=forged).status_code == 401
+    other, h2 = pagerduty_delivery("pd-secret", fp, event_type="incident.priority_updated")
+    assert client.post("/api/v1/incidents/hooks/pagerduty", content=other, headers=h2).json()["result"] == "ignored"
+    r = client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=headers)
+    assert r.status_code == 202 and r.json() == {"result": "acknowledged", "incident_id": iid}
+    inc = client.get(f"/api/v1/incidents/{iid}", headers=READ).json()
+    assert inc["state"] == "acknowledged" and inc["acknowledged_by"] == "Dana Oncall (PagerDuty)"
+    again = client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=headers)
+    assert again.status_code == 202 and again.json()["result"] == "unchanged"  # a redelivery changes nothing

@@ -9,21 +9,25 @@ once); otherwise a tracker over the store reads and writes the same rows.
 # ruff: noqa: B008  (FastAPI declares parameters with Query/Depends defaults by design)
 from __future__ import annotations
 
+import json
+import os
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from alerts import StoreWriter
 from alerts.incidents import STATES, IncidentError, IncidentTracker
+from alerts.incidents.pager import acknowledgement, verify_pagerduty
 from alerts.incidents.report import markdown
 from voxwatch.auth import require_admin, require_read
 from voxwatch.config import ApiToken
 from voxwatch.context import AppContext
 
 PREFIX = "/api/v1"
+PAGERDUTY_SECRET_ENV = "VOXWATCH_PAGERDUTY_WEBHOOK_SECRET"  # the signing secret of PagerDuty's webhook subscription
 INCIDENT_ID = Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -160,5 +164,33 @@ def build_router(ctx: AppContext) -> APIRouter | None:
                 return _detail(tracker().add_note(incident_id, token.name, body.text))
             except IncidentError as exc:
                 refuse(exc)
+
+    @router.post("/incidents/hooks/pagerduty", summary="PagerDuty V3 webhook: an acknowledgement there acknowledges here",
+                 status_code=202)
+    async def pagerduty_hook(request: Request) -> dict:
+        secret = os.environ.get(PAGERDUTY_SECRET_ENV, "")
+        if not secret:
+            raise HTTPException(503, f"PagerDuty webhooks are not configured here (set {PAGERDUTY_SECRET_ENV})")
+        body = await request.body()
+        if not verify_pagerduty(secret, body, request.headers.get("x-pagerduty-signature")):
+            raise HTTPException(401, "bad or missing X-PagerDuty-Signature")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        ack = acknowledgement(payload)
+        if ack is None:  # another event type, or an incident Voxwatch did not trigger: nothing to do
+            return {"result": "ignored"}
+        fingerprint, who = ack
+        with lock:
+            t = tracker()
+            iid = t.incident_of_alert(fingerprint)
+            if iid is None:
+                return {"result": "ignored", "reason": f"no incident holds alert {fingerprint}"}
+            try:
+                t.acknowledge(iid, who, "acknowledged in PagerDuty")
+            except IncidentError as exc:  # already acknowledged or resolved: PagerDuty must not retry
+                return {"result": "unchanged", "incident_id": iid, "reason": str(exc)}
+        return {"result": "acknowledged", "incident_id": iid}
 
     return router
