@@ -58,6 +58,9 @@ def panels() -> None:
 
     marks = incident_marks(w)
     bands = incident_bands(w)
+    for inc in [b for b in bands if b["state"] != "resolved"]:
+        st.warning(f"Incident {inc['incident_id']} {inc['state']}: {inc['title']} "
+                   f"({', '.join(inc['scope']) or 'no resource named'}) — [open it on the Incidents page](./incidents)")
     left, right = st.columns(2)
     with left:
         fig = line_figure("Turn latency P50 / P95 / P99", "ms")

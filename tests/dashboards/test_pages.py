@@ -29,6 +29,7 @@ def test_overview_shows_traffic_latency_saturation_alerts_and_level(dashboard_en
     assert metrics["Degradation level"] == "INTEGRATIONS_QUEUED"
     assert metrics["Active alerts"] == "1"
     assert metrics["Abandoned calls"].endswith("%")
+    assert f"Incident {dashboard_env['incident_id']} open" in at.warning[0].value  # the way to the whole story
     assert len(charts(at)) == 3
     saturation = at.dataframe[0].value
     assert saturation.iloc[0]["resource"].startswith("pool (pool=crm, region=eu-west")
