@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from voxwatch.context import AppContext
 
 # metrics: /metrics exposition; calls: WebRTC signalling; control: degradation; query: analysts' API
-ROUTER_MODULES = ("metrics", "calls", "control", "query", "incidents")
+ROUTER_MODULES = ("metrics", "calls", "control", "query")
+ROUTER_MODULES += ("incidents",)  # incidents: list, timeline, acknowledge/resolve/notes, report, PagerDuty hook
 
 
 def create_app(ctx: AppContext) -> FastAPI:
