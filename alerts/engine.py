@@ -62,7 +62,6 @@ class AlertEngine:
         self.notify = notify
         self.resolved_retention = resolved_retention
         self.on_attempt = on_attempt
-        self.incidents = IncidentTracker(clock, writer, store, policy=incident_policy)
         self.findings = FindingLog(retention=self._finding_retention())
         self.alerts: dict[str, Alert] = {}
         self._last_eval: dict[str, float] = {}
@@ -72,6 +71,9 @@ class AlertEngine:
         self._effects_scraped = -1e18
         self._action_task = None
         self.last_reload_error: str | None = None
+        # incidents: every notification attempt also lands on the timeline of the incident it pages for
+        self.incidents = IncidentTracker(clock, writer, store, policy=incident_policy)
+        self.on_attempt = self._attempted if on_attempt is None else self._chained(on_attempt)
         self.nflog = NotificationLog(clock, writer, store)
         self.silences = silences if silences is not None else Silences(clock, writer, store)
         self.actions = ActionController(action_sink, clock, writer, self.view) if action_sink is not None else None
@@ -100,7 +102,7 @@ class AlertEngine:
         pipelines = {
             name: receiver_pipeline(
                 recv, rc, inhibitor=inhibitor, silences=self.silences, nflog=self.nflog, writer=self.writer,
-                dedup=rc.type != "action", on_attempt=self._attempted, parked=self.parked,
+                dedup=rc.type != "action", on_attempt=self.on_attempt, parked=self.parked,
             )
             for name, (recv, rc) in self.receivers.items()
         }
@@ -109,8 +111,13 @@ class AlertEngine:
 
     def _attempted(self, row: dict) -> None:
         self.incidents.on_notification(row)
-        if self.on_attempt is not None:
-            self.on_attempt(row)
+
+    def _chained(self, on_attempt):
+        def both(row: dict) -> None:
+            self.incidents.on_notification(row)
+            on_attempt(row)
+
+        return both
 
     def wanted_sample_names(self, groups=None) -> list[str]:
         """Sample names the rules of `groups` (default: all) read, for a restricted registry scrape."""
