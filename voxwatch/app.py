@@ -14,6 +14,8 @@ from voxwatch.context import AppContext
 
 # metrics: /metrics exposition; calls: WebRTC signalling; control: degradation; query: analysts' API
 ROUTER_MODULES = ("metrics", "calls", "control", "query")
+
+
 ROUTER_MODULES += ("incidents",)  # incidents: list, timeline, acknowledge/resolve/notes, report, PagerDuty hook
 
 

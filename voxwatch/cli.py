@@ -10,6 +10,8 @@ import sys
 
 # Order is the order of `voxwatch --help`. A module that is absent is skipped (a room not built yet).
 COMMAND_MODULES = ("demo", "serve", "store", "metrics", "simulate", "anomaly", "rules", "bench")
+
+
 COMMAND_MODULES += ("incident",)  # voxwatch incident list, voxwatch incident report ID
 
 
