@@ -42,7 +42,8 @@ def _num(v) -> str:
     return "—" if v is None else f"{float(v):.4g}"
 
 
-def markdown(inc: Incident, policy: GroupingPolicy | None = None) -> str:
+def markdown(inc: Incident, policy: GroupingPolicy | None = None, charts: list[tuple[str, str]] | None = None) -> str:
+    """The report; `charts` are (title, image link) pairs: file names beside the report or data URIs."""
     policy = policy or GroupingPolicy()
     start = inc.start_ms()
     timeline = inc.ordered_timeline()
@@ -66,6 +67,8 @@ def markdown(inc: Incident, policy: GroupingPolicy | None = None) -> str:
     ]
     for key, v in inc.timings().items():
         out.append(f"| {TIMING_NAMES[key]} | {_dur(v)} |")
+    if charts:
+        out += ["", "## Charts", ""] + [f"![{title}]({link})" for title, link in charts]
     out += ["", "## What the detector saw first", ""]
     first = next((e for e in timeline if e.kind == "finding"), None)
     if first is not None:

@@ -75,3 +75,34 @@ def test_incident_list_and_report_read_what_the_tracker_wrote(store, store_url, 
     assert "| fault injected |" in report and "pool_leak on orders" in report  # the ground truth beside it
     assert "| Detect (first alert fired) | 10 min 00 s |" in report
     assert "INTEGRATIONS_QUEUED | PoolSaturated | +0:10:00 | voxwatch_turn_latency_seconds | 2.4 | 0.3 | -88% | no |" in report
+
+
+def test_the_report_draws_the_pool_it_names_from_the_stored_samples(store, store_url, capsys, tmp_path):
+    """A real saturation series in the store: the report written with -o carries an SVG chart of it."""
+    from alerts import StoreWriter
+    from alerts.incidents import IncidentTracker
+    from alerts.model import Alert
+    from telemetry.catalog import default_catalog
+    from telemetry.clock import VirtualClock
+
+    t0 = 1_696_323_600.0
+    spec = default_catalog()["voxwatch_pool_saturation_ratio"]
+    store.insert("metric_series", {"fingerprint": [42], "metric_id": [spec.id], "metric": [spec.name],
+                                   "sample_name": [spec.name], "metric_type": ["gauge"], "label_keys": [["pool"]],
+                                   "label_values": [["orders"]], "first_seen_ms": [int(t0 * 1000) - 3_600_000]})
+    ts = [int(t0 * 1000) + k * 15_000 for k in range(-60, 60)]
+    store.insert("metric_samples", {"ts_ms": ts, "fingerprint": [42] * len(ts), "metric_id": [spec.id] * len(ts),
+                                    "value": [min(1.0, 0.5 + 0.005 * (k + 60)) for k in range(-60, 60)]})
+    tracker = IncidentTracker(VirtualClock(t0), StoreWriter(store), store)
+    labels = {"alertname": "PoolSaturated", "severity": "page", "pool": "orders"}
+    alert = Alert("PoolSaturated", "fp-9", labels, {}, "firing", 1.0, t0 - 30, t0)
+    tracker.on_transitions([{"ts": t0, "alert": alert, "state": "firing", "previous_state": "pending"}])
+    (iid,) = tracker.incidents
+    target = tmp_path / "review.md"
+    code, _, err = run(capsys, "incident", "report", iid, "--store", store_url, "-o", str(target))
+    assert code == 0 and "1 chart(s)" in err
+    assert "![Saturation of pool orders](review-chart1.svg)" in target.read_text()
+    svg = (tmp_path / "review-chart1.svg").read_text()
+    assert svg.startswith("<svg") and "<polyline" in svg and "Saturation of pool orders" in svg
+    code, out, _ = run(capsys, "incident", "report", iid, "--store", store_url)  # stdout: the image inline
+    assert code == 0 and "](data:image/svg+xml;base64," in out

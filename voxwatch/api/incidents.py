@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from alerts import StoreWriter
 from alerts.incidents import STATES, IncidentError, IncidentTracker
+from alerts.incidents.charts import data_uri, incident_charts
 from alerts.incidents.pager import acknowledgement, verify_pagerduty
 from alerts.incidents.report import markdown
 from voxwatch.auth import require_admin, require_read
@@ -135,7 +136,8 @@ def build_router(ctx: AppContext) -> APIRouter | None:
                 summary="The post-incident report (Markdown)")
     def get_report(incident_id: str = INCIDENT_ID, _: ApiToken = Depends(require_read)) -> PlainTextResponse:
         inc = need(incident_id)
-        return PlainTextResponse(markdown(inc, tracker().policy), media_type="text/markdown; charset=utf-8",
+        charts = [(title, data_uri(svg)) for title, svg in incident_charts(ctx.store, inc)]  # one file: images inline
+        return PlainTextResponse(markdown(inc, tracker().policy, charts), media_type="text/markdown; charset=utf-8",
                                  headers={"Content-Disposition": f'attachment; filename="{inc.incident_id}.md"'})
 
     @router.post("/incidents/{incident_id}/acknowledge", response_model=IncidentDetail, summary="Acknowledge (admin)")

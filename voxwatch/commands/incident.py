@@ -74,25 +74,34 @@ def _list(args) -> int:
 
 def _report(args) -> int:
     from alerts.incidents import store as incident_store
+    from alerts.incidents.charts import data_uri, incident_charts
     from alerts.incidents.report import markdown
     from telemetry.store import StoreError
 
     store = _open(args)
     try:
         inc = incident_store.load_incident(store, args.incident_id)
+        charts = incident_charts(store, inc) if inc is not None else []
     except StoreError as exc:
         raise _store_error(exc) from None
     finally:
         store.close()
     if inc is None:
         raise CommandError(f"no incident with id {args.incident_id!r} in this store (see `voxwatch incident list`)")
-    text = markdown(inc)
     if args.output:
+        out = Path(args.output)
         try:
-            Path(args.output).write_text(text)
+            # the charts as SVG files beside the report, linked by name (any Markdown viewer shows them)
+            links = []
+            for n, (title, svg) in enumerate(charts, 1):
+                image = out.with_name(f"{out.stem}-chart{n}.svg")
+                image.write_text(svg)
+                links.append((title, image.name))
+            out.write_text(markdown(inc, charts=links))
         except OSError as exc:
             raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+        print(f"wrote {args.output}" + (f" and {len(links)} chart(s) beside it" if links else ""), file=sys.stderr)
+        return 0
+    text = markdown(inc, charts=[(title, data_uri(svg)) for title, svg in charts])
+    sys.stdout.write(text)
     return 0
