@@ -297,6 +297,8 @@ class AlertEngine:
         out = self.evaluate()
         if self.actions is not None:
             self.incidents.on_actions(self.actions.history)
+        if self.silences.list():  # a silence over an incident's alerts acknowledges it
+            self.incidents.on_silences(self.silences)
         self.incidents.tick()
         if self.notify:
             current = [a for a in self.alerts.values() if a.state in (FIRING, RESOLVED)]

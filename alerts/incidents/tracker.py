@@ -358,6 +358,24 @@ class IncidentTracker:
         self._save(inc)
 
     @_locked
+    def on_silences(self, silences) -> list[str]:
+        """Silencing an open incident's firing alerts (every one of them, Alertmanager's way of saying
+        'someone is on it') acknowledges it, by whoever created the silence. Returns the ids acknowledged."""
+        done = []
+        for inc in self._open():
+            firing = [inc.alerts[fp] for fp in inc.firing()]
+            if inc.state != OPEN or not firing:
+                continue
+            muted = [silences.mutes({**a["labels"]}) for a in firing]
+            if not all(muted):
+                continue
+            s = silences.get(muted[0][0])
+            self.acknowledge(inc.incident_id, f"{s.created_by or 'someone'} (silence {s.silence_id})",
+                             f"alerts silenced: {s.comment}" if s.comment else "alerts silenced")
+            done.append(inc.incident_id)
+        return done
+
+    @_locked
     def tick(self, now: float | None = None) -> list[str]:
         """Resolve incidents that stayed clear for `quiet_s`; returns their ids."""
         now_ms = self.now_ms() if now is None else int(round(now * 1000))

@@ -216,3 +216,24 @@ def test_incident_rows_pass_through_the_sink_as_the_engine_writes_them(clock, st
     stored = incident_store.load_incident(store, iid)
     assert stored is not None and stored.paged == ["pager"] and stored.scope == ["orders"]
     assert [e.kind for e in stored.timeline] == ["finding", "opened", "alert", "page", "action"]
+
+
+def test_silencing_every_firing_alert_of_an_incident_acknowledges_it(tracker, clock, store):
+    from alerts.notify.silences import Silences
+
+    f = Feed(tracker, clock)
+    a, b = alert("PoolSaturated", pool="orders"), alert("IntegrationFailing", service="orders")
+    f.at(0).fire(a)
+    f.at(10).fire(b)
+    (iid,) = tracker.incidents
+    silences = Silences(clock, StoreWriter(store), store)
+    silences.create([{"name": "pool", "value": "orders", "isRegex": False, "isEqual": True}], T0 + 3600,
+                    created_by="dana", comment="raising the pool size")
+    f.at(20)
+    assert tracker.on_silences(silences) == []  # IntegrationFailing is not silenced: nobody said they are on it
+    silences.create([{"name": "alertname", "value": "IntegrationFailing", "isRegex": False, "isEqual": True}], T0 + 3600,
+                    created_by="dana", comment="")
+    assert tracker.on_silences(silences) == [iid]
+    inc = tracker.incidents[iid]
+    assert inc.state == ACKNOWLEDGED and inc.acknowledged_by.startswith("dana (silence ")
+    assert tracker.on_silences(silences) == []  # once
