@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from telemetry.store import schema as _schema
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import ANALYST_MAX_RESULT_BYTES, MODERN, RETENTION_COLUMN, Dialect, check_params
 from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS, Column, Table, View
@@ -106,6 +107,8 @@ class Store(ABC):
         self._add_missing_columns()
         for v in VIEWS:
             self._create_view(v)
+        for pv in _schema.ANALYST_VIEWS:  # plain views over the tables' plain names (the Distributed ones on a cluster)
+            self._execute(self.dialect.plain_view_ddl(pv))
         if before < SCHEMA_VERSION:
             self._record_schema_version()
             log.info("store %s migrated from schema %d to %d", self.url, before, SCHEMA_VERSION)
