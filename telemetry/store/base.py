@@ -42,7 +42,7 @@ class ReadOnlyViolation(StoreError):
 
 def allowed_tables() -> tuple[str, ...]:
     """What analysts' SQL may read: the store's own tables and views, nothing else."""
-    return tuple(t.name for t in TABLES) + tuple(v.name for v in VIEWS)
+    return tuple(t.name for t in TABLES) + tuple(v.name for v in VIEWS) + tuple(v.name for v in _schema.ANALYST_VIEWS)
 
 
 def _release() -> str:
@@ -288,7 +288,7 @@ class Store(ABC):
         """(runner, database) for the guard: the embedded engine's parser over an empty copy of the schema."""
         from telemetry.store.chdb_backend import embedded_guard_runner
 
-        return embedded_guard_runner(self.database), self.database
+        return embedded_guard_runner(self.database, self.dialect), self.database
 
     def _readonly_df(self, statement: VettedStatement, settings: Mapping[str, object]) -> pd.DataFrame:
         # Backends that pass settings out of band (the server) run the vetted canonical text as is.
