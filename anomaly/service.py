@@ -43,8 +43,10 @@ class SaturationSettings(BaseModel):
     threshold: float = Field(0.4, gt=0, le=1)  # confidence x urgency needed for a finding
     cooldown_s: float = Field(900.0, ge=0)
     # metrics whose capacity is their normal state (an LRU cache is meant to be full): watched for
-    # level changes instead
-    exclude: list[str] = ["voxwatch_cache_entries", "voxwatch_cache_fill_ratio"]
+    # level changes instead. An autoscaled pool's utilisation is held near the autoscaler's target
+    # while replicas are added; what runs out is its busy workers against the ceiling (the
+    # autoscaler's maximum, `<capacity metric>_ceiling`), forecast on voxwatch_worker_busy
+    exclude: list[str] = ["voxwatch_cache_entries", "voxwatch_cache_fill_ratio", "voxwatch_worker_utilization_ratio"]
 
 
 class LevelSettings(BaseModel):

@@ -1,6 +1,7 @@
-"""The contextual novelty detector and the level bank that combines it with the robust level
-detector: the quiet-day cases the level detector is held to, run through the service's own
-combination (`LevelSettings().detector` and `.gate`), and the moves only the novelty view finds."""
+"""The detectors learned from those above us on NAB (contextual novelty, KNN-CAD) and the level bank
+that combines the novelty detector with the robust level detector: the quiet-day cases the level
+detector is held to, run through the service's own combination (`LevelSettings().detector` and
+`.gate`), and the moves only the novelty view finds."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 
 from anomaly.base import NOVEL_PATTERN
 from anomaly.context_novelty import ContextNovelty
+from anomaly.knn_cad import KnnCad
 from anomaly.level_ensemble import LevelEnsemble
 from anomaly.service import LevelSettings
 
 
-@pytest.mark.parametrize("module", ["context_novelty", "level_ensemble"])
+@pytest.mark.parametrize("module", ["context_novelty", "level_ensemble", "knn_cad"])
 def test_docstring_example_runs(module):
     result = doctest.testmod(importlib.import_module(f"anomaly.{module}"))
     assert result.attempted > 0 and result.failed == 0
@@ -108,6 +110,30 @@ def test_vectorised_tick_scores_like_the_streaming_path():
     many = ContextNovelty(4, grid_points=300)
     singles = [ContextNovelty(grid_points=300) for _ in range(4)]
     for i in range(900):
+        tick = many.update(60.0 * i, data[i]).score
+        alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
+        np.testing.assert_allclose(tick, alone, equal_nan=True)
+
+
+def test_knn_cad_score_is_a_conformal_p_value():
+    """On independent noise every window is as strange as any other: a score of 0.99 or more comes
+    about once in a hundred points (fewer: an alarm rests the series)."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(0, 1, (3000, 4))
+    det = KnnCad(4, dim=8, memory=200, k=10)
+    scores = np.array([det.update(60.0 * i, data[i]).score for i in range(3000)])
+    judged = scores[np.isfinite(scores)]
+    assert judged.size > 8000
+    assert 0.002 < np.mean(judged >= 0.99) < 0.02
+    assert 0.3 < np.median(judged) < 0.6  # uniform, less the rests (scored 0) after alarms
+
+
+def test_knn_cad_vectorised_tick_scores_like_the_streaming_path():
+    rng = np.random.default_rng(8)
+    data = rng.normal(5, 1, (400, 3)) * np.arange(1, 4)
+    many = KnnCad(3, dim=6, memory=60, k=5)
+    singles = [KnnCad(dim=6, memory=60, k=5) for _ in range(3)]
+    for i in range(400):
         tick = many.update(60.0 * i, data[i]).score
         alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
         np.testing.assert_allclose(tick, alone, equal_nan=True)
