@@ -11,6 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
+from anomaly.art_windows import ArtWindows
 from anomaly.base import NOVEL_PATTERN
 from anomaly.context_novelty import ContextNovelty
 from anomaly.knn_cad import KnnCad
@@ -18,7 +19,7 @@ from anomaly.level_ensemble import LevelEnsemble
 from anomaly.service import LevelSettings
 
 
-@pytest.mark.parametrize("module", ["context_novelty", "level_ensemble", "knn_cad"])
+@pytest.mark.parametrize("module", ["context_novelty", "level_ensemble", "knn_cad", "art_windows"])
 def test_docstring_example_runs(module):
     result = doctest.testmod(importlib.import_module(f"anomaly.{module}"))
     assert result.attempted > 0 and result.failed == 0
@@ -137,3 +138,16 @@ def test_knn_cad_vectorised_tick_scores_like_the_streaming_path():
         tick = many.update(60.0 * i, data[i]).score
         alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
         np.testing.assert_allclose(tick, alone, equal_nan=True)
+
+
+def test_art_windows_vectorised_tick_scores_like_the_streaming_path():
+    rng = np.random.default_rng(10)
+    data = np.sin(np.arange(500)[:, None] / np.array([3.0, 5.0, 7.0])) + rng.normal(0, 0.05, (500, 3))
+    data[450, 1] += 3.0
+    many = ArtWindows(3, grid_points=200, categories=16)
+    singles = [ArtWindows(grid_points=200, categories=16) for _ in range(3)]
+    for i in range(500):
+        tick = many.update(60.0 * i, data[i]).score
+        alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
+        np.testing.assert_allclose(tick, alone, equal_nan=True)
+    assert many.used.sum(axis=1).max() <= 16
