@@ -42,7 +42,7 @@ class ContextNovelty(Detector):
         *,
         levels: int = 8,  # 3 bits, as CAD OSE
         orders: int = 5,  # contexts of up to 5 points
-        margin: float = 0.5,  # the grid extends the warm-up's range by this much of it on each side
+        margin: float = 0.6875,  # the grid extends the warm-up's range by this much of it on each side
         grid_points: int = 600,
         grid_s: float = 172_800.0,  # two days of the series' own time, or grid_points, whichever first
         rest_base: float = 0.75,
@@ -53,6 +53,9 @@ class ContextNovelty(Detector):
         self.levels, self.orders, self.margin = int(levels), int(orders), float(margin)
         self.grid_points, self.grid_s = int(grid_points), float(grid_s)
         self.rest_base, self.rest_points = float(rest_base), int(rest_points)
+        if self.levels**self.orders > 1 << 20:
+            raise ValueError(f"{self.levels} levels and contexts of {self.orders} make a table of "
+                             f"{self.levels**self.orders} per series; keep levels**orders within 1,048,576")
         # code of a k-gram: offset_k + sum_j level[t-j] * levels**j; every order in one table
         self._offsets = np.cumsum([0] + [self.levels**k for k in range(1, self.orders)])
         self._powers = self.levels ** np.arange(self.orders)

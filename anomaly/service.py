@@ -94,7 +94,7 @@ class LevelSettings(BaseModel):
     novelty: bool = False
     novelty_levels: int = Field(8, ge=2, le=16)
     novelty_orders: int = Field(5, ge=1, le=6)
-    novelty_margin: float = Field(0.5, ge=0)
+    novelty_margin: float = Field(0.6875, ge=0)  # the warm-up's edges fall mid-level, not on a cut
     novelty_grid_points: int = Field(600, ge=10)
     novelty_grid_s: float = Field(172_800.0, gt=0)  # warm-up as a duration: two days, or the points above
     novelty_rest_points: int = Field(30, ge=0)

@@ -151,3 +151,28 @@ def test_art_windows_vectorised_tick_scores_like_the_streaming_path():
         alone = [d.process_one(data[i, k], 60.0 * i) for k, d in enumerate(singles)]
         np.testing.assert_allclose(tick, alone, equal_nan=True)
     assert many.used.sum(axis=1).max() <= 16
+
+
+def test_the_service_with_novelty_on_records_a_novel_pattern():
+    from anomaly.service import AnomalyService, AnomalySettings
+    from telemetry.catalog import default_catalog
+    from telemetry.clock import VirtualClock
+
+    clock = VirtualClock(0.0)
+    settings = AnomalySettings(level=LevelSettings(novelty=True), multivariate={"enabled": False})
+    service = AnomalyService(clock=clock, catalog=default_catalog(), settings=settings)
+    n = 3000
+    x = np.where((np.arange(n) // 20) % 2 == 0, 10.0, 20.0) + np.random.default_rng(2).normal(0, 0.05, n)
+    x[2500:2505] = 15.0
+    found = []
+    for i in range(n):
+        clock.advance_to(15.0 * i)
+        found += service.observe(15.0 * i, [("demo_queue_depth", {}, x[i])])
+    novel = [f for f in found if f.kind == NOVEL_PATTERN]
+    assert novel and all(15.0 * 2500 <= f.ts <= 15.0 * 2505 for f in novel)
+    assert novel[0].detector == "robust_level" and novel[0].value == 15.0
+
+
+def test_a_context_table_too_large_is_a_clear_error():
+    with pytest.raises(ValueError, match="levels\\*\\*orders"):
+        ContextNovelty(levels=16, orders=6)
