@@ -47,10 +47,11 @@ class ContextNovelty(Detector):
         grid_s: float = 172_800.0,  # two days of the series' own time, or grid_points, whichever first
         rest_base: float = 0.75,
         rest_points: int = 30,
+        shift: float = 0.0,  # the grid moved up by this fraction of a level (a second, offset grid)
     ) -> None:
         super().__init__(n_series)
         n = self.n_series
-        self.levels, self.orders, self.margin = int(levels), int(orders), float(margin)
+        self.levels, self.orders, self.margin, self.shift = int(levels), int(orders), float(margin), float(shift)
         self.grid_points, self.grid_s = int(grid_points), float(grid_s)
         self.rest_base, self.rest_points = float(rest_base), int(rest_points)
         if self.levels**self.orders > 1 << 20:
@@ -100,7 +101,8 @@ class ContextNovelty(Detector):
         buf = self.buffer[rows]
         lo, hi = np.nanmin(buf, axis=1), np.nanmax(buf, axis=1)
         room = self.margin * (hi - lo)
-        self.lowest[rows], self.highest[rows] = lo - room, hi + room
+        offset = self.shift * (hi - lo + 2 * room) / self.levels
+        self.lowest[rows], self.highest[rows] = lo - room + offset, hi + room + offset
         self.count[rows] = 0
         self.history[rows] = 0
         for j in range(self.grid_points):  # oldest first; NaN where the buffer did not fill

@@ -31,24 +31,36 @@ class LevelEnsemble(Detector):
     name = RobustLevel.name  # findings keep the level detector's name; `kind` says novel_pattern
 
     def __init__(self, n_series: int = 1, *, level: RobustLevel | None = None,
-                 novelty: ContextNovelty | None = None, novelty_full: float = 0.8,
-                 novelty_score: float = 0.5) -> None:
+                 novelty: ContextNovelty | list[ContextNovelty] | None = None, novelty_full: float = 0.8,
+                 novelty_score: float = 0.5, new_levels: bool = True) -> None:
         super().__init__(n_series)
         self.level = level or RobustLevel(self.n_series)
-        self.novelty = novelty or ContextNovelty(self.n_series)
-        if self.level.n_series != self.n_series or self.novelty.n_series != self.n_series:
+        # several novelty detectors on grids offset from each other: a move is novel only when it is
+        # novel on all of them (noise that crosses one grid's cut does not cross the other's)
+        grids = novelty if isinstance(novelty, list) else [novelty or ContextNovelty(self.n_series)]
+        self.grids = grids
+        self.novelty = grids[0]
+        if self.level.n_series != self.n_series or any(g.n_series != self.n_series for g in grids):
             raise ValueError("the ensemble's detectors must watch as many series as it does")
         self.guard = self.level.guard  # one count of skipped points: the level detector's
         self.novelty_full, self.novelty_score = float(novelty_full), float(novelty_score)
+        # False: a level never visited (every context new) is left to the level detector's
+        # new-extreme rule; only new moves between familiar levels count
+        self.new_levels = bool(new_levels)
 
     @property
     def resolution(self) -> np.ndarray:
         """Where the measurement itself is coarse (set by the service), as on `RobustLevel`."""
         return self.level.resolution
 
-    def _combine(self, lv: TickScores, nv: TickScores) -> TickScores:
-        novel = np.nan_to_num(nv.score) >= self.novelty_full
-        calibrated = np.where(novel, self.novelty_score, np.where(np.isfinite(nv.score), 0.0, np.nan))
+    def _combine(self, lv: TickScores, nvs: list[TickScores]) -> TickScores:
+        scores = np.stack([nv.score for nv in nvs])
+        judged = np.isfinite(scores).all(axis=0)
+        least = np.where(judged, np.nan_to_num(scores).min(axis=0), np.nan)
+        novel = np.nan_to_num(least) >= self.novelty_full
+        if not self.new_levels:
+            novel &= np.nan_to_num(least) < 1.0
+        calibrated = np.where(novel, self.novelty_score, np.where(judged, 0.0, np.nan))
         kind = lv.kind.copy()
         # named a novel pattern where the level view alone would not have paged for it
         kind[novel & ~(np.nan_to_num(lv.score) >= self.novelty_score)] = NOVEL_PATTERN
@@ -56,8 +68,8 @@ class LevelEnsemble(Detector):
 
     def peek(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
-        return self._combine(self.level.peek(ts, values), self.novelty.peek(ts, values))
+        return self._combine(self.level.peek(ts, values), [g.peek(ts, values) for g in self.grids])
 
     def update(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
-        return self._combine(self.level.update(ts, values), self.novelty.update(ts, values))
+        return self._combine(self.level.update(ts, values), [g.update(ts, values) for g in self.grids])

@@ -100,6 +100,21 @@ class LevelSettings(BaseModel):
     novelty_rest_points: int = Field(30, ge=0)
     novelty_full: float = Field(0.8, gt=0, le=1)  # share of new contexts that makes a move novel
     novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
+    novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
+    novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
+
+    @classmethod
+    def novelty_mode(cls, mode: str) -> LevelSettings:
+        """The level settings with the novelty view on, as measured in anomaly/README.md: "nab" (one
+        grid of 8 levels: the best NAB score, but it pages on noise) or "quiet" (two offset grids of 6
+        levels, new moves between familiar levels only: no finding on the quiet-day series)."""
+        modes = {
+            "nab": {},
+            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False},
+        }
+        if mode not in modes:
+            raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
+        return cls(novelty=True, **modes[mode])
 
     def detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         """The level detector for `n_series` series with these settings (with the novelty detector
@@ -107,12 +122,16 @@ class LevelSettings(BaseModel):
         level = self.level_detector(n_series)
         if not self.novelty:
             return level
-        novelty = ContextNovelty(
-            n_series, levels=self.novelty_levels, orders=self.novelty_orders, margin=self.novelty_margin,
-            grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s, rest_points=self.novelty_rest_points,
-        )
-        return LevelEnsemble(n_series, level=level, novelty=novelty, novelty_full=self.novelty_full,
-                             novelty_score=self.novelty_score)
+        grids = [
+            ContextNovelty(
+                n_series, levels=self.novelty_levels, orders=self.novelty_orders, margin=self.novelty_margin,
+                grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s,
+                rest_points=self.novelty_rest_points, shift=k / self.novelty_grids,
+            )
+            for k in range(self.novelty_grids)
+        ]
+        return LevelEnsemble(n_series, level=level, novelty=grids, novelty_full=self.novelty_full,
+                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels)
 
     def level_detector(self, n_series: int) -> RobustLevel:
         """The robust level detector alone for `n_series` series with these settings."""

@@ -46,7 +46,7 @@ def test_novelty_mode_finds_windows_the_level_detector_misses(nab_root):
     out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--json", "--novelty")
     assert out.returncode == 0, out.stderr
     novelty = json.loads(out.stdout)
-    assert novelty["detector"] == "robust_level+context_novelty+likelihood"
+    assert novelty["detector"] == "robust_level+context_novelty(nab)+likelihood"
     found = novelty["details"]["standard"]["true_positives"]
     assert found > level["details"]["standard"]["true_positives"]
     assert novelty["standard"] > level["standard"]

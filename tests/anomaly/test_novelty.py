@@ -176,3 +176,28 @@ def test_the_service_with_novelty_on_records_a_novel_pattern():
 def test_a_context_table_too_large_is_a_clear_error():
     with pytest.raises(ValueError, match="levels\\*\\*orders"):
         ContextNovelty(levels=16, orders=6)
+
+
+@pytest.mark.parametrize("case", sorted(QUIET_DAYS))
+def test_quiet_novelty_mode_gives_no_finding_on_a_quiet_day(case):
+    """Two grids offset by half a level (noise that crosses one grid's cut does not cross the
+    other's), new moves between familiar levels only: the quiet-day series stay quiet."""
+    step = 300.0 if case == "daily seasonal" else 15.0
+    assert _findings(QUIET_DAYS[case](), step_s=step, settings=LevelSettings.novelty_mode("quiet")) == []
+
+
+def test_quiet_novelty_mode_finds_a_step_taken_backwards():
+    """A staircase 10 -> 14 -> 20 -> 10, each step held 5 points; once it steps back from 20 to 14:
+    every value is familiar and in range, only the move is new."""
+    n = 3000
+    x = np.array([10.0, 14.0, 20.0])[(np.arange(n) // 5) % 3] + np.random.default_rng(6).normal(0, 0.05, n)
+    x[2505:2510] = 14.0 + np.random.default_rng(7).normal(0, 0.05, 5)
+    assert x[2504] > 19  # the staircase stands at 20 just before
+    found = _findings(x, settings=LevelSettings.novelty_mode("quiet"))
+    assert [i for i, _ in found] == [2505]
+    assert _findings(x) == []  # the level detector alone does not see it
+
+
+def test_unknown_novelty_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown novelty mode"):
+        LevelSettings.novelty_mode("loud")

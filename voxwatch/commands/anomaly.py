@@ -19,8 +19,9 @@ def register(sub) -> None:
     nab.add_argument("--json", action="store_true", help="print the scores as JSON")
     nab.add_argument("--reference", metavar="DETECTOR",
                      help="score a reference detector's shipped outputs instead (numenta, windowedGaussian)")
-    nab.add_argument("--novelty", action="store_true",
-                     help="with the contextual novelty detector beside the level detector (off in the service)")
+    nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
+                     help="with the contextual novelty detector beside the level detector (off in the service): "
+                          "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
     nab.set_defaults(func=_nab)
 
     lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
@@ -52,9 +53,10 @@ def _nab(args) -> int:
     else:
         from anomaly.service import LevelSettings
 
-        run = run_nab(root, LevelSettings(novelty=bool(getattr(args, "novelty", False))))
+        mode = getattr(args, "novelty", None)
+        run = run_nab(root, LevelSettings.novelty_mode(mode) if mode else LevelSettings())
         reports = run.reports
-        name = "robust_level+context_novelty+likelihood" if getattr(args, "novelty", False) else "robust_level+likelihood"
+        name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
         extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
                  "skipped": run.skipped, "at_service_threshold": {
                      "threshold": run.threshold,
