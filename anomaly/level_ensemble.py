@@ -47,19 +47,25 @@ class LevelEnsemble(Detector):
         # False: a level never visited (every context new) is left to the level detector's
         # new-extreme rule; only new moves between familiar levels count
         self.new_levels = bool(new_levels)
+        # the series' last point landed in a level it had never visited: the move out of it is new
+        # only because the arrival was (and the arrival is the level detector's to judge)
+        self.from_new_level = np.zeros(self.n_series, dtype=bool)
 
     @property
     def resolution(self) -> np.ndarray:
         """Where the measurement itself is coarse (set by the service), as on `RobustLevel`."""
         return self.level.resolution
 
-    def _combine(self, lv: TickScores, nvs: list[TickScores]) -> TickScores:
+    def _combine(self, lv: TickScores, nvs: list[TickScores], learn: bool = False) -> TickScores:
         scores = np.stack([nv.score for nv in nvs])
         judged = np.isfinite(scores).all(axis=0)
         least = np.where(judged, np.nan_to_num(scores).min(axis=0), np.nan)
         novel = np.nan_to_num(least) >= self.novelty_full
         if not self.new_levels:
-            novel &= np.nan_to_num(least) < 1.0
+            arrived = np.nan_to_num(least) >= 1.0  # a never-visited level (on every grid)
+            novel &= ~arrived & ~self.from_new_level
+            if learn:
+                self.from_new_level = np.where(judged, arrived, self.from_new_level)
         calibrated = np.where(novel, self.novelty_score, np.where(judged, 0.0, np.nan))
         kind = lv.kind.copy()
         # named a novel pattern where the level view alone would not have paged for it
@@ -72,4 +78,4 @@ class LevelEnsemble(Detector):
 
     def update(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
-        return self._combine(self.level.update(ts, values), [g.update(ts, values) for g in self.grids])
+        return self._combine(self.level.update(ts, values), [g.update(ts, values) for g in self.grids], learn=True)

@@ -107,10 +107,13 @@ class LevelSettings(BaseModel):
     def novelty_mode(cls, mode: str) -> LevelSettings:
         """The level settings with the novelty view on, as measured in anomaly/README.md: "nab" (one
         grid of 8 levels: the best NAB score, but it pages on noise) or "quiet" (two offset grids of 6
-        levels, new moves between familiar levels only: no finding on the quiet-day series)."""
+        levels, new moves between familiar levels only, not out of a level just visited for the first
+        time: no finding on the quiet-day series)."""
         modes = {
             "nab": {},
-            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False},
+            # no rest inside the grids: a rest started by one grid's own alarm hid the other's; the
+            # findings stage's cooldown already keeps one finding per episode
+            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False, "novelty_rest_points": 0},
         }
         if mode not in modes:
             raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")

@@ -201,3 +201,17 @@ def test_quiet_novelty_mode_finds_a_step_taken_backwards():
 def test_unknown_novelty_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown novelty mode"):
         LevelSettings.novelty_mode("loud")
+
+
+def test_quiet_mode_leaves_a_new_level_and_the_way_back_to_the_level_detector():
+    """A noise series reaches a level it never visited (a record) and drops back: neither the
+    arrival nor the move out of it is a novel pattern in the quiet mode (the record is the level
+    detector's new-extreme rule's to judge); the move out of it was the one quiet-day page."""
+    x = 0.18 * np.exp(np.random.default_rng(13).normal(0, 0.15, 2000))
+    x[1500] = x[:1500].max() + 0.5 * np.ptp(x[:600])
+    det = LevelSettings.novelty_mode("quiet").detector(1)
+    calibrated = [float(det.update(15.0 * i, [v]).calibrated[0]) for i, v in enumerate(x)]
+    assert calibrated[1500] == 0.0 and calibrated[1501] == 0.0
+    nab_mode = LevelSettings.novelty_mode("nab").detector(1)
+    loud = [float(nab_mode.update(15.0 * i, [v]).calibrated[0]) for i, v in enumerate(x[:1502])]
+    assert np.nanmax(loud[1500:]) == 0.5  # the one-grid mode calls the record a novel pattern
