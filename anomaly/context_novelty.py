@@ -90,9 +90,14 @@ class ContextNovelty(Detector):
         return new.sum(axis=1) / np.maximum(defined.sum(axis=1), 1)
 
     def _learn(self, rows, values):
-        hist, codes, defined = self._codes(rows, values)
-        r, c = np.nonzero(defined)
-        self.seen[rows[r], codes[r, c]] = True
+        self._remember(rows, *self._codes(rows, values))
+
+    def _remember(self, rows, hist, codes, defined):
+        if defined.all():  # the usual case: every order defined, one flat scatter
+            self.seen[np.repeat(rows, codes.shape[1]), codes.ravel()] = True
+        else:
+            r, c = np.nonzero(defined)
+            self.seen[rows[r], codes[r, c]] = True
         self.history[rows] = hist
         self.count[rows] += 1
 
@@ -117,13 +122,13 @@ class ContextNovelty(Detector):
         rows = np.flatnonzero(ok & self.ready)
         if rows.size:
             x = np.clip(values[rows], self.lowest[rows], self.highest[rows])
-            _, codes, defined = self._codes(rows, x)
+            hist, codes, defined = self._codes(rows, x)
             novelty = self._novelty(rows, codes, defined)
             resting = self.since_alarm[rows] < self.rest_points
             score[rows] = np.where(resting, 0.0, novelty)
             if learn:
                 self.since_alarm[rows] = np.where(novelty >= self.rest_base, 0, self.since_alarm[rows] + 1)
-                self._learn(rows, x)
+                self._remember(rows, hist, codes, defined)
         kind = np.where(np.isfinite(score), SPIKE, "").astype(object)
         return TickScores(score, np.where(ok, self.lowest, np.nan), np.where(ok, self.highest, np.nan), kind)
 
