@@ -18,6 +18,7 @@ from pathlib import Path
 
 from alerts.actions import ActionController, ActionSink
 from alerts.evaluate import FindingLog, evaluate, metrics_of
+from alerts.incidents import GroupingPolicy, IncidentTracker
 from alerts.model import FIRING, INACTIVE, PENDING, RESOLVED, Alert, alert_fingerprint
 from alerts.notify.dispatch import Dispatcher
 from alerts.notify.nflog import NFLOG_RULE, NotificationLog
@@ -52,6 +53,7 @@ class AlertEngine:
         deliver: bool = True,
         resolved_retention: float = 900.0,
         on_attempt=None,
+        incident_policy: GroupingPolicy | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.clock = clock
@@ -75,6 +77,9 @@ class AlertEngine:
         self._effects_scraped = -1e18
         self._action_task = None
         self.last_reload_error: str | None = None
+        # incidents: every notification attempt also lands on the timeline of the incident it pages for
+        self.incidents = IncidentTracker(clock, writer, store, policy=incident_policy)
+        self.on_attempt = self._attempted if on_attempt is None else self._chained(on_attempt)
         self.nflog = NotificationLog(clock, writer, store)
         self.silences = silences if silences is not None else Silences(clock, writer, store)
         self.actions = ActionController(action_sink, clock, writer, self.view) if action_sink is not None else None
@@ -123,6 +128,16 @@ class AlertEngine:
         self.inhibitor = inhibitor
         self.dispatcher = Dispatcher(self.ruleset.route, pipelines, self.clock, self.external_url, pushers=self.pushers)
 
+    def _attempted(self, row: dict) -> None:
+        self.incidents.on_notification(row)
+
+    def _chained(self, on_attempt):
+        def both(row: dict) -> None:
+            self.incidents.on_notification(row)
+            on_attempt(row)
+
+        return both
+
     def wanted_sample_names(self, groups=None) -> list[str]:
         """Sample names the rules of `groups` (default: all) read, for a restricted registry scrape."""
         names: set[str] = set()
@@ -169,7 +184,7 @@ class AlertEngine:
         return self.view.scrape_registry(registry, now, names)
 
     def on_finding(self, finding) -> None:
-        self.findings.add(finding)
+        self.incidents.on_finding(self.findings.add(finding))  # the record: findings come as objects, dicts or rows
 
     # -- evaluation
     def evaluate(self, now: float | None = None) -> list[dict]:
@@ -192,6 +207,7 @@ class AlertEngine:
                     continue
                 out.extend(self._advance(rule, holding, now))
         self._persist(out, now)
+        self.incidents.on_transitions(out)
         self.transitions.extend(out)
         if len(self.transitions) > 100_000:
             del self.transitions[:50_000]
@@ -291,12 +307,18 @@ class AlertEngine:
             n += 1
         if self.actions is not None:
             self.actions.restore(self.store, self.ruleset)
+        self.incidents.restore()
         return n
 
     # -- the loop
     def step(self) -> list[dict]:
         """Evaluate, hand alerts to the dispatcher and start due flushes (needs a running loop to notify)."""
         out = self.evaluate()
+        if self.actions is not None:
+            self.incidents.on_actions(self.actions.history)
+        if self.silences.list():  # a silence over an incident's alerts acknowledges it
+            self.incidents.on_silences(self.silences)
+        self.incidents.tick()
         if self.notify:
             current = [a for a in self.alerts.values() if a.state in (FIRING, RESOLVED)]
             self.dispatcher.update(current)

@@ -55,6 +55,8 @@ def _humanize(v: float) -> str:
 def _humanize_duration(v: float) -> str:
     if not math.isfinite(v):
         return str(v)
+    if v == 0:
+        return "0s"  # as Prometheus writes it (not "0ms")
     if abs(v) < 1:
         return f"{v * 1000:.4g}ms"
     s = int(round(v))

@@ -23,6 +23,7 @@ SPIKE = "spike"
 LEVEL_SHIFT = "level_shift"
 SATURATION_TREND = "saturation_trend"
 MULTIVARIATE = "multivariate"
+NOVEL_PATTERN = "novel_pattern"  # a sequence of moves the series never made before (context novelty)
 
 
 @dataclass
@@ -35,6 +36,9 @@ class TickScores:
     kind: np.ndarray  # object array of kind names ("" where the score is NaN)
     time_to_exhaustion_s: np.ndarray | None = None  # saturation forecasts only; NaN elsewhere
     confidence: np.ndarray | None = None
+    # a score already on the findings scale (threshold 0.4 pages), passed through the findings stage
+    # beside the likelihood of `score` (max of the two); None where the detector has none
+    calibrated: np.ndarray | None = None
 
 
 @dataclass

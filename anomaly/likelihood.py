@@ -49,6 +49,10 @@ class LikelihoodGate:
         threshold: float = 0.4,
         cooldown_s: float = 21600.0,
         warmup: int = 100,
+        # ... or this much of the series' own time, with at least `warmup_min` points: 100 points are
+        # 25 minutes at a 15 s step but four days of an hourly series
+        warmup_s: float | None = 86_400.0,
+        warmup_min: int = 24,
         min_std: float = 0.02,  # a history of near-identical scores must not make every blip a finding
         raw_passthrough: float = 1.0,  # a raw score at least this high passes as it is (off: > 1)
         # "direct": the raw score itself, for calibrated detectors; "persistent": its short average,
@@ -70,6 +74,8 @@ class LikelihoodGate:
         self.alpha_short = 2.0 / (short + 1.0)
         self.alpha_long = alpha_long
         self.threshold, self.cooldown_s, self.warmup = threshold, cooldown_s, warmup
+        self.warmup_s, self.warmup_min = warmup_s, warmup_min
+        self.first_ts = np.full(n, np.nan)
         self.min_std, self.raw_passthrough = min_std, raw_passthrough
         self.count = np.zeros(n, dtype=np.int64)
         self.recent = np.zeros(n)
@@ -78,7 +84,10 @@ class LikelihoodGate:
         self.last_fired_ts = np.full(n, -np.inf)
         self.record = np.zeros(n)  # decaying maximum of past raw scores
 
-    def update(self, ts, raw) -> GateResult:
+    def update(self, ts, raw, calibrated=None) -> GateResult:
+        """One tick: `raw` scores are judged against their own history; `calibrated` scores (already
+        on the findings scale, NaN or 0 for none) pass beside them: the larger of the two is
+        compared with the threshold, under the same cooldown."""
         ts, raw = as_tick(self.n_series, ts, raw)
         ok = np.isfinite(raw)
         r = np.where(ok, raw, 0.0)
@@ -97,8 +106,15 @@ class LikelihoodGate:
             score = r
         elif self.mode == "persistent":
             score = recent
-        ready = ok & ((self.count >= self.warmup) | (self.mode != "likelihood"))
+        self.first_ts = np.where(ok & np.isnan(self.first_ts), ts, self.first_ts)
+        warm = self.count >= self.warmup
+        if self.warmup_s is not None:
+            warm |= (self.count >= self.warmup_min) & (ts - self.first_ts >= self.warmup_s)
+        ready = ok & (warm | (self.mode != "likelihood"))
         score = np.where(ready, score, np.nan)
+        if calibrated is not None:
+            _, extra = as_tick(self.n_series, ts, calibrated)
+            score = np.where(np.isfinite(extra), np.fmax(score, extra), score)
         above = ready & (score >= self.threshold)
         cooling = above & (ts - self.last_fired_ts < self.cooldown_s)
         fired = above & ~cooling

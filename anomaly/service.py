@@ -22,8 +22,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anomaly.base import Detector
+from anomaly.context_novelty import ContextNovelty
 from anomaly.finding import Finding
 from anomaly.isolation_forest import MultivariateIsolation
+from anomaly.level_ensemble import LevelEnsemble
 from anomaly.likelihood import LikelihoodGate
 from anomaly.robust_level import RobustLevel
 from anomaly.saturation_trend import SaturationTrend
@@ -42,8 +44,10 @@ class SaturationSettings(BaseModel):
     threshold: float = Field(0.4, gt=0, le=1)  # confidence x urgency needed for a finding
     cooldown_s: float = Field(900.0, ge=0)
     # metrics whose capacity is their normal state (an LRU cache is meant to be full): watched for
-    # level changes instead
-    exclude: list[str] = ["voxwatch_cache_entries", "voxwatch_cache_fill_ratio"]
+    # level changes instead. An autoscaled pool's utilisation is held near the autoscaler's target
+    # while replicas are added; what runs out is its busy workers against the ceiling (the
+    # autoscaler's maximum, `<capacity metric>_ceiling`), forecast on voxwatch_worker_busy
+    exclude: list[str] = ["voxwatch_cache_entries", "voxwatch_cache_fill_ratio", "voxwatch_worker_utilization_ratio"]
 
 
 class LevelSettings(BaseModel):
@@ -76,6 +80,8 @@ class LevelSettings(BaseModel):
     new_extreme_sigmas: float = Field(3.0, ge=0)
     threshold: float = Field(0.4, gt=0, le=1)  # likelihood score for a finding
     gate_warmup: int = Field(100, ge=1)
+    gate_warmup_s: float | None = Field(86_400.0, gt=0)  # or a day of the series' own time (long steps)
+    gate_warmup_min: int = Field(24, ge=1)  # ... with at least this many points
     alpha_long: float = Field(0.0005, gt=0, le=1)
     short: int = Field(5, ge=1)
     cooldown_s: float = Field(21600.0, ge=0)  # one finding per series per incident, not one per minute
@@ -83,9 +89,56 @@ class LevelSettings(BaseModel):
     min_raw: float = Field(0.2, ge=0, le=1)  # the point itself must score at least this (about 4.4 sigma)
     record_decay: float | None = Field(None, gt=0, le=1)
     record_power: float = Field(4.0, ge=0)
+    # contextual novelty (CAD OSE's idea, `anomaly.context_novelty`) beside the level detector: +6 on
+    # NAB, but noise series keep making new moves and page (anomaly/README.md); off by default, on
+    # for `voxwatch anomaly nab --novelty`
+    novelty: bool = False
+    novelty_levels: int = Field(8, ge=2, le=16)
+    novelty_orders: int = Field(5, ge=1, le=6)
+    novelty_margin: float = Field(0.6875, ge=0)  # the warm-up's edges fall mid-level, not on a cut
+    novelty_grid_points: int = Field(600, ge=10)
+    novelty_grid_s: float = Field(172_800.0, gt=0)  # warm-up as a duration: two days, or the points above
+    novelty_rest_points: int = Field(30, ge=0)
+    novelty_full: float = Field(0.8, gt=0, le=1)  # share of new contexts that makes a move novel
+    novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
+    novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
+    novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
 
-    def detector(self, n_series: int) -> RobustLevel:
-        """The level detector for `n_series` series with these settings."""
+    @classmethod
+    def novelty_mode(cls, mode: str) -> LevelSettings:
+        """The level settings with the novelty view on, as measured in anomaly/README.md: "nab" (one
+        grid of 8 levels: the best NAB score, but it pages on noise) or "quiet" (two offset grids of 6
+        levels, new moves between familiar levels only, not out of a level just visited for the first
+        time: no finding on the quiet-day series)."""
+        modes = {
+            "nab": {},
+            # no rest inside the grids: a rest started by one grid's own alarm hid the other's; the
+            # findings stage's cooldown already keeps one finding per episode
+            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False, "novelty_rest_points": 0},
+        }
+        if mode not in modes:
+            raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
+        return cls(novelty=True, **modes[mode])
+
+    def detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
+        """The level detector for `n_series` series with these settings (with the novelty detector
+        beside it unless `novelty` is off)."""
+        level = self.level_detector(n_series)
+        if not self.novelty:
+            return level
+        grids = [
+            ContextNovelty(
+                n_series, levels=self.novelty_levels, orders=self.novelty_orders, margin=self.novelty_margin,
+                grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s,
+                rest_points=self.novelty_rest_points, shift=k / self.novelty_grids,
+            )
+            for k in range(self.novelty_grids)
+        ]
+        return LevelEnsemble(n_series, level=level, novelty=grids, novelty_full=self.novelty_full,
+                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels)
+
+    def level_detector(self, n_series: int) -> RobustLevel:
+        """The robust level detector alone for `n_series` series with these settings."""
         return RobustLevel(
             n_series, alpha=self.alpha, alpha_err=self.alpha_err, err_clip_sigma=self.err_clip_sigma,
             slot_s=self.slot_s, periods_s=self.periods_s, tail=self.tail, log10_p_full=self.log10_p_full,
@@ -98,6 +151,7 @@ class LevelSettings(BaseModel):
         """The findings stage for `n_series` level series with these settings."""
         return LikelihoodGate(
             n_series, threshold=self.threshold, cooldown_s=self.cooldown_s, warmup=self.gate_warmup,
+            warmup_s=self.gate_warmup_s, warmup_min=self.gate_warmup_min,
             alpha_long=self.alpha_long, short=self.short, record_decay=self.record_decay,
             raw_passthrough=self.raw_passthrough, min_raw=self.min_raw, record_power=self.record_power,
         )
@@ -232,7 +286,11 @@ class AnomalyService:
             cap_labels = cap_spec.labels if cap_spec is not None else ()
             labels = key.labels_dict
             lookup = (spec.capacity_metric, labels_key({k: labels.get(k, "") for k in cap_labels}))
-            return self._capacity_latest.get(lookup, math.nan)  # NaN until the capacity is seen
+            capacity = self._capacity_latest.get(lookup, math.nan)  # NaN until the capacity is seen
+            # an autoscaled capacity grows up to its ceiling (the autoscaler's max replicas, the gauge
+            # named <capacity metric>_ceiling): that, not today's replicas, is what runs out
+            ceiling = self._capacity_latest.get((spec.capacity_metric + "_ceiling", lookup[1]), math.nan)
+            return float(np.fmax(capacity, ceiling))
         return None  # a ratio without a declared capacity (a hit ratio, an error share) is not a resource
 
     # -- feeding --------------------------------------------------------------------------------
@@ -259,7 +317,7 @@ class AnomalyService:
             slots = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
             values[slots] = [v for _, v in items]
             scores = bank.detector.update(ts, values)
-            gate = bank.gate.update(ts, scores.score)
+            gate = bank.gate.update(ts, scores.score, calibrated=scores.calibrated)
             for i in np.flatnonzero(gate.fired):
                 findings.append(self._finding(ts, bank, int(i), values[i], scores, gate.score[i]))
         if self.multivariate is not None:

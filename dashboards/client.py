@@ -33,10 +33,17 @@ class QueryClient:
         clean = {k: v for k, v in params.items() if v is not None and v != [] and v != ""}
         return self._call("GET", path, params=clean)
 
-    def post(self, path: str, body: dict) -> dict:
-        return self._call("POST", path, json=body)
+    def post(self, path: str, body: dict, token: str | None = None) -> dict:
+        """POST; `token` acts as that person (their own token and scope) instead of the dashboard's."""
+        return self._call("POST", path, json=body, token=token)
 
-    def _call(self, method: str, path: str, **kw) -> dict:
+    def get_text(self, path: str, **params) -> str:
+        """GET a text document (a Markdown report)."""
+        return self._call("GET", path, params=params, text=True)
+
+    def _call(self, method: str, path: str, token: str | None = None, text: bool = False, **kw):
+        if token:
+            kw["headers"] = {"Authorization": f"Bearer {token}"}
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -49,4 +56,4 @@ class QueryClient:
             if isinstance(detail, list):  # FastAPI's 422: one entry per field
                 detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
             raise ApiError(r.status_code, str(detail))
-        return r.json()
+        return r.text if text else r.json()

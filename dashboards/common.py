@@ -17,7 +17,6 @@ RANGES = {"Last 15 minutes": 15 * 60_000, "Last hour": 3_600_000, "Last 6 hours"
           "Last 24 hours": 86_400_000, "Last 7 days": 7 * 86_400_000}
 DEFAULT_RANGE = "Last hour"
 BUDGET_MS = 300.0
-MAX_MARKS = 40
 ANNOTATION_COLOURS = {"alert": "#d62728", "notification": "#ff7f0e", "action": "#2ca02c"}
 
 
@@ -106,36 +105,130 @@ def add_series_lines(fig: go.Figure, series: list[dict], name_of=None, scale: fl
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name))
 
 
+LANE_KINDS = ("finding", "alert", "page", "action", "incident")  # a marker shows its most telling kind: the last
+LANE_SYMBOLS = {"finding": "diamond", "alert": "triangle-up", "page": "circle", "action": "square", "incident": "star"}
+LANE_COLOURS = {**ANNOTATION_COLOURS, "page": "#ff7f0e", "finding": "#8c564b", "incident": "#555555"}
+BAND_COLOURS = {"open": "rgba(214,39,40,0.10)", "acknowledged": "rgba(255,127,14,0.10)", "resolved": "rgba(127,127,127,0.10)"}
+LANE_SLOTS = 45  # markers stay at least 1/45 of the range apart: closer events share one (and its hover)
+TILE_CSS = """<style>
+[data-testid="stMetricValue"] { font-size: clamp(1.05rem, 1.6vw, 2.25rem); }
+[data-testid="stMetricValue"] * { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; overflow-wrap: anywhere; line-height: 1.15; }
+</style>"""
+
+
+def fit_tiles() -> None:
+    """Metric tiles that show their whole value: long values (INTEGRATIONS QUEUED) wrap and shrink
+    instead of being cut to 'INTEGRA...'."""
+    st.markdown(TILE_CSS, unsafe_allow_html=True)
+
+
 def incident_marks(w: Window) -> list[dict]:
-    """Alert firings/resolutions, notifications sent and degradation actions in the window, as marks."""
+    """Alert firings/resolutions, pages sent and degradation actions in the window, as lane events."""
     marks: list[dict] = []
     alerts = fetch("/alerts", **w.params)
     if alerts:
         for a in alerts["history"]:
             if a["state"] in ("firing", "resolved"):
-                marks.append({"ts_ms": a["ts_ms"], "kind": "alert", "text": f"{a['rule']} {a['state']}"})
+                scope = labels_text({k: v for k, v in a["labels"].items() if k not in ("alertname", "severity")})
+                marks.append({"ts_ms": a["ts_ms"], "kind": "alert",
+                              "text": f"{a['rule']} {a['state']}" + (f" ({scope})" if scope else "")})
     notes = fetch("/notifications", **w.params)
     if notes:
         for n in notes["notifications"]:
-            if n["result"] == "delivered":
-                marks.append({"ts_ms": n["ts_ms"], "kind": "notification", "text": f"page {n['status']} → {n['receiver']}"})
+            if n["integration"] != "action" and n["result"] not in ("deduplicated",):
+                marks.append({"ts_ms": n["ts_ms"], "kind": "page", "text": f"page {n['status']} to {n['receiver']}: {n['result']}"})
     deg = fetch("/degradation", **w.params)
     if deg:
         for d in deg["history"]:
-            if d["phase"] in ("applied", "reverted"):
+            if d["phase"] in ("applied", "reverted", "refused"):
                 marks.append({"ts_ms": d["ts_ms"], "kind": "action", "text": f"{d['phase']} {d['level']}"})
-    # a storm of transitions would bury the chart: keep the latest ones
-    return sorted(marks, key=lambda m: m["ts_ms"])[-MAX_MARKS:]
+    return sorted(marks, key=lambda m: m["ts_ms"])
 
 
-def annotate(fig: go.Figure, marks: list[dict]) -> None:
-    """Draw each mark as a dotted vertical line with its text, coloured by kind."""
-    for i, m in enumerate(marks):
-        x = ts(m["ts_ms"])
-        colour = ANNOTATION_COLOURS.get(m["kind"], "#7f7f7f")
-        fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper", line=dict(color=colour, dash="dot", width=1))
-        fig.add_annotation(x=x, y=1 - 0.08 * (i % 4), yref="paper", text=m["text"], showarrow=False,
-                           font=dict(size=10, color=colour), xanchor="left", bgcolor="rgba(255,255,255,0.7)")
+def incident_bands(w: Window) -> list[dict]:
+    """The incidents alive in the window: shaded bands on the charts."""
+    data = fetch("/incidents", **w.params)
+    return data["incidents"] if data else []
+
+
+def timeline_marks(incident: dict) -> list[dict]:
+    """An incident's timeline as lane events."""
+    kinds = {"opened": "incident", "acknowledged": "incident", "resolved": "incident", "note": "incident"}
+    return [{"ts_ms": e["ts_ms"], "kind": kinds.get(e["kind"], e["kind"]), "text": e["title"]} for e in incident["timeline"]]
+
+
+def _lane_points(marks: list[dict], w: Window | None) -> list[dict]:
+    """Markers at least 1/LANE_SLOTS of the range apart: an event closer than that to the previous
+    marker joins it (listed in its hover), so no two markers ever overlap."""
+    if not marks:
+        return []
+    lo = w.start_ms if w else min(m["ts_ms"] for m in marks)
+    hi = w.end_ms if w else max(m["ts_ms"] for m in marks)
+    gap = max(1.0, (hi - lo) / LANE_SLOTS)
+    points: list[dict] = []
+    for m in sorted(marks, key=lambda m: m["ts_ms"]):
+        kind = m["kind"] if m["kind"] in LANE_KINDS else "incident"
+        if points and m["ts_ms"] - points[-1]["ts_ms"] < gap:
+            points[-1]["events"].append(m)
+            points[-1]["kind"] = max(points[-1]["kind"], kind, key=LANE_KINDS.index)
+        else:
+            points.append({"ts_ms": m["ts_ms"], "kind": kind, "events": [m]})
+    for p in points:
+        ms = p["events"]
+        lines = [f"{ts(m['ts_ms']):%H:%M:%S} {m['text']}" for m in ms[:10]]
+        if len(ms) > 10:
+            lines.append(f"... and {len(ms) - 10} more")
+        p["hover"] = "<br>".join(lines)
+    return points
+
+
+def annotate(fig: go.Figure, marks: list[dict], w: Window | None = None, bands: list[dict] | None = None) -> None:
+    """Incidents as shaded bands over the chart, and events as markers in one lane under the time axis
+    (one row; a marker takes the shape of the most telling event it holds, hover lists them all): no text
+    is written on the chart and markers keep apart, so nothing can overlap."""
+    end_ms = w.end_ms if w else None
+    for b in bands or []:
+        x1 = b["resolved_ms"] or end_ms or b["opened_ms"]
+        # from the first signal (a finding) or the first alert, whichever came first, to the resolution
+        first = min(x for x in (b["opened_ms"], b.get("first_finding_ms") or 0) if x)
+        fig.add_vrect(x0=ts(first),
+                      x1=ts(max(x1, b["opened_ms"])), fillcolor=BAND_COLOURS.get(b["state"], BAND_COLOURS["open"]),
+                      line_width=0, layer="below")
+    points = _lane_points(marks, w)
+    if not points:
+        return
+    fig.update_layout(
+        yaxis=dict(domain=[0.2, 1.0]),
+        yaxis9=dict(domain=[0.0, 0.08], range=[-1, 1], fixedrange=True, showgrid=False, zeroline=False,
+                    tickvals=[0], ticktext=["events"], tickfont=dict(size=10)),
+        # one line of time labels (the date is in the page's caption): the lane sits right under them
+        xaxis=dict(tickformat="%H:%M"),
+        hovermode="closest", margin=dict(l=10, r=10, t=40, b=10))
+    for kind in LANE_KINDS:
+        pts = [p for p in points if p["kind"] == kind]
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[ts(p["ts_ms"]) for p in pts], y=[0] * len(pts), yaxis="y9", mode="markers",
+            name=f"{kind}s", legendgroup="events", hovertext=[p["hover"] for p in pts], hoverinfo="text",
+            marker=dict(symbol=LANE_SYMBOLS[kind], size=10, color=LANE_COLOURS.get(kind, "#7f7f7f"),
+                        line=dict(width=1, color="white")),
+            meta=kind))
+
+
+def per_minute(traffic: pd.DataFrame, step_ms: int, start_ms: int, end_ms: int, columns=("calls",)) -> pd.DataFrame:
+    """Counts per bucket as rates per minute over the part of each bucket the range covers, without
+    buckets it barely touches: a steady load draws steady bars even where the range cuts a bucket."""
+    if not len(traffic):
+        return traffic
+    t = traffic["t"].astype("int64")
+    covered = (t + step_ms).clip(upper=end_ms) - t.clip(lower=start_ms)
+    keep = covered >= step_ms / 4
+    out = traffic[keep].copy()
+    for c in columns:
+        out[c] = traffic.loc[keep, c] / covered[keep] * 60_000
+    return out
 
 
 def labels_text(labels: dict) -> str:

@@ -37,6 +37,9 @@ ROUTER_MODULES += ("alert_pages", "reload", "caller")  # /alerts/{rule}; POST /-
 ROUTER_MODULES += ("ingest",)  # OTLP/HTTP: POST /v1/traces, /v1/metrics; GET /v1/degradation/level
 
 
+ROUTER_MODULES += ("incidents",)  # incidents: list, timeline, acknowledge/resolve/notes, report, PagerDuty hook
+
+
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Voxwatch", version="0.1.0", description="Voice-AI pipeline observability API",
                   responses=ERROR_RESPONSES)

@@ -13,6 +13,9 @@ COMMAND_MODULES = ("demo", "serve", "store", "metrics", "simulate", "anomaly", "
 COMMAND_MODULES += ("config",)  # voxwatch init DIR, voxwatch config check FILE
 
 
+COMMAND_MODULES += ("incident",)  # voxwatch incident list, voxwatch incident report ID
+
+
 class CommandError(Exception):
     """An error meant for the person at the terminal: printed as one line, exit status 2."""
 

@@ -73,6 +73,7 @@ class MonitoringLoop:
         if getattr(telemetry, "enabled", False):
             kwargs.setdefault("on_attempt", notification_counter(telemetry))
         self.engine = AlertEngine(ruleset, clock, **kwargs)
+        self.engine.incidents.telemetry = telemetry  # incident timings into the catalog's histograms
         self.feed = anomaly_feed_metrics(ruleset, self.catalog)
         self.anomaly = AnomalyService(sink=sink, clock=clock, catalog=self.catalog,
                                       on_finding=[self.engine.on_finding, *on_finding]) if self.feed else None
@@ -80,6 +81,13 @@ class MonitoringLoop:
         # `step_s` (15 s), as the service reads the store; a live feed keeps the same cadence.
         self.anomaly_step_s = self.anomaly.settings.step_s if self.anomaly is not None else 0.0
         self._next_anomaly = float("-inf")
+
+    def expect_faults(self, ground_truth: list[dict], t0: float) -> None:
+        """A replayed scenario's faults (seconds from its start `t0`), so each incident names the fault
+        it belongs to and times detection from the fault's start."""
+        self.engine.incidents.known_faults = [
+            {**g, "start_ms": int(round((t0 + g["start_s"]) * 1000)), "end_ms": int(round((t0 + g["end_s"]) * 1000))}
+            for g in ground_truth]
 
     async def tick(self, now: float) -> None:
         if self.snapshotter is not None:

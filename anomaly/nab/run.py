@@ -5,6 +5,10 @@ point; a file that has ended is missing from later ticks), so each point is seen
 with no look-ahead, and every file shares one parameter set: the service's own level settings.
 A row's anomaly score is the findings stage's likelihood score, held at 0 while that series is
 cooling down after a finding, because the service would not page again then either.
+
+Besides the sweep (NAB's own rule: the best threshold over the corpus, picked after the fact) the
+run is scored at the service's fixed finding threshold (`LevelSettings.threshold`): a row is a
+detection exactly when the service would page, which is what the score means in operation.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from anomaly.service import LevelSettings
 @dataclass
 class NabRun:
     reports: dict[str, ScoreReport]
+    at_threshold: dict[str, ScoreReport]  # rows at or above the service's fixed threshold, no sweep
+    threshold: float
     scores: list[np.ndarray]
     seconds: float
     points: int
@@ -40,14 +46,17 @@ def detector_scores(files: list[NabFile], settings: LevelSettings | None = None)
     out = np.zeros((length, n))
     for i in range(length):
         raw = det.update(ts[i], values[i])
-        g = gate.update(ts[i], raw.score)
+        g = gate.update(ts[i], raw.score, calibrated=raw.calibrated)
         out[i] = np.where(g.cooling, 0.0, np.nan_to_num(g.score))
     return [out[: f.n, k] for k, f in enumerate(files)], dict(det.skipped)
 
 
 def run_nab(root, settings: LevelSettings | None = None) -> NabRun:
+    s = settings or LevelSettings()
     files = load_corpus(root)
     started = time.perf_counter()
-    scores, skipped = detector_scores(files, settings)
+    scores, skipped = detector_scores(files, s)
     seconds = time.perf_counter() - started
-    return NabRun(score_corpus(files, scores), scores, seconds, sum(f.n for f in files), skipped)
+    fixed = [(x >= s.threshold).astype(float) for x in scores]
+    return NabRun(score_corpus(files, scores), score_corpus(files, fixed), s.threshold, scores, seconds,
+                  sum(f.n for f in files), skipped)

@@ -64,7 +64,7 @@ class SimulatedMetrics(PipelineMetrics):
             self._region_was_up[region] = up
             if report or recovered:
                 self._edge_second(region, n, self._model_dt)
-                self._workers(region, n, self._model_dt, recovered)
+                self._workers(region, n, self._model_dt, recovered, max_calls=int(sec.capacity_by_region[i]))
         self.flush_histograms(slow=report)
         if report:
             self.pool_model(pipe.pools, self._model_dt, sec.mean_hold_s)
@@ -195,13 +195,17 @@ class SimulatedMetrics(PipelineMetrics):
         self._inc("voxwatch_vad_false_starts_total", int(rng.binomial(n, 0.03)), region)
         self._many("voxwatch_vad_barge_in_reaction_seconds", rng.lognormal(math.log(0.12), 0.3, max(1, k // 25)), region)
 
-    def _workers(self, region: str, calls: int, dt: float = 1.0, recovered: bool = False) -> None:
+    def _workers(self, region: str, calls: int, dt: float = 1.0, recovered: bool = False,
+                 max_calls: int | None = None) -> None:
         """Worker pools behind STT, NLU and TTS: busy workers by Little's law from the call load."""
         rng = self.rng
         turns_per_s = calls / 9.0
         for pool, service_s, per_worker in (("stt", 0.06, 8), ("nlu", 0.007, 50), ("tts", 0.05, 8), ("media", 0.02, 400), ("actions", 0.05, 20)):
             busy = turns_per_s * service_s
             capacity = max(4, int(math.ceil(busy * 1.6 / per_worker)) * per_worker)
+            # the autoscaler's max replicas: sized for the region's whole call capacity
+            ceiling = capacity if max_calls is None else max(capacity, int(math.ceil(max_calls / 9.0 * service_s * 1.6 / per_worker)) * per_worker)
+            self.m("voxwatch_worker_capacity_ceiling", pool).set(ceiling)
             util = busy / capacity
             queue = max(0.0, (util - 0.85) * capacity)
             self.m("voxwatch_worker_busy", pool).set(busy)
@@ -233,3 +237,4 @@ class SimulatedMetrics(PipelineMetrics):
             if pool in ("stt", "tts"):
                 self.m(f"voxwatch_{pool}_streams_active", region).set(busy)
                 self.m(f"voxwatch_{pool}_streams_capacity", region).set(capacity)
+                self.m(f"voxwatch_{pool}_streams_capacity_ceiling", region).set(ceiling)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from telemetry.store import schema as _schema
 from telemetry.store.arrow import arrow_type
 from telemetry.store.dialect import ANALYST_MAX_RESULT_BYTES, MODERN, RETENTION_COLUMN, Dialect, check_params
 from telemetry.store.pool import LANES
@@ -44,7 +45,7 @@ class ReadOnlyViolation(StoreError):
 
 def allowed_tables() -> tuple[str, ...]:
     """What analysts' SQL may read: the store's own tables and views, nothing else."""
-    return tuple(t.name for t in TABLES) + tuple(v.name for v in VIEWS)
+    return tuple(t.name for t in TABLES) + tuple(v.name for v in VIEWS) + tuple(v.name for v in _schema.ANALYST_VIEWS)
 
 
 def _release() -> str:
@@ -109,6 +110,8 @@ class Store(ABC):
         self._add_missing_columns()
         for v in VIEWS:
             self._create_view(v)
+        for pv in _schema.ANALYST_VIEWS:  # plain views over the tables' plain names (the Distributed ones on a cluster)
+            self._execute(self.dialect.plain_view_ddl(pv))
         if before < SCHEMA_VERSION:
             self._record_schema_version()
             log.info("store %s migrated from schema %d to %d", self.url, before, SCHEMA_VERSION)
@@ -298,7 +301,7 @@ class Store(ABC):
         """(runner, database) for the guard: the embedded engine's parser over an empty copy of the schema."""
         from telemetry.store.chdb_backend import embedded_guard_runner
 
-        return embedded_guard_runner(self.database), self.database
+        return embedded_guard_runner(self.database, self.dialect), self.database
 
     def _readonly_df(self, statement: VettedStatement, settings: Mapping[str, object]) -> pd.DataFrame:
         # Backends that pass settings out of band (the server) run the vetted canonical text as is.

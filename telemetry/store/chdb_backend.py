@@ -12,7 +12,7 @@ import pandas as pd
 from telemetry.store.base import Store, StoreError
 from telemetry.store.dialect import MODERN, literal, placeholders
 from telemetry.store.pool import LanePool, PoolClosed
-from telemetry.store.schema import TABLES, TABLES_BY_NAME, VIEWS
+from telemetry.store.schema import ANALYST_VIEWS, TABLES, TABLES_BY_NAME, VIEWS
 from telemetry.store.sql_guard import with_limits
 
 # chdb keeps one engine per process. The first store on a folder opens a session that owns it (the
@@ -28,7 +28,7 @@ _CURRENT_DATABASE: dict[int, str] = {}  # id(session) -> database last selected 
 # Folders opened only so the SQL guard has ClickHouse's parser (a process whose store is a server):
 # a real embedded store opened later in the process takes the engine over.
 _GUARD_ONLY: set[str] = set()
-_GUARD_SCHEMAS: set[tuple[int, str]] = set()  # (id(session), database) holding the guard's empty schema
+_GUARD_SCHEMAS: set[tuple[int, str, bool]] = set()  # (id(session), database) holding the guard's empty schema
 
 
 def escape_parameter(value: str) -> str:
@@ -63,9 +63,10 @@ def _query_text(sess, sql: str, params: Mapping | None, database: str) -> str:
         return res.bytes().decode()
 
 
-def embedded_guard_runner(database: str):
+def embedded_guard_runner(database: str, dialect=MODERN):
     """A runner for the SQL guard on the embedded engine, with an empty copy of the schema in `database`
-    (Memory tables): the parser and analyser of a server store's analyst SQL."""
+    (Memory tables, and the analysts' views in `dialect`'s form): the parser and analyser of a server
+    store's analyst SQL."""
     from chdb import session as chdb_session
 
     with _SESSIONS_LOCK:
@@ -76,13 +77,17 @@ def embedded_guard_runner(database: str):
             sess = chdb_session.Session(path)
             _SESSIONS[path] = (sess, 0)
             _GUARD_ONLY.add(path)
-    key = (id(sess), database)
+    key = (id(sess), database, dialect.modern)
     if key not in _GUARD_SCHEMAS:
         with _ENGINE_LOCK:
             sess.query(f"CREATE DATABASE IF NOT EXISTS {database}")
             for name, columns in _guard_tables():
-                cols = ", ".join(MODERN.column_ddl(c) for c in columns)
+                cols = ", ".join(dialect.column_ddl(c) for c in columns)
                 sess.query(f"CREATE TABLE IF NOT EXISTS {database}.{name} ({cols}) ENGINE = Memory")
+            for pv in ANALYST_VIEWS:  # the analysts' views, over the empty tables, so the analyser can resolve them
+                # The legacy form joins an unaliased subquery, which the 18.16 server allows and 26.x only with this setting.
+                view_sql = pv.modern if dialect.modern else pv.legacy + " SETTINGS joined_subquery_requires_alias = 0"
+                _query_text(sess, f"CREATE VIEW IF NOT EXISTS {database}.{pv.name} AS {view_sql}", None, database)
             _GUARD_SCHEMAS.add(key)
 
     def run(sql: str, params: Mapping | None) -> str:

@@ -130,6 +130,11 @@ class Dialect:
         select = v.select.format(**source_tables)
         return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {v.name} TO {target} AS {select}"
 
+    def plain_view_ddl(self, v) -> str:
+        """An analysts' view (schema.ANALYST_VIEWS), replaced so its query follows the release."""
+        verb = "CREATE OR REPLACE VIEW" if self.modern else "CREATE VIEW IF NOT EXISTS"
+        return f"{verb} {v.name} AS {v.modern if self.modern else v.legacy}"
+
     def retention_ddl(self, table_name: str, t: Table) -> list[str]:
         kind = "SimpleAggregateFunction(max, DateTime)" if "Aggregating" in t.engine else "DateTime"
         return [

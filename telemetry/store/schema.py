@@ -296,6 +296,49 @@ TABLES: tuple[Table, ...] = (
         shard_key="cityHash64(rule)",
         description="current state of each alert, so a restart neither loses nor repeats alerts",
     ),
+    # -- incidents (alerts/incidents): the state of each incident, newest row per id wins, and its timeline
+    Table(
+        "incidents",
+        (
+            Column("incident_id", S),
+            Column("updated_ms", "Int64"),
+            Column("opened_ms", "Int64"),
+            Column("state", S, **LC),  # open | acknowledged | resolved
+            Column("severity", S, **LC),
+            Column("title", S),
+            Column("scope", "Array(String)"),  # resource label values that group its alerts: orders, us-east, ...
+            Column("rules", "Array(String)"),
+            Column("alert_fingerprints", "Array(String)"),
+            Column("paged", "Array(String)"),  # receivers a page was delivered to
+            Column("acknowledged_ms", "Int64"),  # 0: not yet
+            Column("acknowledged_by", S),
+            Column("resolved_ms", "Int64"),
+            Column("resolved_by", S),
+            Column("payload_json", S),  # the whole incident, for a restart and the API
+        ),
+        engine="ReplacingMergeTree(updated_ms)",
+        order_by="incident_id",
+        shard_key="cityHash64(incident_id)",
+        description="incidents: related findings, alerts, pages and actions grouped; the newest row per id wins",
+    ),
+    Table(
+        "incident_events",
+        (
+            Column("ts_ms", "Int64"),
+            Column("incident_id", S),
+            Column("seq", "UInt32"),  # order of events at the same millisecond
+            Column("kind", S, **LC),  # finding | alert | page | action | acknowledged | resolved | note | opened
+            Column("title", S),
+            Column("actor", S),
+            Column("detail_json", S),
+            _ts_alias(),
+        ),
+        order_by="(incident_id, ts_ms, seq)",
+        partition_by=DAY_PARTITION,
+        ttl_days=400,
+        shard_key="cityHash64(incident_id)",
+        description="each incident's timeline: first finding, alert transitions, pages, actions and effects, notes",
+    ),
 )
 
 VIEWS: tuple[View, ...] = (
@@ -310,6 +353,35 @@ VIEWS: tuple[View, ...] = (
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+
+@dataclass(frozen=True)
+class PlainView:
+    """A plain (not materialized) view for analysts: a query with a name. `legacy` is the closest the
+    old server (18.16: no Map, no DateTime64) can do; both read the tables through their plain names."""
+
+    name: str
+    modern: str
+    legacy: str
+    description: str = ""
+
+
+_SERIES = ("(SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
+           "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series GROUP BY fingerprint)")
+
+ANALYST_VIEWS: tuple[PlainView, ...] = (
+    PlainView(
+        "samples",
+        # one row per sample, no join to write: SELECT ts, metric, labels['pool'], value FROM samples WHERE metric = '...'
+        "SELECT fromUnixTimestamp64Milli(s.ts_ms, 'UTC') AS ts, m.metric AS metric, "
+        "mapFromArrays(m.label_keys, m.label_values) AS labels, s.value AS value, m.sample_name AS sample_name, "
+        "m.metric_type AS metric_type, s.ts_ms AS ts_ms, s.fingerprint AS fingerprint, s.metric_id AS metric_id "
+        f"FROM metric_samples AS s INNER JOIN {_SERIES} AS m ON s.fingerprint = m.fingerprint",
+        "SELECT toDateTime(intDiv(ts_ms, 1000)) AS ts, metric, label_keys, label_values, value, sample_name, metric_type, "
+        f"ts_ms, fingerprint, metric_id FROM metric_samples ALL INNER JOIN {_SERIES} USING fingerprint",
+        description="every metric sample with its metric name, labels (a Map) and a millisecond UTC time",
+    ),
+)
 
 
 def table(name: str) -> Table:

@@ -46,7 +46,7 @@ _ALLOWED_QUERY_NODES = frozenset({
 })
 _EXPLAIN_PREFIX = re.compile(r"^EXPLAIN(?: (?:AST|SYNTAX|QUERY TREE|PLAN|PIPELINE|ESTIMATE))? (?=SELECT |WITH |\()")
 _SHOW_TABLES = re.compile(r"^SHOW TABLES(?: (?:NOT )?I?LIKE '(?:[^'\\]|\\.)*')?$")
-_TABLE_LINE = re.compile(r"\bTABLE id: \d+(?:, alias: [^,]+)?, table_name: (.+)$")
+_TABLE_LINE = re.compile(r"\bTABLE id: \d+(?:, alias: [^,]+)?, table_name: ([^,\s]+)")
 _TABLE_FUNCTION_LINE = re.compile(r"\bTABLE_FUNCTION id: \d+(?:, alias: [^,]+)?, table_function_name: (\w+)")
 
 

@@ -16,6 +16,9 @@ from alerts.templates import TemplateError, check_template, render
 def test_templates_render_labels_values_and_pipes():
     labels = {"pool": "orders", "alertname": "PoolSaturationForecast"}
     assert render("Pool {{ $labels.pool }} full in {{ $value | humanizeDuration }}", labels, 754.0) == "Pool orders full in 12m34s"
+    # a pool already full forecasts 0 s: Prometheus writes "0s", never "0ms"
+    assert render("{{ $value | humanizeDuration }} left", labels, 0.0) == "0s left"
+    assert render("{{ $value | humanizeDuration }}", labels, 0.25) == "250ms"
     assert render("{{ $value | humanizePercentage }}", labels, 0.953) == "95.3%"
     assert render('{{ $value | printf "%.1f" }}x', labels, 14.44) == "14.4x"
     assert render("{{ $value | humanize }}", labels, 15300) == "15.3k"

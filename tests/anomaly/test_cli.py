@@ -35,6 +35,21 @@ def test_detector_on_nab_beats_the_windowed_gaussian_baseline(nab_root):
     scores = json.loads(out.stdout)
     assert scores["points"] == 365_558
     assert scores["standard"] > 39.65  # windowedGaussian's standard score
+    fixed = scores["at_service_threshold"]  # the service's own operating point, no sweep
+    assert fixed["threshold"] == 0.4
+    assert 0 < fixed["standard"] <= scores["standard"]  # the sweep picks the best threshold after the fact
+
+
+@pytest.mark.slow
+def test_novelty_mode_finds_windows_the_level_detector_misses(nab_root):
+    level = json.loads(_voxwatch("anomaly", "nab", "--data", str(nab_root), "--json").stdout)
+    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--json", "--novelty")
+    assert out.returncode == 0, out.stderr
+    novelty = json.loads(out.stdout)
+    assert novelty["detector"] == "robust_level+context_novelty(nab)+likelihood"
+    found = novelty["details"]["standard"]["true_positives"]
+    assert found > level["details"]["standard"]["true_positives"]
+    assert novelty["standard"] > level["standard"]
 
 
 def test_bench_detect_reports_both_paths_and_their_ratio():

@@ -277,7 +277,8 @@ def test_level_settings_defaults_are_the_detectors_own():
     from anomaly.service import LevelSettings
 
     settings = LevelSettings()
-    for cls, renamed in ((RobustLevel, {}), (LikelihoodGate, {"warmup": "gate_warmup"})):
+    for cls, renamed in ((RobustLevel, {}), (LikelihoodGate, {"warmup": "gate_warmup", "warmup_s": "gate_warmup_s",
+                                                               "warmup_min": "gate_warmup_min"})):
         for name, param in inspect.signature(cls.__init__).parameters.items():
             field = renamed.get(name, name)
             if param.default is inspect.Parameter.empty or field not in LevelSettings.model_fields:

@@ -16,7 +16,7 @@ from telemetry.catalog import default_catalog
 from telemetry.clock import VirtualClock
 from telemetry.sink import Sink
 
-POOL = "voxwatch_worker_utilization_ratio"  # ratio: saturates at 1.0 per the catalog
+POOL = "voxwatch_pool_saturation_ratio"  # ratio: saturates at 1.0 per the catalog (a fixed-size pool)
 # Recent on purpose: the tables' TTL (findings 180 days, samples 30) drops older test rows on merge.
 T0 = float(int(time.time() // 3600 * 3600 - 6 * 3600))
 
@@ -30,7 +30,7 @@ def _ramp_then_spike(service, clock, step=10.0, n=400):
         clock.advance_to(t)
         util = 0.5 + rng.normal(0, 0.01) + (0.6 / 3600 * step * (i - 200) if i > 200 else 0.0)
         lat = 0.18 + rng.normal(0, 0.005) + (2.0 if i == 350 else 0.0)
-        found += service.observe(t, [(POOL, {"worker_pool": "stt"}, util), ("demo_latency_seconds", {}, lat)])
+        found += service.observe(t, [(POOL, {"pool": "orders"}, util), ("demo_latency_seconds", {}, lat)])
     return found
 
 
@@ -46,7 +46,7 @@ def test_findings_are_stored_and_handed_to_subscribers(store, tmp_path):
     assert kinds == ["saturation_trend", "spike"]
     assert [f.finding_id for f in heard] == [f.finding_id for f in returned]
     sat = next(f for f in heard if f.kind == "saturation_trend")
-    assert sat.metric == POOL and sat.labels == {"worker_pool": "stt"}
+    assert sat.metric == POOL and sat.labels == {"pool": "orders"}
     assert 0 < sat.time_to_exhaustion_s <= 1.5 * 1800 and sat.confidence > 0.4
     assert "exhausted in" in sat.reason
     spike = next(f for f in heard if f.kind == "spike")
@@ -60,7 +60,7 @@ def test_findings_are_stored_and_handed_to_subscribers(store, tmp_path):
     assert sorted(rows["finding_id"]) == sorted(f.finding_id for f in heard)
     stored = rows.set_index("finding_id").loc[sat.finding_id]
     assert stored["detector"] == "saturation_trend" and stored["metric"] == POOL
-    assert list(stored["label_keys"]) == ["worker_pool"] and list(stored["label_values"]) == ["stt"]
+    assert list(stored["label_keys"]) == ["pool"] and list(stored["label_values"]) == ["orders"]
     assert stored["time_to_exhaustion_s"] == pytest.approx(sat.time_to_exhaustion_s)
     assert stored["ts_ms"] == int(sat.ts * 1000)
 
@@ -86,7 +86,7 @@ def _series_rows(fp, metric, sample_name, mtype, labels):
 def test_service_reads_stored_samples_and_forecasts_exhaustion(store):
     """A ratio gauge ramps towards 1.0; a latency histogram and a counter tick beside it."""
     bounds = ["0.1", "0.2", "0.3", "0.5", "1.0", "+Inf"]
-    series = [_series_rows(1, POOL, POOL, "gauge", {"worker_pool": "nlu"})]
+    series = [_series_rows(1, POOL, POOL, "gauge", {"pool": "payments"})]
     series += [_series_rows(10 + k, "voxwatch_turn_latency_seconds", "voxwatch_turn_latency_seconds_bucket",
                             "histogram", {"region": "eu", "le": le}) for k, le in enumerate(bounds)]
     series += [_series_rows(30, "voxwatch_calls_rejected_total", "voxwatch_calls_rejected_total", "counter",
@@ -124,7 +124,7 @@ def test_service_reads_stored_samples_and_forecasts_exhaustion(store):
     first = sat[0]
     truth = (1.0 - (0.55 + rate * (first.ts - T0))) / rate
     assert first.time_to_exhaustion_s == pytest.approx(truth, rel=0.2)
-    assert first.labels == {"worker_pool": "nlu"}
+    assert first.labels == {"pool": "payments"}
     assert not [f for f in findings if f.metric == "voxwatch_turn_latency_seconds"]  # a steady P99
 
 
@@ -209,3 +209,30 @@ def test_a_p99_of_too_few_observations_is_not_judged():
     assert tick(15.0, [10, 12]) == []  # 12 observations: their P99 is their maximum
     assert d.skipped["few_observations"] == 1
     assert len(tick(30.0, [80, 90])) == 1
+
+
+def _autoscaled_ramp(with_ceiling: bool) -> list[Finding]:
+    """STT workers busy rising 3 per minute; the autoscaler resizes every 10 minutes to 1.2x the load:
+    against today's capacity the climb looks like exhaustion within the horizon; the autoscaler's
+    ceiling (600 workers) is hours away."""
+    clock = VirtualClock(T0)
+    service = AnomalyService(clock=clock, catalog=default_catalog())
+    rng = np.random.default_rng(4)
+    found, capacity = [], 0.0
+    for i in range(240):
+        t = T0 + 15.0 * i
+        clock.advance_to(t)
+        busy = 40 + 3 * (15.0 * i / 60) + rng.normal(0, 0.3)
+        if i % 40 == 0:
+            capacity = 8 * math.ceil(busy * 1.2 / 8)
+        samples = [("voxwatch_worker_busy", {"worker_pool": "stt"}, busy),
+                   ("voxwatch_worker_capacity", {"worker_pool": "stt"}, capacity)]
+        if with_ceiling:
+            samples.append(("voxwatch_worker_capacity_ceiling", {"worker_pool": "stt"}, 600.0))
+        found += service.observe(t, samples)
+    return [f for f in found if f.kind == "saturation_trend"]
+
+
+def test_autoscaled_capacity_is_judged_against_its_ceiling():
+    assert _autoscaled_ramp(with_ceiling=False), "without the ceiling, today's capacity looks exhausted"
+    assert _autoscaled_ramp(with_ceiling=True) == []

@@ -157,10 +157,39 @@ def fill(store, end_ms: int | None = None) -> dict:
         "rule": ["PoolSaturationForecast"] * 2, "reason": ["crm pool saturation forecast"] * 2,
         "effect_metric": [SATURATION_METRIC[0]] * 2, "effect_value": [0.0, 0.0],
     })
+    incident_id = _incident(store, finding_ts, fired, action_ts, labels, ann)
     return {"start_ms": START_MS, "end_ms": END_MS, "calls": N_CALLS, "call_ids": list(calls["call_id"]),
+            "incident_id": incident_id,
             "call_starts": list(calls["started_ms"]),
             "slow_call_id": calls["call_id"][int(np.argmax(calls["latency_p95_ms"]))], "fired_ms": fired,
             "action_ms": action_ts, "series": len(series_rows), "samples": sum(len(v) for v in sample_cols["ts_ms"])}
+
+
+def _incident(store, finding_ts: int, fired: int, action_ts: int, labels, ann) -> str:
+    """The same story told to the alerts room's incident tracker, which writes the incident as the
+    engine's would (finding, alert firing, page delivered, action applied)."""
+    from alerts import StoreWriter
+    from alerts.incidents import IncidentTracker
+    from alerts.model import Alert
+    from anomaly.finding import Finding
+    from telemetry.clock import VirtualClock
+
+    clock = VirtualClock(fired / 1000)
+    tracker = IncidentTracker(clock, StoreWriter(store), store)
+    ls = dict(zip(*labels, strict=True))
+    tracker.on_finding(Finding(finding_ts / 1000, "saturation_trend", "saturation_trend", SATURATION_METRIC[0],
+                               {"pool": "crm", "region": "eu-west"}, 0.95, 0.66, time_to_exhaustion_s=1080.0))
+    alert = Alert("PoolSaturationForecast", "a-crm", ls, dict(zip(*ann, strict=True)), "firing", 1080.0,
+                  finding_ts / 1000, fired / 1000)
+    tracker.on_transitions([{"ts": fired / 1000, "alert": alert, "state": "firing", "previous_state": "pending"}])
+    tracker.on_notification({"ts_ms": fired + 500, "notification_id": "n-1", "receiver": "oncall-webhook",
+                             "integration": "webhook", "status": "firing", "attempt": 1, "result": "delivered",
+                             "http_status": 200, "error": "", "alert_fingerprints": ["a-crm"]})
+    tracker.on_action({"ts_ms": action_ts, "action_id": "deg-1", "phase": "applied", "level": "INTEGRATIONS_QUEUED",
+                       "region": "", "rule": "PoolSaturationForecast", "reason": "crm pool saturation forecast",
+                       "effect_metric": SATURATION_METRIC[0], "effect_value": 0.66})
+    (incident_id,) = tracker.incidents
+    return incident_id
 
 
 def _calls(rng, START_MS, END_MS, INCIDENT_MS):  # noqa: N803 - same names as in fill

@@ -28,6 +28,8 @@ def test_overview_shows_traffic_latency_saturation_alerts_and_level(dashboard_en
     assert int(metrics["Calls"].replace(",", "")) > 0
     assert metrics["Degradation level"] == "INTEGRATIONS_QUEUED"
     assert metrics["Active alerts"] == "1"
+    assert metrics["Abandoned calls"].endswith("%")
+    assert f"Incident {dashboard_env['incident_id']} open" in at.warning[0].value  # the way to the whole story
     assert len(charts(at)) == 3
     saturation = at.dataframe[0].value
     assert saturation.iloc[0]["resource"].startswith("pool (pool=crm, region=eu-west")
@@ -55,14 +57,36 @@ def test_metrics_page_plots_histogram_percentiles(dashboard_env):
     assert "3 series" in at.caption[-1].value  # P50, P95, P99
 
 
-def test_incidents_page_shows_alert_timeline_notifications_and_actions(dashboard_env):
+def test_incidents_page_shows_one_incident_with_its_timeline_and_the_raw_events(dashboard_env):
     at = run_page("incidents")
-    history = at.dataframe[0].value
+    assert at.selectbox(key="vx_incident").value.startswith(f"[OPEN] {dashboard_env['incident_id']}")
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["State"] == "open" and tiles["Resources"] == "crm, eu-west" and tiles["People paged"] == "oncall-webhook"
+    assert tiles["Time to page"] != "—" and tiles["Time to resolve"] == "—"
+    timeline = at.table[0].value
+    assert list(timeline["event"]) == ["finding", "opened", "alert", "page", "action"]
+    history = at.dataframe[1].value  # [0] is the actions-and-effects table
     assert list(history["state"]) == ["firing", "pending"]
-    notes, actions = at.dataframe[1].value, at.dataframe[2].value
+    notes, actions = at.dataframe[2].value, at.dataframe[3].value
     assert list(notes["receiver"]) == ["oncall-webhook"]
     assert "applied" in set(actions["phase"])
-    assert len(charts(at)) == 3  # timeline, annotated latency, annotated saturation
+    assert len(charts(at)) == 2  # latency and the pool's saturation, with the incident shaded
+
+
+def test_incidents_page_acknowledges_with_the_persons_token_and_refuses_without(dashboard_env):
+    from tests.dashboards.conftest import ADMIN_TOKEN, READ_TOKEN
+
+    at = run_page("incidents")
+    at.button(key="vx_ack").click().run()
+    assert "Enter your API token" in at.error[0].value
+    at.text_input(key="vx_user_token").input(READ_TOKEN).run()
+    at.button(key="vx_ack").click().run()
+    assert "lacks the 'admin' scope (HTTP 403)" in at.error[0].value
+    at.text_input(key="vx_user_token").input(ADMIN_TOKEN).run()
+    at.button(key="vx_ack").click().run()
+    assert not at.exception
+    assert "acknowledged" in at.success[0].value
+    assert {m.label: m.value for m in at.metric}["State"] == "acknowledged"
 
 
 def test_calls_page_filters_exports_csv_and_shows_a_waterfall(dashboard_env):
@@ -124,3 +148,16 @@ def test_pages_show_the_api_refusal_for_a_bad_token(api, monkeypatch):
     monkeypatch.setenv("VOXWATCH_API_TOKEN", "not-a-valid-token-000000")
     at = run_page("overview")
     assert "unknown or revoked token (HTTP 401)" in at.error[0].value
+
+
+def test_traffic_is_a_rate_per_minute_over_the_part_of_each_bucket_the_range_covers():
+    import pandas as pd
+
+    from dashboards.common import per_minute
+
+    step = 300_000  # 5-minute buckets, a steady 100 calls a minute
+    traffic = pd.DataFrame({"t": [0, 300_000, 600_000, 900_000], "calls": [250, 500, 500, 20]})
+    # the range starts in the middle of the first bucket (its 150 s hold 250 calls) and ends 12 s into the last
+    out = per_minute(traffic, step, start_ms=150_000, end_ms=912_000)
+    assert list(out["t"]) == [0, 300_000, 600_000]  # a bucket barely touched (12 s of 300) is left out
+    assert list(out["calls"]) == [100.0, 100.0, 100.0]  # steady load, steady bars

@@ -109,6 +109,20 @@ def shoot(page, name: str) -> Path:
     return path
 
 
+def hover_texts(page, plot: str) -> list[str]:
+    """Hover every marker of a chart's event lane and collect the hover labels plotly shows."""
+    out = []
+    points = page.locator(f"{plot} >> .subplot.xy9 .scatterlayer .point")
+    for i in range(points.count()):
+        box = points.nth(i).bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly listens on its drag layer
+        page.wait_for_timeout(200)
+        label = page.locator(f"{plot} >> .hoverlayer .hovertext")
+        if label.count():
+            out.append(label.first.text_content() or "")
+    return out
+
+
 def test_api_behind_the_dashboard_refuses_requests_without_a_token(served):
     assert httpx.get(served["api"] + "/api/v1/overview").status_code == 401
     r = httpx.get(served["api"] + "/api/v1/overview", headers={"Authorization": f"Bearer {READ_TOKEN}"})
@@ -122,8 +136,11 @@ def test_overview_page_renders_metrics_charts_and_saturation(served, browser):
     settle(page)
     text = page.inner_text("body")
     assert "Turn latency P50 / P95 / P99" in text and "300 ms budget" in text
-    assert "INTEGRATIONS_QUEUED" in text and "PoolSaturationForecast" in text
+    assert "Abandoned calls" in text
     assert page.locator(".js-plotly-plot").count() == 3
+    # what happened is in the event lane under the time axis: hovering its markers tells it
+    told = hover_texts(page, ".js-plotly-plot >> nth=0")
+    assert any("applied INTEGRATIONS_QUEUED" in t for t in told) and any("PoolSaturationForecast firing" in t for t in told), told
     assert shoot(page, "overview").stat().st_size > 20_000
     page.close()
 
@@ -142,9 +159,10 @@ def test_incidents_page_shows_the_timeline_and_annotated_charts(served, browser)
     page.wait_for_selector("text=Actions taken", timeout=60_000)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     settle(page)
-    assert page.locator(".js-plotly-plot").count() == 3
-    svg = page.inner_html(".js-plotly-plot >> nth=1")
-    assert "applied INTEGRATIONS_QUEUED" in svg  # the action drawn on the latency chart
+    assert page.locator(".js-plotly-plot").count() == 2  # latency and the pool's saturation, incident shaded
+    assert "action applied: INTEGRATIONS_QUEUED" in page.inner_text("[data-testid='stTable']")  # the timeline
+    svg = page.inner_html(".js-plotly-plot >> nth=0")
+    assert "events" in svg  # the lane of event markers under the time axis
     shoot(page, "incidents")
     page.close()
 

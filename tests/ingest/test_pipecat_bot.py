@@ -19,6 +19,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
+from telemetry.quantiles import percentile
+
 pytest.importorskip("pipecat", reason="the pipecat-ai test extra (voxwatch[ingest-test]) is not installed")
 
 from tests.ingest.conftest import INGEST, auth, stored  # noqa: E402
@@ -116,7 +118,8 @@ def test_a_pipecat_call_is_stored_as_it_ran_and_the_level_reaches_the_bot(monito
     turns, lat_max, lat_p50, channel, scenario, transcript = call
     assert turns == len(SENTENCES) and channel == "otlp" and scenario == "pizza-bot"
     assert lat_max == pytest.approx(turn_latencies[-1] * 1000, rel=1e-9)
-    assert lat_p50 == pytest.approx(sum(turn_latencies) / 2 * 1000, rel=1e-9)
+    # the project's one percentile rule (nearest rank, telemetry.quantiles.percentile)
+    assert lat_p50 == pytest.approx(percentile(sorted(t * 1000 for t in turn_latencies), 0.5), rel=1e-9)
     for t in by_name["stt"]:
         assert f"caller: {t['attributes']['transcript']}" in transcript
     assert "pizza" in transcript.lower()

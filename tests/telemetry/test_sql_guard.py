@@ -162,10 +162,14 @@ def test_no_request_leaves_the_server_for_the_caller(any_store):
     "SHOW TABLES",
     "DESCRIBE calls",
     "DESCRIBE TABLE metric_samples",
+    "SELECT * FROM samples LIMIT 5",
+    "SELECT count() FROM incidents",
 ])
 def test_ordinary_reads_still_work(any_store, sql):
     if not any_store.dialect.modern and sql.startswith(("WITH recent AS", "SELECT c.call_id")):
         pytest.skip("the 18.16 server has no `WITH name AS (subquery)` and no qualified names across a JOIN")
+    if any_store.cluster and "samples" in sql:
+        pytest.skip("the samples view is not created on a cluster: 18.16 denies its JOIN over Distributed tables")
     any_store.insert("calls", {"call_id": ["a", "b"], "started_ms": [NOW_MS, NOW_MS]})
     df = any_store.readonly_query(sql)
     assert len(df.columns) >= 1

@@ -48,6 +48,20 @@ def run(args) -> dict:
     level_wall = time.perf_counter() - w0
     level_pps = n * ticks / level_s
 
+    # the accurate mode: the contextual novelty detector beside the level detector (off in the
+    # service; `voxwatch anomaly nab --novelty`), its warm-up replay included
+    from anomaly.service import LevelSettings
+
+    novelty_pps = {}
+    for name in ("nab", "quiet"):
+        mode = LevelSettings.novelty_mode(name)
+        ens, egate = mode.detector(n), mode.gate(n)
+        t0 = time.process_time()
+        for i in range(ticks):
+            tick = ens.update(step * i, values[i])
+            egate.update(step * i, tick.score, calibrated=tick.calibrated)
+        novelty_pps[name] = n * ticks / (time.process_time() - t0)
+
     sat_ticks = max(ticks // 4, 200)
     ratio = np.clip(values[:sat_ticks] / 4.0, 0, 1)
     sat, sgate = SaturationTrend(n, capacity=1.0, window=30), LikelihoodGate(n, mode="direct")
@@ -75,6 +89,9 @@ def run(args) -> dict:
         "vectorised_us_per_tick": round(1e6 * level_s / ticks, 1),
         "vectorised_points_per_wall_s": round(n * ticks / level_wall),
         "saturation_points_per_s": round(sat_pps),
+        "novelty_mode_points_per_s": round(novelty_pps["nab"]),
+        "quiet_novelty_mode_points_per_s": round(novelty_pps["quiet"]),
+        "quiet_novelty_mode_series_at_15s_step": int(novelty_pps["quiet"] * 15),
         "streaming_us_per_point": round(stream_us, 2),
         "streaming_points_per_s": round(1e6 / stream_us),
         "speedup_vectorised_over_streaming": round(level_pps / (1e6 / stream_us), 1),

@@ -19,6 +19,9 @@ def register(sub) -> None:
     nab.add_argument("--json", action="store_true", help="print the scores as JSON")
     nab.add_argument("--reference", metavar="DETECTOR",
                      help="score a reference detector's shipped outputs instead (numenta, windowedGaussian)")
+    nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
+                     help="with the contextual novelty detector beside the level detector (off in the service): "
+                          "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
     nab.set_defaults(func=_nab)
 
     lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
@@ -48,10 +51,18 @@ def _nab(args) -> int:
             raise CommandError(f"no reference outputs for {args.reference!r}: {exc.filename}") from None
         reports, extra = score_corpus(files, scores), {"detector": args.reference}
     else:
-        run = run_nab(root)
+        from anomaly.service import LevelSettings
+
+        mode = getattr(args, "novelty", None)
+        run = run_nab(root, LevelSettings.novelty_mode(mode) if mode else LevelSettings())
         reports = run.reports
-        extra = {"detector": "robust_level+likelihood", "points": run.points, "seconds": round(run.seconds, 2),
-                 "skipped": run.skipped}
+        name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
+        extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
+                 "skipped": run.skipped, "at_service_threshold": {
+                     "threshold": run.threshold,
+                     **{p: round(r.score, 2) for p, r in run.at_threshold.items()},
+                     "details": {p: {"true_positives": r.true_positives, "false_positives": r.false_positives}
+                                 for p, r in run.at_threshold.items()}}}
     if args.json:
         out = {name: round(r.score, 2) for name, r in reports.items()}
         out.update(extra)
@@ -65,6 +76,10 @@ def _nab(args) -> int:
             print(f"  {name:20s} {r.score:6.2f}   threshold {r.threshold:.4g}  TP {r.true_positives}  "
                   f"FN {r.false_negatives}  FP rows {r.false_positives}")
         if "seconds" in extra:
+            print(f"  at the service's fixed finding threshold {run.threshold:g} (no sweep):")
+            for name, r in run.at_threshold.items():
+                print(f"  {name:20s} {r.score:6.2f}   TP {r.true_positives}  FN {r.false_negatives}  "
+                      f"FP rows {r.false_positives}")
             print(f"  {extra['points']} points in {extra['seconds']} s; skipped {extra['skipped']}")
     return 0
 

@@ -232,12 +232,15 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     monitoring = MonitoringLoop(telemetry=tel, clock=clock, ruleset=ruleset, controller=controller, sink=sink, store=rt.store,
                           external_url=service.dashboard_url or service.api_url, on_finding=[on_finding])
     engine = monitoring.engine
+    monitoring.expect_faults(scenario.ground_truth(), clock.now())
     ctx.alerts, ctx.anomaly = engine, monitoring.anomaly
 
     say(markup=True, text=f"[bold]Voxwatch demo[/bold]: replaying [bold]{scenario.name}[/bold] ({scenario.traffic.concurrent_calls:,} calls at peak, "
         f"{scenario.duration_s / 60:.0f} simulated minutes) at {'max' if speed is None else f'{speed:g}x'} speed")
     say(f"  store      {store.url}")
     say(f"  API        {service.api_url}/docs   (read token: {service.read_token})")
+    if service.admin_token:  # what a person pastes into the Incidents page to acknowledge
+        say(f"  admin      token {service.admin_token} (acknowledge, resolve, notes, silences)")
     if service.dashboard_url:
         say(f"  dashboard  {service.dashboard_url}")
     say(f"  pager      {pager_url}/hooks/pager (Standard Webhooks signatures verified)")
@@ -303,6 +306,8 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         "refused_deliveries": pager.refused,
         "actions": [{k: a[k] for k in ("phase", "level", "region", "rule") if k in a} | {"at_s": round(a["ts_ms"] / 1000 - t0, 1)}
                     for a in (engine.actions.history if engine.actions else [])],
+        "incidents": [{"incident_id": i.incident_id, "state": i.state, "title": i.title, "scope": i.scope, "rules": i.rules,
+                       "timings": i.timings()} for i in engine.incidents.list()],
         "rows": {t: int(n) for t, n in sink.stats.written.items()},
         "api_url": service.api_url,
         "dashboard_url": service.dashboard_url,
@@ -312,6 +317,11 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         f"{len(pager.pages)} page(s) received, {len(result['actions'])} action(s), {len(findings)} finding(s); "
         f"{sum(result['rows'].values()):,} rows in the store")
 
+    for inc in result["incidents"]:
+        t = inc["timings"]
+        said = ", ".join(f"{k} {v / 60:.0f} min" for k, v in t.items() if v is not None)
+        say(f"[incident] {inc['incident_id']} {inc['state']}: {inc['title']} [{', '.join(inc['scope'])}] - {said} "
+            f"(from the fault's start); the Incidents page and `voxwatch incident report` tell the rest")
     if not args.exit_after_replay and not interrupted:
         say(f"Still serving: dashboard {service.dashboard_url or '(off)'}  API {service.api_url}  - Ctrl-C to stop")
         await stop.wait()

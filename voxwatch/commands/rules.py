@@ -204,6 +204,7 @@ def run_scenario(
                           on_finding=[run.findings.append], engine_kwargs=engine_kwargs)
     if not with_anomaly:
         loop.anomaly = None
+    loop.expect_faults(scenario.ground_truth(), clock.now())
     run.engine, run.anomaly = loop.engine, loop.anomaly
     engine = loop.engine
     t0 = scenario.start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from voxwatch.cli import CommandError
@@ -22,6 +23,10 @@ def register(sub) -> None:
     q.add_argument("--max-seconds", type=float, default=10.0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_sql)
+    for action in (i, s, q):
+        # `voxwatch store sql --store URL ...` as well as `voxwatch store --store URL sql ...`: SUPPRESS keeps
+        # the value given before the action when none is given after it
+        action.add_argument("--store", default=argparse.SUPPRESS, help="store URL (here or before the action)")
 
 
 def _open(args, migrate: bool = True):
