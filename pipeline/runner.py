@@ -40,6 +40,7 @@ from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
 from pipeline.tracing import CallTrace, OtelCallTrace
+from pipeline.work import begin_turn_work, current_work, end_turn_work
 
 log = logging.getLogger(__name__)
 
@@ -360,10 +361,16 @@ class Pipeline:
         ctx.levels_seen.add(turn.policy.level.name)
         trace = self._traces.get(ctx.call_id) or CallTrace(ctx.call_id, ctx.trace_id, ctx.started_at)
         turn_span = trace.begin_turn(utterance.turn, begin)
+        # engines note when their work really ran (pipeline.work); a caller may have begun the notes
+        work, work_token = current_work(), None
+        if work is None:
+            work, work_token = begin_turn_work()
+        work.trace, work.turn_span = trace, turn_span
         for stage in self.stages:
             if turn.done and not stage.always:
                 continue
             t0 = clock.now()
+            work.stage = stage.name
             status = "ok"
             try:
                 await stage.run(turn, self)
@@ -375,8 +382,14 @@ class Pipeline:
                 log.debug("stage %s failed on call %s: %s", stage.name, ctx.call_id, exc)
             took = clock.now() - t0
             turn.stage_s[stage.name] = took
-            self.metrics.stage(stage.name, turn.region or ctx.origin_region, took, status)
-            trace.stage(turn_span, stage.name, t0, took, status, {"intent": turn.intent_name} if stage.name == "nlu" else None)
+            spans = work.spans(stage.name, t0, took)
+            self.metrics.stage(stage.name, turn.region or ctx.origin_region, sum(d for _, d, _ in spans), status)
+            for start, dur, extra in spans:
+                attrs = {"intent": turn.intent_name} if stage.name == "nlu" else {}
+                trace.stage(turn_span, stage.name, start, dur, status, {**attrs, **extra} or None)
+        work.stage = ""
+        if work_token is not None:
+            end_turn_work(work_token)
         latency = clock.now() - begin
         status = "error" if turn.failed_stage else ("handoff" if turn.handoff_reason else "ok")
         trace.end_turn(turn_span, latency, status, {"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})
