@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.engines import Utterance
 from pipeline.media.edge import MediaCall, MediaEvent
-from pipeline.media.endpoint import COMPLETE, INCOMPLETE, EndpointPolicy, judge_pause
+from pipeline.media.endpoint import COMPLETE, INCOMPLETE, EndpointPolicy, final_pitch_ratio, judge_pause
 from pipeline.media.speaker import ReplySpeaker
 from pipeline.work import TurnWork, begin_turn_work, end_turn_work
 
@@ -54,8 +54,9 @@ class AgentOptions:
     endpoint: EndpointPolicy = field(default_factory=EndpointPolicy)
     # Speak the reply while it is written (LLM tokens -> clauses -> audio) instead of once complete.
     stream_reply: bool = True
-    # Caller speech over the agent's audio stops it (barge-in).
-    barge_in: bool = True
+    # Caller speech over the agent's audio stops it (barge-in) at the VAD's speech onset, through the
+    # edge's callback; False: when the conversation loop gets to the event (after a running turn).
+    barge_in_at_onset: bool = True
 
 
 @dataclass
@@ -159,7 +160,7 @@ class VoiceAgent:
             return "setup_failed"
         if self.metrics is not None:
             self.metrics.call_connected(call, self.region or ctx.origin_region)
-        if opts.barge_in:
+        if opts.barge_in_at_onset:
             call.on_speech_started = lambda onset_at: self._barge_in(call, ctx, onset_at)
         if opts.greet:
             call.reply.play(await self._line(GREETING), "greeting")
@@ -196,7 +197,9 @@ class VoiceAgent:
             if ev.kind == "speech_started":
                 heard_speech = True
                 last_activity = time.time()
-                continue  # barge-in was handled by the edge's callback, at onset
+                if not opts.barge_in_at_onset:
+                    self._barge_in(call, ctx, ev.speech_started_at or ev.at)
+                continue
             if ev.kind == "pause":
                 if ev.pcm:
                     fut = self.stt.prefetch(ev.pcm)
@@ -248,7 +251,10 @@ class VoiceAgent:
         text = decoded.text.strip()
         policy = self.options.endpoint
         intent = await self.pipeline.engines.nlu.classify(text) if text else None
-        verdict = judge_pause(text, decoded.audio_s, intent, policy)
+        pitch = None
+        if policy.adaptive and policy.falling_pitch_ratio is not None and seg.pause_audio is not None:
+            pitch = final_pitch_ratio(seg.pause_audio)
+        verdict = judge_pause(text, decoded.audio_s, intent, policy, pitch)
         self._judged[call.call_id] = verdict
         if verdict == INCOMPLETE:
             if seg.hold_pause(policy.incomplete_silence_ms):

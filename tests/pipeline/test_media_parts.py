@@ -193,3 +193,61 @@ def test_espeak_reply_is_48khz_speech():
     pcm = np.frombuffer(reply.audio, dtype=np.int16)
     assert 1.5 < reply.duration_s < 6 and len(pcm) == int(round(reply.duration_s * 48_000))
     assert np.sqrt(np.mean((pcm / 32768.0) ** 2)) > 0.02  # audible, not silence
+
+
+
+def _endpoint_offline(audio: np.ndarray, policy) -> list:
+    """The agent's endpointing without the network: the segmenter over the audio and, at each pause,
+    the speculative decode, the classifier and the judgement, applied before more audio arrives (here
+    the decode is synchronous; in a call it races the silence). Returns (end event, silence waited
+    in ms) per turn."""
+    from pipeline.media.endpoint import COMPLETE, INCOMPLETE, final_pitch_ratio, judge_pause
+    from pipeline.media.stt import WhisperDecoder
+    from pipeline.real.intent_classifier import SklearnIntentClassifier
+
+    decoder, nlu = WhisperDecoder("tight"), SklearnIntentClassifier(threshold=0.40)
+    seg = UtteranceSegmenter()
+    turns: list = []
+    complete_after_ms = None  # this pause ends the turn once this much silence has passed
+    for i in range(0, len(audio), 320):
+        for ev in seg.push(audio[i : i + 320]):
+            if ev.kind == TurnEvent.UTTERANCE_ENDED:
+                turns.append((ev, (seg.position - ev.speech_end_sample) / 16.0))
+            elif ev.kind == TurnEvent.PAUSE:
+                decoded = decoder.decode(ev.audio)
+                intent = asyncio.run(nlu.classify(decoded.text))
+                verdict = judge_pause(decoded.text, decoded.audio_s, intent, policy, final_pitch_ratio(ev.audio))
+                if verdict == INCOMPLETE:
+                    seg.hold_pause(policy.incomplete_silence_ms)
+                elif verdict == COMPLETE:
+                    complete_after_ms = policy.complete_silence_ms
+        if not seg.paused:
+            complete_after_ms = None
+        elif complete_after_ms is not None and seg.silence_ms >= complete_after_ms:
+            waited = seg.silence_ms
+            turns.append((seg.end_turn_now(), waited))
+            complete_after_ms = None
+    return turns
+
+
+def test_adaptive_endpointing_waits_out_a_mid_clause_pause_and_ends_a_complete_request_early():
+    from pipeline.media.caller import synthesize_paused_speech
+    from pipeline.media.endpoint import EndpointPolicy
+
+    # a pause of 400 ms after a clause spoken with continuation intonation, then the rest
+    paused = synthesize_paused_speech(["my credit card was charged twice,", "for the same order"], [0.4], rate=16000)
+    paused = np.frombuffer(paused, dtype=np.int16).astype(np.float32) / 32768.0
+    tail = np.zeros(16000, dtype=np.float32)
+    adaptive = _endpoint_offline(np.concatenate([paused, tail]), EndpointPolicy())
+    fixed = _endpoint_offline(np.concatenate([paused, tail]), EndpointPolicy(adaptive=False))
+    assert len(adaptive) == 1, "the adaptive endpointer waited for the second clause"
+    assert len(fixed) == 2, "the fixed 320 ms endpointing cut the caller off at the pause (the baseline)"
+    assert len(adaptive[0][0].audio) > len(fixed[0][0].audio) + 0.4 * 16000
+
+    # a complete request that ends on a falling pitch ends after the short silence, not the default
+    whole = np.concatenate([_speech16("i want to return a pair of shoes"), tail])
+    policy = EndpointPolicy()
+    ended = _endpoint_offline(whole, policy)
+    assert len(ended) == 1
+    assert ended[0][1] < SegmenterOptions().end_silence_ms
+    assert ended[0][1] >= policy.complete_silence_ms
