@@ -41,8 +41,9 @@ COMPLETE, INCOMPLETE, UNSURE = "complete", "incomplete", "unsure"
 
 @dataclass
 class EndpointPolicy:
-    complete_silence_ms: float = 160.0  # silence that ends a complete request
-    incomplete_silence_ms: float = 640.0  # silence that ends a turn left mid-clause
+    complete_silence_ms: float = 96.0  # silence that ends a complete request (three VAD windows)
+    incomplete_silence_ms: float = 640.0  # silence that ends a turn left mid-clause (and the most
+    # a pause waits for its judgement: until the transcript is back, silence alone ends nothing)
     min_speech_s: float = 0.8  # shorter than this is not judged complete from words alone
     min_confidence: float = 0.6
     # False: the rule before adaptive endpointing (a sentence Whisper closed with .?! and the

@@ -57,6 +57,8 @@ class AgentOptions:
     # Caller speech over the agent's audio stops it (barge-in) at the VAD's speech onset, through the
     # edge's callback; False: when the conversation loop gets to the event (after a running turn).
     barge_in_at_onset: bool = True
+    # Look the caller's history up in the CRM at call setup, not in the first turn that needs it.
+    prefetch_customer: bool = True
 
 
 @dataclass
@@ -164,8 +166,13 @@ class VoiceAgent:
             call.on_speech_started = lambda onset_at: self._barge_in(call, ctx, onset_at)
         if opts.greet:
             call.reply.play(await self._line(GREETING), "greeting")
+        if opts.prefetch_customer:
+            task = asyncio.create_task(self._prefetch_customer(ctx))
+            self._early.add(task)
+            task.add_done_callback(self._early.discard)
 
         turn_no = 0
+        pending: list = [None]  # the prefetch of the current pause
         failed_in_a_row = 0
         heard_speech = False
         too_long = False
@@ -203,12 +210,19 @@ class VoiceAgent:
             if ev.kind == "pause":
                 if ev.pcm:
                     fut = self.stt.prefetch(ev.pcm)
+                    pending[0] = fut
                     if opts.early_endpoint and not ctx.handoff_reason:
+                        if opts.endpoint.adaptive:
+                            # the turn does not end on silence alone before the words are judged
+                            call.segmenter.hold_pause(opts.endpoint.incomplete_silence_ms)
                         task = asyncio.create_task(self._adapt_endpoint(call, fut))
                         self._early.add(task)  # held until done (the loop keeps only weak references)
                         task.add_done_callback(self._early.discard)
                 continue
             if ev.kind == "resumed":
+                if pending[0] is not None:
+                    pending[0].cancel()  # not started yet: the worker need not decode a stale pause
+                    pending[0] = None
                 continue
             if ev.kind == "utterance_cut_by_hangup":
                 heard_speech = True
@@ -241,15 +255,17 @@ class VoiceAgent:
 
     async def _adapt_endpoint(self, call: MediaCall, fut) -> None:
         """Adaptive endpointing from the speculative transcript of the speech before this pause."""
+        seg = call.segmenter
+        policy = self.options.endpoint
         try:
             decoded = await asyncio.wrap_future(fut)
-        except Exception:
-            return  # the normal end of turn will decode again
-        seg = call.segmenter
+        except BaseException:  # failed or cancelled (the caller resumed): the default silence applies
+            if seg.paused:
+                seg.hold_pause(seg.options.end_silence_ms)
+            return
         if not self._same_pause(seg, decoded):
             return  # the caller went on speaking: this decode is of an older pause
         text = decoded.text.strip()
-        policy = self.options.endpoint
         intent = await self.pipeline.engines.nlu.classify(text) if text else None
         pitch = None
         if policy.adaptive and policy.falling_pitch_ratio is not None and seg.pause_audio is not None:
@@ -261,6 +277,7 @@ class VoiceAgent:
                 self.held_pauses += 1
             return
         if verdict != COMPLETE:
+            seg.hold_pause(seg.options.end_silence_ms)  # no evidence either way: the default silence
             return
         wait_ms = policy.complete_silence_ms - seg.silence_ms
         if wait_ms > 0:
@@ -271,6 +288,17 @@ class VoiceAgent:
         if ev is not None:
             self.early_endpoints += 1
             call.events.put_nowait(ev)
+
+    async def _prefetch_customer(self, ctx) -> None:
+        """Look the caller up in the CRM while the greeting plays (as a contact centre does on caller
+        ID), so the first turn that needs the customer's history does not wait for it."""
+        from pipeline.engines import IntegrationAction
+
+        with contextlib.suppress(Exception):
+            result = await self.pipeline.call_integration(
+                ctx.region, IntegrationAction("crm", "customer_history", ctx.call_id, {"customer_id": ctx.customer_id}))
+            if result.ok and "customer_history" not in ctx.facts:
+                ctx.facts["customer_history"] = result.data
 
     @staticmethod
     def _same_pause(seg, decoded) -> bool:

@@ -335,7 +335,8 @@ def run(args) -> dict:
         return cache[text]
 
     paused = _paused_speech()
-    baseline_agent = AgentOptions(stream_reply=False, barge_in_at_onset=False, endpoint=EndpointPolicy(adaptive=False))
+    baseline_agent = AgentOptions(stream_reply=False, barge_in_at_onset=False, prefetch_customer=False,
+                                  endpoint=EndpointPolicy(adaptive=False, complete_silence_ms=160.0))
     runs = {}
     with tempfile.TemporaryDirectory():
         for name, agent in (("baseline", baseline_agent), ("current", AgentOptions())):
