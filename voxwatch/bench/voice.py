@@ -366,7 +366,7 @@ def run(args) -> dict:
         # the current agent's figures at the top level (as before), the baseline's beside them
         **{k: cur[k] for k in ("webrtc_turns", "wer_webrtc", "intent_accuracy_webrtc", "latency_ms", "prefetch_hit_ratio",
                                "false_cuts", "barge_in_ms", "counters")},
-        "baseline": {k: v for k, v in base.items() if k != "transcripts_webrtc"},
+        "baseline": base,
         "ratios": {  # current / baseline, measured in this run
             "first_reply_audio_p50": _ratio(first_audio["p50"], lat_b["speech_end_to_first_reply_audio"]["p50"]),
             "first_reply_audio_p95": _ratio(first_audio["p95"], lat_b["speech_end_to_first_reply_audio"]["p95"]),
