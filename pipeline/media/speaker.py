@@ -92,7 +92,8 @@ class ReplySpeaker:
         self._finished = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        unheard = sum(1 for c in self.clips if c.finished_at is None) + max(0, self._clauses.qsize() - 1)
+        # clips not played to the end, and clauses never synthesised
+        unheard = sum(1 for c in self.clips if c.finished_at is None) + (len(self.clauses) - len(self.clips))
         self.track.drop(self.clips)
         return unheard
 

@@ -251,3 +251,42 @@ def test_adaptive_endpointing_waits_out_a_mid_clause_pause_and_ends_a_complete_r
     assert len(ended) == 1
     assert ended[0][1] < SegmenterOptions().end_silence_ms
     assert ended[0][1] >= policy.complete_silence_ms
+
+
+def test_reply_speaker_speaks_clauses_as_tokens_arrive_and_stops_on_cancel():
+    from pipeline.media.speaker import ReplySpeaker
+    from pipeline.media.tracks import PcmPlayoutTrack
+    from pipeline.media.tts import EspeakTextToSpeech
+
+    tts = EspeakTextToSpeech()
+    reply = "I've checked your order: it is on its way. I'll text you the tracking details."
+
+    async def go():
+        track = PcmPlayoutTrack()
+        speaker = ReplySpeaker(track, tts)
+        tokens = [w if i == 0 else " " + w for i, w in enumerate(reply.split(" "))]
+        for i, tok in enumerate(tokens):
+            speaker.feed(tok)
+            if i == 4:  # "I've checked your order: it" - the first clause is cut and being spoken
+                await asyncio.wait_for(speaker.first_clip_queued.wait(), 10)
+                assert speaker.clauses == ["I've checked your order:"] and len(track._clips) == 1
+        spoken = await speaker.spoken()
+        assert speaker.clauses == ["I've checked your order:", "it is on its way.", "I'll text you the tracking details."]
+        assert spoken.audio == b"".join(c.pcm for c in speaker.clips) and spoken.duration_s > 2.0
+        assert [c.label for c in track._clips] == ["reply:0", "reply:1", "reply:2"]  # in order, queued to play
+
+        # barge-in: this reply's clips are dropped, another's stay
+        other = track.play(b"\x00\x00" * 4800, "other")
+        assert speaker.cancel() == 3
+        assert list(track._clips) == [other] and all(c.done.done() and c.done.result() is False for c in speaker.clips)
+        speaker.feed("more")  # nothing more is spoken once cancelled
+        assert speaker.clauses[-1] == "I'll text you the tracking details."
+
+        # a cached answer's clauses come from the clause cache: no espeak run the second time
+        hits = tts.clause_cache_hits
+        again = ReplySpeaker(track, tts)
+        again.feed(reply)
+        await again.spoken()
+        assert tts.clause_cache_hits == hits + 3
+
+    asyncio.run(go())
