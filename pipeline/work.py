@@ -100,3 +100,33 @@ def note_work(kind: str, start: float, end: float, **attrs: Any) -> None:
     work = _current.get()
     if work is not None:
         work.note(kind, start, end, **attrs)
+
+
+def covered_s(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) intervals (overlaps counted once)."""
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    return total + ((cur_b - cur_a) if cur_b is not None else 0.0)
+
+
+def span_problems(turn: tuple[float, float], stages: list[tuple[str, float, float]], decode_s: float | None = None,
+                  slack_s: float = 0.002) -> list[str]:
+    """What is structurally wrong with one turn's stage spans (empty when nothing): a stage span
+    outside its turn span, stage spans covering more than the turn, or an stt span shorter than the
+    decode it stands for (`decode_s`, the decoder's own timing)."""
+    t_a, t_b = turn
+    problems = [f"{name} span outside the turn ({a - t_a:+.4f} s, {b - t_b:+.4f} s)"
+                for name, a, b in stages if a < t_a - slack_s or b > t_b + slack_s]
+    covered = covered_s([(a, b) for _, a, b in stages])
+    if covered > (t_b - t_a) + slack_s:
+        problems.append(f"stage spans cover {covered:.4f} s of a {t_b - t_a:.4f} s turn")
+    stt = [(a, b) for name, a, b in stages if name == "stt"]
+    if decode_s is not None and stt and (stt[0][1] - stt[0][0]) < decode_s - slack_s:
+        problems.append(f"stt span {stt[0][1] - stt[0][0]:.4f} s is shorter than its decode ({decode_s:.4f} s)")
+    return problems

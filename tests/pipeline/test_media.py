@@ -385,19 +385,9 @@ class _WorkTimer:
         return [(a, b) for a, b in self.intervals[kind] if a >= start - 0.002 and b <= end + 0.002]
 
 
-def _union_s(intervals: list[tuple[float, float]]) -> float:
-    total, cur_a, cur_b = 0.0, None, None
-    for a, b in sorted(intervals):
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        else:
-            cur_b = max(cur_b, b)
-    return total + ((cur_b - cur_a) if cur_b is not None else 0.0)
-
-
 def test_stage_spans_cover_the_work_they_name(voice_server, speech, monkeypatch):
+    from pipeline.work import covered_s, span_problems
+
     """Per turn, each stage span against the wall time measured around that stage's work, and the
     stage spans against the turn span. Tolerances are structural: a span must contain its work and
     not be longer than the work plus the other work it had to queue behind (Whisper runs one decode at
@@ -475,7 +465,8 @@ def test_stage_spans_cover_the_work_they_name(voice_server, speech, monkeypatch)
         # the turn: stage spans (overlapping where the reply streams) account for the turn span except
         # for the time no stage was working: before the decode began and while the end of the turn
         # was being waited out after the transcript was ready
-        covered = _union_s([(a, b) for _, a, b in stages])
+        assert not span_problems((turn_start, turn_end), stages, d_b - d_a)
+        covered = covered_s([(a, b) for _, a, b in stages])
         turn_s = turn_end - turn_start
         idle_expected = (stt_a - turn_start) + max(0.0, timing.endpoint_at - stt_b)
         assert covered <= turn_s + 0.002

@@ -98,6 +98,45 @@ def _direct(texts: list[str]) -> dict:
     return out
 
 
+class _Rows:
+    """The pipeline's sink in the bench: rows kept in memory by table (no store to time)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[dict]] = {}
+
+    def write(self, table: str, rows) -> None:
+        self.tables.setdefault(table, []).extend(rows)
+
+
+def _span_check(rows: list[dict], timings) -> dict:
+    """pipeline.work.span_problems over every turn of the run: stage spans inside their turn, not
+    covering more than it, the stt span at least as long as Whisper's own decode time."""
+    from pipeline.work import span_problems
+
+    by_turn: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        if r["turn"]:
+            by_turn.setdefault((r["call_id"], r["turn"]), []).append(r)
+    failures, checked = [], 0
+    for t in timings:
+        spans = by_turn.get((t.call_id, t.turn))
+        if not spans:
+            continue
+        turn = next((s for s in spans if s["name"] == "turn"), None)
+        if turn is None:
+            continue
+        t_a = turn["start_us"] / 1e6
+        stages = [(s["name"], s["start_us"] / 1e6, s["start_us"] / 1e6 + s["duration_ms"] / 1000.0)
+                  for s in spans if s["name"] not in ("turn", "interruption")]
+        notes = t.work.of("stt") if t.work is not None else []
+        decode_s = max((n.attrs.get("decode_s", 0.0) for n in notes), default=None)
+        checked += 1
+        problems = span_problems((t_a, t_a + turn["duration_ms"] / 1000.0), stages, decode_s)
+        if problems:
+            failures.append({"call_id": t.call_id, "turn": t.turn, "problems": problems})
+    return {"turns_checked": checked, "turns_failed": len(failures), "failures": failures[:5]}
+
+
 class _Server:
     def __init__(self, settings) -> None:
         import uvicorn
@@ -108,7 +147,8 @@ class _Server:
         from voxwatch.context import AppContext
 
         self.ctx = AppContext(clock=WallClock())
-        self.voice = VoicePipeline(clock=self.ctx.clock, settings=settings)
+        self.rows = _Rows()  # what the pipeline writes (call records, spans), kept for the span check
+        self.voice = VoicePipeline(clock=self.ctx.clock, sink=self.rows, settings=settings)
         self.ctx.extras["voice"] = self.voice
         self.server = uvicorn.Server(uvicorn.Config(create_app(self.ctx), host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -232,12 +272,13 @@ def _webrtc(settings, rounds: int, speech, paused) -> dict:
         agent = srv.voice.agent
         timings = list(agent.timings)
         interruptions = list(agent.interruptions)
+        span_check = _span_check(srv.rows.tables.get("spans", []), timings)
         stt = srv.voice.stt
         counters = {"early_endpoints": agent.early_endpoints, "held_pauses": agent.held_pauses,
                     "prefetch_hits": stt.prefetch_hits,
                     "clause_cache_hits": getattr(srv.voice.pipeline.engines.tts, "clause_cache_hits", 0)}
     return {"heard": heard, "timings": timings, "n_latency": n_latency, "said": said, "barged": barged,
-            "interruptions": interruptions, "counters": counters}
+            "interruptions": interruptions, "counters": counters, "span_check": span_check}
 
 
 def _summarise(res: dict) -> dict:
@@ -306,6 +347,7 @@ def _summarise(res: dict) -> dict:
             "talked_over": len(res["barged"]), "stopped": len(stop_ms),
         },
         "counters": res["counters"],
+        "span_check": res["span_check"],
         "transcripts_webrtc": [[u["text"], u["timing"].transcript, u["timing"].intent] for u in turns[: len(UTTERANCES)]],
     }
 
@@ -352,6 +394,7 @@ def run(args) -> dict:
         "intent_accuracy_not_lower": bool(cur["intent_accuracy_webrtc"] >= base["intent_accuracy_webrtc"]),
         "false_cuts_le_5pct": bool(cur["false_cuts"]["ratio"] <= 0.05),
         "barge_in_p95_le_250ms": bool(barge["p95"] <= 250),
+        "span_check_every_turn": bool(cur["span_check"]["turns_checked"] and not cur["span_check"]["turns_failed"]),
     }
     lat_c, lat_b = cur["latency_ms"], base["latency_ms"]
     return {
@@ -365,7 +408,7 @@ def run(args) -> dict:
         "decode_speedup_ratio": round(direct["full"]["decode_ms"]["p50"] / max(1e-9, direct["tight"]["decode_ms"]["p50"]), 2),
         # the current agent's figures at the top level (as before), the baseline's beside them
         **{k: cur[k] for k in ("webrtc_turns", "wer_webrtc", "intent_accuracy_webrtc", "latency_ms", "prefetch_hit_ratio",
-                               "false_cuts", "barge_in_ms", "counters")},
+                               "false_cuts", "barge_in_ms", "counters", "span_check")},
         "baseline": base,
         "ratios": {  # current / baseline, measured in this run
             "first_reply_audio_p50": _ratio(first_audio["p50"], lat_b["speech_end_to_first_reply_audio"]["p50"]),
