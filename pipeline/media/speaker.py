@@ -97,6 +97,20 @@ class ReplySpeaker:
         self.track.drop(self.clips)
         return unheard
 
+    def heard_text(self) -> str:
+        """The reply as far as the caller heard it: clauses played to the end, then the one cut off
+        (marked with a dash). Read it before `cancel()`."""
+        parts: list[str] = []
+        for clause, clip in zip(self.clauses, self.clips):
+            if clip.finished_at is not None and clip.done is not None and clip.done.done() and clip.done.result():
+                parts.append(clause)
+            elif clip.started_at is not None:
+                parts.append(clause + " -")
+                break
+            else:
+                break
+        return " ".join(parts)
+
     @property
     def done(self) -> bool:
         """Every clause is synthesised (or the reply was cancelled)."""

@@ -83,6 +83,7 @@ class TurnTiming:
     prefetched: bool = False
     endpoint_judgement: str = ""  # complete | incomplete | unsure | "" (no pause decode in time)
     interrupted_at: float = 0.0  # the caller spoke over this reply and it was stopped
+    heard_reply: str | None = None  # what of the reply had been heard then (None: not known)
     work: TurnWork | None = field(default=None, repr=False)  # when each stage's work really ran
 
     def latencies_ms(self) -> dict[str, float]:
@@ -311,6 +312,7 @@ class VoiceAgent:
         synthesising = speaker is not None and not speaker.cancelled and not speaker.done
         if ctx.handoff_reason or not (call.reply.playing or synthesising):
             return
+        heard = speaker.heard_text() if speaker is not None and not speaker.cancelled else None
         unheard = speaker.cancel() if speaker is not None else 0
         call.reply.interrupt()
         stopped_at = time.time()
@@ -325,12 +327,23 @@ class VoiceAgent:
         if timing is None:
             return  # a fixed line (the greeting) was interrupted: no turn to mark
         timing.interrupted_at = stopped_at
+        timing.heard_reply = heard
         if timing.work is not None:
             timing.work.add_span("interruption", onset_at, stopped_at, "ok",
                                  {"reaction_ms": round(reaction * 1000, 1), "unheard_clauses": unheard})
+        self._mark_interrupted(ctx, timing)
+
+    @staticmethod
+    def _mark_interrupted(ctx, timing: TurnTiming) -> None:
+        """The turn's record says it was interrupted and keeps what the caller heard of the reply
+        (the conversation history the LLM sees next turn is what was said, not what was meant)."""
         record = next((t for t in reversed(ctx.turns) if t.turn == timing.turn), None)
-        if record is not None and record.status == "ok":
-            record.status = "interrupted"
+        if record is None or record.status not in ("ok", "interrupted"):
+            return
+        record.status = "interrupted"
+        if not record.reply.endswith("[interrupted]"):
+            said = timing.heard_reply if timing.heard_reply is not None else record.reply
+            record.reply = f"{said} [interrupted]".strip()
 
     async def _turn(self, call: MediaCall, ctx, ev: MediaEvent, turn_no: int):
         pcm = ev.pcm or b""
@@ -391,9 +404,7 @@ class VoiceAgent:
             await self._first_frame(clip)
             timing.first_audio_at = clip.started_at or 0.0
         if timing.interrupted_at:
-            record = next((t for t in reversed(ctx.turns) if t.turn == turn_no), None)
-            if record is not None and record.status == "ok":
-                record.status = "interrupted"
+            self._mark_interrupted(ctx, timing)  # interrupted before the runner had recorded the turn
         self.timings.append(timing)
         return result, timing
 

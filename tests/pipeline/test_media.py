@@ -499,6 +499,11 @@ def test_caller_speaking_over_the_reply_stops_it_and_the_turn_is_recorded_interr
     assert full.interrupted_at and first.ended_at < over.speech_end_at, "the reply stopped while the caller spoke"
     assert answer is not None, "the caller's new request was answered"
     assert record["turns"] == 2
+    # the record keeps what the caller heard of the interrupted reply, marked as such
+    first_reply = record["transcript"].split("\n")[1]
+    assert first_reply.startswith("agent: ") and first_reply.endswith(" [interrupted]"), first_reply
+    heard = first_reply[len("agent: "):-len(" [interrupted]")].removesuffix(" -")
+    assert full.reply.startswith(heard), (heard, full.reply)
     voice_server.sink.flush()
     spans = voice_server.store.query(
         "SELECT name, turn FROM spans WHERE call_id = {c:String} AND name = 'interruption'", {"c": caller.call_id}
