@@ -72,7 +72,12 @@ class TurnWork:
 
     def add_span(self, name: str, start: float, end: float, status: str = "ok", attrs: dict | None = None) -> bool:
         """A span under this turn after the runner is done with it (False when there is no trace)."""
-        if self.trace is None or self.turn_span is None:
+        if self.turn_span is None:
+            return False
+        if hasattr(self.turn_span, "record_stage"):  # a telemetry.traces TurnTrace
+            self.turn_span.record_stage(name, start, max(start, end), attrs, error=None if status == "ok" else status)
+            return True
+        if self.trace is None:
             return False
         self.trace.stage(self.turn_span, name, start, max(0.0, end - start), status, attrs)
         return True

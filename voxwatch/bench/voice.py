@@ -105,6 +105,9 @@ class _Rows:
         self.tables: dict[str, list[dict]] = {}
 
     def write(self, table: str, rows) -> None:
+        if isinstance(rows, dict):  # columns (the tracer's span batches): one dict per row
+            names = list(rows)
+            rows = [dict(zip(names, values, strict=True)) for values in zip(*(rows[n] for n in names), strict=True)]
         self.tables.setdefault(table, []).extend(rows)
 
 
@@ -272,6 +275,9 @@ def _webrtc(settings, rounds: int, speech, paused) -> dict:
         agent = srv.voice.agent
         timings = list(agent.timings)
         interruptions = list(agent.interruptions)
+        tracing = getattr(srv.voice.pipeline, "tracing", None)
+        if tracing is not None and hasattr(tracing, "flush"):
+            tracing.flush()  # spans still batched in the tracer's processor
         span_check = _span_check(srv.rows.tables.get("spans", []), timings)
         stt = srv.voice.stt
         counters = {"early_endpoints": agent.early_endpoints, "held_pauses": agent.held_pauses,
