@@ -29,6 +29,9 @@ class RowSink:
             rows = [dict(zip(names, values, strict=True)) for values in zip(*(rows[n] for n in names), strict=True)]
         self.tables.setdefault(table, []).extend(rows)
 
+    def write_columns(self, table: str, columns: dict) -> None:
+        self.write(table, columns)
+
 
 class SpeculativeSTT:
     """The simulated STT engine, but its decode ran 120 ms before the turn asked, taking 80 ms."""
@@ -72,14 +75,14 @@ def test_a_stage_span_covers_work_noted_before_the_stage_ran_and_others_keep_the
         p.tracing.flush()  # spans batched by a tracer
     spans = {(r["turn"], r["name"]): r for r in sink.tables["spans"]}
     stt = spans[(1, "stt")]
-    assert stt["duration_ms"] == pytest.approx(80.0, abs=1e-3)
+    assert stt["duration_ms"] == pytest.approx(80.0, abs=0.01)
     note = work.of("stt")[0]
-    assert stt["start_us"] == int(note.start * 1_000_000)
+    assert abs(stt["start_us"] - note.start * 1_000_000) <= 1
     assert dict(zip(stt["attr_keys"], stt["attr_values"], strict=True))["work_items"] == "1"
     # the classifier noted nothing: its span is the runner's own timing of the stage
     nlu = spans[(1, "nlu")]
     assert nlu["duration_ms"] > 0 and not work.of("nlu")
-    assert (1, "interruption") in spans and spans[(1, "interruption")]["duration_ms"] == pytest.approx(50.0)
+    assert (1, "interruption") in spans and spans[(1, "interruption")]["duration_ms"] == pytest.approx(50.0, abs=0.01)
 
 
 def test_integration_calls_are_one_span_each_wherever_they_happened():

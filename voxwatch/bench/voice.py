@@ -110,6 +110,9 @@ class _Rows:
             rows = [dict(zip(names, values, strict=True)) for values in zip(*(rows[n] for n in names), strict=True)]
         self.tables.setdefault(table, []).extend(rows)
 
+    def write_columns(self, table: str, columns: dict) -> None:
+        self.write(table, columns)
+
 
 def _span_check(rows: list[dict], timings) -> dict:
     """pipeline.work.span_problems over every turn of the run: stage spans inside their turn, not
