@@ -30,4 +30,8 @@ How the parts fit (for whoever plugs in an engine or drives calls):
   has the design.
 - `pipeline.media` and `pipeline.real`: the real engines (WebRTC edge, Whisper, sklearn intents,
   OpenAI-compatible LLM client/server, HTTP connectors, espeak-ng), built separately.
+- `pipeline.work`: an engine whose work does not run inside its stage's call (a decode begun at the
+  caller's first pause, a lookup made inside the response stage, a reply synthesised while it is
+  streamed) notes when it ran, `note_work(stage, start, end)`; the runner draws the stage's span
+  over the notes. A streamed reply's speaker rides on the same per-turn object (`TurnWork.reply`).
 """

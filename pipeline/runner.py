@@ -41,6 +41,7 @@ from pipeline.intents import spec
 from pipeline.observe import NullMetrics
 from pipeline.pools import ConnectionPool, PoolConfig, PoolSet, PoolTimeout
 from pipeline.regions import Region, RegionRouter
+from pipeline.work import begin_turn_work, current_work, end_turn_work
 from telemetry.traces import CallTrace, CallTracing
 
 log = logging.getLogger(__name__)
@@ -632,10 +633,16 @@ class Pipeline:
         ctx.levels_seen.add(turn.policy.level.name)
         trace = self._trace(ctx)
         turn_span = trace.start_turn(begin)
+        # engines note when their work really ran (pipeline.work); a caller may have begun the notes
+        work, work_token = current_work(), None
+        if work is None:
+            work, work_token = begin_turn_work()
+        work.trace, work.turn_span = trace, turn_span
         for stage in self.stages:
             if turn.done and not stage.always:
                 continue
             t0 = clock.now()
+            work.stage = stage.name
             status = "ok"
             try:
                 await stage.run(turn, self)
@@ -647,8 +654,15 @@ class Pipeline:
                 log.debug("stage %s failed on call %s: %s", stage.name, ctx.call_id, exc)
             took = clock.now() - t0
             turn.stage_s[stage.name] = took
-            self.metrics.stage(stage.name, turn.region or ctx.origin_region, took, status)
-            turn_span.record_stage(stage.name, t0, t0 + took, {"intent": turn.intent_name} if stage.name == "nlu" else None, error=None if status == "ok" else status)
+            spans = work.spans(stage.name, t0, took)
+            self.metrics.stage(stage.name, turn.region or ctx.origin_region, sum(d for _, d, _ in spans), status)
+            for start, dur, extra in spans:
+                attrs = {"intent": turn.intent_name} if stage.name == "nlu" else {}
+                turn_span.record_stage(stage.name, start, start + dur, {**attrs, **extra} or None,
+                                       error=None if status == "ok" else status)
+        work.stage = ""
+        if work_token is not None:
+            end_turn_work(work_token)
         latency = clock.now() - begin
         status = "error" if turn.failed_stage else ("handoff" if turn.handoff_reason else "ok")
         turn_span.end(begin + latency, latency_s=latency, error="turn failed" if status == "error" else None, attributes={"intent": turn.intent_name, "reply_source": turn.reply_source, "degradation_level": turn.policy.level.name})

@@ -40,6 +40,13 @@ class SpokenLine:
     frames: int
 
 
+def voiced_start_offset_s(pcm48: bytes, threshold: float = 0.01) -> float:
+    """Seconds from a clip's start to its first sample above threshold."""
+    x = np.frombuffer(pcm48, dtype=np.int16).astype(np.float32) / 32768.0
+    idx = np.nonzero(np.abs(x) > threshold)[0]
+    return int(idx[0]) / RATE if len(idx) else 0.0
+
+
 def voiced_end_offset_s(pcm48: bytes, threshold: float = 0.01) -> float:
     """Seconds from a clip's start to its last sample above threshold (espeak ends with a little silence)."""
     x = np.frombuffer(pcm48, dtype=np.int16).astype(np.float32) / 32768.0
@@ -186,4 +193,40 @@ def synthesize_caller_speech(text: str, voice: str = CALLER_VOICE[0], speed_wpm:
 
     out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "--stdout", text], capture_output=True, check=True).stdout
     pcm, src = parse_wav(out)
+    return resample_pcm16(pcm, src, rate)
+
+
+def synthesize_paused_speech(clauses: list[str], pauses_s: list[float], voice: str = CALLER_VOICE[0],
+                             speed_wpm: int = CALLER_VOICE[1], rate: int = RATE) -> bytes:
+    """One utterance spoken in clauses with silences between them (a caller pausing mid-request):
+    each clause from espeak-ng, joined by sox with `pauses_s[i]` of silence after clause i.
+
+    espeak-ng's own leading/trailing silence is trimmed first (sox `silence`), so a pause is the
+    silence asked for, not that plus espeak's padding."""
+    import os
+    import subprocess
+    import tempfile
+
+    from pipeline.media.tts import parse_wav, resample_pcm16
+
+    if len(pauses_s) != len(clauses) - 1:
+        raise ValueError(f"{len(clauses)} clauses need {len(clauses) - 1} pauses, got {len(pauses_s)}")
+    with tempfile.TemporaryDirectory(prefix="voxwatch-speech-") as tmp:
+        parts: list[str] = []
+        for i, clause in enumerate(clauses):
+            raw, trimmed = os.path.join(tmp, f"c{i}.wav"), os.path.join(tmp, f"t{i}.wav")
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "-w", raw, clause], check=True, capture_output=True)
+            # trim leading and trailing silence (reverse, trim, reverse)
+            subprocess.run(["sox", raw, trimmed, "silence", "1", "0.01", "0.5%", "reverse", "silence", "1", "0.01", "0.5%", "reverse"],
+                           check=True, capture_output=True)
+            parts.append(trimmed)
+            if i < len(pauses_s):
+                gap = os.path.join(tmp, f"p{i}.wav")
+                subprocess.run(["sox", "-n", "-r", "22050", "-c", "1", "-b", "16", gap, "trim", "0", f"{pauses_s[i]:.3f}"],
+                               check=True, capture_output=True)
+                parts.append(gap)
+        out = os.path.join(tmp, "utterance.wav")
+        subprocess.run(["sox", *parts, out, "pad", "0.2", "0.3"], check=True, capture_output=True)
+        with open(out, "rb") as f:
+            pcm, src = parse_wav(f.read())
     return resample_pcm16(pcm, src, rate)

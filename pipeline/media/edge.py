@@ -77,6 +77,9 @@ class MediaCall:
     _receiver_task: asyncio.Task | None = None
     _conversation_task: asyncio.Task | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # called with the wall time the caller's speech began, as soon as the VAD hears it (before the
+    # event reaches the conversation's queue): barge-in must not wait behind a turn in progress
+    on_speech_started: Callable[[float], None] | None = None
 
     @property
     def setup_s(self) -> float | None:
@@ -266,7 +269,13 @@ class WebRtcEdge:
                 tc.samples_16k = position
                 call._note_arrival(position, now)
                 for ev in call.segmenter.push(pcm.astype(np.float32) / 32768.0):
-                    call.events.put_nowait(self._event(call, ev, now))
+                    event = self._event(call, ev, now)
+                    if event.kind == "speech_started" and call.on_speech_started is not None:
+                        try:
+                            call.on_speech_started(event.speech_started_at or now)
+                        except Exception:
+                            log.exception("speech-onset callback of call %s failed", call.call_id)
+                    call.events.put_nowait(event)
         except Exception:
             log.exception("receive loop of call %s failed", call.call_id)
         finally:

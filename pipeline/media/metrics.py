@@ -78,8 +78,14 @@ class MediaMetrics(CatalogRecorder):
         if timing.transcript_at:
             self.m("voxwatch_stt_final_latency_seconds", lang).observe(max(0.0, timing.transcript_at - timing.speech_end_at))
 
-    def barge_in(self, region: str | None = None) -> None:
-        self.m("voxwatch_turn_barge_ins_total", region or self.region).inc()
+    def barge_in(self, region: str | None = None, reaction_s: float | None = None, cancelled_synthesis: bool = False) -> None:
+        """The caller spoke over the agent and its audio was stopped (an interruption)."""
+        region = region or self.region
+        self.m("voxwatch_turn_barge_ins_total", region).inc()
+        if reaction_s is not None:
+            self.m("voxwatch_vad_barge_in_reaction_seconds", region).observe(reaction_s)
+        if cancelled_synthesis:
+            self.m("voxwatch_tts_cancelled_total", "barge_in").inc()
 
     def model_loaded(self, seconds: float) -> None:
         self.m("voxwatch_stt_model_load_seconds", STT_MODEL).observe(seconds)

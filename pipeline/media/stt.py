@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.engines import EngineError, Transcript, Utterance
+from pipeline.work import note_work
 
 SAMPLE_RATE = 16_000
 
@@ -59,6 +60,8 @@ class Decoded:
     audio_s: float
     decode_s: float
     tokens: int
+    started_at: float = 0.0  # wall time the model began on this audio (set by WhisperSpeechToText)
+    finished_at: float = 0.0
 
     @property
     def real_time_factor(self) -> float:
@@ -182,7 +185,16 @@ class WhisperSpeechToText:
 
     def _submit(self, audio: np.ndarray) -> concurrent.futures.Future:
         self.decodes += 1
-        return _decode_executor().submit(self.decoder.decode, audio)
+        submitted_at = time.time()
+        fut = _decode_executor().submit(self._timed_decode, audio)
+        fut.submitted_at = submitted_at  # the STT stage's work starts here (queueing included)
+        return fut
+
+    def _timed_decode(self, audio: np.ndarray) -> Decoded:
+        started_at = time.time()
+        decoded = self.decoder.decode(audio)
+        decoded.started_at, decoded.finished_at = started_at, time.time()
+        return decoded
 
     def prefetch(self, pcm: bytes) -> concurrent.futures.Future:
         """Start decoding an utterance that may be final (the caller paused); idempotent per audio."""
@@ -209,6 +221,9 @@ class WhisperSpeechToText:
             decoded = await asyncio.wrap_future(fut)
         except Exception as exc:  # a model failure fails this turn, not the call
             raise EngineError(f"whisper decode failed: {exc}", kind="error", retryable=False) from exc
+        # the decode may have run (from the caller's first pause) before the turn asked for it
+        note_work("stt", getattr(fut, "submitted_at", decoded.started_at), decoded.finished_at,
+                  decode_s=round(decoded.decode_s, 4), audio_s=round(decoded.audio_s, 3))
         self.last_decoded = decoded
         return decoded
 

@@ -67,6 +67,18 @@ class PcmPlayoutTrack(MediaStreamTrack):
         self._current = None
         self._offset = 0
 
+    def drop(self, clips: list[Clip]) -> None:
+        """Stop these clips (one reply's, on barge-in) if playing or queued; others keep their place."""
+        ids = {id(c) for c in clips}
+        for clip in clips:
+            if clip.done is not None and not clip.done.done():
+                clip.done.set_result(False)
+        if self._current is not None and id(self._current) in ids:
+            self._current.finished_at = self._current.finished_at or time.time()
+            self._current = None
+            self._offset = 0
+        self._clips = deque(c for c in self._clips if id(c) not in ids)
+
     @property
     def playing(self) -> bool:
         return self._current is not None or bool(self._clips)

@@ -3,6 +3,11 @@
 espeak-ng runs as a subprocess (`--stdout` gives a WAV on stdout at 22.05 kHz); the audio is resampled
 to 48 kHz, the rate of Opus on the WebRTC leg. A long reply is synthesized sentence by sentence so the
 first sentence can be on the wire while the rest is still being made (`synthesize_stream`).
+
+In a call, the turn's `ReplySpeaker` (pipeline.media.speaker) does the speaking: `synthesize` hands
+the reply to it, so a cached or templated answer starts playing after one clause's synthesis, and an
+LLM answer that was streamed into it clause by clause is only waited for. Clause audio is cached
+(the same voice says the same clause the same way), so common answers start at once.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import re
 import shutil
 import time
 import wave
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import numpy as np
 
 from pipeline.engines import EngineError, SpokenReply
+from pipeline.work import current_work, note_work
 
 OUTPUT_RATE = 48_000
 
@@ -60,14 +67,33 @@ class EspeakTextToSpeech:
     """`TextToSpeech` engine: espeak-ng, output at 48 kHz (SpokenReply.sample_rate says so)."""
 
     name = "espeak-ng"
+    output_rate = OUTPUT_RATE
 
-    def __init__(self, voice: str = "en-us", speed_wpm: int = 170, binary: str = "espeak-ng") -> None:
+    def __init__(self, voice: str = "en-us", speed_wpm: int = 170, binary: str = "espeak-ng", cache_clauses: int = 512) -> None:
         path = shutil.which(binary)
         if path is None:
             raise EngineError(f"{binary} is not installed (apt-get install espeak-ng)", kind="unavailable")
         self.binary = path
         self.voice = voice
         self.speed_wpm = speed_wpm
+        self._clause_cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = cache_clauses
+        self.clause_cache_hits = 0
+
+    async def synthesize_clause(self, text: str) -> bytes:
+        """48 kHz PCM of one clause, from the clause cache when this voice has said it before."""
+        key = " ".join(text.split())
+        pcm = self._clause_cache.get(key)
+        if pcm is not None:
+            self._clause_cache.move_to_end(key)
+            self.clause_cache_hits += 1
+            return pcm
+        pcm = await self._espeak(key)
+        if self._cache_size > 0:
+            self._clause_cache[key] = pcm
+            while len(self._clause_cache) > self._cache_size:
+                self._clause_cache.popitem(last=False)
+        return pcm
 
     async def _espeak(self, text: str) -> bytes:
         proc = await asyncio.create_subprocess_exec(
@@ -86,6 +112,12 @@ class EspeakTextToSpeech:
             yield await self._espeak(sentence)
 
     async def synthesize(self, text: str, *, language: str = "en") -> SpokenReply:
+        work = current_work()
+        speaker = None if work is None else work.reply
+        if speaker is not None and getattr(speaker, "tts", None) is self:
+            if not speaker.fed:
+                speaker.feed(text)  # a cached or templated answer: spoken clause by clause from now
+            return await speaker.spoken()
         t0 = time.perf_counter()
         chunks: list[bytes] = []
         first = 0.0
@@ -93,6 +125,8 @@ class EspeakTextToSpeech:
             if not chunks:
                 first = time.perf_counter() - t0
             chunks.append(chunk)
+        if work is not None:
+            note_work("tts", time.time() - (time.perf_counter() - t0), time.time(), chars=len(text))
         pcm = b"".join(chunks)
         return SpokenReply(
             audio=pcm, sample_rate=OUTPUT_RATE, duration_s=len(pcm) / 2 / OUTPUT_RATE, first_audio_s=first

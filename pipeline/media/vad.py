@@ -110,6 +110,7 @@ class UtteranceSegmenter:
         self._silent_windows = 0
         self._paused = False
         self._pause_audio: np.ndarray | None = None
+        self._end_silence_override_ms: float | None = None  # this pause's endpointing (hold_pause)
         self.speech_probabilities: list[float] = []
 
     @property
@@ -147,6 +148,7 @@ class UtteranceSegmenter:
                 if self._paused:
                     self._paused = False
                     self._pause_audio = None
+                    self._end_silence_override_ms = None
                     events.append(SegmenterEvent(TurnEvent.RESUMED))
                 self._silent_windows = 0
             else:
@@ -164,7 +166,8 @@ class UtteranceSegmenter:
                             speech_start_sample=self._speech_start,
                         )
                     )
-            if self._silent_windows * WINDOW >= o.end_silence_ms * 16:
+            end_silence_ms = o.end_silence_ms if self._end_silence_override_ms is None else self._end_silence_override_ms
+            if self._silent_windows * WINDOW >= end_silence_ms * 16:
                 if self._speech_windows * WINDOW >= o.min_speech_ms * 16:
                     events.append(self._close(TurnEvent.UTTERANCE_ENDED))
                 else:
@@ -186,6 +189,15 @@ class UtteranceSegmenter:
     @property
     def pause_audio(self) -> np.ndarray | None:
         return self._pause_audio if self.paused else None
+
+    def hold_pause(self, end_silence_ms: float) -> bool:
+        """Wait `end_silence_ms` of silence (instead of `options.end_silence_ms`) before this pause ends
+        the turn: the caller stopped mid-clause. Applies to the current pause only; False when there
+        is no pause to hold."""
+        if not self.paused:
+            return False
+        self._end_silence_override_ms = float(end_silence_ms)
+        return True
 
     def end_turn_now(self) -> SegmenterEvent | None:
         """End the turn at the current pause without waiting out `end_silence_ms` (the caller of this
@@ -220,6 +232,7 @@ class UtteranceSegmenter:
     def _reset_after_utterance(self) -> None:
         self._in_speech = False
         self._paused = False
+        self._end_silence_override_ms = None
         self._pause_audio = None
         self._speech_windows = 0
         self._silent_windows = 0

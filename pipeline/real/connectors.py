@@ -4,9 +4,12 @@ actions for retry; the connector only speaks the protocol and reports what the s
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from pipeline.engines import IntegrationAction, IntegrationResult
+from pipeline.work import note_work
 
 SYSTEMS = ("crm", "orders", "ticketing", "catalog")
 
@@ -17,6 +20,12 @@ class HttpConnector:
         self._client = client
 
     async def execute(self, action: IntegrationAction) -> IntegrationResult:
+        started = time.time()
+        result = await self._request(action)
+        note_work("integrations", started, time.time(), system=self.system, operation=action.operation, http_status=result.status)
+        return result
+
+    async def _request(self, action: IntegrationAction) -> IntegrationResult:
         headers = {"Idempotency-Key": action.idempotency_key} if action.idempotency_key else {}
         payload = dict(action.payload)
         payload.setdefault("call_id", action.call_id)

@@ -1,7 +1,9 @@
 """The response engine's real backend: an OpenAI-compatible chat-completions client over HTTP (httpx).
 
 Streaming (`stream: true`, server-sent events) is the default so that the time to first token is
-measured where it happens; the whole reply is still returned, since the speech stage speaks it.
+measured where it happens. When the turn has a streamed reply (`TurnWork.reply`, the voice agent's
+speaker), every token is handed to it as it arrives, so speech starts on the first clause; the whole
+reply is still returned for the record, the cache and the history.
 Any OpenAI-compatible server works (vLLM, llama.cpp server, a hosted API); the default is the local
 stand-in in `pipeline.real.llm_server`.
 """
@@ -14,6 +16,7 @@ import time
 import httpx
 
 from pipeline.engines import EngineError, ResponseRequest, ResponseText
+from pipeline.work import current_work
 
 SYSTEM_PROMPT = (
     "You are the voice agent of a retailer's customer service line. Answer in one or two short spoken "
@@ -59,6 +62,15 @@ class OpenAIChatEngine:
         await self._client.aclose()
 
     async def generate(self, request: ResponseRequest) -> ResponseText:
+        work = current_work()
+        started = time.time()
+        try:
+            return await self._generate(request, None if work is None else work.reply)
+        finally:
+            if work is not None:
+                work.note("response", started, time.time(), model=self.model)
+
+    async def _generate(self, request: ResponseRequest, reply) -> ResponseText:
         body = {"model": self.model, "messages": build_messages(request), "max_tokens": request.max_tokens, "stream": self.stream}
         t0 = time.perf_counter()
         try:
@@ -95,6 +107,8 @@ class OpenAIChatEngine:
                             if not parts:
                                 ttft = time.perf_counter() - t0
                             parts.append(content)
+                            if reply is not None:
+                                reply.feed(content)
             return ResponseText("".join(parts), ttft, usage.get("prompt_tokens", 0), usage.get("completion_tokens", len(parts)), model)
         except httpx.TimeoutException as exc:
             raise EngineError(f"LLM backend timed out: {exc}", kind="timeout") from exc

@@ -1,10 +1,15 @@
 """The voice agent: runs one WebRTC call from the edge through the pipeline's turn runner and speaks
 the replies back on the same connection.
 
-Per call it turns the edge's media events into turns: a pause starts Whisper early (prefetch), an
-utterance becomes a turn (`Pipeline.run_turn`), the reply audio is queued on the call's outgoing
-track, a handoff is announced and the call is handed to the human queue (the runner's handoff stage
-keeps transcript, intents and context). It decides the call's outcome from what happened:
+Per call it turns the edge's media events into turns: a pause starts Whisper early (prefetch) and,
+once that transcript is back, sets how much silence ends the turn (adaptive endpointing,
+`pipeline.media.endpoint`); an utterance becomes a turn (`Pipeline.run_turn`) whose reply is spoken
+while it is written (a `ReplySpeaker` on the turn's `TurnWork`: LLM tokens become clauses, clauses
+become audio on the call's track); caller speech over the reply stops it at once (barge-in: the edge
+calls back on speech onset, the reply's synthesis and queued audio are dropped, the turn is recorded
+as interrupted, with an `interruption` span and the barge-in metrics); a handoff is announced and the
+call is handed to the human queue (the runner's handoff stage keeps transcript, intents and context).
+It decides the call's outcome from what happened:
 
     handoff | completed | abandoned (hang-up mid-sentence) | silence (no speech at all)
     | utterance_too_long | failed (turns kept failing) | setup_failed (media never flowed)
@@ -21,6 +26,9 @@ from typing import Any
 
 from pipeline.engines import Utterance
 from pipeline.media.edge import MediaCall, MediaEvent
+from pipeline.media.endpoint import COMPLETE, INCOMPLETE, EndpointPolicy, final_pitch_ratio, judge_pause
+from pipeline.media.speaker import ReplySpeaker
+from pipeline.work import TurnWork, begin_turn_work, end_turn_work
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +46,19 @@ class AgentOptions:
     setup_timeout_s: float = 10.0
     max_failed_turns: int = 3  # consecutive failed turns before the call is given up as failed
     hang_up_after_goodbye: bool = True
-    # End a turn at the first pause, without waiting out the endpointing silence, when the prefetched
-    # transcript reads as a finished sentence and the classifier is sure of its intent.
-    # Guards against cutting a caller off at a comma: the utterance must be long enough to be a whole
-    # request, and a short silence must have passed; ending the call (goodbye) never ends early.
+    # Adaptive endpointing: once the transcript of the speech before a pause is back, a complete
+    # request ends the turn after a short silence, words left mid-clause lengthen the silence that
+    # ends it (pipeline.media.endpoint); otherwise the segmenter's own silence applies.
+    # Ending the call (goodbye) never ends early.
     early_endpoint: bool = True
-    early_endpoint_confidence: float = 0.6
-    early_endpoint_min_speech_s: float = 0.8
-    early_endpoint_min_silence_ms: float = 160.0
+    endpoint: EndpointPolicy = field(default_factory=EndpointPolicy)
+    # Speak the reply while it is written (LLM tokens -> clauses -> audio) instead of once complete.
+    stream_reply: bool = True
+    # Caller speech over the agent's audio stops it (barge-in) at the VAD's speech onset, through the
+    # edge's callback; False: when the conversation loop gets to the event (after a running turn).
+    barge_in_at_onset: bool = True
+    # Look the caller's history up in the CRM at call setup, not in the first turn that needs it.
+    prefetch_customer: bool = True
 
 
 @dataclass
@@ -68,6 +81,10 @@ class TurnTiming:
     status: str = ""
     stage_s: dict[str, float] = field(default_factory=dict)
     prefetched: bool = False
+    endpoint_judgement: str = ""  # complete | incomplete | unsure | "" (no pause decode in time)
+    interrupted_at: float = 0.0  # the caller spoke over this reply and it was stopped
+    heard_reply: str | None = None  # what of the reply had been heard then (None: not known)
+    work: TurnWork | None = field(default=None, repr=False)  # when each stage's work really ran
 
     def latencies_ms(self) -> dict[str, float]:
         def ms(t: float) -> float:
@@ -98,6 +115,10 @@ class VoiceAgent:
         self._fixed_lines: dict[str, bytes] = {}
         self._early: set[asyncio.Task] = set()
         self.early_endpoints = 0
+        self.held_pauses = 0
+        self._judged: dict[str, str] = {}  # call id -> judgement of its latest pause
+        self._speaking: dict[str, tuple[ReplySpeaker | None, TurnTiming | None]] = {}  # call id -> reply playing
+        self.interruptions: list[dict[str, Any]] = []  # barge-ins: call, turn, onset, stopped, reaction
 
     async def _line(self, text: str) -> bytes:
         """Fixed agent lines are synthesised once per process (they never change mid-call)."""
@@ -142,10 +163,17 @@ class VoiceAgent:
             return "setup_failed"
         if self.metrics is not None:
             self.metrics.call_connected(call, self.region or ctx.origin_region)
+        if opts.barge_in_at_onset:
+            call.on_speech_started = lambda onset_at: self._barge_in(call, ctx, onset_at)
         if opts.greet:
             call.reply.play(await self._line(GREETING), "greeting")
+        if opts.prefetch_customer:
+            task = asyncio.create_task(self._prefetch_customer(ctx))
+            self._early.add(task)
+            task.add_done_callback(self._early.discard)
 
         turn_no = 0
+        pending: list = [None]  # the prefetch of the current pause
         failed_in_a_row = 0
         heard_speech = False
         too_long = False
@@ -177,20 +205,25 @@ class VoiceAgent:
             if ev.kind == "speech_started":
                 heard_speech = True
                 last_activity = time.time()
-                if call.reply.playing and not ctx.handoff_reason:
-                    call.reply.interrupt()  # barge-in: the caller talks over the agent
-                    if self.metrics is not None:
-                        self.metrics.barge_in(self.region or ctx.origin_region)
+                if not opts.barge_in_at_onset:
+                    self._barge_in(call, ctx, ev.speech_started_at or ev.at)
                 continue
             if ev.kind == "pause":
                 if ev.pcm:
                     fut = self.stt.prefetch(ev.pcm)
+                    pending[0] = fut
                     if opts.early_endpoint and not ctx.handoff_reason:
-                        task = asyncio.create_task(self._maybe_end_turn_early(call, fut))
+                        if opts.endpoint.adaptive:
+                            # the turn does not end on silence alone before the words are judged
+                            call.segmenter.hold_pause(opts.endpoint.incomplete_silence_ms)
+                        task = asyncio.create_task(self._adapt_endpoint(call, fut))
                         self._early.add(task)  # held until done (the loop keeps only weak references)
                         task.add_done_callback(self._early.discard)
                 continue
             if ev.kind == "resumed":
+                if pending[0] is not None:
+                    pending[0].cancel()  # not started yet: the worker need not decode a stale pause
+                    pending[0] = None
                 continue
             if ev.kind == "utterance_cut_by_hangup":
                 heard_speech = True
@@ -221,30 +254,96 @@ class VoiceAgent:
                 call.end_reason = "agent_said_goodbye"
                 return "utterance_too_long" if too_long else "completed"
 
-    async def _maybe_end_turn_early(self, call: MediaCall, fut) -> None:
-        """Semantic endpointing: a complete, confidently understood sentence ends the turn at once."""
+    async def _adapt_endpoint(self, call: MediaCall, fut) -> None:
+        """Adaptive endpointing from the speculative transcript of the speech before this pause."""
+        seg = call.segmenter
+        policy = self.options.endpoint
         try:
             decoded = await asyncio.wrap_future(fut)
-        except Exception:
-            return  # the normal end of turn will decode again
+        except BaseException:  # failed or cancelled (the caller resumed): the default silence applies
+            if seg.paused:
+                seg.hold_pause(seg.options.end_silence_ms)
+            return
+        if not self._same_pause(seg, decoded):
+            return  # the caller went on speaking: this decode is of an older pause
         text = decoded.text.strip()
-        opts = self.options
-        if not text or text[-1] not in ".?!" or decoded.audio_s < opts.early_endpoint_min_speech_s:
+        intent = await self.pipeline.engines.nlu.classify(text) if text else None
+        pitch = None
+        if policy.adaptive and policy.falling_pitch_ratio is not None and seg.pause_audio is not None:
+            pitch = final_pitch_ratio(seg.pause_audio)
+        verdict = judge_pause(text, decoded.audio_s, intent, policy, pitch)
+        self._judged[call.call_id] = verdict
+        if verdict == INCOMPLETE:
+            if seg.hold_pause(policy.incomplete_silence_ms):
+                self.held_pauses += 1
             return
-        intent = await self.pipeline.engines.nlu.classify(text)
-        if intent.fallback or intent.confidence < opts.early_endpoint_confidence or intent.intent == "goodbye":
+        if verdict != COMPLETE:
+            seg.hold_pause(seg.options.end_silence_ms)  # no evidence either way: the default silence
             return
-        seg = call.segmenter
-        wait_ms = opts.early_endpoint_min_silence_ms - seg.silence_ms
+        wait_ms = policy.complete_silence_ms - seg.silence_ms
         if wait_ms > 0:
             await asyncio.sleep(wait_ms / 1000.0)
-        pause_audio = seg.pause_audio
-        if pause_audio is None or abs(len(pause_audio) / 16000.0 - decoded.audio_s) > 1e-3:
-            return  # the caller went on speaking: this decode is of an older pause
+        if not self._same_pause(seg, decoded):
+            return
         ev = call.end_turn_now()
         if ev is not None:
             self.early_endpoints += 1
             call.events.put_nowait(ev)
+
+    async def _prefetch_customer(self, ctx) -> None:
+        """Look the caller up in the CRM while the greeting plays (as a contact centre does on caller
+        ID), so the first turn that needs the customer's history does not wait for it."""
+        from pipeline.engines import IntegrationAction
+
+        with contextlib.suppress(Exception):
+            result = await self.pipeline.call_integration(
+                ctx.region, IntegrationAction("crm", "customer_history", ctx.call_id, {"customer_id": ctx.customer_id}))
+            if result.ok and "customer_history" not in ctx.facts:
+                ctx.facts["customer_history"] = result.data
+
+    @staticmethod
+    def _same_pause(seg, decoded) -> bool:
+        pause_audio = seg.pause_audio
+        return pause_audio is not None and abs(len(pause_audio) / 16000.0 - decoded.audio_s) <= 1e-3
+
+    def _barge_in(self, call: MediaCall, ctx, onset_at: float) -> None:
+        """The caller started speaking while the agent's audio plays: stop it now (edge callback)."""
+        speaker, timing = self._speaking.get(call.call_id, (None, None))
+        synthesising = speaker is not None and not speaker.cancelled and not speaker.done
+        if ctx.handoff_reason or not (call.reply.playing or synthesising):
+            return
+        heard = speaker.heard_text() if speaker is not None and not speaker.cancelled else None
+        unheard = speaker.cancel() if speaker is not None else 0
+        call.reply.interrupt()
+        stopped_at = time.time()
+        region = self.region or ctx.origin_region
+        reaction = max(0.0, stopped_at - onset_at)
+        entry = {"call_id": call.call_id, "turn": timing.turn if timing else 0, "onset_at": onset_at,
+                 "stopped_at": stopped_at, "reaction_s": reaction, "unheard_clauses": unheard}
+        self.interruptions.append(entry)
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.barge_in(region, reaction, cancelled_synthesis=synthesising)
+        if timing is None:
+            return  # a fixed line (the greeting) was interrupted: no turn to mark
+        timing.interrupted_at = stopped_at
+        timing.heard_reply = heard
+        if timing.work is not None:
+            timing.work.add_span("interruption", onset_at, stopped_at, "ok",
+                                 {"reaction_ms": round(reaction * 1000, 1), "unheard_clauses": unheard})
+        self._mark_interrupted(ctx, timing)
+
+    @staticmethod
+    def _mark_interrupted(ctx, timing: TurnTiming) -> None:
+        """The turn's record says it was interrupted and keeps what the caller heard of the reply
+        (the conversation history the LLM sees next turn is what was said, not what was meant)."""
+        record = next((t for t in reversed(ctx.turns) if t.turn == timing.turn), None)
+        if record is None or record.status not in ("ok", "interrupted"):
+            return
+        record.status = "interrupted"
+        if not record.reply.endswith("[interrupted]"):
+            said = timing.heard_reply if timing.heard_reply is not None else record.reply
+            record.reply = f"{said} [interrupted]".strip()
 
     async def _turn(self, call: MediaCall, ctx, ev: MediaEvent, turn_no: int):
         pcm = ev.pcm or b""
@@ -256,18 +355,29 @@ class VoiceAgent:
             ended_at=ev.speech_end_at or ev.at,
         )
         timing = TurnTiming(call.call_id, turn_no, speech_end_at=utt.ended_at, endpoint_at=ev.at)
+        timing.endpoint_judgement = self._judged.pop(call.call_id, "")
+        speaker = ReplySpeaker(call.reply, self.tts, f"turn-{turn_no}") if self.options.stream_reply else None
+        work = timing.work = TurnWork(reply=speaker)
+        self._speaking[call.call_id] = (speaker, timing)
         hits_before = self.stt.prefetch_hits
         cursor = time.time()
-        result = await self.pipeline.run_turn(ctx, utt)
+        _, token = begin_turn_work(work)
+        try:
+            result = await self.pipeline.run_turn(ctx, utt)
+        finally:
+            end_turn_work(token)
         done_at = time.time()
         timing.prefetched = self.stt.prefetch_hits > hits_before
-        # stage timings come back as durations in call-flow order: rebuild the timeline from them
+        # stage timings come back as the time the turn waited on each stage: rebuild the timeline
         for stage, took in result.stage_s.items():
             cursor += took
             if stage == "stt":
                 timing.transcript_at = cursor
             elif stage == "nlu":
                 timing.intent_at = cursor
+        stt_work = work.of("stt")
+        if stt_work:  # the transcript was ready when the decode finished, maybe before the turn began
+            timing.transcript_at = max(n.end for n in stt_work)
         timing.reply_ready_at = done_at
         timing.transcript, timing.intent = result.transcript, result.intent
         timing.intent_confidence, timing.reply, timing.reply_source = result.intent_confidence, result.reply, result.reply_source
@@ -275,19 +385,26 @@ class VoiceAgent:
         if self.metrics is not None:
             with contextlib.suppress(Exception):
                 self.metrics.turn_media(call, self.stt.last_decoded, timing, self.region or ctx.origin_region)
-        if result.handoff_reason:
-            clip = call.reply.play(await self._line(HANDOFF_LINE), "handoff")
-        elif result.status == "error":
-            clip = call.reply.play(await self._line(APOLOGY_LINE), "apology")
+        clip = None
+        spoken_by_speaker = speaker is not None and bool(speaker.clips) and not speaker.cancelled
+        if result.handoff_reason or result.status == "error":
+            if speaker is not None:
+                speaker.cancel()  # a reply begun before the turn failed is not finished
+            clip = call.reply.play(await self._line(HANDOFF_LINE if result.handoff_reason else APOLOGY_LINE),
+                                   "handoff" if result.handoff_reason else "apology")
+        elif spoken_by_speaker:
+            clip = speaker.first_clip
+        elif timing.interrupted_at:
+            clip = None  # the caller spoke over it before a word went out
         elif result.spoken is not None and result.spoken.audio:
             clip = call.reply.play(result.spoken.audio, f"turn-{turn_no}")
         elif ev.kind == "utterance_too_long":
             clip = call.reply.play(await self._line(TOO_LONG_LINE), "too_long")
-        else:
-            clip = None
         if clip is not None:
             await self._first_frame(clip)
             timing.first_audio_at = clip.started_at or 0.0
+        if timing.interrupted_at:
+            self._mark_interrupted(ctx, timing)  # interrupted before the runner had recorded the turn
         self.timings.append(timing)
         return result, timing
 

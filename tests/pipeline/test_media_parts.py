@@ -193,3 +193,100 @@ def test_espeak_reply_is_48khz_speech():
     pcm = np.frombuffer(reply.audio, dtype=np.int16)
     assert 1.5 < reply.duration_s < 6 and len(pcm) == int(round(reply.duration_s * 48_000))
     assert np.sqrt(np.mean((pcm / 32768.0) ** 2)) > 0.02  # audible, not silence
+
+
+
+def _endpoint_offline(audio: np.ndarray, policy) -> list:
+    """The agent's endpointing without the network: the segmenter over the audio and, at each pause,
+    the speculative decode, the classifier and the judgement, applied before more audio arrives (here
+    the decode is synchronous; in a call it races the silence). Returns (end event, silence waited
+    in ms) per turn."""
+    from pipeline.media.endpoint import COMPLETE, INCOMPLETE, final_pitch_ratio, judge_pause
+    from pipeline.media.stt import WhisperDecoder
+    from pipeline.real.intent_classifier import SklearnIntentClassifier
+
+    decoder, nlu = WhisperDecoder("tight"), SklearnIntentClassifier(threshold=0.40)
+    seg = UtteranceSegmenter()
+    turns: list = []
+    complete_after_ms = None  # this pause ends the turn once this much silence has passed
+    for i in range(0, len(audio), 320):
+        for ev in seg.push(audio[i : i + 320]):
+            if ev.kind == TurnEvent.UTTERANCE_ENDED:
+                turns.append((ev, (seg.position - ev.speech_end_sample) / 16.0))
+            elif ev.kind == TurnEvent.PAUSE:
+                decoded = decoder.decode(ev.audio)
+                intent = asyncio.run(nlu.classify(decoded.text))
+                verdict = judge_pause(decoded.text, decoded.audio_s, intent, policy, final_pitch_ratio(ev.audio))
+                if verdict == INCOMPLETE:
+                    seg.hold_pause(policy.incomplete_silence_ms)
+                elif verdict == COMPLETE:
+                    complete_after_ms = policy.complete_silence_ms
+        if not seg.paused:
+            complete_after_ms = None
+        elif complete_after_ms is not None and seg.silence_ms >= complete_after_ms:
+            waited = seg.silence_ms
+            turns.append((seg.end_turn_now(), waited))
+            complete_after_ms = None
+    return turns
+
+
+def test_adaptive_endpointing_waits_out_a_mid_clause_pause_and_ends_a_complete_request_early():
+    from pipeline.media.caller import synthesize_paused_speech
+    from pipeline.media.endpoint import EndpointPolicy
+
+    # a pause of 400 ms after a clause spoken with continuation intonation, then the rest
+    paused = synthesize_paused_speech(["my credit card was charged twice,", "for the same order"], [0.4], rate=16000)
+    paused = np.frombuffer(paused, dtype=np.int16).astype(np.float32) / 32768.0
+    tail = np.zeros(16000, dtype=np.float32)
+    adaptive = _endpoint_offline(np.concatenate([paused, tail]), EndpointPolicy())
+    fixed = _endpoint_offline(np.concatenate([paused, tail]), EndpointPolicy(adaptive=False))
+    assert len(adaptive) == 1, "the adaptive endpointer waited for the second clause"
+    assert len(fixed) == 2, "the fixed 320 ms endpointing cut the caller off at the pause (the baseline)"
+    assert len(adaptive[0][0].audio) > len(fixed[0][0].audio) + 0.4 * 16000
+
+    # a complete request that ends on a falling pitch ends after the short silence, not the default
+    whole = np.concatenate([_speech16("i want to return a pair of shoes"), tail])
+    policy = EndpointPolicy()
+    ended = _endpoint_offline(whole, policy)
+    assert len(ended) == 1
+    assert ended[0][1] < SegmenterOptions().end_silence_ms
+    assert ended[0][1] >= policy.complete_silence_ms
+
+
+def test_reply_speaker_speaks_clauses_as_tokens_arrive_and_stops_on_cancel():
+    from pipeline.media.speaker import ReplySpeaker
+    from pipeline.media.tracks import PcmPlayoutTrack
+    from pipeline.media.tts import EspeakTextToSpeech
+
+    tts = EspeakTextToSpeech()
+    reply = "I've checked your order: it is on its way. I'll text you the tracking details."
+
+    async def go():
+        track = PcmPlayoutTrack()
+        speaker = ReplySpeaker(track, tts)
+        tokens = [w if i == 0 else " " + w for i, w in enumerate(reply.split(" "))]
+        for i, tok in enumerate(tokens):
+            speaker.feed(tok)
+            if i == 4:  # "I've checked your order: it" - the first clause is cut and being spoken
+                await asyncio.wait_for(speaker.first_clip_queued.wait(), 10)
+                assert speaker.clauses == ["I've checked your order:"] and len(track._clips) == 1
+        spoken = await speaker.spoken()
+        assert speaker.clauses == ["I've checked your order:", "it is on its way.", "I'll text you the tracking details."]
+        assert spoken.audio == b"".join(c.pcm for c in speaker.clips) and spoken.duration_s > 2.0
+        assert [c.label for c in track._clips] == ["reply:0", "reply:1", "reply:2"]  # in order, queued to play
+
+        # barge-in: this reply's clips are dropped, another's stay
+        other = track.play(b"\x00\x00" * 4800, "other")
+        assert speaker.cancel() == 3
+        assert list(track._clips) == [other] and all(c.done.done() and c.done.result() is False for c in speaker.clips)
+        speaker.feed("more")  # nothing more is spoken once cancelled
+        assert speaker.clauses[-1] == "I'll text you the tracking details."
+
+        # a cached answer's clauses come from the clause cache: no espeak run the second time
+        hits = tts.clause_cache_hits
+        again = ReplySpeaker(track, tts)
+        again.feed(reply)
+        await again.spoken()
+        assert tts.clause_cache_hits == hits + 3
+
+    asyncio.run(go())
