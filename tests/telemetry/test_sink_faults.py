@@ -8,28 +8,11 @@ import logging
 import shutil
 import time
 
-import numpy as np
 import pytest
 
 from telemetry.sink import Sink, default_spool_dir
 from telemetry.store import open_store
-
-NOW_MS = int(time.time() * 1000)
-
-
-def _batch(start: int, n: int) -> dict:
-    idx = np.arange(start, start + n, dtype=np.int64)
-    return {
-        "ts_ms": NOW_MS + idx,
-        "fingerprint": (idx % 97).astype(np.uint64),
-        "metric_id": np.full(n, 3, dtype=np.uint32),
-        "value": idx.astype(np.float64),
-    }
-
-
-def _count_and_checksum(store) -> tuple[int, float]:
-    df = store.query("SELECT count() AS n, sum(value) AS s FROM metric_samples")
-    return int(df["n"][0]), float(df["s"][0])
+from tests.telemetry.test_sink import _batch, _count_and_checksum
 
 
 def _spool_one_file(store, spool) -> None:
