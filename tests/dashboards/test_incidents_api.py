@@ -109,7 +109,7 @@ def test_an_acknowledgement_in_pagerduty_acknowledges_the_incident(served, monke
     client, iid = served
     fp = alert_fingerprint({"alertname": "PoolSaturated", "severity": "page", "pool": "orders"})
     body, headers = pagerduty_delivery("pd-secret", fp)
-    assert client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=headers).status_code == 503
+    assert client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=headers).status_code == 404
     monkeypatch.setenv("VOXWATCH_PAGERDUTY_WEBHOOK_SECRET", "pd-secret")
     forged = dict(headers, **{"X-PagerDuty-Signature": "v1=" + "0" * 64})
     assert client.post("/api/v1/incidents/hooks/pagerduty", content=body, headers=forged).status_code == 401

@@ -172,7 +172,8 @@ def build_router(ctx: AppContext) -> APIRouter | None:
     async def pagerduty_hook(request: Request) -> dict:
         secret = os.environ.get(PAGERDUTY_SECRET_ENV, "")
         if not secret:
-            raise HTTPException(503, f"PagerDuty webhooks are not configured here (set {PAGERDUTY_SECRET_ENV})")
+            # not configured: no such hook here (a 5xx would make PagerDuty retry it for ever)
+            raise HTTPException(404, f"PagerDuty webhooks are not configured here (set {PAGERDUTY_SECRET_ENV})")
         body = await request.body()
         if not verify_pagerduty(secret, body, request.headers.get("x-pagerduty-signature")):
             raise HTTPException(401, "bad or missing X-PagerDuty-Signature")
