@@ -109,7 +109,9 @@ LANE_KINDS = ("finding", "alert", "page", "action", "incident")  # a marker show
 LANE_SYMBOLS = {"finding": "diamond", "alert": "triangle-up", "page": "circle", "action": "square", "incident": "star"}
 LANE_COLOURS = {**ANNOTATION_COLOURS, "page": "#ff7f0e", "finding": "#8c564b", "incident": "#555555"}
 BAND_COLOURS = {"open": "rgba(214,39,40,0.10)", "acknowledged": "rgba(255,127,14,0.10)", "resolved": "rgba(127,127,127,0.10)"}
-LANE_SLOTS = 45  # markers stay at least 1/45 of the range apart: closer events share one (and its hover)
+# markers stay at least 1/30 of the range apart (closer events share one, and its hover): 10 px markers
+# then keep clear of each other on plots down to 300 px wide, the half-width Overview charts included
+LANE_SLOTS = 30
 TILE_CSS = """<style>
 [data-testid="stMetricValue"] { font-size: clamp(1.05rem, 1.6vw, 2.25rem); }
 [data-testid="stMetricValue"] * { white-space: normal !important; overflow: visible !important;
