@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -74,6 +76,7 @@ def embedded_guard_runner(database: str, dialect=MODERN):
             sess = next(iter(_SESSIONS.values()))[0]
         else:
             path = tempfile.mkdtemp(prefix="voxwatch-sql-guard-")
+            atexit.register(shutil.rmtree, path, True)  # an empty schema only: nothing to keep
             sess = chdb_session.Session(path)
             _SESSIONS[path] = (sess, 0)
             _GUARD_ONLY.add(path)
