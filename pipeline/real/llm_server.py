@@ -50,6 +50,14 @@ class ChatRequest(BaseModel):
     temperature: float | None = None
 
 
+class FaultsIn(BaseModel):
+    """Injected faults. Declared at module level: with postponed annotations a model defined inside
+    the app factory is not resolvable by FastAPI, which then reads the body as a query parameter."""
+
+    error_rate: float = Field(0.0, ge=0, le=1)
+    latency_ms: float = Field(0.0, ge=0)
+
+
 _INTENT = re.compile(r"^intent:\s*(\S+)\s*$", re.M)
 _FACTS = re.compile(r"^facts:\s*(\{.*\})\s*$", re.M)
 
@@ -95,10 +103,6 @@ def create_llm_app(profile: LatencyProfile | None = None) -> FastAPI:
     app.state.requests = 0
     app.state.error_rate = 0.0  # injected faults (tests, demos): share of requests answered 503
     app.state.extra_latency_s = 0.0
-
-    class FaultsIn(BaseModel):
-        error_rate: float = Field(0.0, ge=0, le=1)
-        latency_ms: float = Field(0.0, ge=0)
 
     @app.post("/admin/faults")
     def set_faults(f: FaultsIn) -> dict:
