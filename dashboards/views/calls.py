@@ -46,8 +46,11 @@ if result is not None:
         calls.insert(1, "started", ts(calls["started_ms"]))
         calls["intents"] = calls["intents"].map(lambda v: ", ".join(v))
         shown = calls[["call_id", "started", "region", "language", "intents", "outcome", "handoff", "turns",
-                       "latency_p50_ms", "latency_p95_ms", "latency_max_ms", "degradation_level"]]
-        st.dataframe(shown, hide_index=True, width="stretch", height=300)
+                       "latency_p50_ms", "latency_p95_ms", "latency_max_ms", "degradation_level"]].copy()
+        # a call without a turn (the caller never spoke) has no latency: blank, not a 0 ms that reads as fast
+        shown.loc[shown["turns"] == 0, ["latency_p50_ms", "latency_p95_ms", "latency_max_ms"]] = None
+        ms = {c: st.column_config.NumberColumn(c, format="%.0f") for c in ("latency_p50_ms", "latency_p95_ms", "latency_max_ms")}
+        st.dataframe(shown, hide_index=True, width="stretch", height=300, column_config=ms)
         st.download_button("Export CSV", calls.drop(columns=["started"]).to_csv(index=False).encode(),
                            file_name="voxwatch-calls.csv", mime="text/csv", key="vx_csv")
         # traced calls first: they are the ones with a waterfall and a transcript to show
@@ -58,7 +61,9 @@ if result is not None:
             call = detail["call"]
             st.subheader(f"Call {call['call_id']}")
             st.caption(f"{call['region']} · {call['language']} · {', '.join(call['intents'])} · {call['outcome']} · "
-                       f"{call['turns']} turns · P95 {call['latency_p95_ms']:.0f} ms · level {call['degradation_level']}")
+                       f"{call['turns']} turn{'' if call['turns'] == 1 else 's'} · "
+                       + (f"P95 {call['latency_p95_ms']:.0f} ms · " if call["turns"] else "")
+                       + f"level {call['degradation_level']}")
             if not detail["turns"]:
                 st.info("This call was not traced (its spans were sampled out), so there is no waterfall.")
             t0 = min([t["start_us"] for t in detail["turns"]] or [call["started_ms"] * 1000])
