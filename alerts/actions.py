@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from alerts import tables
 from alerts.evaluate import aggregate
 from alerts.model import DEFAULT_LADDER
 from alerts.receivers.base import DeliveryResult
@@ -297,11 +298,7 @@ class ActionController:
 
     def restore(self, store, ruleset) -> int:
         """Take back the actions that were applied and not reverted before a restart."""
-        df = store.query(
-            "SELECT action_id, argMax(phase, ts_ms) AS a_phase, any(level) AS a_level, any(region) AS a_region, "
-            "any(rule) AS a_rule, min(ts_ms) AS a_first_ms FROM degradation_actions "
-            "WHERE action_id LIKE 'act-%' AND phase != 'observed' GROUP BY action_id"
-        )
+        df = tables.action_rows(store)
         n = 0
         now = self.clock.now()
         for r in df.itertuples(index=False):

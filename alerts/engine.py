@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from alerts import tables
 from alerts.actions import ActionController, ActionSink
 from alerts.evaluate import FindingLog, evaluate, metrics_of
 from alerts.incidents import GroupingPolicy, IncidentTracker
@@ -285,11 +286,7 @@ class AlertEngine:
 
     def restore(self) -> int:
         """Take back pending, firing and recently resolved alerts from the store."""
-        df = self.store.query(
-            "SELECT alert_fingerprint, argMax(state, updated_ms) AS s_state, argMax(payload_json, updated_ms) AS s_payload "
-            "FROM alert_state WHERE rule != {n:String} GROUP BY alert_fingerprint",
-            {"n": NFLOG_RULE},
-        )
+        df = tables.alert_states(self.store, except_rule=NFLOG_RULE)
         n = 0
         now = self.clock.now()
         for state, payload in zip(df["s_state"], df["s_payload"]):

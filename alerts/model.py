@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from telemetry.catalog import default_catalog
+
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
 
-# The pipeline's degradation ladder, lowest first, as alerts may ask for it (alerts never import the
-# pipeline; pipeline.degradation.DegradationLevel is the ladder itself, and a test keeps them equal).
-DEFAULT_LADDER = ("NORMAL", "CACHED_RESPONSES", "INTEGRATIONS_QUEUED", "REGION_FAILOVER", "HUMAN_HANDOFF")
+# The pipeline's degradation ladder, lowest first, as alerts may ask for it. It is written once, in the
+# catalog (the states of voxwatch_degradation_level); the pipeline builds DegradationLevel from it too
+# (alerts never import the pipeline, both may import telemetry).
+DEFAULT_LADDER = default_catalog().states("voxwatch_degradation_level")
 
 
 def alert_fingerprint(labels: dict[str, str]) -> str:

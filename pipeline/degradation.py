@@ -24,15 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from telemetry.catalog import default_catalog
+
 log = logging.getLogger(__name__)
 
 
-class DegradationLevel(enum.IntEnum):
-    NORMAL = 0
-    CACHED_RESPONSES = 1
-    INTEGRATIONS_QUEUED = 2
-    REGION_FAILOVER = 3
-    HUMAN_HANDOFF = 4
+class _Ladder(enum.IntEnum):
+    """What every degradation level can do; the levels themselves come from the catalog (below)."""
 
     @classmethod
     def parse(cls, value: Any) -> DegradationLevel:
@@ -49,6 +47,15 @@ class DegradationLevel(enum.IntEnum):
                 return cls(int(key))
         known = ", ".join(m.name for m in cls)
         raise ValueError(f"unknown degradation level {value!r}; known: {known}")
+
+
+# The ladder is written once, in the catalog (the states of voxwatch_degradation_level, lowest first,
+# valued 0, 1, 2, ...), where alerts reads it too; the policy below gives each named level its meaning.
+DegradationLevel = _Ladder(
+    "DegradationLevel",
+    [(name, value) for value, name in enumerate(default_catalog().states("voxwatch_degradation_level"))],
+    module=__name__, qualname="DegradationLevel",
+)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,16 @@ class TextToSpeech(Protocol):
     async def synthesize(self, text: str, *, language: str = "en") -> SpokenReply: ...
 
 
+@runtime_checkable
+class ModelledWork(Protocol):
+    """Time a turn spends in a part that has no engine of its own: the media edge's transit, or
+    rendering a canned answer (cache or template). Simulated engines wait their model's draw; a
+    real pipeline has none (its edge's time is measured by the media stack, a template renders in
+    microseconds)."""
+
+    async def wait(self) -> None: ...
+
+
 @dataclass
 class Engines:
     """The set of engines one pipeline runs with; `connectors` is keyed by system name."""
@@ -173,3 +183,5 @@ class Engines:
     llm: ResponseEngine
     tts: TextToSpeech
     connectors: dict[str, IntegrationConnector] = field(default_factory=dict)
+    edge: ModelledWork | None = None  # the media edge's transit of a turn
+    render: ModelledWork | None = None  # rendering an answer from the response cache or a template

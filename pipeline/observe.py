@@ -1,6 +1,6 @@
 """Where pipeline events become catalog metrics. Stages, pools, caches and queues call the
 methods of a metrics object; `NullMetrics` ignores them (tests of pure behaviour), the catalog-backed
-`PipelineMetrics` (pipeline/metrics.py) records them.
+`PipelineMetrics` (pipeline/metrics/) records them.
 """
 
 from __future__ import annotations

@@ -193,6 +193,8 @@ class EdgeStage(Stage):
         if serving is None or not pipe.regions.is_up(serving):
             raise EngineError(f"no region can serve {turn.ctx.origin_region}", kind="unavailable")
         turn.ctx.region = turn.region = serving
+        if pipe.engines.edge is not None:
+            await pipe.engines.edge.wait()
         if turn.policy.handoff_everything:
             turn.handoff_reason = "degradation"
             turn.done = True
@@ -398,10 +400,14 @@ class ResponseStage(Stage):
         if s.cacheable:
             cached = pipe.caches["responses"].get(cache_key, now(), intent)
             if cached is not None:
+                if pipe.engines.render is not None:
+                    await pipe.engines.render.wait()
                 turn.reply, turn.reply_source = ResponseText(cached), "cache"
                 pipe.metrics.response_source(turn.region, intent, "cache")
                 return
         if turn.policy.answers_without_llm(intent):
+            if pipe.engines.render is not None:
+                await pipe.engines.render.wait()
             turn.reply, turn.reply_source = ResponseText(pipe.template(intent, turn.facts)), "template"
             pipe.metrics.response_source(turn.region, intent, "template")
             return

@@ -4,7 +4,7 @@
     IncidentTracker     grouping (by GroupingPolicy), state, timeline; fed by the AlertEngine
     GroupingPolicy      the rules, readable (`describe()`)
     Incident, TimelineEvent
-    store               the incidents' SQL (list, load, timeline)
+    (their SQL, with the rest of alerts' tables, is in alerts.tables)
     report              the post-incident report (Markdown)
 """
 

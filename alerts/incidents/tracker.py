@@ -17,7 +17,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
-from alerts.incidents import store as incident_store
+from alerts import tables as incident_store
 from alerts.incidents.model import ACKNOWLEDGED, OPEN, RESOLVED, Incident, TimelineEvent, severity_rank
 from alerts.incidents.policy import GroupingPolicy
 

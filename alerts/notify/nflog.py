@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-NFLOG_RULE = "__nflog__"
+from alerts import tables
+from alerts.tables import NFLOG_RULE
 
 
 @dataclass
@@ -36,12 +37,7 @@ class NotificationLog:
             self._load(store)
 
     def _load(self, store) -> None:
-        df = store.query(
-            "SELECT alert_fingerprint, argMax(payload_json, updated_ms) AS s_payload FROM alert_state "
-            "WHERE rule = {r:String} GROUP BY alert_fingerprint",
-            {"r": NFLOG_RULE},
-        )
-        for payload in df["s_payload"]:
+        for payload in tables.alert_payloads(store, rule=NFLOG_RULE):
             d = json.loads(payload)
             self._entries[(d["receiver"], d["group_key"])] = NflogEntry(
                 frozenset(d["firing"]), frozenset(d["resolved"]), float(d["ts"])

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alerts import tables
+
 # A silence is a stop-gap while someone fixes the cause; longer than this is a disabled rule.
 MAX_SILENCE_DAYS = 30
 
@@ -108,22 +110,16 @@ class Silences:
             self._load()
 
     def _load(self) -> None:
-        df = self.store.query(
-            "SELECT silence_id, argMax(created_ms, updated_ms) AS s_created, argMax(starts_ms, updated_ms) AS s_starts, "
-            "argMax(ends_ms, updated_ms) AS s_ends, argMax(created_by, updated_ms) AS s_by, "
-            "argMax(comment, updated_ms) AS s_comment, argMax(matchers_json, updated_ms) AS s_matchers, "
-            "max(updated_ms) AS s_updated FROM silences GROUP BY silence_id"
-        )
-        for r in df.itertuples(index=False):
+        for r in tables.silences(self.store).itertuples(index=False):
             self._by_id[r.silence_id] = Silence(
                 silence_id=r.silence_id,
-                matchers=[Matcher.model_validate(m) for m in json.loads(r.s_matchers or "[]")],
-                starts_at=r.s_starts / 1000.0,
-                ends_at=r.s_ends / 1000.0,
-                created_by=r.s_by,
-                comment=r.s_comment,
-                created_at=r.s_created / 1000.0,
-                updated_at=r.s_updated / 1000.0,
+                matchers=[Matcher.model_validate(m) for m in json.loads(r.matchers_json or "[]")],
+                starts_at=r.starts_ms / 1000.0,
+                ends_at=r.ends_ms / 1000.0,
+                created_by=r.created_by,
+                comment=r.comment,
+                created_at=r.created_ms / 1000.0,
+                updated_at=r.updated_ms / 1000.0,
             )
 
     def _persist(self, s: Silence) -> None:

@@ -120,6 +120,14 @@ class SimulatedTextToSpeech(_Simulated):
         return SpokenReply(None, 16_000, 0.06 * max(1, len(text.split())), first)
 
 
+class SimulatedWork(_Simulated):
+    """Time spent where there is no engine (the media edge, rendering a canned answer): the batch
+    form's `edge` and `template` models, waited on the clock."""
+
+    async def wait(self) -> None:
+        await self.clock.sleep(draw(self.rng, self.model.latency, self.factor))
+
+
 def simulated_engines(models: EngineModels, clock, seed: int = 0) -> Engines:
     rng = random.Random(seed)
     return Engines(
@@ -128,4 +136,6 @@ def simulated_engines(models: EngineModels, clock, seed: int = 0) -> Engines:
         llm=SimulatedLLM(models.llm, clock, rng),
         tts=SimulatedTextToSpeech(models.tts, clock, rng),
         connectors={s: SimulatedConnector(s, m, clock, rng) for s, m in models.connectors.items()},
+        edge=SimulatedWork(models.edge, clock, rng),
+        render=SimulatedWork(models.template, clock, rng),
     )

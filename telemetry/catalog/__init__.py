@@ -107,6 +107,9 @@ class MetricSpec(BaseModel):
     capacity: float | None = None  # the fixed value it saturates against (1.0 for a ratio)
     capacity_metric: str | None = None  # or the gauge holding the capacity, with a subset of its labels
     series_limit: int | None = Field(default=None, ge=1)  # overrides the Telemetry default
+    # For an ordinal gauge (unit: level): the names of its values 0, 1, 2, ... lowest first. The one
+    # place a ladder such as the degradation levels is written; the rooms that need it read it here.
+    states: tuple[str, ...] | None = None
 
     @field_validator("name")
     @classmethod
@@ -155,6 +158,20 @@ class MetricSpec(BaseModel):
             seen.add(label)
         return v
 
+    @field_validator("states")
+    @classmethod
+    def _states_valid(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("states, when given, name at least one value")
+        for s in v:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", s):
+                raise ValueError(f"state {s!r} must be UPPER_SNAKE_CASE")
+        if len(set(v)) != len(v):
+            raise ValueError("states must be distinct")
+        return v
+
     @field_validator("buckets", mode="before")
     @classmethod
     def _buckets_preset(cls, v):
@@ -201,6 +218,8 @@ class MetricSpec(BaseModel):
             raise _bad("capacity", "capacity must be a positive finite number")
         if "saturation" in name and self.capacity is None and self.capacity_metric is None:
             raise _bad("capacity", "a saturation metric must declare capacity or capacity_metric")
+        if self.states is not None and (self.unit != "level" or self.type != "gauge"):
+            raise _bad("states", "states name the values of a level gauge (type gauge, unit level)")
         return self
 
     # ---- derived facts
@@ -225,6 +244,10 @@ class MetricSpec(BaseModel):
         if self.buckets is not None:
             d["buckets"] = list(self.buckets)
         d["saturation"] = self.is_saturation
+        if self.states is None:
+            d.pop("states")
+        else:
+            d["states"] = list(self.states)
         return d
 
 
@@ -273,6 +296,13 @@ class Catalog:
 
     def by_prometheus_name(self, family: str) -> MetricSpec | None:
         return self._by_prom.get(family)
+
+    def states(self, name: str) -> tuple[str, ...]:
+        """The named values of a level gauge, lowest first (e.g. the degradation ladder)."""
+        states = self[name].states
+        if states is None:
+            raise KeyError(f"{name} declares no states in the catalog")
+        return states
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:

@@ -1,5 +1,5 @@
 """The read queries behind the query API and the dashboards: series over a range with a step,
-percentiles, the most saturated resources, call search and call detail, alerts and actions.
+percentiles, the most saturated resources, call search and call detail, findings.
 
 Every statement is written once for both engines (chdb's 26.x and Debian's 18.16 server): times are
 Int64 epoch ms bucketed with intDiv, no window functions, `{name:Type}` placeholders only. Functions
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from telemetry import quantiles as _quantiles
+from telemetry.store.schema import table as schema_table
 
 TURN_LATENCY_BUDGET_MS = 300.0
 SATURATION_SUFFIX = "_saturation_ratio"
@@ -170,6 +171,27 @@ def resolve_metric(store, ref: str | int, catalog: dict[str, MetricRef] | None =
         raise UnknownMetric(f"unknown metric {text!r}: not in the catalog and no samples stored")
     r = df.iloc[0]
     return MetricRef(int(r["metric_id"]), str(r["m_name"]), str(r["m_type"]))
+
+
+def stored_metrics(store) -> list[MetricRef]:
+    """Every metric the store holds series of, by id (what the catalog browser marks as stored)."""
+    df = store.query("SELECT metric_id, any(metric) AS m_name, any(metric_type) AS m_type "
+                     "FROM metric_series GROUP BY metric_id ORDER BY metric_id")
+    return [MetricRef(int(i), str(n), str(t)) for i, n, t in zip(df["metric_id"], df["m_name"], df["m_type"], strict=False)]
+
+
+def stored_metric_ids(store, *, name_suffix: str) -> list[int]:
+    """Ids of the stored metrics whose name ends with `name_suffix` (e.g. SATURATION_SUFFIX)."""
+    df = store.query("SELECT DISTINCT metric_id FROM metric_series WHERE endsWith(metric, {s:String})", {"s": name_suffix})
+    return sorted(int(i) for i in df["metric_id"])
+
+
+def row_count(store, table: str, *, distinct: str | None = None) -> int:
+    """Rows in one of the store's tables (or distinct values of one column): what a bench or a check counts."""
+    t = schema_table(table)  # the name is checked against the schema, never trusted
+    if distinct is not None and distinct not in {c.name for c in t.columns}:
+        raise BadQuery(f"{table} has no column {distinct!r}")
+    return int(store.scalar(f"SELECT {'count()' if distinct is None else f'uniqExact({distinct})'} FROM {t.name}"))
 
 
 def series_labels(store, metric: MetricRef, matchers: list[LabelMatcher], *, sample_suffix: str | None = None,
@@ -549,32 +571,7 @@ def saturated_resources(store, metric_ids: list[int], tr: TimeRange, *, top: int
 
 
 # --------------------------------------------------------------------------------------------------
-# alerts, findings, notifications, silences, degradation
-
-
-def active_alerts(store) -> pd.DataFrame:
-    """Alerts whose latest state is firing or pending (newest row per alert in alert_state)."""
-    df = store.query(
-        "SELECT rule, alert_fingerprint, argMax(state, updated_ms) AS cur_state, max(updated_ms) AS last_ms, "
-        "argMax(active_since_ms, updated_ms) AS since_ms, argMax(fired_ms, updated_ms) AS fire_ms, "
-        "argMax(payload_json, updated_ms) AS payload FROM alert_state "
-        "WHERE rule != '__nflog__' "  # the notification log shares the table (alerts.notify.nflog)
-        "GROUP BY rule, alert_fingerprint "
-        "HAVING cur_state IN ('firing', 'pending') ORDER BY since_ms")
-    return df.rename(columns={"cur_state": "state", "last_ms": "updated_ms", "since_ms": "active_since_ms",
-                              "fire_ms": "fired_ms", "payload": "payload_json"})
-
-
-def alert_history(store, start_ms: int, end_ms: int, *, rule: str | None = None, limit: int = 1000) -> pd.DataFrame:
-    params: dict = {"s": start_ms, "e": end_ms, "lim": limit}
-    extra = ""
-    if rule:
-        params["r"] = rule
-        extra = " AND rule = {r:String}"
-    return store.query(
-        "SELECT ts_ms, rule, alert_fingerprint, state, previous_state, severity, label_keys, label_values, "
-        "annotation_keys, annotation_values, value, active_since_ms FROM alert_events "
-        "WHERE ts_ms >= {s:Int64} AND ts_ms < {e:Int64}" + extra + " ORDER BY ts_ms DESC LIMIT {lim:UInt64}", params)
+# findings (alerts' own tables are read through alerts.tables)
 
 
 def findings(store, start_ms: int, end_ms: int, *, kind: str | None = None, metric: str | None = None,
@@ -594,38 +591,3 @@ def findings(store, start_ms: int, end_ms: int, *, kind: str | None = None, metr
         "SELECT ts_ms, finding_id, detector, kind, metric, fingerprint, label_keys, label_values, score, value, "
         "expected_low, expected_high, time_to_exhaustion_s, confidence, reason FROM anomaly_findings "
         "WHERE ts_ms >= {s:Int64} AND ts_ms < {e:Int64}" + extra + " ORDER BY ts_ms DESC LIMIT {lim:UInt64}", params)
-
-
-def notifications(store, start_ms: int, end_ms: int, *, limit: int = 1000) -> pd.DataFrame:
-    return store.query(
-        "SELECT ts_ms, notification_id, receiver, integration, group_key, status, attempt, result, http_status, "
-        "error, alert_fingerprints FROM notifications WHERE ts_ms >= {s:Int64} AND ts_ms < {e:Int64} "
-        "ORDER BY ts_ms DESC LIMIT {lim:UInt64}", {"s": start_ms, "e": end_ms, "lim": limit})
-
-
-def silences(store) -> pd.DataFrame:
-    """Newest row per silence (the table is a ReplacingMergeTree; merges may not have run yet)."""
-    df = store.query(
-        "SELECT silence_id, argMax(created_ms, updated_ms) AS x_created_ms, argMax(starts_ms, updated_ms) AS x_starts_ms, argMax(ends_ms, updated_ms) AS x_ends_ms, argMax(created_by, updated_ms) AS x_created_by, argMax(comment, updated_ms) AS x_comment, argMax(matchers_json, updated_ms) AS x_matchers_json, argMax(state, updated_ms) AS x_state, "
-        "max(updated_ms) AS x_updated_ms FROM silences GROUP BY silence_id ORDER BY x_created_ms DESC")
-    return df.rename(columns=lambda c: c[2:] if c.startswith("x_") else c)
-
-
-def degradation_history(store, start_ms: int, end_ms: int, *, limit: int = 1000) -> pd.DataFrame:
-    return store.query(
-        "SELECT ts_ms, action_id, phase, level, previous_level, region, rule, reason, effect_metric, effect_value "
-        "FROM degradation_actions WHERE ts_ms >= {s:Int64} AND ts_ms < {e:Int64} ORDER BY ts_ms DESC "
-        "LIMIT {lim:UInt64}", {"s": start_ms, "e": end_ms, "lim": limit})
-
-
-def latest_degradation_level(store) -> dict | None:
-    """The level set by the newest applied or reverted action (the `level` column is the level moved to)."""
-    df = store.query(
-        "SELECT argMax(level, ts_ms) AS lvl, argMax(region, ts_ms) AS rgn, argMax(reason, ts_ms) AS why, "
-        "argMax(rule, ts_ms) AS by_rule, max(ts_ms) AS last_ms, count() AS n "
-        "FROM degradation_actions WHERE phase IN ('applied', 'reverted')")
-    if not len(df) or int(df["n"].iloc[0]) == 0:
-        return None
-    r = df.iloc[0]
-    return {"level": str(r["lvl"]), "region": str(r["rgn"]) or None, "reason": str(r["why"]),
-            "rule": str(r["by_rule"]), "since_ms": int(r["last_ms"])}

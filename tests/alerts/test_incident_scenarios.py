@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from alerts import StoreWriter, load_rules
-from alerts.incidents import store as incident_store
+from alerts import tables as incident_store
 from pipeline.simulation.scenario import scenario_names
 from voxwatch.commands.rules import load_scenario_or_error, run_scenario
 

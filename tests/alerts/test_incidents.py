@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from alerts import StoreWriter
+from alerts import tables as incident_store
 from alerts.incidents import ACKNOWLEDGED, OPEN, RESOLVED, GroupingPolicy, IncidentError, IncidentTracker
-from alerts.incidents import store as incident_store
 from alerts.model import FIRING, PENDING, Alert, alert_fingerprint
 from alerts.model import RESOLVED as ALERT_RESOLVED
 from anomaly.finding import Finding

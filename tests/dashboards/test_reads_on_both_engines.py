@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alerts import tables as alert_tables
 from telemetry.store import reads
 from tests.dashboards import scenario_data
 
@@ -55,13 +56,13 @@ def _reads(store, info):
         "search": reads.search_calls(store, search, limit=20, offset=1),
         "detail": reads.call_detail(store, info["slow_call_id"]),
         "saturated": reads.saturated_resources(store, [sat.metric_id], hour, top=3),
-        "active": reads.active_alerts(store),
-        "history": reads.alert_history(store, end - 2 * HOUR, end, rule="PoolSaturationForecast"),
+        "active": alert_tables.active_alerts(store),
+        "history": alert_tables.alert_history(store, end - 2 * HOUR, end, rule="PoolSaturationForecast"),
         "findings": reads.findings(store, end - 2 * HOUR, end, kind="saturation_trend", min_score=0.5),
-        "notifications": reads.notifications(store, end - 2 * HOUR, end),
-        "silences": reads.silences(store),
-        "degradation": reads.degradation_history(store, end - 2 * HOUR, end),
-        "level": reads.latest_degradation_level(store),
+        "notifications": alert_tables.notifications(store, end - 2 * HOUR, end),
+        "silences": alert_tables.silences(store),
+        "degradation": alert_tables.degradation_history(store, end - 2 * HOUR, end),
+        "level": alert_tables.latest_degradation_level(store),
     }
 
 

@@ -128,6 +128,18 @@ def test_lookup_by_id_name_and_unknown_name_suggests_close_ones():
         catalog["voxwatch_pool_saturation_ration"]
 
 
+def test_the_degradation_ladder_is_written_once_in_the_catalog_and_the_pipeline_and_alerts_read_it():
+    from alerts.model import DEFAULT_LADDER
+    from pipeline.degradation import DegradationLevel
+
+    ladder = default_catalog().states("voxwatch_degradation_level")
+    assert ladder[0] == "NORMAL" and len(ladder) >= 2
+    assert [(m.name, int(m)) for m in DegradationLevel] == [(name, i) for i, name in enumerate(ladder)]
+    assert DEFAULT_LADDER is ladder
+    with pytest.raises(KeyError, match="no states"):
+        default_catalog().states("voxwatch_calls_active")
+
+
 def test_a_small_catalog_file_loads(tmp_path):
     catalog = load_catalog([write(tmp_path, "a.yaml", GOOD)])
     assert catalog["voxwatch_pool_in_use"].component == "pool"
@@ -152,6 +164,8 @@ def test_a_small_catalog_file_loads(tmp_path):
         ({"colour": "blue"}, "colour", "Extra inputs"),
         ({"name": "voxwatch_thing_saturation_ratio", "unit": "ratio", "type": "gauge"}, "capacity", "saturation metric"),
         ({"description": '"short"'}, "description", "at least 10"),
+        ({"states": "[LOW, HIGH]"}, "states", "level gauge"),
+        ({"states": "[low]", "type": "gauge", "unit": "level", "name": "voxwatch_thing_level"}, "states", "UPPER_SNAKE"),
     ],
 )
 def test_a_bad_entry_is_refused_naming_file_entry_and_field(tmp_path, fields, field, problem):

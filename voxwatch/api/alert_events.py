@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from alerts import tables as alert_tables
 from telemetry.store import reads
 from voxwatch.api.deps import DayWindow, ReadToken, StoreDep
 from voxwatch.api.overview import active_alerts
@@ -39,14 +40,14 @@ def get_findings(_: ReadToken, store: StoreDep, window: DayWindow, kind: str | N
 def get_alerts(_: ReadToken, store: StoreDep, window: DayWindow, rule: str | None = None,
                limit: int = Query(1000, ge=1, le=10_000)) -> AlertsResponse:
     hist = [alert_event(r) for r in
-            reads.alert_history(store, window.start_ms, window.end_ms, rule=rule, limit=limit).to_dict("records")]
+            alert_tables.alert_history(store, window.start_ms, window.end_ms, rule=rule, limit=limit).to_dict("records")]
     return AlertsResponse(active=active_alerts(store), history=hist, start_ms=window.start_ms, end_ms=window.end_ms)
 
 
 @router.get("/notifications", response_model=NotificationsResponse, summary="Notification delivery attempts")
 def get_notifications(_: ReadToken, store: StoreDep, window: DayWindow,
                       limit: int = Query(1000, ge=1, le=10_000)) -> NotificationsResponse:
-    df = reads.notifications(store, window.start_ms, window.end_ms, limit=limit)
+    df = alert_tables.notifications(store, window.start_ms, window.end_ms, limit=limit)
     items = [Notification(ts_ms=int(r["ts_ms"]), notification_id=str(r["notification_id"]), receiver=str(r["receiver"]),
                           integration=str(r["integration"]), group_key=str(r["group_key"]), status=str(r["status"]),
                           attempt=int(r["attempt"]), result=str(r["result"]), http_status=int(r["http_status"]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from telemetry.store import reads
+from alerts import tables as alert_tables
 from voxwatch.api.deps import PREFIX, AdminToken, Ctx, DayWindow, ReadToken, StoreDep, bad
 from voxwatch.api.query_models import (
     ControllerAction,
@@ -51,7 +51,7 @@ def degradation_state(ctx: AppContext, store) -> DegradationState:
         return DegradationState(level=str(s.get("level")), region=s.get("region"), reason=str(s.get("reason") or ""),
                                 rule=str(s.get("rule") or ""), since_ms=int_or_none(s.get("since_ms")), source="pipeline",
                                 levels=[str(x) for x in s.get("levels", [])])
-    last = reads.latest_degradation_level(store) if store is not None else None
+    last = alert_tables.latest_degradation_level(store) if store is not None else None
     if last is not None:
         return DegradationState(**last, source="store")
     return DegradationState(level="NORMAL", source="none")
@@ -93,7 +93,7 @@ def put_degradation(token: AdminToken, ctx: Ctx, body: DegradationRequest) -> di
 @router.get(PREFIX + "/degradation", response_model=DegradationResponse, summary="Degradation level and action history")
 def get_degradation(_: ReadToken, ctx: Ctx, store: StoreDep, window: DayWindow,
                     limit: int = Query(500, ge=1, le=10_000)) -> DegradationResponse:
-    hist = [action(r) for r in reads.degradation_history(store, window.start_ms, window.end_ms, limit=limit).to_dict("records")]
+    hist = [action(r) for r in alert_tables.degradation_history(store, window.start_ms, window.end_ms, limit=limit).to_dict("records")]
     return DegradationResponse(state=degradation_state(ctx, store), history=hist)
 
 

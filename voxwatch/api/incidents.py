@@ -167,6 +167,13 @@ def build_router(ctx: AppContext) -> APIRouter | None:
             except IncidentError as exc:
                 refuse(exc)
 
+    _add_pagerduty_hook(router, tracker, lock)
+    return router
+
+
+def _add_pagerduty_hook(router: APIRouter, tracker, lock: threading.Lock) -> None:
+    """PagerDuty's V3 webhook: an acknowledgement made there acknowledges the incident here."""
+
     @router.post("/incidents/hooks/pagerduty", summary="PagerDuty V3 webhook: an acknowledgement there acknowledges here",
                  status_code=202)
     async def pagerduty_hook(request: Request) -> dict:
@@ -195,5 +202,3 @@ def build_router(ctx: AppContext) -> APIRouter | None:
             except IncidentError as exc:  # already acknowledged or resolved: PagerDuty must not retry
                 return {"result": "unchanged", "incident_id": iid, "reason": str(exc)}
         return {"result": "acknowledged", "incident_id": iid}
-
-    return router

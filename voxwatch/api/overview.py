@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from alerts import tables as alert_tables
 from telemetry.store import reads
 from voxwatch.api.control import degradation_state
 from voxwatch.api.deps import CatalogView, Ctx, Limits, NowMs, ReadToken, StoreDep, catalog_of, time_range
@@ -91,14 +92,12 @@ def saturation_metric_ids(store, catalog: CatalogView) -> list[int]:
     # ratios against a fixed capacity compare across resources; raw gauges (calls_active) would not
     ids = {m.id for m in declared if m.saturation and m.unit == "ratio" and m.type == "gauge"}
     # plus any stored *_saturation_ratio series (data written before the catalog declared them)
-    df = store.query("SELECT DISTINCT metric_id FROM metric_series WHERE endsWith(metric, {s:String})",
-                     {"s": reads.SATURATION_SUFFIX})
-    return sorted(ids | {int(i) for i in df["metric_id"]})
+    return sorted(ids | set(reads.stored_metric_ids(store, name_suffix=reads.SATURATION_SUFFIX)))
 
 
 def active_alerts(store) -> list[ActiveAlert]:
     out = []
-    for r in reads.active_alerts(store).to_dict("records"):
+    for r in alert_tables.active_alerts(store).to_dict("records"):
         payload = json_obj(r.get("payload_json"))
         out.append(ActiveAlert(
             rule=str(r["rule"]), alert_fingerprint=str(r["alert_fingerprint"]), state=str(r["state"]),

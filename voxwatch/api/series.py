@@ -17,17 +17,15 @@ router = APIRouter(tags=["metrics"])
 def get_catalog(_: ReadToken, store: StoreDep, catalog: Catalog,
                 q: str | None = Query(None, description="words matched in name, description, layer"),
                 layer: str | None = None, type: str | None = None, stored_only: bool = False) -> CatalogResponse:
-    stored = store.query("SELECT metric_id, any(metric) AS m_name, any(metric_type) AS m_type "
-                         "FROM metric_series GROUP BY metric_id ORDER BY metric_id")
-    stored_ids = {int(i) for i in stored["metric_id"]}
+    stored = reads.stored_metrics(store)
+    stored_ids = {m.metric_id for m in stored}
     declared = catalog.declared()
     source = "catalog"
     if declared:
         metrics = [m.model_copy(update={"stored": m.id in stored_ids}) for m in declared]
     else:
         source = "store"
-        metrics = [CatalogMetric(id=int(r.metric_id), name=str(r.m_name), type=str(r.m_type), stored=True)
-                   for r in stored.itertuples()]
+        metrics = [CatalogMetric(id=m.metric_id, name=m.name, type=m.metric_type, stored=True) for m in stored]
     if q:
         words = q.lower().split()
         metrics = [m for m in metrics if all(w in f"{m.name} {m.description} {m.layer} {m.id}".lower() for w in words)]

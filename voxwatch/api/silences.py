@@ -11,9 +11,9 @@ import threading
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from alerts import tables as alert_tables
 from alerts.model import StoreWriter
 from alerts.notify.silences import SilenceError, Silences
-from telemetry.store import reads
 from voxwatch.api.deps import AdminToken, Ctx, NowMs, ReadToken, StoreDep, bad
 from voxwatch.api.query_models import Silence, SilenceCreate, SilencesResponse
 from voxwatch.api.rows import silence_from, silence_row
@@ -37,7 +37,7 @@ def silences_of(ctx: AppContext) -> Silences:
 @router.get("/silences", response_model=SilencesResponse, summary="Silences (newest first)")
 def get_silences(_: ReadToken, store: StoreDep, now_ms: NowMs,
                  state: str | None = Query(None, description="active|pending|expired")) -> SilencesResponse:
-    items = [silence_row(r, now_ms) for r in reads.silences(store).to_dict("records")]
+    items = [silence_row(r, now_ms) for r in alert_tables.silences(store).to_dict("records")]
     if state:
         items = [s for s in items if s.state == state]
     return SilencesResponse(silences=items)

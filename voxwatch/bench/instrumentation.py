@@ -287,7 +287,7 @@ def _real_stt_turn_cpu_us(folder: Path, runs: int) -> tuple[float | None, str]:
 
 def run(args) -> dict:
     from telemetry.sink import Sink
-    from telemetry.store import open_store
+    from telemetry.store import open_store, reads
 
     global _CALLS_ENDED
     _CALLS_ENDED = 0
@@ -332,8 +332,8 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         sink.flush(timeout=600)
         flush_s = time.perf_counter() - t0
-        spans_stored = int(store.scalar("SELECT count() FROM spans"))
-        calls_stored = int(store.scalar("SELECT count() FROM calls"))
+        spans_stored = reads.row_count(store, "spans")
+        calls_stored = reads.row_count(store, "calls")
 
         sim_turn_us = _simulated_turn_cpu_us(args.turns)
         stt_us, stt_source = (None, "skipped (--no-stt)") if args.no_stt else _real_stt_turn_cpu_us(work, args.stt_runs)

@@ -158,14 +158,15 @@ def generate(store, calls: int, samples: int, end_ms: int, chunk: int = 10_000_0
 
 def _saturation_ids(store) -> list[int]:
     """The ids the Overview reads: every saturation ratio gauge of the catalog (as the API picks them)."""
+    from telemetry.store import reads
+
     try:
         from telemetry.catalog import default_catalog
 
         ids = {m.id for m in default_catalog() if m.is_saturation and m.unit == "ratio" and m.type == "gauge"}
     except Exception:  # noqa: BLE001
         ids = set()
-    df = store.query("SELECT DISTINCT metric_id FROM metric_series WHERE endsWith(metric, '_saturation_ratio')")
-    return sorted(ids | {int(i) for i in df["metric_id"]})
+    return sorted(ids | set(reads.stored_metric_ids(store, name_suffix=reads.SATURATION_SUFFIX)))
 
 
 def _timed(fn, repeat: int) -> dict:
@@ -181,7 +182,9 @@ def _timed(fn, repeat: int) -> dict:
 def run(args) -> dict:
     import httpx
 
+    from alerts import tables as alert_tables
     from telemetry.store import open_store, reads
+    from telemetry.store.series_reads import samples_time_span
     from voxwatch.commands.serve import start_api
     from voxwatch.config import ApiToken, Scope, Settings
     from voxwatch.context import AppContext
@@ -189,12 +192,12 @@ def run(args) -> dict:
     folder = args.store[len("chdb://"):] if args.store else tempfile.mkdtemp(prefix="voxwatch-bench-query-")
     store = open_store(f"chdb://{folder}")
     try:
-        have_calls = int(store.scalar("SELECT count() FROM calls"))
+        have_calls = reads.row_count(store, "calls")
         if args.store and have_calls == args.calls:
             # a kept store of the same scale: measure again without refilling (its day ends where it ended)
-            end_ms = int(store.scalar("SELECT max(ts_ms) FROM metric_samples")) + STEP_MS
-            info = {"calls": have_calls, "samples": int(store.scalar("SELECT count() FROM metric_samples")),
-                    "series": int(store.scalar("SELECT uniqExact(fingerprint) FROM metric_series")),
+            end_ms = samples_time_span(store)[1] + STEP_MS
+            info = {"calls": have_calls, "samples": reads.row_count(store, "metric_samples"),
+                    "series": reads.row_count(store, "metric_series", distinct="fingerprint"),
                     "fill_samples_s": None, "fill_calls_s": None}
         elif have_calls:
             raise RuntimeError(f"{args.store} holds {have_calls} calls, not {args.calls}: give an empty folder")
@@ -218,8 +221,8 @@ def run(args) -> dict:
             "traffic_1h": lambda: reads.call_traffic(store, hour),
             "turn_latency_p50_p95_p99_1h": lambda: reads.histogram_quantiles(store, lat, [], hour, qs, source="rollup"),
             "saturated_resources_top8": lambda: reads.saturated_resources(store, sat_ids, hour, top=8),
-            "active_alerts": lambda: reads.active_alerts(store),
-            "degradation_level": lambda: reads.latest_degradation_level(store),
+            "active_alerts": lambda: alert_tables.active_alerts(store),
+            "degradation_level": lambda: alert_tables.latest_degradation_level(store),
             "traffic_24h": lambda: reads.call_traffic(store, day),
             "turn_latency_24h": lambda: reads.histogram_quantiles(store, lat, [], day, qs, source="rollup"),
             "call_search_24h_region_latency_words": lambda: reads.search_calls(store, search, limit=100),

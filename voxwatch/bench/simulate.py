@@ -86,7 +86,9 @@ def _telemetry_path(store, clock, spool: str, seed: int):
 
 
 def _dropped(store, sink: CountingSink) -> dict:
-    stored = {t: int(store.scalar(f"SELECT count() FROM {t}")) for t in sink.handed}
+    from telemetry.store import reads
+
+    stored = {t: reads.row_count(store, t) for t in sink.handed}
     return {"handed": dict(sink.handed), "stored": stored, "dropped": sum(max(0, sink.handed[t] - stored[t]) for t in sink.handed), "rejected": sink.sink.stats.total("rejected")}
 
 

@@ -186,8 +186,6 @@ async def _run(args, speed: float | None, say) -> dict:
 
 async def _replay(args, speed: float | None, say, scenario, store, spool: Path, cleanups: list) -> dict:
     from alerts import load_rules
-    from alerts.evaluate import aggregate
-    from alerts.ruleset import Selector
     from pipeline.simulation.simulator import Simulation
     from telemetry import open_runtime
     from telemetry.clock import VirtualClock
@@ -204,17 +202,7 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink)
     controller = sim.controller
 
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # Standard Webhooks' format
-    pager = PagerReceiver(secret, clock, say)
-    pager_server, pager_thread, pager_url = _serve_in_thread(pager.app(), args.host, 0)
-
-    def stop_pager() -> None:
-        pager_server.should_exit = True
-        pager_thread.join(5)
-
-    cleanups.append(stop_pager)
-    env = {"VOXWATCH_PAGER_URL": f"{pager_url}/hooks/pager", "VOXWATCH_TICKET_URL": f"{pager_url}/hooks/tickets",
-           "VOXWATCH_WEBHOOK_SECRET": secret}
+    pager, pager_url, env = _start_pager(args.host, clock, say, cleanups)
     ruleset = load_rules(env=env)
 
     ctx = AppContext(store=rt.store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel, pipeline=sim.pipeline)
@@ -235,6 +223,41 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     monitoring.expect_faults(scenario.ground_truth(), clock.now())
     ctx.alerts, ctx.anomaly = engine, monitoring.anomaly
 
+    _say_banner(say, scenario, speed, store, service, pager_url)
+    t0 = clock.now()
+    wall0 = time.monotonic()
+    sim.on_tick(_ticker(say, monitoring, sim, tel, speed, t0, wall0))
+    stop = asyncio.Event()
+    summary, interrupted = await _replay_until_done_or_stopped(sim, stop, say)
+    await engine.settle(5.0)
+    sink.flush()
+
+    result = _result(scenario, clock, t0, wall0, summary, findings, pager, engine, sink, service)
+    _say_result(say, result, pager, findings)
+    if not args.exit_after_replay and not interrupted:
+        say(f"Still serving: dashboard {service.dashboard_url or '(off)'}  API {service.api_url}  - Ctrl-C to stop")
+        await stop.wait()
+    await monitoring.aclose()
+    return result
+
+
+def _start_pager(host: str, clock, say, cleanups: list) -> tuple[PagerReceiver, str, dict[str, str]]:
+    """The local pager the rules page: its receiver, its URL and the environment the rule files read."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # Standard Webhooks' format
+    pager = PagerReceiver(secret, clock, say)
+    pager_server, pager_thread, pager_url = _serve_in_thread(pager.app(), host, 0)
+
+    def stop_pager() -> None:
+        pager_server.should_exit = True
+        pager_thread.join(5)
+
+    cleanups.append(stop_pager)
+    env = {"VOXWATCH_PAGER_URL": f"{pager_url}/hooks/pager", "VOXWATCH_TICKET_URL": f"{pager_url}/hooks/tickets",
+           "VOXWATCH_WEBHOOK_SECRET": secret}
+    return pager, pager_url, env
+
+
+def _say_banner(say, scenario, speed: float | None, store, service, pager_url: str) -> None:
     say(markup=True, text=f"[bold]Voxwatch demo[/bold]: replaying [bold]{scenario.name}[/bold] ({scenario.traffic.concurrent_calls:,} calls at peak, "
         f"{scenario.duration_s / 60:.0f} simulated minutes) at {'max' if speed is None else f'{speed:g}x'} speed")
     say(f"  store      {store.url}")
@@ -249,8 +272,15 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
             f"  ({g['description']})")
     say("")
 
-    t0 = clock.now()
-    wall0 = time.monotonic()
+
+def _ticker(say, monitoring, sim, tel, speed: float | None, t0: float, wall0: float):
+    """What runs at each simulated tick: the monitoring loop, the actions taken, a status line every
+    5 simulated minutes, and the pacing when a person watches."""
+    from alerts.evaluate import aggregate
+    from alerts.ruleset import Selector
+
+    engine = monitoring.engine
+    controller = sim.controller
     actions_seen = 0
     status_every = 300.0
     next_status = t0
@@ -279,8 +309,11 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
             if lag > 0:
                 await asyncio.sleep(lag)
 
-    sim.on_tick(tick)
-    stop = asyncio.Event()
+    return tick
+
+
+async def _replay_until_done_or_stopped(sim, stop: asyncio.Event, say) -> tuple[dict, bool]:
+    """Run the replay until it ends or SIGINT/SIGTERM sets `stop`; the summary and whether it was cut short."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -291,11 +324,13 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     if interrupted:
         replay.cancel()
         say("\n[stopped] replay interrupted")
-    summary = replay.result() if not interrupted else sim.summary()
-    await engine.settle(5.0)
-    sink.flush()
+    return (replay.result() if not interrupted else sim.summary()), interrupted
 
-    result = {
+
+def _result(scenario, clock, t0: float, wall0: float, summary: dict, findings: list, pager: PagerReceiver, engine, sink,
+            service) -> dict:
+    """The demo's figures (what `--json` prints)."""
+    return {
         "scenario": scenario.name,
         "simulated_s": round(clock.now() - t0, 1),
         "wall_s": round(time.monotonic() - wall0, 1),
@@ -312,18 +347,15 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
         "api_url": service.api_url,
         "dashboard_url": service.dashboard_url,
     }
+
+
+def _say_result(say, result: dict, pager: PagerReceiver, findings: list) -> None:
     say("")
     say(markup=True, text=f"[bold]Replay done[/bold]: {result['simulated_s'] / 60:.0f} simulated minutes in {result['wall_s']:.0f} s; "
         f"{len(pager.pages)} page(s) received, {len(result['actions'])} action(s), {len(findings)} finding(s); "
         f"{sum(result['rows'].values()):,} rows in the store")
-
     for inc in result["incidents"]:
         t = inc["timings"]
         said = ", ".join(f"{k} {v / 60:.0f} min" for k, v in t.items() if v is not None)
         say(f"[incident] {inc['incident_id']} {inc['state']}: {inc['title']} [{', '.join(inc['scope'])}] - {said} "
             f"(from the fault's start); the Incidents page and `voxwatch incident report` tell the rest")
-    if not args.exit_after_replay and not interrupted:
-        say(f"Still serving: dashboard {service.dashboard_url or '(off)'}  API {service.api_url}  - Ctrl-C to stop")
-        await stop.wait()
-    await monitoring.aclose()
-    return result

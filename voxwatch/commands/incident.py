@@ -51,7 +51,7 @@ def _store_error(exc) -> CommandError:
 
 
 def _list(args) -> int:
-    from alerts.incidents import store as incident_store
+    from alerts import tables as incident_store
     from telemetry.store import StoreError
 
     store = _open(args)
@@ -73,7 +73,7 @@ def _list(args) -> int:
 
 
 def _report(args) -> int:
-    from alerts.incidents import store as incident_store
+    from alerts import tables as incident_store
     from alerts.incidents.charts import data_uri, incident_charts
     from alerts.incidents.report import markdown
     from telemetry.store import StoreError

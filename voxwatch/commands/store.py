@@ -49,11 +49,11 @@ def _init(args) -> int:
 
 
 def _info(args) -> int:
-    from telemetry.store import TABLES
+    from telemetry.store import TABLES, reads
 
     store = _open(args)
     try:
-        counts = {t.name: int(store.scalar(f"SELECT count() FROM {t.name}")) for t in TABLES}
+        counts = {t.name: reads.row_count(store, t.name) for t in TABLES}
         info = {"url": store.url, "engine": store.server_version(), "dialect": store.dialect.name,
                 "schema_version": store.schema_version(), "rows": counts}
     finally:
