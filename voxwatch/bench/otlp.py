@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import httpx
+import pyarrow as pa
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -67,13 +68,19 @@ def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> by
                 break
             base = t0 + turn * 5000 * ms
             turn_id = (seed * 100_000_007 + call * 16 + turn).to_bytes(8, "big")
-            stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"), _kv("transcript", "I would like a pizza please"),
-                                        _kv("language", "en"), _kv("metrics.ttfb", 0.21), _kv("is_final", True)]),
+            # what varies in a real pipeline varies here too (measured times, token counts, what was said),
+            # so the receiver's attribute cache only finds the values that really repeat
+            order = seed * 100_000 + call  # unique over the whole run
+            jitter = (order * 7919 + turn * 104_729) % 100_003 / 1e6  # measured seconds hardly ever repeat
+            stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"),
+                                        _kv("transcript", f"I would like {order % 9 + 1} pizzas for order {order}, turn {turn}"),
+                                        _kv("language", "en"), _kv("metrics.ttfb", 0.21 + jitter), _kv("is_final", True)]),
                       ("llm", 300, 900, [_kv("gen_ai.provider.name", "openai"), _kv("gen_ai.request.model", "gpt-4o-mini"),
-                                         _kv("metrics.ttfb", 0.35), _kv("gen_ai.usage.input_tokens", 812),
-                                         _kv("gen_ai.usage.output_tokens", 41), _kv("stream", True)]),
-                      ("tts", 900, 1400, [_kv("gen_ai.provider.name", "cartesia"), _kv("metrics.ttfb", 0.12),
-                                          _kv("metrics.character_count", 64), _kv("text", "Sure, which size would you like?")])]
+                                         _kv("metrics.ttfb", 0.35 + jitter), _kv("gen_ai.usage.input_tokens", 700 + order % 300 + turn * 40),
+                                         _kv("gen_ai.usage.output_tokens", 20 + (order + turn) % 40), _kv("stream", True)]),
+                      ("tts", 900, 1400, [_kv("gen_ai.provider.name", "cartesia"), _kv("metrics.ttfb", 0.12 + jitter),
+                                          _kv("metrics.character_count", 40 + (order + turn) % 50),
+                                          _kv("text", f"Sure, {order % 9 + 1} pizzas for order {order}. Which size would you like?")])]
             for k, (name, a, b, attrs) in enumerate(stages):
                 if i >= n_spans:
                     break
@@ -86,13 +93,13 @@ def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> by
                 break
             s = spans.spans.add(trace_id=tid, span_id=turn_id, parent_span_id=conv_id, name="turn",
                                 start_time_unix_nano=base, end_time_unix_nano=base + 2000 * ms)
-            s.attributes.extend([_kv("turn.number", turn), _kv("conversation.id", f"conv-{call}"),
-                                 _kv("turn.user_bot_latency_seconds", 0.8), _kv("turn.was_interrupted", False)])
+            s.attributes.extend([_kv("turn.number", turn), _kv("conversation.id", f"conv-{seed}-{call}"),
+                                 _kv("turn.user_bot_latency_seconds", 0.7 + jitter * 2), _kv("turn.was_interrupted", False)])
             i += 1
         if i < n_spans:
             s = spans.spans.add(trace_id=tid, span_id=conv_id, name="conversation", start_time_unix_nano=t0,
                                 end_time_unix_nano=t0 + 25_000 * ms)
-            s.attributes.extend([_kv("conversation.id", f"conv-{call}"), _kv("conversation.type", "voice")])
+            s.attributes.extend([_kv("conversation.id", f"conv-{seed}-{call}"), _kv("conversation.type", "voice")])
             i += 1
     return req.SerializeToString()
 
@@ -214,8 +221,10 @@ class _Capture:
     def write_columns(self, table, columns):
         t = self.tables.setdefault(table, {k: [] for k in columns})
         for k, v in columns.items():
-            t[k].extend(list(v))
+            t[k].extend(v.to_pylist() if isinstance(v, pa.Array) else list(v))
         return len(next(iter(columns.values())))
+
+    write_typed = write_columns  # the receiver's typed batches, kept as Python columns too
 
     def write(self, table, rows):
         rows = list(rows)
