@@ -71,7 +71,7 @@ def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> by
             # what varies in a real pipeline varies here too (measured times, token counts, what was said),
             # so the receiver's attribute cache only finds the values that really repeat
             order = seed * 100_000 + call  # unique over the whole run
-            jitter = (order * 7919 + turn * 104_729) % 100_003 / 1e6  # measured seconds hardly ever repeat
+            jitter = (order * 2_654_435_761 + turn * 40_503) % 2**32 / 2**32 / 10  # measured seconds never repeat
             stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"),
                                         _kv("transcript", f"I would like {order % 9 + 1} pizzas for order {order}, turn {turn}"),
                                         _kv("language", "en"), _kv("metrics.ttfb", 0.21 + jitter), _kv("is_final", True)]),
