@@ -310,13 +310,22 @@ class TraceIngest:
 
     def _decode_attribute(self, raw: bytes, res: IngestResult) -> tuple[str, Any, str]:
         """One encoded KeyValue (a miss of the cache) through the official message: its key, its typed
-        value and its stored text (cut past the limit, and then not cached, so each cut is counted)."""
+        value and its stored text (cut past the limit, and then not cached, so each cut is counted).
+        Doubles are not cached: they are measurements, which hardly ever repeat."""
         try:
             kv = KeyValue.FromString(raw)
         except DecodeError as exc:
             raise OtlpError(400, "malformed_protobuf", f"a span attribute is not a valid KeyValue: {exc}") from None
-        py = any_value(kv.value)
-        text = as_text(py)
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "double_value":
+            py = value.double_value
+            return kv.key, py, str(py)
+        if kind == "string_value":
+            py = text = value.string_value
+        else:
+            py = any_value(value)
+            text = as_text(py)
         if len(text) > self.limits.max_attribute_chars:
             return kv.key, py, _cut(text, self.limits.max_attribute_chars, res)
         entry = (kv.key, py, text)
