@@ -68,6 +68,29 @@ def time_window(label: str | None = None) -> Window:
     return Window(now - RANGES[label], now, label)
 
 
+ALL_SOURCES = "All sources"
+
+
+def source_picker(w: Window) -> dict | None:
+    """The sidebar's source selector, drawn only when the range holds calls of more than one pipeline
+    (Voxwatch's own, and each one sending OTLP, by its service.name). Returns the chosen source
+    (`name`, `regions`, ...) or None for all. Pages filter by the source's regions: the label its calls
+    and stage metrics carry. Call it outside fragments (they may not draw in the sidebar)."""
+    data = fetch("/sources", **w.params)
+    sources = data["sources"] if data else []
+    if len(sources) < 2:
+        return None
+    names = [s["name"] for s in sources]
+    choice = st.sidebar.selectbox("Source", [ALL_SOURCES, *names], key="vx_source",
+                                  help="the pipeline to show: Voxwatch's own or one sending OTLP")
+    return next((s for s in sources if s["name"] == choice), None)
+
+
+def in_source(labels: dict, source: dict | None) -> bool:
+    """Whether a series' labels belong to the chosen source (its regions, or its `source` label)."""
+    return source is None or labels.get("region") in source["regions"] or labels.get("source") == source["name"]
+
+
 def show_error(exc: Exception) -> None:
     st.error(f"{exc}")
 

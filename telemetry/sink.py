@@ -213,7 +213,18 @@ class Sink:
             if n == 0:
                 return 0
         # Arrow from numpy is zero-copy for numbers; batches then concatenate and slice without copies.
-        tbl = self.store.batch(table, clean)
+        return self._enqueue(table, self.store.batch(table, clean), n)
+
+    def write_typed(self, table: str, columns: Mapping[str, object]) -> int:
+        """Queue a batch a row builder made already in the table's types (numpy numbers, lists of str,
+        Arrow arrays; e.g. `span_columns` in its columnar form): converted to Arrow as it is, without
+        write_columns' value-by-value checks. A column of the wrong type is refused whole (StoreError)."""
+        if table not in TABLES_BY_NAME:
+            raise StoreError(f"sink: unknown table {table!r}")
+        tbl = self.store.batch(table, columns)  # checks names and lengths; a wrong type cannot convert
+        return self._enqueue(table, tbl, tbl.num_rows) if tbl.num_rows else 0
+
+    def _enqueue(self, table: str, tbl: pa.Table, n: int) -> int:
         with self._cond:
             over = self._pending_rows + n > self.max_buffer_rows
             if not over:

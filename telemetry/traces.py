@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -149,12 +150,24 @@ SPAN_COLUMNS = (
 
 
 def span_columns(*, trace_id: Sequence[str], span_id: Sequence[str], parent_span_id, call_id, turn, name,
-                 start_us, duration_ms, status="ok", attr_keys=None, attr_values=None) -> dict[str, Any]:
+                 start_us, duration_ms, status="ok", attr_keys=None, attr_values=None,
+                 attr_offsets=None) -> dict[str, Any]:
     """Rows of the `spans` table, as columns: the one builder of span rows (the tracer's span
     processor, the simulator's sampled calls, OTLP ingest). Times in the table's units (start in
     microseconds since the epoch, duration in milliseconds); text arguments are one string for every
-    span or one per span; attributes are a list of keys and a list of values per span."""
+    span or one per span; attributes are a list of keys and a list of values per span.
+
+    The columnar form, for batches too large to afford a list per span (OTLP ingest): with
+    `attr_offsets` (k + 1 ascending ints) `attr_keys`/`attr_values` are flat, every span's in one
+    list, span i's at [offsets[i]:offsets[i + 1]]. The attribute columns are then Arrow lists built
+    once from the flat lists and the numbers come in the table's types, so the batch is ready for
+    `Sink.write_typed` with nothing left to check value by value."""
     k = len(trace_id)
+    if attr_offsets is not None:
+        return _span_columns_flat(k, trace_id=trace_id, span_id=span_id, parent_span_id=parent_span_id,
+                                  call_id=call_id, turn=turn, name=name, start_us=start_us, duration_ms=duration_ms,
+                                  status=status, attr_keys=attr_keys, attr_values=attr_values,
+                                  attr_offsets=attr_offsets)
     cols = {
         "trace_id": list(trace_id), "span_id": _column(span_id, k), "parent_span_id": _column(parent_span_id, k),
         "call_id": _column(call_id, k), "turn": turn, "name": _column(name, k), "start_us": start_us,
@@ -165,6 +178,32 @@ def span_columns(*, trace_id: Sequence[str], span_id: Sequence[str], parent_span
     for key in ("turn", "start_us", "duration_ms", "attr_keys", "attr_values"):
         if len(cols[key]) != k:
             raise ValueError(f"spans column {key}: expected {k} values, got {len(cols[key])}")
+    return cols
+
+
+def _span_columns_flat(k: int, *, trace_id, span_id, parent_span_id, call_id, turn, name, start_us, duration_ms,
+                       status, attr_keys, attr_values, attr_offsets) -> dict[str, Any]:
+    """span_columns' columnar form (see there): typed numbers, attributes as Arrow lists."""
+    offsets = np.asarray(attr_offsets, dtype=np.int32)
+    if offsets.shape != (k + 1,) or (k and (offsets[0] != 0 or np.any(np.diff(offsets) < 0))):
+        raise ValueError(f"spans attr_offsets: expected {k + 1} ascending offsets from 0, got {offsets.shape[0]}")
+    n_attrs = int(offsets[-1]) if k else 0
+    if len(attr_keys) != n_attrs or len(attr_values) != n_attrs:
+        raise ValueError(f"spans attributes: offsets end at {n_attrs}, got {len(attr_keys)} keys and {len(attr_values)} values")
+    pa_offsets = pa.array(offsets)
+    cols = {
+        "trace_id": list(trace_id), "span_id": _column(span_id, k), "parent_span_id": _column(parent_span_id, k),
+        "call_id": _column(call_id, k), "turn": np.asarray(turn, dtype=np.uint16),
+        "name": _column(name, k), "start_us": np.asarray(start_us, dtype=np.int64),
+        "duration_ms": np.asarray(duration_ms, dtype=np.float64), "status": _column(status, k),
+        "attr_keys": pa.ListArray.from_arrays(pa_offsets, pa.array(attr_keys, type=pa.string())),
+        "attr_values": pa.ListArray.from_arrays(pa_offsets, pa.array(attr_values, type=pa.string())),
+    }
+    for key in ("turn", "start_us", "duration_ms"):
+        if len(cols[key]) != k:
+            raise ValueError(f"spans column {key}: expected {k} values, got {len(cols[key])}")
+    if not np.isfinite(cols["duration_ms"]).all():
+        raise ValueError("spans column duration_ms: non-finite value")
     return cols
 
 

@@ -38,6 +38,7 @@ ROUTER_MODULES += ("ingest",)  # OTLP/HTTP: POST /v1/traces, /v1/metrics; GET /v
 
 
 ROUTER_MODULES += ("incidents",)  # incidents: list, timeline, acknowledge/resolve/notes, report, PagerDuty hook
+ROUTER_MODULES += ("sources",)  # /api/v1/sources: the pipelines (ours, OTLP senders) a range holds calls of
 
 
 def create_app(ctx: AppContext) -> FastAPI:

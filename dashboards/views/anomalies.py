@@ -7,15 +7,26 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.common import duration_text, fetch, labels_text, line_figure, range_label, time_window, ts
+from dashboards.common import (
+    duration_text,
+    fetch,
+    in_source,
+    labels_text,
+    line_figure,
+    range_label,
+    source_picker,
+    time_window,
+    ts,
+)
 
 st.title("Anomalies")
 label = range_label()
 w = time_window(label)
+source = source_picker(w)
 kinds = st.multiselect("Kinds", ["saturation_trend", "level_shift", "spike", "multivariate"], key="vx_kinds")
 data = fetch("/findings", **w.params)
 if data is not None:
-    found = [f for f in data["findings"] if not kinds or f["kind"] in kinds]
+    found = [f for f in data["findings"] if (not kinds or f["kind"] in kinds) and in_source(f["labels"], source)]
     st.caption(f"{len(found)} findings")
     if not found:
         st.success("No findings in this range.")

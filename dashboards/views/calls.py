@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.common import fetch, labels_text, range_label, time_window, ts
+from dashboards.common import fetch, labels_text, range_label, source_picker, time_window, ts
 
 STAGE_COLOURS = {"stt": "#1f77b4", "nlu": "#9467bd", "llm": "#ff7f0e", "tts": "#2ca02c", "tool": "#8c564b",
                  "integration": "#8c564b", "response": "#ff7f0e", "handoff": "#e377c2", "vad": "#7f7f7f"}
@@ -15,6 +15,7 @@ STAGE_COLOURS = {"stt": "#1f77b4", "nlu": "#9467bd", "llm": "#ff7f0e", "tts": "#
 st.title("Calls")
 label = range_label()
 w = time_window(label)
+source = source_picker(w)
 
 with st.form("vx_call_filters"):
     c1, c2, c3, c4 = st.columns(4)
@@ -35,10 +36,17 @@ def split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-result = fetch("/calls", **w.params, region=split(regions), language=split(languages), intent=split(intents),
-               outcome=outcomes, handoff={"any": None, "yes": True, "no": False}[handoff],
-               min_latency_ms=min_latency or None, text=text or None, traced=True if traced else None,
-               limit=int(limit))
+chosen = split(regions)
+if source is not None:  # a source is its regions; regions typed in the form narrow it
+    chosen = [r for r in chosen if r in source["regions"]] if chosen else source["regions"]
+result = None
+if source is not None and not chosen:
+    st.info(f"None of those regions is {source['name']}'s ({', '.join(source['regions'])}).")
+else:
+    result = fetch("/calls", **w.params, region=chosen, language=split(languages), intent=split(intents),
+                   outcome=outcomes, handoff={"any": None, "yes": True, "no": False}[handoff],
+                   min_latency_ms=min_latency or None, text=text or None, traced=True if traced else None,
+                   limit=int(limit))
 if result is not None:
     calls = pd.DataFrame(result["calls"])
     st.caption(f"{result['total']:,} calls match · showing {len(calls)} newest")

@@ -20,6 +20,7 @@ from dashboards.common import (
     per_minute,
     range_label,
     refresh_seconds,
+    source_picker,
     time_window,
     ts,
 )
@@ -28,13 +29,15 @@ st.title("Overview")
 fit_tiles()
 label = range_label()
 auto = st.sidebar.toggle("Auto-refresh", value=True, key="vx_auto")
+source = source_picker(time_window(label))
 
 
 @st.fragment(run_every=refresh_seconds() if auto else None)
 def panels() -> None:
     w = time_window(label)
     # about 60 buckets: readable bars, and whole-minute steps read the rollups
-    data = fetch("/overview", **w.params, step_s=max(60, (w.end_ms - w.start_ms) // 60_000 // 60 * 60))
+    data = fetch("/overview", **w.params, step_s=max(60, (w.end_ms - w.start_ms) // 60_000 // 60 * 60),
+                 region=source["regions"] if source else None)
     if data is None:
         return
     traffic = pd.DataFrame(data["traffic"])
@@ -53,7 +56,8 @@ def panels() -> None:
               delta=None if p99_now is None else f"{p99_now - data['budget_ms']:+.0f} ms vs budget", delta_color="inverse")
     c4.metric("Active alerts", len(data["active_alerts"]))
     c5.metric("Degradation level", deg["level"])
-    st.caption(f"{w.label}: {ts(w.start_ms):%Y-%m-%d %H:%M} – {ts(w.end_ms):%H:%M} UTC · turn latency from "
+    st.caption(f"{w.label}: {ts(w.start_ms):%Y-%m-%d %H:%M} – {ts(w.end_ms):%H:%M} UTC · "
+               + (f"source {source['name']} ({', '.join(source['regions'])}) · " if source else "") + "turn latency from "
                f"{data['latency_source']} · step {data['step_ms'] // 1000} s")
 
     marks = incident_marks(w)

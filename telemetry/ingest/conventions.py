@@ -26,6 +26,9 @@ STAGE_SPANS: dict[str, str] = {
     "eou_detection": "vad",  # LiveKit end-of-utterance model
 }
 
+# every span name the mapper measures or closes a call on (any other span is stored and not measured)
+MEASURED_SPANS = CONVERSATION_SPANS | TURN_SPANS | frozenset(STAGE_SPANS)
+
 # attribute keys, first present wins
 TURN_LATENCY = ("turn.user_bot_latency_seconds", "lk.e2e_latency", "voxwatch.turn_latency_s")
 LLM_TTFT = ("metrics.ttfb", "lk.response.ttft", "gen_ai.response.time_to_first_token",

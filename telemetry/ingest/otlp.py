@@ -20,11 +20,12 @@ import json
 import zlib
 from dataclasses import dataclass
 
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -38,6 +39,54 @@ SIGNALS: dict[str, tuple[type[Message], type[Message], type[Message], str]] = {
     "logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse,
              logs_service_pb2.ExportLogsPartialSuccess, "rejected_log_records"),
 }
+
+
+
+def _traces_view() -> type[Message]:
+    """A view of ExportTraceServiceRequest in which each span's attributes stay encoded.
+
+    The official trace.proto, copied from the installed opentelemetry-proto's own descriptor into a
+    package of ours, with one change: `Span.attributes` is `repeated bytes` rather than `repeated
+    KeyValue`. Both are length-delimited field 9 on the wire, so the same bytes parse into either and
+    the protobuf runtime checks everything else as strictly as before. Reading a KeyValue through
+    Python costs about a microsecond (a wrapper for it, one for its AnyValue, a oneof lookup); kept
+    encoded, an attribute is a bytes object that the span mapper decodes with the official `KeyValue`
+    once per distinct value and then finds in a cache (telemetry/ingest/spans.py)."""
+    old, new = "opentelemetry.proto.trace.v1", "voxwatch.ingest.view.trace.v1"
+    pool = descriptor_pool.Default()
+    try:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{new}.TracesData"))
+    except KeyError:
+        pass
+    fdp = descriptor_pb2.FileDescriptorProto()
+    trace_pb2.DESCRIPTOR.CopyToProto(fdp)
+    fdp.name, fdp.package = "voxwatch/ingest/view/trace.proto", new
+
+    def retarget(messages) -> None:
+        for m in messages:
+            for f in m.field:
+                if f.type_name.startswith(f".{old}."):
+                    f.type_name = f".{new}.{f.type_name[len(old) + 2:]}"
+                if m.name == "Span" and f.name == "attributes":
+                    f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    f.ClearField("type_name")
+            retarget(m.nested_type)
+
+    retarget(fdp.message_type)
+    pool.Add(fdp)
+    # TracesData is `repeated ResourceSpans resource_spans = 1`, as ExportTraceServiceRequest is
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{new}.TracesData"))
+
+
+TracesView = _traces_view()
+
+
+def traces_view(msg: Message) -> Message:
+    """An ExportTraceServiceRequest (or a view already) as the view the span mapper reads."""
+    if isinstance(msg, TracesView):
+        return msg
+    return TracesView.FromString(msg.SerializeToString())
+
 
 # the OTLP JSON exception: these keys hold hex strings on the wire, bytes (base64 in proto3 JSON) in the message
 _HEX_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -116,6 +165,8 @@ def decode(signal: str, body: bytes, mt: str) -> Message:
     request_cls = SIGNALS[signal][0]
     msg = request_cls()
     if mt == PROTOBUF:
+        if signal == "traces":
+            msg = TracesView()  # the same bytes, attributes left encoded for the mapper's cache
         try:
             msg.ParseFromString(body)
         except (DecodeError, RuntimeError, ValueError) as exc:

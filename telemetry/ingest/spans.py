@@ -26,9 +26,14 @@ from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from telemetry.ingest import conventions as cv
+from telemetry.ingest.otlp import OtlpError, traces_view
+from telemetry.traces import call_columns, span_columns
 
 _STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 
@@ -98,10 +103,9 @@ def as_text(v: Any) -> str:
 
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
-_NUMBERS = frozenset({int, float, bool})  # stored as str() gives them, as our own span exporter does
-_PLAIN = frozenset({"string_value", "int_value", "double_value", "bool_value"})
-_SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "call_id", "turn", "name", "start_us", "duration_ms",
-                 "status", "attr_keys", "attr_values")
+# the attribute cache: values up to this many encoded bytes, this many of them at most
+_CACHED_ATTRIBUTE_BYTES = 256
+_CACHED_ATTRIBUTES = 65_536
 
 
 def _cut(text: str, cap: int, res: IngestResult) -> str:
@@ -113,6 +117,8 @@ def _cut(text: str, cap: int, res: IngestResult) -> str:
 
 
 def _float(v: Any) -> float | None:
+    if type(v) is float:  # the common case, first: a double attribute
+        return v if v - v == 0.0 else None  # inf - inf and nan - nan are nan
     if isinstance(v, bool) or v is None:
         return None
     try:
@@ -120,6 +126,16 @@ def _float(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _model_labels(attrs: dict) -> tuple[str, str]:
+    """The (provider, model) labels of a model call's measurements."""
+    return str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+
+
+_TOKEN_METRICS = ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
+                  (cv.OUTPUT_TOKENS, "voxwatch_llm_output_tokens_total"),
+                  (cv.CACHED_INPUT_TOKENS, "voxwatch_llm_cached_input_tokens_total"))
 
 
 def _truthy(v: Any) -> bool:
@@ -171,11 +187,11 @@ class TraceIngest:
         self.clock = clock or telemetry.clock
         self.max_open_traces = max_open_traces
         self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
-        # the project's call-record builder, its own tracer (unsampled calls: no spans of ours, just rows)
-        from telemetry.traces import CallTracing
-
-        self._calls = CallTracing(telemetry, sample_ratio=0.0)
+        # encoded attribute (bytes) -> (key, typed value, stored text): most of a pipeline's attributes repeat
+        self._attr_cache: dict[bytes, tuple[str, Any, str]] = {}
         tel = telemetry
+        calls = tel["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in tel else None
+        self._calls_recorded = calls.labels(sampled="false") if calls is not None else None  # as the tracer counts them
         self._m = {name: tel[name] for name in (
             "voxwatch_stage_latency_seconds", "voxwatch_stage_errors_total", "voxwatch_turns_total",
             "voxwatch_turn_latency_seconds", "voxwatch_turn_barge_ins_total", "voxwatch_llm_time_to_first_token_seconds",
@@ -187,24 +203,33 @@ class TraceIngest:
 
     # ---- the request
     def ingest(self, request) -> IngestResult:
+        """Map one ExportTraceServiceRequest (or its attribute view, telemetry/ingest/otlp.py)."""
+        request = traces_view(request)
         res = IngestResult()
         now_ns = int(self.clock.now() * 1e9)
         lo = now_ns - int(self.limits.max_age_s * 1e9)
         hi = now_ns + int(self.limits.max_future_s * 1e9)
-        rows: list[tuple] = []
+        # the batch, column by column: attributes flat (every span's in one list, bounded by offsets)
+        tids, sids, parents, turns, names, starts, ends, statuses = [], [], [], [], [], [], [], []
+        flat_keys: list[str] = []
+        flat_texts: list[str] = []
+        offsets = [0]
         conversations = []  # closed after every turn of the request is known, whatever the order inside it
         per_source: Counter = Counter()
         self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
         self._incs: dict[tuple, float] = defaultdict(float)
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
-        stage_spans, turn_spans, conversation_spans = cv.STAGE_SPANS, cv.TURN_SPANS, cv.CONVERSATION_SPANS
+        measured = cv.MEASURED_SPANS
+        cached = self._attr_cache.get
+        decode_attr = self._decode_attribute
         for rs in request.resource_spans:
             rattrs = attributes(rs.resource.attributes)
             src = Source.of(rattrs)
             rkeys = list(rattrs)
             rtexts = [_cut(as_text(v), cap, res) for v in rattrs.values()]
             rkeyset = frozenset(rkeys)
+            n_source = len(tids)
             for ss in rs.scope_spans:
                 scope = ss.scope.name
                 extra_keys = [*rkeys, "otel.scope.name"] if scope else rkeys
@@ -221,64 +246,113 @@ class TraceIngest:
                     if start < lo or end > hi:
                         res.refuse("timestamp_out_of_range")
                         continue
-                    # typed values for the conventions, text for the row; comprehensions, as this is the hot loop
-                    pb = span.attributes
-                    keys = [kv.key for kv in pb]
-                    pbv = [kv.value for kv in pb]
-                    pys = [getattr(v, k) if k in _PLAIN else any_value(v) for v, k in zip(pbv, [v.WhichOneof("value") for v in pbv])]
-                    texts = [x if type(x) is str else str(x) if type(x) in _NUMBERS else as_text(x) for x in pys]
-                    if texts and max(map(len, texts)) > cap:
-                        texts = [_cut(t, cap, res) for t in texts]
-                    attrs = dict(zip(keys, pys))
+                    # each attribute: (key, typed value for the conventions, text for the row), cached by its bytes
+                    entries = [cached(raw) or decode_attr(raw, res) for raw in span.attributes]
+                    at = len(flat_keys)
+                    if entries:
+                        keys, pys, texts = zip(*entries)
+                        attrs = dict(zip(keys, pys))
+                        flat_keys += keys
+                        flat_texts += texts
+                    else:
+                        attrs = {}
                     if rkeyset.isdisjoint(attrs):
-                        keys += extra_keys
-                        texts += extra_texts
+                        flat_keys += extra_keys
+                        flat_texts += extra_texts
                     else:  # the span's own value wins over the resource's
                         for k, t in zip(extra_keys, extra_texts, strict=True):
                             if k not in attrs:
-                                keys.append(k)
-                                texts.append(t)
+                                flat_keys.append(k)
+                                flat_texts.append(t)
                     status = span.status
                     if status.message:
-                        keys.append("otel.status_description")
-                        texts.append(_cut(status.message, cap, res))
+                        flat_keys.append("otel.status_description")
+                        flat_texts.append(_cut(status.message, cap, res))
                     if span.events:
-                        keys.append("otel.events")
-                        texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
-                    if len(keys) > max_attrs:
-                        dropped = len(keys) - max_attrs + 1
+                        flat_keys.append("otel.events")
+                        flat_texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
+                    if len(flat_keys) - at > max_attrs:
+                        dropped = len(flat_keys) - at - max_attrs + 1
                         res.truncated += dropped
-                        keys, texts = keys[: max_attrs - 1], texts[: max_attrs - 1]
-                        keys.append("otel.dropped_attributes_count")
-                        texts.append(str(dropped))
+                        del flat_keys[at + max_attrs - 1:], flat_texts[at + max_attrs - 1:]
+                        flat_keys.append("otel.dropped_attributes_count")
+                        flat_texts.append(str(dropped))
+                    offsets.append(len(flat_keys))
                     error = status.code == _STATUS_ERROR
                     name = span.name
                     turn_no = attrs.get("turn.number")
-                    tid_hex = tid.hex()
-                    rows.append((tid_hex, sid.hex(), span.parent_span_id.hex(), tid_hex,
-                                 turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0,
-                                 name, start // 1000, (end - start) / 1e6, "error" if error else "ok", keys, texts))
-                    per_source[src.name] += 1
-                    if name in conversation_spans:
-                        conversations.append((tid, start, end, error, attrs, src))
-                    elif name in stage_spans or name in turn_spans or "gen_ai.usage.input_tokens" in attrs \
-                            or "gen_ai.usage.output_tokens" in attrs:
-                        self._measure(name, tid, sid, start, end, error, attrs, src)
-        res.accepted = len(rows)
-        if rows and self.sink is not None:
-            cols = list(zip(*rows, strict=True))
-            self.sink.write_columns("spans", dict(zip(_SPAN_COLUMNS, (list(c) for c in cols), strict=True)))
-        for tid, start, end, error, attrs, src in conversations:
-            self._close_call(tid, start, end, error, attrs, src)
-            res.calls += 1
-        if res.calls:
-            self._calls.flush()
+                    tids.append(tid)
+                    sids.append(sid)
+                    parents.append(span.parent_span_id)
+                    turns.append(turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0)
+                    names.append(name)
+                    starts.append(start)
+                    ends.append(end)
+                    statuses.append("error" if error else "ok")
+                    if name in measured or "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
+                        if name in cv.CONVERSATION_SPANS:
+                            conversations.append((tid, start, end, error, attrs, src))
+                        else:
+                            self._measure(name, tid, sid, start, end, error, attrs, src)
+            if len(tids) > n_source:
+                per_source[src.name] += len(tids) - n_source
+        res.accepted = len(tids)
+        if tids and self.sink is not None:
+            self._write_spans(tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts, offsets)
+        if conversations:
+            res.calls = self._close_calls(conversations)
         self._record_measurements()
         m = self._m.get("voxwatch_ingest_spans_total")
         if m is not None:
             for name, n in per_source.items():
                 m.labels(source=name).inc(n)
         return res
+
+    def _decode_attribute(self, raw: bytes, res: IngestResult) -> tuple[str, Any, str]:
+        """One encoded KeyValue (a miss of the cache) through the official message: its key, its typed
+        value and its stored text (cut past the limit, and then not cached, so each cut is counted).
+        Doubles are not cached: they are measurements, which hardly ever repeat."""
+        try:
+            kv = KeyValue.FromString(raw)
+        except DecodeError as exc:
+            raise OtlpError(400, "malformed_protobuf", f"a span attribute is not a valid KeyValue: {exc}") from None
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "double_value":
+            py = value.double_value
+            return kv.key, py, str(py)
+        if kind == "string_value":
+            py = text = value.string_value
+        else:
+            py = any_value(value)
+            text = as_text(py)
+        if len(text) > self.limits.max_attribute_chars:
+            return kv.key, py, _cut(text, self.limits.max_attribute_chars, res)
+        entry = (kv.key, py, text)
+        if len(raw) <= _CACHED_ATTRIBUTE_BYTES:
+            cache = self._attr_cache
+            if len(cache) >= _CACHED_ATTRIBUTES:
+                cache.clear()  # bounded: a sender whose values never repeat only costs misses
+            cache[raw] = entry
+        return entry
+
+    def _write_spans(self, tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts,
+                     offsets) -> None:
+        """The request's `spans` rows through the project's span-row builder, in its columnar form."""
+        start_ns = np.array(starts, dtype=np.int64)
+        hexes = [t.hex() for t in tids]
+        cols = span_columns(trace_id=hexes, span_id=[s.hex() for s in sids], parent_span_id=[p.hex() for p in parents],
+                            call_id=hexes, turn=turns, name=names, start_us=start_ns // 1000,
+                            duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6, status=statuses,
+                            attr_keys=flat_keys, attr_values=flat_texts, attr_offsets=offsets)
+        write = getattr(self.sink, "write_typed", None)
+        if write is not None:
+            write("spans", cols)
+        else:  # a sink without the typed path (a test's recorder): lists per span, as span_columns' row form
+            cut = list(zip(offsets, offsets[1:]))
+            cols["attr_keys"] = [flat_keys[a:b] for a, b in cut]
+            cols["attr_values"] = [flat_texts[a:b] for a, b in cut]
+            self.sink.write_columns("spans", cols)
 
     def _record_measurements(self) -> None:
         """This request's observations into the instruments, one call per series (not per span)."""
@@ -307,15 +381,22 @@ class TraceIngest:
     def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
         obs, incs = self._obs, self._incs
         region = src.region
+        first = cv.first
+        labels = None  # (provider, model), read once for the span
         stage = cv.STAGE_SPANS.get(name)
         if stage is not None:
             obs[("voxwatch_stage_latency_seconds", (stage, region))].append((end - start) / 1e9)
             if error:
                 incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
-            language = cv.first(attrs, cv.LANGUAGE)
-            lang = str(language or "")
-            if stage == "stt":
-                lat = _float(cv.first(attrs, cv.STT_LATENCY))
+            if stage == "llm":
+                ttft = _float(first(attrs, cv.LLM_TTFT))
+                if ttft is not None:
+                    labels = _model_labels(attrs)
+                    obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
+            elif stage == "stt":
+                language = first(attrs, cv.LANGUAGE)
+                lang = str(language or "")
+                lat = _float(first(attrs, cv.STT_LATENCY))
                 if lat is not None:
                     obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
                 text = attrs.get("transcript")
@@ -325,16 +406,12 @@ class TraceIngest:
                         t.language = lang
                     if text:
                         t.transcript.append(f"caller: {text}")
-            elif stage == "llm":
-                ttft = _float(cv.first(attrs, cv.LLM_TTFT))
-                if ttft is not None:
-                    provider, model = str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
-                    obs[("voxwatch_llm_time_to_first_token_seconds", (provider, model))].append(ttft)
             elif stage == "tts":
-                ttfb = _float(cv.first(attrs, cv.TTS_TTFB))
+                lang = str(first(attrs, cv.LANGUAGE) or "")
+                ttfb = _float(first(attrs, cv.TTS_TTFB))
                 if ttfb is not None:
                     obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
-                chars = _float(cv.first(attrs, cv.CHARACTERS))
+                chars = _float(first(attrs, cv.CHARACTERS))
                 if chars and chars > 0:
                     incs[("voxwatch_tts_characters_total", (lang,))] += chars
                 text = attrs.get("text")
@@ -342,11 +419,9 @@ class TraceIngest:
                     self._open_trace(tid).transcript.append(f"agent: {text}")
         # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
         if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
-            labels = (str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or ""))
-            for keys, metric in ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
-                                 (cv.OUTPUT_TOKENS, "voxwatch_llm_output_tokens_total"),
-                                 (cv.CACHED_INPUT_TOKENS, "voxwatch_llm_cached_input_tokens_total")):
-                n = _float(cv.first(attrs, keys))
+            labels = labels or _model_labels(attrs)
+            for keys, metric in _TOKEN_METRICS:
+                n = _float(first(attrs, keys))
                 if n and n > 0:
                     incs[(metric, labels)] += n
         if name in cv.TURN_SPANS:
@@ -371,16 +446,29 @@ class TraceIngest:
         t.turns[sid] = _Turn(number if isinstance(number, int) else len(t.turns) + 1, start / 1e9, end / 1e9,
                              latency, error)
 
-    def _close_call(self, tid, start, end, error, attrs, src: Source) -> None:
-        """The call's row in `calls`, through the project's call-record builder."""
-        t = self._open.pop(tid, None) or _OpenTrace()
-        call = self._calls.start_call(tid.hex(), region=src.region, language=t.language, channel=cv.CHANNEL,
-                                      scenario=src.name, start=start / 1e9, sampled=False)
-        call.trace_id = tid.hex()  # the spans are the sender's; the record points at them
-        for turn in sorted(t.turns.values(), key=lambda x: (x.number, x.start_s)):
-            call.start_turn(start=turn.start_s).end(end=turn.end_s, latency_s=turn.latency_s)
-        outcome = str(attrs.get("voxwatch.outcome") or ("failed" if error else "completed"))
-        call.end(outcome, end=end / 1e9, transcript="\n".join(t.transcript))
+    def _close_calls(self, conversations) -> int:
+        """The calls' rows in `calls`, through the project's call-record builder (one call for the request)."""
+        k = len(conversations)
+        gathered = [self._open.pop(tid, None) or _OpenTrace() for tid, *_ in conversations]
+        # a turn's latency for the record: the one the sender measured, else the turn span's duration
+        latencies = [[(t.end_s - t.start_s if t.latency_s is None else t.latency_s) * 1000
+                      for t in sorted(g.turns.values(), key=lambda x: (x.number, x.start_s))] for g in gathered]
+        matrix = np.zeros((k, max(1, max(map(len, latencies)))))
+        for i, row in enumerate(latencies):
+            matrix[i, : len(row)] = row
+        hexes = [tid.hex() for tid, *_ in conversations]
+        cols = call_columns(
+            call_id=hexes, trace_id=hexes,  # the spans are the sender's; the record points at them
+            started_s=[c[1] / 1e9 for c in conversations], ended_s=[c[2] / 1e9 for c in conversations],
+            region=[c[5].region for c in conversations], scenario=[c[5].name for c in conversations],
+            outcome=[str(c[4].get("voxwatch.outcome") or ("failed" if c[3] else "completed")) for c in conversations],
+            turn_latency_ms=matrix, turns=[len(x) for x in latencies], language=[g.language for g in gathered],
+            channel=cv.CHANNEL, degradation_level="", transcript=["\n".join(g.transcript) for g in gathered])
+        if self.sink is not None:
+            self.sink.write_columns("calls", cols)
+        if self._calls_recorded is not None:
+            self._calls_recorded.inc(k)
+        return k
 
     @property
     def open_traces(self) -> int:

@@ -507,6 +507,22 @@ def call_detail(store, call_id: str, *, margin_ms: int = 60_000) -> dict | None:
 # overview
 
 
+OWN_SOURCE = "voxwatch"  # the source name of Voxwatch's own pipeline's calls (every channel but OTLP ingest)
+
+
+def call_sources(store, tr: TimeRange) -> pd.DataFrame:
+    """The pipelines whose calls started in the range, most calls first: each pipeline sending OTLP (its
+    `service.name`, kept in `calls.scenario` of its `otlp`-channel calls) and Voxwatch's own, with the
+    regions their calls are filed under (the `region` label of their stage and turn metrics)."""
+    from telemetry.ingest.conventions import CHANNEL  # the channel every ingested call carries
+
+    return store.query(
+        "SELECT if(channel = {ch:String}, scenario, {own:String}) AS source, max(channel = {ch:String}) AS ingested, "
+        "groupUniqArray(region) AS regions, count() AS calls FROM calls "
+        "WHERE started_ms >= {s:Int64} AND started_ms < {e:Int64} GROUP BY source ORDER BY calls DESC, source",
+        {"ch": CHANNEL, "own": OWN_SOURCE, "s": tr.start_ms, "e": tr.end_ms})
+
+
 def call_traffic(store, tr: TimeRange, regions: list[str] | None = None) -> pd.DataFrame:
     """Calls started per bucket and how they ended: the Overview's traffic and errors panels."""
     params: dict = {"s": tr.start_ms, "e": tr.end_ms, "step": tr.step_ms}

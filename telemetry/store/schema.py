@@ -339,6 +339,28 @@ TABLES: tuple[Table, ...] = (
         shard_key="cityHash64(incident_id)",
         description="each incident's timeline: first finding, alert transitions, pages, actions and effects, notes",
     ),
+    # -- OTLP logs of pipelines Voxwatch does not run (telemetry/ingest/logs.py, docs/ingest.md)
+    Table(
+        "logs",
+        (
+            Column("ts_ms", "Int64"),  # the record's time, else the time its SDK observed it
+            Column("source", S, **LC),  # the sender's service.name
+            Column("severity_number", "UInt8"),  # OTLP SeverityNumber: 1-4 trace ... 17-20 error, 21-24 fatal; 0 unset
+            Column("severity_text", S, **LC),
+            Column("body", S),
+            Column("trace_id", S),  # hex; empty for a record outside a trace
+            Column("span_id", S),
+            Column("call_id", S),  # the trace id, as an ingested call's calls.call_id and spans.call_id
+            Column("attr_keys", "Array(String)"),
+            Column("attr_values", "Array(String)"),
+            _ts_alias(),
+        ),
+        order_by="(source, ts_ms)",
+        partition_by=DAY_PARTITION,
+        ttl_days=30,
+        shard_key="cityHash64(call_id)",
+        description="log records received over OTLP (/v1/logs), with their resource's and their own attributes",
+    ),
 )
 
 VIEWS: tuple[View, ...] = (

@@ -258,3 +258,40 @@ def test_partial_success_in_json_names_the_count_and_the_reasons(service):
     assert r.status_code == 200
     body = r.json()["partialSuccess"]
     assert int(body["rejectedSpans"]) == 1 and "missing_id" in body["errorMessage"]
+
+
+def test_attribute_values_are_stored_alike_whether_new_or_seen_before(service):
+    """The mapper decodes each distinct attribute once and then finds it in a cache: a value seen before
+    (second request) must be stored exactly as a new one, and every cut of a long value counted."""
+    def attrs_span(sid: bytes) -> trace_pb2.Span:
+        s = span("llm", sid=sid, attrs=[kv("gen_ai.provider.name", "openai"), kv("metrics.ttfb", 0.35),
+                                         kv("long", "y" * 5000)])
+        s.attributes.extend([KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=812)),
+                             KeyValue(key="stream", value=AnyValue(bool_value=True))])
+        arr = s.attributes.add(key="stop")
+        arr.value.array_value.values.extend([AnyValue(string_value="."), AnyValue(int_value=2)])
+        return s
+
+    for sid in (b"\x11" * 8, b"\x12" * 8):
+        assert post(service, "/v1/traces", traces_request(attrs_span(sid)).SerializeToString()).status_code == 200
+    rows = stored(service, "SELECT span_id, attr_keys, attr_values FROM spans ORDER BY span_id")
+    assert len(rows) == 2
+    first, second = (dict(zip(k, v, strict=True)) for _, k, v in rows)
+    assert first == second
+    assert first["gen_ai.provider.name"] == "openai" and first["metrics.ttfb"] == "0.35"
+    assert first["gen_ai.usage.input_tokens"] == "812" and first["stream"] == "True" and first["stop"] == '[".", 2]'
+    assert first["service.name"] == "bad-bot" and "904 more chars" in first["long"]
+    assert service.telemetry.registry.get_sample_value("voxwatch_ingest_truncated_attributes_total", {"signal": "traces"}) == 2
+    tokens = service.telemetry.registry.get_sample_value("voxwatch_llm_input_tokens_total",
+                                                          {"provider": "openai", "model": ""})
+    assert tokens == 2 * 812
+
+
+def test_a_span_attribute_that_is_not_a_key_value_is_a_400(service):
+    from telemetry.ingest.otlp import TracesView
+
+    view = TracesView.FromString(traces_request(span("stt")).SerializeToString())
+    view.resource_spans[0].scope_spans[0].spans[0].attributes.append(b"\xff\xff not a KeyValue")
+    r = post(service, "/v1/traces", view.SerializeToString())
+    assert r.status_code == 400 and rejected(service, "traces", "malformed_protobuf") == 1
+    assert stored(service, "SELECT count() FROM spans") == [(0,)]

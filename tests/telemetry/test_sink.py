@@ -159,3 +159,15 @@ def test_sink_and_store_report_through_the_catalog_metrics(store, tmp_path):
     assert value("voxwatch_sink_store_up") == 1
     assert value("voxwatch_sink_queue_capacity_rows") == sink.max_buffer_rows
     assert value("voxwatch_store_queries_total", source="anomaly") >= 1
+
+
+def test_typed_batches_skip_the_value_checks_but_not_the_types(store, tmp_path):
+    with Sink(store, spool_dir=tmp_path / "spool", flush_interval=60) as sink:
+        batch = _batch(0, 100)
+        assert sink.write_typed("metric_samples", batch) == 100
+        with pytest.raises(StoreError):
+            sink.write_typed("metric_samples", {**batch, "value": ["not a number"] * 100})
+        with pytest.raises(StoreError, match="unknown table"):
+            sink.write_typed("nope", batch)
+        sink.flush()
+        assert _count_and_checksum(store)[0] == 100

@@ -178,3 +178,29 @@ def test_the_span_row_builder_broadcasts_text_and_refuses_ragged_columns():
     with pytest.raises(ValueError, match="start_us"):
         span_columns(trace_id=["t1"], span_id=["a"], parent_span_id="", call_id="c", turn=[0], name="x",
                      start_us=[1, 2], duration_ms=[1.0])
+
+
+def test_the_span_row_builders_columnar_form_stores_the_same_rows(store, sink):
+    from telemetry.traces import SPAN_COLUMNS, span_columns
+
+    common = dict(trace_id=["t1", "t1", "t2"], span_id=["a", "b", "c"], parent_span_id=["", "a", ""], call_id="c-1",
+                  turn=[0, 1, 2], name=["conversation", "turn", "stt"], start_us=[1, 2, 3], duration_ms=[5.0, 1.0, 0.5],
+                  status=["ok", "error", "ok"])
+    keys = [["k1", "k2"], [], ["k3"]]
+    values = [["v1", "v2"], [], ["v3"]]
+    sink.write_columns("spans", span_columns(**common, attr_keys=keys, attr_values=values))
+    flat = span_columns(**common, attr_keys=["k1", "k2", "k3"], attr_values=["v1", "v2", "v3"], attr_offsets=[0, 2, 2, 3])
+    assert tuple(flat) == SPAN_COLUMNS and flat["turn"].dtype == np.uint16
+    sink.write_typed("spans", {**flat, "call_id": ["c-2"] * 3})
+    sink.flush()
+    def rows(call_id):
+        cols = ", ".join(c for c in SPAN_COLUMNS if c != "call_id")
+        got = store.query_rows(f"SELECT {cols} FROM spans WHERE call_id = '{call_id}' ORDER BY span_id")
+        return [tuple(list(v) if not isinstance(v, (str, int, float)) else v for v in r) for r in got]
+
+    assert rows("c-1") == rows("c-2") and len(rows("c-2")) == 3
+    assert rows("c-2")[0][-2:] == (["k1", "k2"], ["v1", "v2"]) and rows("c-2")[1][-2:] == ([], [])
+    with pytest.raises(ValueError, match="offsets"):
+        span_columns(**common, attr_keys=["k1"], attr_values=["v1"], attr_offsets=[0, 1, 0, 1])
+    with pytest.raises(ValueError, match="keys"):
+        span_columns(**common, attr_keys=["k1"], attr_values=["v1"], attr_offsets=[0, 1, 1, 2])

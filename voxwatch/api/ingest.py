@@ -1,4 +1,4 @@
-"""OTLP/HTTP ingest (`POST /v1/traces`, `POST /v1/metrics`) and the degradation level for external
+"""OTLP/HTTP ingest (`POST /v1/traces`, `POST /v1/metrics`, `POST /v1/logs`) and the degradation level for external
 pipelines (`GET /v1/degradation/level`, ETag and long-poll).
 
 The receiver follows the OTLP/HTTP specification: protobuf or JSON bodies, gzip/deflate, 200 with a
@@ -25,7 +25,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from telemetry.ingest import JSON, PROTOBUF, IngestLimits, MetricIngest, OtlpError, TraceIngest, otlp
+from telemetry.ingest import (
+    JSON,
+    PROTOBUF,
+    IngestLimits,
+    LogIngest,
+    MetricIngest,
+    OtlpError,
+    TraceIngest,
+    otlp,
+)
 from voxwatch.auth import _bearer, require_scope
 from voxwatch.config import ApiToken, Scope
 
@@ -85,7 +94,8 @@ def build_router(ctx) -> APIRouter | None:
     settings = IngestSettings.from_env()
     limits = IngestLimits()
     mappers = {"traces": TraceIngest(tel, limits=limits, clock=ctx.clock),
-               "metrics": MetricIngest(tel, limits=limits, clock=ctx.clock)}
+               "metrics": MetricIngest(tel, limits=limits, clock=ctx.clock),
+               "logs": LogIngest(tel, limits=limits, clock=ctx.clock)}
     locks = {k: threading.Lock() for k in mappers}  # the mappers' small caches are not thread-safe
     sink = tel.sink
     inflight = threading.BoundedSemaphore(settings.max_inflight)
@@ -178,6 +188,12 @@ def build_router(ctx) -> APIRouter | None:
                             **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportMetricsServiceRequest"))
     async def metrics(request: Request) -> Response:
         return await export("metrics", request)
+
+    @router.post("/v1/logs", summary="OTLP/HTTP logs export (protobuf or JSON, gzip)",
+                 responses={200: {"description": "ExportLogsServiceResponse (partial_success when records were refused)"},
+                            **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportLogsServiceRequest"))
+    async def logs(request: Request) -> Response:
+        return await export("logs", request)
 
     controller = getattr(getattr(ctx, "pipeline", None), "controller", None)
     if controller is not None:

@@ -5,6 +5,8 @@ dashboards anchor their ranges on."""
 # ruff: noqa: B008  (FastAPI declares parameters with Query/Depends defaults by design)
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Query
 
 from alerts import tables as alert_tables
@@ -34,20 +36,22 @@ def get_now(_: ReadToken, now_ms: NowMs) -> dict:
 @router.get("/overview", response_model=OverviewResponse, summary="Everything the Overview page shows, for one range")
 def get_overview(_: ReadToken, ctx: Ctx, store: StoreDep, limits: Limits, now_ms: NowMs,
                  start_ms: int | None = None, end_ms: int | None = None, step_s: float | None = None,
-                 top: int = Query(8, ge=1, le=50)) -> OverviewResponse:
+                 top: int = Query(8, ge=1, le=50),
+                 region: list[str] = Query(default_factory=list, description="only these regions' calls and turn "
+                                           "latency (one pipeline's regions: GET /sources)")) -> OverviewResponse:
     tr = time_range(limits, now_ms, start_ms, end_ms, step_s)
-    return overview(ctx, store, tr, top)
+    return overview(ctx, store, tr, top, regions=region or None)
 
 
-def overview(ctx: AppContext, store, tr: reads.TimeRange, top: int) -> OverviewResponse:
+def overview(ctx: AppContext, store, tr: reads.TimeRange, top: int, regions: list[str] | None = None) -> OverviewResponse:
     """The Overview for `tr` (also what `voxwatch bench query` times without HTTP in between)."""
     catalog = catalog_of(ctx)
-    traffic = reads.call_traffic(store, tr)
+    traffic = reads.call_traffic(store, tr, regions)
     points = [TrafficPoint(t=int(r["t"]), calls=int(r["calls"]), failed=int(r["failed"]), abandoned=int(r["abandoned"]),
                            handoffs=int(r["handoffs"]),
                            error_ratio=(int(r["failed"]) / int(r["calls"])) if int(r["calls"]) else 0.0)
               for r in traffic.to_dict("records")]
-    latency, latency_source = turn_latency(store, catalog, tr)
+    latency, latency_source = turn_latency(store, catalog, tr, regions)
     sat = reads.saturated_resources(store, saturation_metric_ids(store, catalog), tr, top=top)
     saturation = [SaturatedResource(metric=str(r["metric"]), labels=r["labels"], fingerprint=int(r["fingerprint"]),
                                     value=float(r["value"]), ts_ms=int(r["ts_ms"]),
@@ -68,17 +72,22 @@ def turn_latency_metric(catalog: CatalogView) -> reads.MetricRef | None:
     return None
 
 
-def turn_latency(store, catalog: CatalogView, tr: reads.TimeRange) -> tuple[list[SeriesLine], str]:
-    """P50/P95/P99 of turn latency in ms: from the turn-latency histogram when stored, else from turn spans."""
+def turn_latency(store, catalog: CatalogView, tr: reads.TimeRange,
+                 regions: list[str] | None = None) -> tuple[list[SeriesLine], str]:
+    """P50/P95/P99 of turn latency in ms: from the turn-latency histogram when stored, else from turn spans
+    (those of every region: spans carry none)."""
     qs = [0.5, 0.95, 0.99]
     ref = turn_latency_metric(catalog)
+    matchers = [reads.LabelMatcher("region", "=~", "|".join(re.escape(r) for r in regions))] if regions else []
     if ref is not None:
-        out = reads.histogram_quantiles(store, ref, [], tr, qs)
+        out = reads.histogram_quantiles(store, ref, matchers, tr, qs)
         if any(s["points"] for s in out["series"]):
             scale = 1000.0 if ref.unit in ("seconds", "s") or ref.name.endswith("_seconds") else 1.0
             lines = [SeriesLine(labels={"quantile": s["labels"]["quantile"]},
                                 points=[(t, v * scale) for t, v in s["points"]]) for s in out["series"]]
             return lines, f"histogram:{ref.name}"
+    if regions:
+        return [SeriesLine(labels={"quantile": f"{q:g}"}, points=[]) for q in qs], "none for these regions"
     df = reads.span_latency_quantiles(store, tr, qs)
     lines = []
     for i, q in enumerate(qs):

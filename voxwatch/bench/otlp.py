@@ -7,7 +7,10 @@ serve` API (uvicorn) on a temporary embedded store, over `--connections` keep-al
 clock runs from the first request to the last row flushed into the store. The baseline inserts the very
 rows the receiver produced, already columnar, straight into the store (`store.insert`), best of
 `--repeat`. Memory: the receiver's resident set before and after, with the sender offering as fast as
-it can (429s are counted and retried by the sender, as an OTel exporter would).
+it can (429s are counted and retried by the sender, as an OTel exporter would); then an overloading
+sender offers twice the measured span rate over `--overload-connections` for `--overload-seconds`
+while the receiver's resident set is sampled: its peak in each tenth of the run says whether memory
+levels off, and every span answered 200 must be in the store.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import time
 
 import httpx
+import pyarrow as pa
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -33,6 +37,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=2000, help="spans (or points) per request")
     p.add_argument("--connections", type=int, default=2, help="concurrent connections of the sender")
     p.add_argument("--repeat", type=int, default=3, help="runs of the raw insert; the best is reported")
+    p.add_argument("--overload-seconds", type=float, default=15.0,
+                   help="then offer twice the measured span rate for this long (0: skip) and watch memory")
+    p.add_argument("--overload-connections", type=int, default=16, help="connections of the overloading sender")
 
 
 def _kv(k, v) -> KeyValue:
@@ -67,13 +74,19 @@ def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> by
                 break
             base = t0 + turn * 5000 * ms
             turn_id = (seed * 100_000_007 + call * 16 + turn).to_bytes(8, "big")
-            stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"), _kv("transcript", "I would like a pizza please"),
-                                        _kv("language", "en"), _kv("metrics.ttfb", 0.21), _kv("is_final", True)]),
+            # what varies in a real pipeline varies here too (measured times, token counts, what was said),
+            # so the receiver's attribute cache only finds the values that really repeat
+            order = seed * 100_000 + call  # unique over the whole run
+            jitter = (order * 2_654_435_761 + turn * 40_503) % 2**32 / 2**32 / 10  # measured seconds never repeat
+            stages = [("stt", 0, 300, [_kv("gen_ai.provider.name", "whisper"),
+                                        _kv("transcript", f"I would like {order % 9 + 1} pizzas for order {order}, turn {turn}"),
+                                        _kv("language", "en"), _kv("metrics.ttfb", 0.21 + jitter), _kv("is_final", True)]),
                       ("llm", 300, 900, [_kv("gen_ai.provider.name", "openai"), _kv("gen_ai.request.model", "gpt-4o-mini"),
-                                         _kv("metrics.ttfb", 0.35), _kv("gen_ai.usage.input_tokens", 812),
-                                         _kv("gen_ai.usage.output_tokens", 41), _kv("stream", True)]),
-                      ("tts", 900, 1400, [_kv("gen_ai.provider.name", "cartesia"), _kv("metrics.ttfb", 0.12),
-                                          _kv("metrics.character_count", 64), _kv("text", "Sure, which size would you like?")])]
+                                         _kv("metrics.ttfb", 0.35 + jitter), _kv("gen_ai.usage.input_tokens", 700 + order % 300 + turn * 40),
+                                         _kv("gen_ai.usage.output_tokens", 20 + (order + turn) % 40), _kv("stream", True)]),
+                      ("tts", 900, 1400, [_kv("gen_ai.provider.name", "cartesia"), _kv("metrics.ttfb", 0.12 + jitter),
+                                          _kv("metrics.character_count", 40 + (order + turn) % 50),
+                                          _kv("text", f"Sure, {order % 9 + 1} pizzas for order {order}. Which size would you like?")])]
             for k, (name, a, b, attrs) in enumerate(stages):
                 if i >= n_spans:
                     break
@@ -86,13 +99,13 @@ def make_trace_request(n_spans: int, seed: int, now_ns: int | None = None) -> by
                 break
             s = spans.spans.add(trace_id=tid, span_id=turn_id, parent_span_id=conv_id, name="turn",
                                 start_time_unix_nano=base, end_time_unix_nano=base + 2000 * ms)
-            s.attributes.extend([_kv("turn.number", turn), _kv("conversation.id", f"conv-{call}"),
-                                 _kv("turn.user_bot_latency_seconds", 0.8), _kv("turn.was_interrupted", False)])
+            s.attributes.extend([_kv("turn.number", turn), _kv("conversation.id", f"conv-{seed}-{call}"),
+                                 _kv("turn.user_bot_latency_seconds", 0.7 + jitter * 2), _kv("turn.was_interrupted", False)])
             i += 1
         if i < n_spans:
             s = spans.spans.add(trace_id=tid, span_id=conv_id, name="conversation", start_time_unix_nano=t0,
                                 end_time_unix_nano=t0 + 25_000 * ms)
-            s.attributes.extend([_kv("conversation.id", f"conv-{call}"), _kv("conversation.type", "voice")])
+            s.attributes.extend([_kv("conversation.id", f"conv-{seed}-{call}"), _kv("conversation.type", "voice")])
             i += 1
     return req.SerializeToString()
 
@@ -164,6 +177,86 @@ def _send(url: str, path: str, bodies: list[bytes], connections: int, out) -> No
     out.put((t0, time.perf_counter(), refused[0]))
 
 
+def _offer(url: str, bodies: list[bytes], sizes: list[int], rate: float, connections: int, seconds: float,
+           out) -> None:
+    """The overloading sender: `connections` workers, each posting a body every `connections / (rate /
+    spans_per_body)` s whatever the answer (an exporter with a full queue keeps offering), for `seconds`."""
+    import threading
+
+    interval = connections * (sum(sizes) / len(sizes)) / rate
+    counts = {"sent": 0, "accepted": 0, "refused": 0, "sent_spans": 0, "accepted_spans": 0}
+    lock = threading.Lock()
+    t_end = time.monotonic() + seconds
+
+    def worker(k: int):
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {TOKEN}",
+                                               "Content-Type": "application/x-protobuf"}) as c:
+            due = time.monotonic() + interval * k / connections
+            i = k
+            while due < t_end:
+                time.sleep(max(0.0, due - time.monotonic()))
+                r = c.post(url + "/v1/traces", content=bodies[i % len(bodies)])
+                with lock:
+                    counts["sent"] += 1
+                    counts["sent_spans"] += sizes[i % len(bodies)]
+                    counts["accepted" if r.status_code == 200 else "refused"] += 1
+                    counts["accepted_spans"] += sizes[i % len(bodies)] if r.status_code == 200 else 0
+                if r.status_code not in (200, 429, 503):
+                    raise RuntimeError(f"/v1/traces: {r.status_code} {r.text[:200]}")
+                due += interval
+                i += connections
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(counts)
+
+
+def _overload(ctx, url: str, bodies: list[bytes], sizes: list[int], capacity: float, connections: int,
+              seconds: float) -> dict:
+    """Offer twice `capacity` spans/s for `seconds`: the receiver's resident memory, sampled every 0.1 s,
+    must level off (429s past its in-flight and queue limits) and every accepted span must be stored."""
+    import threading
+
+    ctx.sink.flush()
+    before = int(ctx.store.scalar("SELECT count() FROM spans"))
+    rss0 = _rss_bytes()
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def watch():
+        t0 = time.perf_counter()
+        while not stop.wait(0.1):
+            samples.append((time.perf_counter() - t0, _rss_bytes() - rss0))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    q = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_offer, args=(url, bodies, sizes, 2 * capacity,
+                                                                 connections, seconds, q))
+    proc.start()
+    counts = q.get(timeout=seconds + 600)
+    proc.join(60)
+    ctx.telemetry.flush()
+    ctx.sink.flush(timeout=600)
+    stop.set()
+    watcher.join()
+    stored = int(ctx.store.scalar("SELECT count() FROM spans")) - before
+    if stored != counts["accepted_spans"]:
+        raise RuntimeError(f"overload: {stored} spans stored, {counts['accepted_spans']} accepted")
+    # the resident set's peak in each tenth of the run: a bounded receiver levels off
+    tenths = [max((b for t, b in samples if k * seconds / 10 <= t < (k + 1) * seconds / 10), default=0)
+              for k in range(10)]
+    return {"offered_spans_per_s": round(counts["sent_spans"] / seconds),
+            "offered_over_capacity": round(counts["sent_spans"] / seconds / capacity, 2),
+            "accepted_spans_per_s": round(counts["accepted_spans"] / seconds),
+            "refused_requests": counts["refused"], "accepted_requests": counts["accepted"],
+            "peak_rss_growth_mb_by_tenth": [round(b / 2**20) for b in tenths],
+            "stored_every_accepted_span": True}
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -214,8 +307,10 @@ class _Capture:
     def write_columns(self, table, columns):
         t = self.tables.setdefault(table, {k: [] for k in columns})
         for k, v in columns.items():
-            t[k].extend(list(v))
+            t[k].extend(v.to_pylist() if isinstance(v, pa.Array) else list(v))
         return len(next(iter(columns.values())))
+
+    write_typed = write_columns  # the receiver's typed batches, kept as Python columns too
 
     def write(self, table, rows):
         rows = list(rows)
@@ -258,6 +353,12 @@ def run(args) -> dict:
             metric_ingest.ingest(decode("metrics", b, "application/x-protobuf"))
         n_samples = len(cap.tables["metric_samples"]["ts_ms"])
         points_run = _end_to_end(ctx, api.url, "/v1/metrics", point_bodies, args.connections, "metric_samples", n_samples)
+        overload = None
+        if args.overload_seconds > 0:
+            capacity = args.spans / spans_run["seconds"]
+            sizes = [min(args.batch, args.spans - i) for i in range(0, args.spans, args.batch)]
+            overload = _overload(ctx, api.url, span_bodies, sizes, capacity, args.overload_connections,
+                                 args.overload_seconds)
     finally:
         api.stop()
         sink.close()
@@ -291,5 +392,6 @@ def run(args) -> dict:
         "refused_and_retried": {"traces": spans_run["refused_and_retried"], "metrics": points_run["refused_and_retried"]},
         "receiver_rss_growth_mb": {"traces": round(spans_run["rss_growth_bytes"] / 2**20, 1),
                                    "metrics": round(points_run["rss_growth_bytes"] / 2**20, 1)},
+        "overload_2x": overload,
         "targets": {"spans_per_s": 50_000, "spans_ratio": 0.25},
     }
