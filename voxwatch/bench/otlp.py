@@ -28,6 +28,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from telemetry.store import reads
+
 TOKEN = "bench-ingest-token-0123456789"
 
 
@@ -221,7 +223,7 @@ def _overload(ctx, url: str, bodies: list[bytes], sizes: list[int], capacity: fl
     import threading
 
     ctx.sink.flush()
-    before = int(ctx.store.scalar("SELECT count() FROM spans"))
+    before = reads.row_count(ctx.store, "spans")
     rss0 = _rss_bytes()
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -243,7 +245,7 @@ def _overload(ctx, url: str, bodies: list[bytes], sizes: list[int], capacity: fl
     ctx.sink.flush(timeout=600)
     stop.set()
     watcher.join()
-    stored = int(ctx.store.scalar("SELECT count() FROM spans")) - before
+    stored = reads.row_count(ctx.store, "spans") - before
     if stored != counts["accepted_spans"]:
         raise RuntimeError(f"overload: {stored} spans stored, {counts['accepted_spans']} accepted")
     # the resident set's peak in each tenth of the run: a bounded receiver levels off
@@ -264,7 +266,7 @@ def _rss_bytes() -> int:
 
 def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int) -> dict:
     ctx.sink.flush()
-    before = int(ctx.store.scalar(f"SELECT count() FROM {table}"))
+    before = reads.row_count(ctx.store, table)
     rss0 = _rss_bytes()
     q = mp.get_context("spawn").Queue()
     t_start = time.perf_counter()
@@ -275,7 +277,7 @@ def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int,
     ctx.telemetry.flush()
     ctx.sink.flush(timeout=600)
     elapsed = time.perf_counter() - t_start
-    stored = int(ctx.store.scalar(f"SELECT count() FROM {table}")) - before
+    stored = reads.row_count(ctx.store, table) - before
     if stored != expected:
         raise RuntimeError(f"{table}: {stored} rows stored, expected {expected}")
     return {"seconds": elapsed, "refused_and_retried": refused, "rss_growth_bytes": max(0, _rss_bytes() - rss0)}
