@@ -87,137 +87,162 @@ def _level_reader(request: Request, creds: HTTPAuthorizationCredentials | None =
         return require_scope(Scope.READ)(request, creds)
 
 
-def build_router(ctx) -> APIRouter | None:
-    tel = ctx.telemetry
-    if tel is None or not getattr(tel, "enabled", False) or getattr(tel, "sink", None) is None:
-        return None
-    settings = IngestSettings.from_env()
-    limits = IngestLimits()
-    mappers = {"traces": TraceIngest(tel, limits=limits, clock=ctx.clock),
-               "metrics": MetricIngest(tel, limits=limits, clock=ctx.clock),
-               "logs": LogIngest(tel, limits=limits, clock=ctx.clock)}
-    locks = {k: threading.Lock() for k in mappers}  # the mappers' small caches are not thread-safe
-    sink = tel.sink
-    inflight = threading.BoundedSemaphore(settings.max_inflight)
-    m_requests, m_rejected = tel["voxwatch_ingest_requests_total"], tel["voxwatch_ingest_rejected_total"]
-    m_seconds, m_truncated = tel["voxwatch_ingest_request_seconds"], tel["voxwatch_ingest_truncated_attributes_total"]
-    m_inflight = tel["voxwatch_ingest_inflight_requests"]
-    tel["voxwatch_ingest_inflight_limit"].set(settings.max_inflight)
-    router = APIRouter(tags=["ingest"])
-    ctx.extras["ingest"] = mappers
+class OtlpReceiver:
+    """One OTLP/HTTP export from request to sink: authentication, limits, back-pressure, decoding,
+    mapping, and the counted answer. Holds no state besides the mappers' small caches and the sink."""
 
-    def answer(signal: str, status: int, body: bytes, mt: str, headers: dict | None = None) -> Response:
-        m_requests.labels(signal=signal, code=str(status)).inc()
+    def __init__(self, ctx, tel, settings: IngestSettings) -> None:
+        limits = IngestLimits()
+        self.settings = settings
+        self.sink = tel.sink
+        self.mappers = {"traces": TraceIngest(tel, limits=limits, clock=ctx.clock),
+                        "metrics": MetricIngest(tel, limits=limits, clock=ctx.clock),
+                        "logs": LogIngest(tel, limits=limits, clock=ctx.clock)}
+        self.locks = {k: threading.Lock() for k in self.mappers}  # the mappers' small caches are not thread-safe
+        self.inflight = threading.BoundedSemaphore(settings.max_inflight)
+        self.m_requests, self.m_rejected = tel["voxwatch_ingest_requests_total"], tel["voxwatch_ingest_rejected_total"]
+        self.m_seconds = tel["voxwatch_ingest_request_seconds"]
+        self.m_truncated = tel["voxwatch_ingest_truncated_attributes_total"]
+        self.m_inflight = tel["voxwatch_ingest_inflight_requests"]
+        tel["voxwatch_ingest_inflight_limit"].set(settings.max_inflight)
+
+    def answer(self, signal: str, status: int, body: bytes, mt: str, headers: dict | None = None) -> Response:
+        self.m_requests.labels(signal=signal, code=str(status)).inc()
         return Response(content=body, status_code=status, media_type=mt, headers=headers)
 
-    def refuse(signal: str, err: OtlpError, mt: str, retry_after: int | None = None) -> Response:
-        m_rejected.labels(signal=signal, reason=err.reason).inc()
+    def refuse(self, signal: str, err: OtlpError, mt: str, retry_after: int | None = None) -> Response:
+        self.m_rejected.labels(signal=signal, reason=err.reason).inc()
         headers = {"Retry-After": str(retry_after)} if retry_after else None
-        return answer(signal, err.status, otlp.failure(err.status, err.message, mt), mt, headers)
+        return self.answer(signal, err.status, otlp.failure(err.status, err.message, mt), mt, headers)
 
-    def saturated() -> OtlpError | None:
+    def saturated(self) -> OtlpError | None:
         """Back-pressure from the sink: its memory queue near full, or the store unreachable."""
         # the sink spools past its buffer and never loses a row; asking senders to wait keeps that spool small
+        sink = self.sink
         if getattr(sink, "_store_down_until", 0.0) > time.monotonic():
             return OtlpError(503, "store_unavailable", "the store is unreachable; retry later")
         cap = getattr(sink, "max_buffer_rows", 0)
-        if cap and sink.pending_rows >= settings.queue_high_water * cap:
+        if cap and sink.pending_rows >= self.settings.queue_high_water * cap:
             return OtlpError(429, "overloaded", f"{sink.pending_rows} rows queued for the store; retry later")
         return None
 
-    async def export(signal: str, request: Request) -> Response:
-        ctype = request.headers.get("content-type")
-        reply_mt = PROTOBUF if (ctype or "").lower().startswith(PROTOBUF) else JSON
+    async def _admit(self, signal: str, request: Request, reply_mt: str) -> Response | str:
+        """The request's media type if it may be read now, else the refusal to answer with."""
         try:
             creds = await _bearer(request)
             _require_ingest(request, creds)
         except HTTPException as exc:
-            err = OtlpError(exc.status_code, "unauthorized", str(exc.detail))
-            resp = refuse(signal, err, reply_mt)
+            resp = self.refuse(signal, OtlpError(exc.status_code, "unauthorized", str(exc.detail)), reply_mt)
             resp.headers.update(exc.headers or {})
             return resp
+        limit = self.settings.max_body_bytes
         try:
-            mt = otlp.media_type(ctype)
+            mt = otlp.media_type(request.headers.get("content-type"))
             length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > settings.max_body_bytes:
-                raise OtlpError(413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
+            if length and length.isdigit() and int(length) > limit:
+                raise OtlpError(413, "too_large", f"body of {length} bytes exceeds the limit of {limit}")
         except OtlpError as err:
-            return refuse(signal, err, reply_mt)
-        busy = saturated()
+            return self.refuse(signal, err, reply_mt)
+        busy = self.saturated()
         if busy is not None:
-            return refuse(signal, busy, mt, settings.retry_after_s)
-        if not inflight.acquire(blocking=False):
-            return refuse(signal, OtlpError(429, "overloaded", "too many export requests at once; retry later"), mt, 1)
-        m_inflight.inc()
+            return self.refuse(signal, busy, mt, self.settings.retry_after_s)
+        return mt
+
+    async def _read_body(self, request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.settings.max_body_bytes:
+                raise OtlpError(413, "too_large", f"body exceeds the limit of {self.settings.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def export(self, signal: str, request: Request) -> Response:
+        ctype = request.headers.get("content-type")
+        reply_mt = PROTOBUF if (ctype or "").lower().startswith(PROTOBUF) else JSON
+        mt = await self._admit(signal, request, reply_mt)
+        if isinstance(mt, Response):
+            return mt
+        if not self.inflight.acquire(blocking=False):
+            return self.refuse(signal, OtlpError(429, "overloaded", "too many export requests at once; retry later"), mt, 1)
+        self.m_inflight.inc()
         t0 = time.perf_counter()
         try:
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body_bytes:
-                    raise OtlpError(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-            result = await run_in_threadpool(_map, signal, body, mt, request.headers.get("content-encoding"))
+            body = await self._read_body(request)
+            result = await run_in_threadpool(self._map, signal, body, mt, request.headers.get("content-encoding"))
         except OtlpError as err:
-            return refuse(signal, err, mt)
+            return self.refuse(signal, err, mt)
         finally:
-            inflight.release()
-            m_inflight.dec()
-        m_seconds.labels(signal=signal).observe(time.perf_counter() - t0)
+            self.inflight.release()
+            self.m_inflight.dec()
+        self.m_seconds.labels(signal=signal).observe(time.perf_counter() - t0)
         for reason, n in result.reasons.items():
-            m_rejected.labels(signal=signal, reason=reason).inc(n)
+            self.m_rejected.labels(signal=signal, reason=reason).inc(n)
         if result.truncated:
-            m_truncated.labels(signal=signal).inc(result.truncated)
-        return answer(signal, 200, otlp.success(signal, result.rejected, result.message, mt), mt)
+            self.m_truncated.labels(signal=signal).inc(result.truncated)
+        return self.answer(signal, 200, otlp.success(signal, result.rejected, result.message, mt), mt)
 
-    def _map(signal: str, body: bytes, mt: str, encoding: str | None):
-        raw = otlp.inflate(body, encoding, settings.max_body_bytes)
+    def _map(self, signal: str, body: bytes, mt: str, encoding: str | None):
+        raw = otlp.inflate(body, encoding, self.settings.max_body_bytes)
         msg = otlp.decode(signal, raw, mt)
-        with locks[signal]:
-            return mappers[signal].ingest(msg)
+        with self.locks[signal]:
+            return self.mappers[signal].ingest(msg)
+
+
+def build_router(ctx) -> APIRouter | None:
+    tel = ctx.telemetry
+    if tel is None or not getattr(tel, "enabled", False) or getattr(tel, "sink", None) is None:
+        return None
+    receiver = OtlpReceiver(ctx, tel, IngestSettings.from_env())
+    router = APIRouter(tags=["ingest"])
+    ctx.extras["ingest"] = receiver.mappers
 
     @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip)",
                  responses={200: {"description": "ExportTraceServiceResponse (partial_success when spans were refused)"},
                             **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportTraceServiceRequest"))
     async def traces(request: Request) -> Response:
-        return await export("traces", request)
+        return await receiver.export("traces", request)
 
     @router.post("/v1/metrics", summary="OTLP/HTTP metrics export (protobuf or JSON, gzip)",
                  responses={200: {"description": "ExportMetricsServiceResponse (partial_success when points were refused)"},
                             **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportMetricsServiceRequest"))
     async def metrics(request: Request) -> Response:
-        return await export("metrics", request)
+        return await receiver.export("metrics", request)
 
     @router.post("/v1/logs", summary="OTLP/HTTP logs export (protobuf or JSON, gzip)",
                  responses={200: {"description": "ExportLogsServiceResponse (partial_success when records were refused)"},
                             **_OTLP_RESPONSES}, openapi_extra=_request_body("ExportLogsServiceRequest"))
     async def logs(request: Request) -> Response:
-        return await export("logs", request)
+        return await receiver.export("logs", request)
 
-    controller = getattr(getattr(ctx, "pipeline", None), "controller", None)
-    if controller is not None:
-        from voxwatch.levels import LevelFeed, LevelWebhook
-
-        feed = ctx.extras.get("level_feed")
-        if feed is None:
-            feed = ctx.extras["level_feed"] = LevelFeed(controller, tel)
-            ctx.extras["level_webhook"] = LevelWebhook.from_env(feed, sink=sink, telemetry=tel, clock=ctx.clock)
-
-        @router.get("/v1/degradation/level", tags=["control"],
-                    summary="The degradation level for a pipeline to apply: ETag, and long-poll with `wait`",
-                    responses={304: {"description": "unchanged (If-None-Match matched, after waiting up to `wait` s)"},
-                               401: {"description": "No token, or an unknown one"},
-                               403: {"description": "The token has neither the ingest nor the read scope"}})
-        async def level(request: Request, wait: float = Query(0.0, ge=0.0, le=300.0,
-                                                               description="seconds to hold the request until the level changes"),
-                        _: ApiToken = Depends(_level_reader)) -> Response:
-            seen = request.headers.get("if-none-match")
-            if seen is not None:
-                changed = await feed.wait_change(seen, wait)
-                if not changed:
-                    return Response(status_code=304, headers={"ETag": feed.etag})
-            return Response(content=json.dumps(feed.state()), media_type="application/json",
-                            headers={"ETag": feed.etag, "Cache-Control": "no-cache"})
-
+    _add_level_route(router, ctx, tel)
     return router
+
+
+def _add_level_route(router: APIRouter, ctx, tel) -> None:
+    """`GET /v1/degradation/level` where this process runs a degradation controller."""
+    controller = getattr(getattr(ctx, "pipeline", None), "controller", None)
+    if controller is None:
+        return
+    from voxwatch.levels import LevelFeed, LevelWebhook
+
+    feed = ctx.extras.get("level_feed")
+    if feed is None:
+        feed = ctx.extras["level_feed"] = LevelFeed(controller, tel)
+        ctx.extras["level_webhook"] = LevelWebhook.from_env(feed, sink=tel.sink, telemetry=tel, clock=ctx.clock)
+
+    @router.get("/v1/degradation/level", tags=["control"],
+                summary="The degradation level for a pipeline to apply: ETag, and long-poll with `wait`",
+                responses={304: {"description": "unchanged (If-None-Match matched, after waiting up to `wait` s)"},
+                           401: {"description": "No token, or an unknown one"},
+                           403: {"description": "The token has neither the ingest nor the read scope"}})
+    async def level(request: Request, wait: float = Query(0.0, ge=0.0, le=300.0,
+                                                           description="seconds to hold the request until the level changes"),
+                    _: ApiToken = Depends(_level_reader)) -> Response:
+        seen = request.headers.get("if-none-match")
+        if seen is not None:
+            changed = await feed.wait_change(seen, wait)
+            if not changed:
+                return Response(status_code=304, headers={"ETag": feed.etag})
+        return Response(content=json.dumps(feed.state()), media_type="application/json",
+                        headers={"ETag": feed.etag, "Cache-Control": "no-cache"})
