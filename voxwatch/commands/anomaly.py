@@ -33,6 +33,8 @@ def register(sub) -> None:
                     help="chdb folder URL to simulate into (default: a temporary folder); each scenario gets a database")
     lt.add_argument("--budget-ms", type=float, default=300.0, help="turn-latency P99 budget (default 300)")
     lt.add_argument("--json", action="store_true", help="print the report as JSON")
+    lt.add_argument("--novelty", choices=("nab", "quiet"), default=None,
+                    help="run the service with this contextual novelty mode beside the level detector")
     lt.set_defaults(func=_lead_time)
 
 
@@ -96,7 +98,11 @@ def _lead_time(args) -> int:
     root = args.store or f"chdb://{tempfile.mkdtemp(prefix='voxwatch-leadtime-')}"
     if not root.startswith("chdb://") or "?" in root:
         raise CommandError("--store must be a chdb:// folder URL without options (each scenario gets a database)")
+    from anomaly.service import AnomalySettings, LevelSettings
+
     catalog = default_catalog()
+    mode = getattr(args, "novelty", None)
+    settings = AnomalySettings(level=LevelSettings.novelty_mode(mode)) if mode else None
     out = {}
     for role, name in (("incident", args.scenario), ("baseline", args.baseline)):
         if name is None or name.lower() == "none":
@@ -116,7 +122,7 @@ def _lead_time(args) -> int:
             curve = ([scenario.start + r["t_s"] for r in minutes], [r["turn"]["p99_ms"] / 1000.0 for r in minutes])
         store = open_store(url)
         try:
-            report = scenario_report(store, catalog, budget_s=args.budget_ms / 1000.0, latency_curve=curve)
+            report = scenario_report(store, catalog, settings, budget_s=args.budget_ms / 1000.0, latency_curve=curve)
         finally:
             store.close()
         report["scenario"] = name
