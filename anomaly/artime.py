@@ -36,18 +36,21 @@ each side, and later values outside it are held at its edges.
 
 >>> import numpy as np
 >>> det = ARTime(probation=600)
->>> x = np.sin(np.arange(2000) / 6.0)
->>> x[1500:1520] = 2.5
+>>> x = (np.arange(2000) % 40) / 40.0  # a sawtooth ...
+>>> x[1500:1520] = 2.5  # ... that jumps once
 >>> s = np.array([det.process_one(v) for v in x])
->>> bool(s[:1500].max() == 0.0), bool(s[1500:1530].max() > 0)
-(True, True)
+>>> [int(i) for i in np.flatnonzero(s)]  # one report, at the first downsampled step of the jump
+[1504]
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
+
+from anomaly.base import NOVEL_PATTERN, Detector, TickScores, as_tick
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -326,9 +329,57 @@ class ARTimeBank:
     def __init__(self, n_series: int = 1, **kwargs) -> None:
         self.series = [ARTime(**kwargs) for _ in range(n_series)]
 
-    def update(self, values) -> np.ndarray:
+    def update(self, values, rows: np.ndarray | None = None) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
         out = np.zeros(len(self.series))
-        for k, v in enumerate(np.asarray(values, dtype=float)):
-            if math.isfinite(v):
-                out[k] = self.series[k].process_one(v)
+        for k in np.flatnonzero(np.isfinite(values)) if rows is None else rows:
+            out[k] = self.series[k].process_one(float(values[k]))
         return out
+
+    def peek(self, values) -> np.ndarray:
+        """Scores without learning (on copies of the series that have a value: slow, rarely used)."""
+        values = np.asarray(values, dtype=float)
+        out = np.zeros(len(self.series))
+        for k in np.flatnonzero(np.isfinite(values)):
+            out[k] = copy.deepcopy(self.series[k]).process_one(float(values[k]))
+        return out
+
+
+class LevelWithArtime(Detector):
+    """The level bank's detector (the robust level detector, or its ensemble with the novelty view)
+    with ARTime beside it: ARTime's confidence is passed to the findings stage as a calibrated score
+    (the larger of it and the inner detector's calibrated score), so one cooldown covers both.
+    `agree`: ARTime counts only where the level detector's own raw score reached this within the
+    last `step` points (0: always). Only points the level detector's guard accepts reach ARTime."""
+
+    def __init__(self, inner: Detector, *, agree: float = 0.0, **artime) -> None:
+        super().__init__(inner.n_series)
+        self.inner, self.name = inner, inner.name
+        self.guard = inner.guard
+        self.artime = ARTimeBank(self.n_series, **artime)
+        self.agree = float(agree)
+        self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
+
+    @property
+    def resolution(self) -> np.ndarray:
+        return self.inner.resolution
+
+    def _combine(self, inner: TickScores, art: np.ndarray) -> TickScores:
+        if self.agree > 0:
+            art = np.where(self.recent_raw.max(axis=0) >= self.agree, art, 0.0)
+        calibrated = art if inner.calibrated is None else np.fmax(inner.calibrated, art)
+        kind = inner.kind.copy()
+        kind[(art > 0) & ~(np.nan_to_num(inner.score) >= art)] = NOVEL_PATTERN
+        return TickScores(inner.score, inner.expected_low, inner.expected_high, kind, calibrated=calibrated)
+
+    def peek(self, ts, values) -> TickScores:
+        ts, values = as_tick(self.n_series, ts, values)
+        ok = self.guard.screen(ts, values, commit=False)
+        return self._combine(self.inner.peek(ts, values), self.artime.peek(np.where(ok, values, np.nan)))
+
+    def update(self, ts, values) -> TickScores:
+        ts, values = as_tick(self.n_series, ts, values)
+        ok = self.guard.screen(ts, values, commit=False)  # the points the level detector will use
+        inner = self.inner.update(ts, values)
+        self.recent_raw = np.vstack([self.recent_raw[1:], np.nan_to_num(inner.score)])
+        return self._combine(inner, self.artime.update(values, np.flatnonzero(ok)))

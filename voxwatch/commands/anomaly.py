@@ -22,6 +22,9 @@ def register(sub) -> None:
     nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
                      help="with the contextual novelty detector beside the level detector (off in the service): "
                           "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
+    nab.add_argument("--artime", action="store_true",
+                     help="with ARTime (adaptive resonance over windows, as NAB's leader does it) beside the "
+                          "level detector (off in the service: it pages on noise)")
     nab.set_defaults(func=_nab)
 
     lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
@@ -56,9 +59,14 @@ def _nab(args) -> int:
         from anomaly.service import LevelSettings
 
         mode = getattr(args, "novelty", None)
-        run = run_nab(root, LevelSettings.novelty_mode(mode) if mode else LevelSettings())
+        settings = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
+        if getattr(args, "artime", False):
+            settings = settings.model_copy(update={"artime": True})
+        run = run_nab(root, settings)
         reports = run.reports
         name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
+        if settings.artime:
+            name += "+artime"
         extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
                  "skipped": run.skipped, "at_service_threshold": {
                      "threshold": run.threshold,
