@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from anomaly.artime import LevelWithArtime
 from anomaly.base import Detector
 from anomaly.context_novelty import ContextNovelty
 from anomaly.finding import Finding
@@ -103,6 +104,13 @@ class LevelSettings(BaseModel):
     novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
     novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
+    # ARTime (`anomaly.artime`, followed step by step) beside the level detector: +10 on NAB, but it
+    # pages on noise and runs at about 10-20 thousand points per CPU second (anomaly/README.md); off
+    # by default, on for `voxwatch anomaly nab --artime`
+    artime: bool = False
+    artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
+    artime_margin: float = Field(0.5, ge=0)  # the probation's range widened by this much of it each side
+    artime_agree: float = Field(0.0, ge=0, le=1)  # level raw score needed within ARTime's block (0: none)
 
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
@@ -120,9 +128,16 @@ class LevelSettings(BaseModel):
             raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
         return cls(novelty=True, **modes[mode])
 
-    def detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
+    def detector(self, n_series: int) -> RobustLevel | LevelEnsemble | LevelWithArtime:
         """The level detector for `n_series` series with these settings (with the novelty detector
-        beside it unless `novelty` is off)."""
+        beside it unless `novelty` is off, and ARTime unless `artime` is off)."""
+        inner = self._novelty_detector(n_series)
+        if not self.artime:
+            return inner
+        return LevelWithArtime(inner, agree=self.artime_agree, probation=self.artime_probation,
+                               margin=self.artime_margin)
+
+    def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         level = self.level_detector(n_series)
         if not self.novelty:
             return level

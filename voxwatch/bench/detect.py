@@ -62,6 +62,17 @@ def run(args) -> dict:
             egate.update(step * i, tick.score, calibrated=tick.calibrated)
         novelty_pps[name] = n * ticks / (time.process_time() - t0)
 
+    # ARTime beside the level detector (`LevelSettings(artime=True)`, off in the service): a loop over
+    # series, so measured on a slice (a tenth of the series, at least 10), its probation replay included
+    art_n = max(10, n // 10)
+    art = LevelSettings(artime=True)
+    adet, agate = art.detector(art_n), art.gate(art_n)
+    t0 = time.process_time()
+    for i in range(ticks):
+        tick = adet.update(step * i, values[i, :art_n])
+        agate.update(step * i, tick.score, calibrated=tick.calibrated)
+    artime_pps = art_n * ticks / (time.process_time() - t0)
+
     sat_ticks = max(ticks // 4, 200)
     ratio = np.clip(values[:sat_ticks] / 4.0, 0, 1)
     sat, sgate = SaturationTrend(n, capacity=1.0, window=30), LikelihoodGate(n, mode="direct")
@@ -92,6 +103,8 @@ def run(args) -> dict:
         "novelty_mode_points_per_s": round(novelty_pps["nab"]),
         "quiet_novelty_mode_points_per_s": round(novelty_pps["quiet"]),
         "quiet_novelty_mode_series_at_15s_step": int(novelty_pps["quiet"] * 15),
+        "artime_mode_points_per_s": round(artime_pps),
+        "artime_mode_series_at_15s_step": int(artime_pps * 15),
         "streaming_us_per_point": round(stream_us, 2),
         "streaming_points_per_s": round(1e6 / stream_us),
         "speedup_vectorised_over_streaming": round(level_pps / (1e6 / stream_us), 1),

@@ -22,6 +22,9 @@ def register(sub) -> None:
     nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
                      help="with the contextual novelty detector beside the level detector (off in the service): "
                           "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
+    nab.add_argument("--artime", action="store_true",
+                     help="with ARTime (adaptive resonance over windows, as NAB's leader does it) beside the "
+                          "level detector (off in the service: it pages on noise)")
     nab.set_defaults(func=_nab)
 
     lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
@@ -33,6 +36,8 @@ def register(sub) -> None:
                     help="chdb folder URL to simulate into (default: a temporary folder); each scenario gets a database")
     lt.add_argument("--budget-ms", type=float, default=300.0, help="turn-latency P99 budget (default 300)")
     lt.add_argument("--json", action="store_true", help="print the report as JSON")
+    lt.add_argument("--novelty", choices=("nab", "quiet"), default=None,
+                    help="run the service with this contextual novelty mode beside the level detector")
     lt.set_defaults(func=_lead_time)
 
 
@@ -54,9 +59,14 @@ def _nab(args) -> int:
         from anomaly.service import LevelSettings
 
         mode = getattr(args, "novelty", None)
-        run = run_nab(root, LevelSettings.novelty_mode(mode) if mode else LevelSettings())
+        settings = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
+        if getattr(args, "artime", False):
+            settings = settings.model_copy(update={"artime": True})
+        run = run_nab(root, settings)
         reports = run.reports
         name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
+        if settings.artime:
+            name += "+artime"
         extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
                  "skipped": run.skipped, "at_service_threshold": {
                      "threshold": run.threshold,
@@ -96,7 +106,11 @@ def _lead_time(args) -> int:
     root = args.store or f"chdb://{tempfile.mkdtemp(prefix='voxwatch-leadtime-')}"
     if not root.startswith("chdb://") or "?" in root:
         raise CommandError("--store must be a chdb:// folder URL without options (each scenario gets a database)")
+    from anomaly.service import AnomalySettings, LevelSettings
+
     catalog = default_catalog()
+    mode = getattr(args, "novelty", None)
+    settings = AnomalySettings(level=LevelSettings.novelty_mode(mode)) if mode else None
     out = {}
     for role, name in (("incident", args.scenario), ("baseline", args.baseline)):
         if name is None or name.lower() == "none":
@@ -116,7 +130,7 @@ def _lead_time(args) -> int:
             curve = ([scenario.start + r["t_s"] for r in minutes], [r["turn"]["p99_ms"] / 1000.0 for r in minutes])
         store = open_store(url)
         try:
-            report = scenario_report(store, catalog, budget_s=args.budget_ms / 1000.0, latency_curve=curve)
+            report = scenario_report(store, catalog, settings, budget_s=args.budget_ms / 1000.0, latency_curve=curve)
         finally:
             store.close()
         report["scenario"] = name
