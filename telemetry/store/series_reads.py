@@ -14,15 +14,17 @@ import pandas as pd
 # (counters, histogram buckets) at their last value, which is what a rate or an increment needs.
 _STEPPED_SQL = (
     "SELECT b.bucket_ms AS ts_ms, b.fingerprint AS fingerprint, "
-    "if(m.metric_type = 'gauge', b.mean_value, b.last_value) AS value, b.last_ts AS last_ts, m.metric AS metric, "
-    "m.sample_name AS sample_name, m.metric_type AS metric_type, m.label_keys AS label_keys, "
-    "m.label_values AS label_values FROM ("
+    "if(m.s_type = 'gauge', b.mean_value, b.last_value) AS value, b.last_ts AS last_ts, m.s_metric AS metric, "
+    "m.s_name AS sample_name, m.s_type AS metric_type, m.s_keys AS label_keys, "
+    "m.s_values AS label_values FROM ("
     "SELECT intDiv(ts_ms, {step:Int64}) * {step:Int64} AS bucket_ms, fingerprint, avg(value) AS mean_value, "
     "argMax(value, ts_ms) AS last_value, max(ts_ms) AS last_ts FROM metric_samples "
     "WHERE ts_ms >= {after:Int64} AND ts_ms < {until:Int64} {metric_filter}"
     "GROUP BY bucket_ms, fingerprint) AS b INNER JOIN ("
-    "SELECT fingerprint, any(metric) AS metric, any(sample_name) AS sample_name, any(metric_type) AS metric_type, "
-    "any(label_keys) AS label_keys, any(label_values) AS label_values FROM metric_series {series_filter}"
+    # the inner aliases differ from the column names: ClickHouse resolves an alias before a column,
+    # so `any(metric) AS metric` would put an aggregate into the series filter's WHERE
+    "SELECT fingerprint, any(metric) AS s_metric, any(sample_name) AS s_name, any(metric_type) AS s_type, "
+    "any(label_keys) AS s_keys, any(label_values) AS s_values FROM metric_series {series_filter}"
     "GROUP BY fingerprint) AS m USING (fingerprint) ORDER BY ts_ms, fingerprint"
 )
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from alerts import tables as alert_tables
-from telemetry.store import reads
+from telemetry.store import reads, series_reads
 from tests.dashboards import scenario_data
 
 pytestmark = pytest.mark.server
@@ -63,7 +63,16 @@ def _reads(store, info):
         "silences": alert_tables.silences(store),
         "degradation": alert_tables.degradation_history(store, end - 2 * HOUR, end),
         "level": alert_tables.latest_degradation_level(store),
+        # the anomaly service's read, whole and narrowed to named metrics (the narrowed form once put an
+        # aggregate into WHERE through a shadowing alias)
+        "stepped": series_reads.stepped_samples(store, end - HOUR, end, 60_000),
+        "stepped_named": series_reads.stepped_samples(store, end - HOUR, end, 60_000, metrics=[sat.name],
+                                                      metric_ids=[sat.metric_id]),
     }
+
+
+def sat_name(store) -> str:
+    return reads.resolve_metric(store, scenario_data.SATURATION_METRIC[0]).name
 
 
 def test_every_read_gives_the_same_answer_on_chdb_and_on_the_18_16_server(store, server_store):
@@ -72,5 +81,8 @@ def test_every_read_gives_the_same_answer_on_chdb_and_on_the_18_16_server(store,
     assert scenario_data.fill(server_store)["end_ms"] == info["end_ms"]
     on_chdb, on_server = _reads(store, info), _reads(server_store, info)
     assert on_chdb["search"][1] > 0 and on_chdb["saturated"]["value"].iloc[0] > 0.85
+    named = on_chdb["stepped_named"]
+    assert len(named) > 0 and set(named["metric"]) == {sat_name(store)}
+    assert len(on_chdb["stepped"]) > len(named)
     for name in on_chdb:
         assert _normal(on_chdb[name]) == _normal(on_server[name]), name
