@@ -202,6 +202,10 @@ class AnomalySettings(BaseModel):
     lag_s: float = Field(5.0, ge=0)  # read the store this far behind now, so batched writes have landed
     step_s: float = Field(15.0, gt=0)  # stored samples are read in steps of this length (one point per series)
     metrics: list[str] | None = None  # watch only these catalog metrics (None: every stored metric)
+    # never watched: the sink's own bookkeeping, whose values follow its flush timing and the moments
+    # new series first appear (a histogram's first new label set adds ~16 series rows at once), not
+    # anything a caller or an operator lives with; the sink's faults have their own rules
+    ignore: list[str] = ["voxwatch_sink_rows_written_total", "voxwatch_sink_batch_rows"]
     quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
     min_observations: int = Field(50, ge=1)  # per step, for that step's quantile to be judged
     saturation: SaturationSettings = SaturationSettings()
@@ -250,6 +254,7 @@ class AnomalyService:
         self.clock = clock or WallClock()
         self.catalog = catalog
         self.settings = settings or AnomalySettings()
+        self._ignored = frozenset(self.settings.ignore)
         self.on_finding: list[Callable[[Finding], None]] = list(on_finding)
         self.deriver = SeriesDeriver(quantile=self.settings.quantile, min_observations=self.settings.min_observations)
         self.findings_total: Counter = Counter()
@@ -312,6 +317,8 @@ class AnomalyService:
     def observe(self, ts: float, samples: Iterable[Sample | tuple]) -> list[Finding]:
         """Feed one tick of samples (live). Tuples are (metric, labels dict, value) gauges."""
         batch = [s if isinstance(s, Sample) else Sample(s[0], dict(s[1]), float(s[2])) for s in samples]
+        if self._ignored:
+            batch = [s for s in batch if s.metric not in self._ignored]
         derived = self.deriver.derive(ts, batch)
         for key, value in derived:  # capacities first, so this tick's saturation uses them
             self._capacity_latest[(key.metric, key.labels)] = value

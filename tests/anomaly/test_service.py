@@ -236,3 +236,23 @@ def _autoscaled_ramp(with_ceiling: bool) -> list[Finding]:
 def test_autoscaled_capacity_is_judged_against_its_ceiling():
     assert _autoscaled_ramp(with_ceiling=False), "without the ceiling, today's capacity looks exhausted"
     assert _autoscaled_ramp(with_ceiling=True) == []
+
+
+def test_the_sinks_own_bookkeeping_is_not_watched_but_the_same_burst_elsewhere_is():
+    """A burst of new series rows written by the sink is its flush timing, not an incident; the same
+    shape on a metric the service watches is still a finding (the ignore list is by name, nothing else)."""
+    def run(metric: str, labels: dict) -> list[Finding]:
+        clock = VirtualClock(T0)
+        service = AnomalyService(clock=clock, catalog=default_catalog())
+        rng = np.random.default_rng(1)
+        found, total = [], 0.0
+        for i in range(400):
+            t = T0 + 15.0 * i
+            clock.advance_to(t)
+            total += 40 + rng.normal(0, 2) + (400 if i == 350 else 0)  # a counter: one step adds 10x its usual
+            found += service.observe(t, [Sample(metric, labels, total, metric, "counter")])
+        return found
+
+    assert "voxwatch_sink_rows_written_total" in AnomalySettings().ignore
+    assert run("voxwatch_sink_rows_written_total", {"table": "metric_series"}) == []
+    assert run("voxwatch_calls_started_total", {"region": "us-east"}) != []
