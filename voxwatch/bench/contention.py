@@ -1,7 +1,8 @@
 """Contention: the dashboards and the sink with no analyst query running, then with 4 heavy ones.
 
 Fills a store (`voxwatch bench query`'s generator: `--calls` calls, `--samples` samples over a day),
-serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: 2 at once, 2 waiting) on
+serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: the service's default at
+once (half the cores; `--sql-concurrent` to set it), 2 waiting) on
 a real uvicorn, and measures over HTTP the Overview and a call search (P95 of `--repeat` requests each)
 and the sink's flush latency (a batch of calls rows written and flushed), first idle (the baseline,
 same run), then while 4 threads keep a heavy analyst query (each several seconds: `--heavy-rows`
