@@ -394,13 +394,14 @@ class Sink:
             # so its replay is recognised by the store rather than stored twice.
             self._spool_or_hold(table, batch, batch_id)
 
-    def _insert_isolating_bad_rows(self, table: str, batch: pa.Table, token: str) -> int:
+    def _insert_isolating_bad_rows(self, table: str, batch: pa.Table, token: str, replay: bool = False) -> int:
         """Insert under `token`; if the store refuses the data itself, bisect to reject only the
         offending rows (each half under a token derived from this one, so a replay repeats them).
+        `replay`: the batch comes from the spool, so it may be stored already (the store checks).
 
         Returns the number of rows stored."""
         try:
-            return self.store.insert(table, batch, dedup_token=token)
+            return self.store.insert(table, batch, dedup_token=token, replay=replay)
         except StoreUnavailable:
             raise
         except StoreError as exc:
@@ -408,8 +409,8 @@ class Sink:
                 self._count_rejected(table, {0: f"refused by the store: {str(exc)[:200]}"})
                 return 0
             mid = batch.num_rows // 2
-            return self._insert_isolating_bad_rows(table, batch.slice(0, mid), f"{token}.0") + \
-                self._insert_isolating_bad_rows(table, batch.slice(mid), f"{token}.1")
+            return self._insert_isolating_bad_rows(table, batch.slice(0, mid), f"{token}.0", replay) + \
+                self._insert_isolating_bad_rows(table, batch.slice(mid), f"{token}.1", replay)
 
     def _store_down(self, exc: Exception) -> None:
         self.stats.store_errors += 1
@@ -524,7 +525,7 @@ class Sink:
                 continue
             table, batch, batch_id = read
             try:
-                n = self._insert_isolating_bad_rows(table, batch, batch_id)
+                n = self._insert_isolating_bad_rows(table, batch, batch_id, replay=True)
             except StoreUnavailable as exc:
                 self._metric("voxwatch_sink_write_errors_total", 1, table=table, kind="unreachable")
                 self._store_down(exc)

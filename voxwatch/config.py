@@ -80,7 +80,11 @@ class QueryLimits(BaseModel):
     max_search_rows: int = Field(default=10000, gt=0, description="most calls one search returns")
     sql_max_rows: int = Field(default=10000, gt=0, description="row cap for analysts' SQL")
     sql_max_seconds: float = Field(default=10.0, gt=0, description="time cap for analysts' SQL, queue time included")
-    sql_max_concurrent: int = Field(default=2, gt=0, description="analysts' queries running at once, all tokens")
+    # Half the cores (1 on 2 cores): an analyst's query uses one core (the analyst lane's max_threads)
+    # and the dashboards, the monitoring loop and this process's Python keep the rest. On 2 cores with
+    # the 18.16 server, 2 at once made the Overview 1.75-2.11x slower, 1 at once 1.22-1.35x (README).
+    sql_max_concurrent: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), gt=0,
+                                    description="analysts' queries running at once, all tokens (default: half the cores)")
     sql_max_per_token: int = Field(default=1, gt=0, description="analysts' queries running at once for one token")
     sql_max_queue: int = Field(default=8, ge=0, description="queries waiting for a turn; past it: 429 + Retry-After")
 

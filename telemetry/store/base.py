@@ -219,19 +219,34 @@ class Store(ABC):
                 raise StoreError(f"table {table}, column {c.name}: {exc}") from exc
         return pa.Table.from_arrays(arrays, names=[c.name for c in stored])
 
-    def insert(self, table: str, data, dedup_token: str | None = None) -> int:
+    # True where the engine has no insert tokens but the store keeps a batch ledger instead (a single
+    # 18.16 server: server_backend.py, "batch ledger").
+    batch_ledger = False
+
+    def insert(self, table: str, data, dedup_token: str | None = None, replay: bool = False) -> int:
         """Insert a DataFrame, a dict of columns or an Arrow table. Returns rows handed to the store.
 
-        With `dedup_token` (a stable identity of this batch), repeating the insert stores it once on
-        the modern dialect (telemetry/store/dialect.py, insert_settings); 18.16 ignores the token."""
+        With `dedup_token` (a stable identity of this batch), repeating the insert stores it once: on
+        the modern dialect by the engine's insert tokens (telemetry/store/dialect.py, insert_settings);
+        on a single 18.16 server by the batch ledger, looked up when `replay` says this batch may
+        have been stored before (it comes back from the spool)."""
         tbl = self.batch(table, data)
         if tbl.num_rows:
             settings = self.dialect.insert_settings(dedup_token)
             if settings:
                 self._insert_arrow(table, tbl, settings)
+            elif dedup_token and self.batch_ledger:
+                stored = self._ledger_rows(table, dedup_token) if replay else 0
+                if stored < tbl.num_rows:
+                    # The driver sends a batch in blocks, in order, each stored with its ledger row:
+                    # what is there is a prefix, so the rest completes it.
+                    self._insert_arrow(table, tbl.slice(stored), batch_token=dedup_token)
             else:
                 self._insert_arrow(table, tbl)
         return tbl.num_rows
+
+    def _ledger_rows(self, table: str, token: str) -> int:
+        raise NotImplementedError
 
     # -- reading ---------------------------------------------------------------------------------
     # Set by the composition root: a telemetry.Telemetry that counts and times queries, and the

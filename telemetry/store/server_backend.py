@@ -8,6 +8,7 @@ connections to each shard so no ZooKeeper (ON CLUSTER DDL) is needed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 
@@ -23,6 +24,14 @@ from telemetry.store.schema import SCHEMA_VERSION, TABLES, TABLES_BY_NAME, VIEWS
 logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, EOFError, OSError, TimeoutError)
+
+
+# 18.16 has no `os_thread_priority`: `priority` is its only way to hold an analyst's query back, and
+# the engine checks it once per block read (ProcessList's progress update). With the default 65,536-row
+# blocks a heavy query (an ARRAY JOIN, a wide hash) ran ~0.1 s between checks, so every dashboard query
+# waited out the analyst's current block; 1,024-row blocks make the pause prompt (measured in the README,
+# "Store concurrency"). Analysts' queries pay a little throughput for it; they are the lowest lane.
+LEGACY_ANALYST_SETTINGS = {"max_block_size": 1024}
 
 
 def _driver_errors():
@@ -55,6 +64,8 @@ class ServerStore(Store):
         self._pool = LanePool(lambda lane: self._connect(host, port, settings=self._pool.settings[lane]),
                               lambda client: client.disconnect(), lane_sizes)
         self.dialect = dialect_for_version(self.server_version())
+        if not self.dialect.modern:
+            self._pool.settings["analyst"].update(LEGACY_ANALYST_SETTINGS)
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self, host: str, port: int, database: str | None = None, settings: Mapping | None = None):
@@ -107,7 +118,8 @@ class ServerStore(Store):
         names = [c[0] for c in cols]
         return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
-    def _insert_arrow(self, table: str, tbl, settings: Mapping[str, object] | None = None) -> None:
+    def _insert_arrow(self, table: str, tbl, settings: Mapping[str, object] | None = None,
+                      batch_token: str | None = None) -> None:
         cols = TABLES_BY_NAME[table].stored_columns()
         columns = []
         for c in cols:
@@ -117,11 +129,56 @@ class ServerStore(Store):
             else:
                 columns.append(col.to_pylist())
         names = ", ".join(f"`{c.name}`" for c in cols)
+        if batch_token is not None:  # through the batch ledger: the rows and their batch's row, at once
+            columns.append([batch_token] * tbl.num_rows)
+            names += ", `batch_token`"
+            table = _batched(table)
         # Distributed inserts are asynchronous by default; sync makes "accepted" mean "on the shard".
         settings = {**(settings or {}), **({"insert_distributed_sync": 1} if self.cluster else {})}
         self._client_run(
             lambda c: c.execute(f"INSERT INTO {table} ({names}) VALUES", columns, columnar=True, settings=settings)
         )
+
+    # -- batch ledger (exactly-once on a single 18.16 server) -------------------------------------
+    # 18.16 has no insert tokens and no dedup window for plain MergeTree, so a batch carries its id in
+    # the insert instead: the sink inserts into `<table>_batched` (engine Null, the table's columns
+    # plus `batch_token`), whose two materialized views write the rows to `<table>` and one row
+    # (table, token, rows) to `sink_batches`, in that order (18.16 runs a table's views sorted by
+    # name: `_batched_rows` before `_batched_tokens`) and as part of the same INSERT of the same block.
+    # A replayed batch (from the spool) first asks the ledger how many of its rows are stored.
+    @property
+    def batch_ledger(self) -> bool:
+        # A cluster's Distributed inserts reach the shards later and apart: no ledger there.
+        return not self.dialect.modern and not self.cluster
+
+    def _ledger_rows(self, table: str, token: str) -> int:
+        df = self._query_df(f"SELECT sum(rows) AS n FROM {LEDGER} WHERE `table` = {{t:String}} AND token = {{k:String}}",
+                            {"t": table, "k": token}, None)
+        return int(df["n"].iloc[0]) if len(df) else 0
+
+    def _create_batch_ledger(self) -> None:
+        self._execute(
+            f"CREATE TABLE IF NOT EXISTS {LEDGER} (`table` String, `token` String, `rows` UInt64, "
+            "`stored_at` DateTime DEFAULT now()) ENGINE = MergeTree PARTITION BY toYYYYMM(stored_at) "
+            "ORDER BY (`table`, token)"
+        )
+        have = set(self._query_df("SELECT name FROM system.tables WHERE database = currentDatabase()", None, None)["name"])
+        for t in TABLES:
+            entry = _batched(t.name)
+            if entry in have and f"{entry}_tokens" in have:
+                continue
+            # A new entry (its name carries its definition): an older one is left as it is, never
+            # dropped under a process that may still insert into it.
+            cols = t.stored_columns()
+            ddl = ", ".join(self.dialect.column_ddl(c) for c in cols)
+            names = ", ".join(f"`{c.name}`" for c in cols)
+            self._execute(f"CREATE TABLE IF NOT EXISTS {entry} ({ddl}, `batch_token` String) ENGINE = Null")
+            # 18.16's views fill no defaults: each names every column of its target.
+            self._execute(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_rows TO {t.name} AS SELECT {names} FROM {entry}")
+            self._execute(
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_tokens TO {LEDGER} AS SELECT '{t.name}' AS `table`, "
+                f"batch_token AS token, count() AS rows, now() AS stored_at FROM {entry} GROUP BY batch_token"
+            )
 
     def server_version(self) -> str:
         rows = self.with_lane("control")._client_run(lambda c: c.execute("SELECT version()"))
@@ -145,7 +202,10 @@ class ServerStore(Store):
 
     def migrate(self) -> int:
         if not self.cluster:
-            return super().migrate()
+            before = super().migrate()
+            if self.batch_ledger:
+                self._create_batch_ledger()
+            return before
         before = self.schema_version() if self._table_exists("schema_version") else 0
         nodes = []
         for _, host, port in self.shards():
@@ -184,6 +244,16 @@ class ServerStore(Store):
             c = self._connect(host, port)
             self._guard(lambda c=c: c.execute(f"OPTIMIZE TABLE {table}_local FINAL"), host, port)
             c.disconnect()
+
+
+LEDGER = "sink_batches"
+
+
+def _batched(table: str) -> str:
+    """The entry a ledgered batch of `table` is inserted into; named after its columns, so a schema
+    with new columns gets a new entry (and views naming them) beside the old one."""
+    cols = ",".join(f"{c.name}:{c.type}" for c in TABLES_BY_NAME[table].stored_columns())
+    return f"{table}_batched_{hashlib.sha1(cols.encode()).hexdigest()[:8]}"
 
 
 def _first_line(exc: BaseException) -> str:

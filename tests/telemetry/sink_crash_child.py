@@ -1,10 +1,10 @@
 """A writing process for the exactly-once test (tests/telemetry/test_sink_exactly_once.py).
 
-    python -m tests.telemetry.sink_crash_child crash FOLDER N [--no-dedup]
+    python -m tests.telemetry.sink_crash_child crash STORE_URL SPOOL N [--no-dedup]
         writes N calls through a Sink whose buffer bound sends every batch to the spool; the writer
         replays the spool and this process SIGKILLs itself right after the first replayed insert
         succeeded, before that batch's spool file is deleted.
-    python -m tests.telemetry.sink_crash_child recover FOLDER N [--no-dedup]
+    python -m tests.telemetry.sink_crash_child recover STORE_URL SPOOL N [--no-dedup]
         a fresh process on the same store and spool: replays what is left, then prints JSON with the
         row count, distinct ids and a checksum of the ids, and the checksum N distinct ids should have.
 """
@@ -35,16 +35,20 @@ class _KilledAfterInsert(Sink):
 
 
 def main(argv: list[str]) -> int:
-    mode, folder, n = argv[0], argv[1], int(argv[2])
-    store = open_store(f"chdb://{folder}")
-    if "--no-dedup" in argv:  # the control run: the same crash without insert tokens
+    mode, url, spool, n = argv[0], argv[1], argv[2], int(argv[3])
+    store = open_store(url)
+    if "--no-dedup" in argv:  # the control run: the same crash without insert tokens or batch ledger
         class NoTokens(type(store.dialect)):
             def insert_settings(self, dedup_token):
                 return {}
 
+        class NoLedger(type(store)):
+            batch_ledger = False
+
         store.dialect = NoTokens(store.dialect.name, modern=store.dialect.modern)
+        store.__class__ = NoLedger
     if mode == "crash":
-        sink = _KilledAfterInsert(store, max_buffer_rows=0, flush_interval=0.05)
+        sink = _KilledAfterInsert(store, spool_dir=spool, max_buffer_rows=0, flush_interval=0.05)
         for start in range(0, n, BATCH):
             ids = [f"call-{i}" for i in range(start, min(n, start + BATCH))]
             sink.write_columns("calls", {"call_id": ids, "started_ms": [1] * len(ids), "ended_ms": [2] * len(ids)})
@@ -52,7 +56,7 @@ def main(argv: list[str]) -> int:
         sink.drain(60)  # never returns: the writer kills the process on its first replayed batch
         print("not killed", flush=True)
         return 1
-    sink = Sink(store, flush_interval=0.05)
+    sink = Sink(store, spool_dir=spool, flush_interval=0.05)
     sink.drain(60)
     sink.close()
     got = store.query("SELECT count() AS rows, uniqExact(call_id) AS ids, sum(cityHash64(call_id)) AS checksum FROM calls")

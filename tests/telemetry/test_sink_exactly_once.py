@@ -1,7 +1,8 @@
 """Exactly-once through a crash: the writing process is SIGKILLed after the store accepted a spooled
 batch and before its spool file was deleted; a fresh process replays the spool. With insert tokens
 (the batch's id) every call is stored once; the control run without tokens shows the crash really
-landed between the insert and the deletion (that batch arrives twice)."""
+landed between the insert and the deletion (that batch arrives twice). The same on a single 18.16
+server, where the batch ledger stands in for insert tokens."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,15 +24,12 @@ def _child(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("dedup", [True, False], ids=["with-tokens", "control-without-tokens"])
-def test_a_batch_replayed_after_sigkill_is_stored_once(tmp_path, dedup):
-    folder = str(tmp_path / "store")
+def _replayed_after_sigkill(url: str, spool: Path, dedup: bool):
     extra = [] if dedup else ["--no-dedup"]
-    crash = _child("crash", folder, str(CALLS), *extra)
+    crash = _child("crash", url, str(spool), str(CALLS), *extra)
     assert crash.returncode == -signal.SIGKILL, crash.stdout + crash.stderr
-    spool = Path(f"{folder}.spool") / "voxwatch"
     assert len(list(spool.glob("*.arrow"))) == CALLS // 100  # the stored batch's file is still there
-    recover = _child("recover", folder, str(CALLS), *extra)
+    recover = _child("recover", url, str(spool), str(CALLS), *extra)
     assert recover.returncode == 0, recover.stderr
     got = json.loads(recover.stdout.strip().splitlines()[-1])
     assert got["spooled_left"] == 0 and got["ids"] == CALLS
@@ -38,3 +37,22 @@ def test_a_batch_replayed_after_sigkill_is_stored_once(tmp_path, dedup):
         assert got["rows"] == CALLS and got["checksum"] == got["want_checksum"]
     else:
         assert got["rows"] == CALLS + 100  # the first batch, stored before the kill, came again
+
+
+@pytest.mark.parametrize("dedup", [True, False], ids=["with-tokens", "control-without-tokens"])
+def test_a_batch_replayed_after_sigkill_is_stored_once(tmp_path, dedup):
+    _replayed_after_sigkill(f"chdb://{tmp_path / 'store'}", tmp_path / "spool", dedup)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("dedup", [True, False], ids=["with-batch-ledger", "control-without-ledger"])
+def test_on_the_18_16_server_a_replayed_batch_is_stored_once(clickhouse_server, tmp_path, dedup):
+    """18.16 has no insert tokens: the batch ledger (server_backend.py) recognises the stored batch."""
+    from clickhouse_driver import Client
+
+    db = f"exactly_once_{uuid.uuid4().hex[:12]}"
+    try:
+        _replayed_after_sigkill(f"clickhouse://default@127.0.0.1:{clickhouse_server.tcp_port}/{db}",
+                                tmp_path / "spool", dedup)
+    finally:
+        Client("127.0.0.1", port=clickhouse_server.tcp_port).execute(f"DROP DATABASE IF EXISTS {db}")

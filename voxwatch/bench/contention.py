@@ -1,7 +1,8 @@
 """Contention: the dashboards and the sink with no analyst query running, then with 4 heavy ones.
 
 Fills a store (`voxwatch bench query`'s generator: `--calls` calls, `--samples` samples over a day),
-serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: 2 at once, 2 waiting) on
+serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: the service's default at
+once (half the cores; `--sql-concurrent` to set it), 2 waiting) on
 a real uvicorn, and measures over HTTP the Overview and a call search (P95 of `--repeat` requests each)
 and the sink's flush latency (a batch of calls rows written and flushed), first idle (the baseline,
 same run), then while 4 threads keep a heavy analyst query (each several seconds: `--heavy-rows`
@@ -30,6 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument("--heavy", type=int, default=4, help="concurrent heavy analyst queries in the loaded phase")
     p.add_argument("--heavy-rows", type=float, default=1e8, help="rows each heavy query hashes")
     p.add_argument("--store", help="clickhouse://... server to use (default: a temporary chdb folder)")
+    p.add_argument("--sql-concurrent", type=int, default=None,
+                   help="analysts' queries running at once (default: the service's, from the CPU count)")
 
 
 def _p95(xs: list[float]) -> float | None:
@@ -73,10 +76,11 @@ def run(args) -> dict:
     spool = tempfile.mkdtemp(prefix="voxwatch-bench-contention-spool-")
     os.environ.setdefault("VOXWATCH_SPOOL", spool)
     store = open_store(url)
+    concurrent = {} if args.sql_concurrent is None else {"sql_max_concurrent": args.sql_concurrent}
     token, analyst = "bench-read-token-0123456789", "bench-analyst-token-0123456789"
     settings = Settings(store=url, tokens=[ApiToken(name="dashboard", token=token, scopes=[Scope.READ]),
                                            ApiToken(name="analyst", token=analyst, scopes=[Scope.READ])],
-                        limits=QueryLimits(sql_max_concurrent=2, sql_max_per_token=args.heavy, sql_max_queue=2,
+                        limits=QueryLimits(**concurrent, sql_max_per_token=args.heavy, sql_max_queue=2,
                                            sql_max_seconds=60))
     ctx = None
     try:
@@ -125,7 +129,7 @@ def run(args) -> dict:
                     t.start()
                 gate = ctx.extras["analyst_runner"].gate  # made by the first analyst query above
                 deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and sum(gate.stats.running.values()) < 2:
+                while time.monotonic() < deadline and sum(gate.stats.running.values()) < gate.max_total:
                     time.sleep(0.05)
                 result["loaded"] = _phase(http, ctx.sink, hour, args.repeat)
                 refused = []

@@ -94,10 +94,19 @@ def run(args) -> dict:
             while not stop.wait(args.analyst_s):
                 count(analyst_status, c.post("/sql", json={"sql": sql}).status_code)
 
+    engine: list[tuple[float, int]] = []
+    control = store.with_lane("control")
+
     def sampler(t0: float) -> None:
         while not stop.wait(1.0):
             rss.append((time.monotonic() - t0, _rss_bytes()))
             spool_max[0] = max(spool_max[0], _spool_bytes(spool))
+            if len(rss) % 10 == 0:  # what the engine itself holds (in this process, on chdb)
+                try:
+                    engine.append((rss[-1][0], int(control.scalar(
+                        "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'") or 0)))
+                except Exception:  # noqa: BLE001 - a figure, not the run
+                    pass
 
     async def idle_baseline() -> list[float]:
         samples: list[float] = []
@@ -147,6 +156,7 @@ def run(args) -> dict:
             "minutes": args.minutes, "calls": args.calls, "turns": summary["turns"]["total"],
             "rss_mb": [[round(s), round(b / 2**20)] for s, b in rss[:: max(1, len(rss) // 30)]],
             "rss_growth_after_warmup_pct": growth, "rss_slope_after_warmup_mb_per_min": slope,
+            "engine_memory_mb": [[round(s), round(b / 2**20)] for s, b in engine[:: max(1, len(engine) // 15)]],
             "warmup_s": round(warmup), "spool_max_bytes": spool_max[0],
             **dropped,
             "loop_lag": _pcts(lag), "idle_loop_lag": _pcts(idle),
