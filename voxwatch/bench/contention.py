@@ -57,6 +57,84 @@ def _phase(http, sink, hour, repeat: int) -> dict:
     return {"overview_p95_ms": _p95(overview), "call_search_p95_ms": _p95(search), "sink_flush_p95_ms": _p95(flush)}
 
 
+def _bench_store_url(args) -> tuple[str, str | None]:
+    """The store URL the bench writes to, and the temporary chdb folder to remove (None on a server)."""
+    if args.store:
+        # a database of its own on that server, dropped afterwards: the bench never touches real data
+        parts = urlsplit(args.store)
+        return urlunsplit(parts._replace(path=f"/voxwatch_bench_contention_{os.getpid()}")), None
+    folder = tempfile.mkdtemp(prefix="voxwatch-bench-contention-")
+    return f"chdb://{folder}", folder
+
+
+def _heavy_sql(store, args, info: dict) -> str:
+    """An analyst query that runs for seconds and that the SQL guard admits on this engine."""
+    if store.dialect.modern:  # the issue's query: a number generator
+        return f"SELECT count() FROM numbers_mt({int(args.heavy_rows)}) WHERE NOT ignore(sipHash64(number))"
+    # 18.16 refuses table functions under readonly=1: the store's own samples, each repeated
+    # `rows / samples` times (ARRAY JOIN streams; a join would build its right side in memory)
+    k = max(1, int(args.heavy_rows) // max(1, info["samples"]))
+    return (f"SELECT count() FROM metric_samples ARRAY JOIN range({k}) AS r "
+            "WHERE NOT ignore(sipHash64(value, fingerprint, r))")
+
+
+def _loaded_phase(args, api_url: str, analyst: str, heavy_sql: str, ctx, http, hour, result: dict) -> None:
+    """`args.heavy` analysts loop on the heavy query while the dashboard phase is measured again; then
+    the queries past the admission limit are timed (they must be refused quickly)."""
+    import httpx
+
+    stop = threading.Event()
+    heavy_done: list[tuple[int, float]] = []
+
+    def analyst_loop():
+        with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=120) as c:
+            while not stop.is_set():
+                t = time.perf_counter()
+                resp = c.post(api_url + "/api/v1/sql", json={"sql": heavy_sql})
+                heavy_done.append((resp.status_code, time.perf_counter() - t))
+                if resp.status_code == 429:
+                    time.sleep(0.2)
+
+    threads = [threading.Thread(target=analyst_loop, daemon=True) for _ in range(args.heavy)]
+    for t in threads:
+        t.start()
+    gate = ctx.extras["analyst_runner"].gate  # made by the first analyst query
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(gate.stats.running.values()) < gate.max_total:
+        time.sleep(0.05)
+    result["loaded"] = _phase(http, ctx.sink, hour, args.repeat)
+    refused = []
+    with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=60) as c:
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            resp = c.post(api_url + "/api/v1/sql", json={"sql": heavy_sql})
+            if resp.status_code == 429:
+                refused.append((time.perf_counter() - t) * 1000)
+    result["rejected_429_p95_ms"] = _p95(refused)
+    result["rejected_429_count"] = len(refused)
+    stop.set()
+    for t in threads:
+        t.join(120)
+    result["heavy_queries_completed"] = sum(1 for code, _ in heavy_done if code == 200)
+    result["heavy_queries_status"] = sorted({code for code, _ in heavy_done})
+
+
+def _verdict(result: dict, ctx) -> dict:
+    idle, loaded = result["idle"], result["loaded"]
+    result["ratios_loaded_over_idle"] = {
+        k.replace("_p95_ms", ""): round(loaded[k] / idle[k], 2) if idle[k] else None for k in idle
+    }
+    result["lanes"] = ctx.store.lane_stats()
+    result["target_overview_ratio"] = 1.5
+    result["target_429_p95_ms"] = 50
+    result["target_met"] = bool(
+        (result["ratios_loaded_over_idle"]["overview"] or 99) <= 1.5
+        and result["rejected_429_p95_ms"] is not None and result["rejected_429_p95_ms"] < 50
+    )
+    result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 def run(args) -> dict:
     import httpx
 
@@ -65,14 +143,7 @@ def run(args) -> dict:
     from voxwatch.commands.serve import build_context, start_api
     from voxwatch.config import ApiToken, QueryLimits, Scope, Settings
 
-    folder = None
-    if args.store:
-        # a database of its own on that server, dropped afterwards: the bench never touches real data
-        parts = urlsplit(args.store)
-        url = urlunsplit(parts._replace(path=f"/voxwatch_bench_contention_{os.getpid()}"))
-    else:
-        folder = tempfile.mkdtemp(prefix="voxwatch-bench-contention-")
-        url = f"chdb://{folder}"
+    url, folder = _bench_store_url(args)
     spool = tempfile.mkdtemp(prefix="voxwatch-bench-contention-spool-")
     os.environ.setdefault("VOXWATCH_SPOOL", spool)
     store = open_store(url)
@@ -89,14 +160,7 @@ def run(args) -> dict:
         ctx = build_context(settings, store=store)
         api = start_api(ctx)
         hour = (end_ms - 3_600_000, end_ms)
-        if store.dialect.modern:  # the issue's query: a number generator, which the SQL guard admits
-            heavy_sql = f"SELECT count() FROM numbers_mt({int(args.heavy_rows)}) WHERE NOT ignore(sipHash64(number))"
-        else:
-            # 18.16 refuses table functions under readonly=1: the store's own samples, each repeated
-            # `rows / samples` times (ARRAY JOIN streams; a join would build its right side in memory)
-            k = max(1, int(args.heavy_rows) // max(1, info["samples"]))
-            heavy_sql = (f"SELECT count() FROM metric_samples ARRAY JOIN range({k}) AS r "
-                         "WHERE NOT ignore(sipHash64(value, fingerprint, r))")
+        heavy_sql = _heavy_sql(store, args, info)
         result: dict = {"store": url.split("?")[0] if args.store else "chdb (temporary folder)",
                         "calls": info["calls"], "samples": info["samples"], "heavy_queries": args.heavy}
         try:
@@ -111,57 +175,10 @@ def run(args) -> dict:
                 result["heavy_query_status"] = r.status_code
                 if r.status_code != 200:
                     raise RuntimeError(f"the heavy analyst query was refused: {r.text[:300]}")
-
-                stop = threading.Event()
-                heavy_done: list[tuple[int, float]] = []
-
-                def analyst_loop():
-                    with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=120) as c:
-                        while not stop.is_set():
-                            t = time.perf_counter()
-                            resp = c.post(api.url + "/api/v1/sql", json={"sql": heavy_sql})
-                            heavy_done.append((resp.status_code, time.perf_counter() - t))
-                            if resp.status_code == 429:
-                                time.sleep(0.2)
-
-                threads = [threading.Thread(target=analyst_loop, daemon=True) for _ in range(args.heavy)]
-                for t in threads:
-                    t.start()
-                gate = ctx.extras["analyst_runner"].gate  # made by the first analyst query above
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and sum(gate.stats.running.values()) < gate.max_total:
-                    time.sleep(0.05)
-                result["loaded"] = _phase(http, ctx.sink, hour, args.repeat)
-                refused = []
-                with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=60) as c:
-                    for _ in range(args.repeat):
-                        t = time.perf_counter()
-                        resp = c.post(api.url + "/api/v1/sql", json={"sql": heavy_sql})
-                        if resp.status_code == 429:
-                            refused.append((time.perf_counter() - t) * 1000)
-                result["rejected_429_p95_ms"] = _p95(refused)
-                result["rejected_429_count"] = len(refused)
-                stop.set()
-                for t in threads:
-                    t.join(120)
-                ok = [s for code, s in heavy_done if code == 200]
-                result["heavy_queries_completed"] = len(ok)
-                result["heavy_queries_status"] = sorted({code for code, _ in heavy_done})
+                _loaded_phase(args, api.url, analyst, heavy_sql, ctx, http, hour, result)
         finally:
             api.stop()
-        idle, loaded = result["idle"], result["loaded"]
-        result["ratios_loaded_over_idle"] = {
-            k.replace("_p95_ms", ""): round(loaded[k] / idle[k], 2) if idle[k] else None for k in idle
-        }
-        result["lanes"] = ctx.store.lane_stats()
-        result["target_overview_ratio"] = 1.5
-        result["target_429_p95_ms"] = 50
-        result["target_met"] = bool(
-            (result["ratios_loaded_over_idle"]["overview"] or 99) <= 1.5
-            and result["rejected_429_p95_ms"] is not None and result["rejected_429_p95_ms"] < 50
-        )
-        result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
-        return result
+        return _verdict(result, ctx)
     finally:
         if ctx is not None and ctx.sink is not None:
             ctx.sink.close()

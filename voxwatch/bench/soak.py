@@ -46,14 +46,115 @@ def _p(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 1) if xs else None
 
 
-def run(args) -> dict:
-    import httpx
+class _SoakLoad:
+    """The load beside the calls: a dashboard polling the API, an analyst querying it, and a sampler of
+    the process's memory, the spool and the engine's own memory; each runs on its own thread."""
 
+    ANALYST_SQL = "SELECT region, count() AS calls, avg(latency_p95_ms) AS p95 FROM calls GROUP BY region ORDER BY calls DESC"
+
+    def __init__(self, args, api_url: str, token: str, spool: Path, control) -> None:
+        self.args, self.url, self.token, self.spool, self.control = args, api_url + "/api/v1", token, spool, control
+        self.stop = threading.Event()
+        self.dashboard_ms: list[float] = []
+        self.dashboard_status: dict[int, int] = {}
+        self.analyst_status: dict[int, int] = {}
+        self.rss: list[tuple[float, int]] = []
+        self.engine: list[tuple[float, int]] = []
+        self.spool_max = 0
+        self.threads: list[threading.Thread] = []
+
+    @staticmethod
+    def _count(d: dict, code: int) -> None:
+        d[code] = d.get(code, 0) + 1
+
+    def _client(self):
+        import httpx
+
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+
+    def dashboard(self) -> None:
+        with self._client() as c:
+            while not self.stop.wait(self.args.poll_s):
+                for path in ("/overview", "/calls?limit=20"):
+                    t0 = time.perf_counter()
+                    r = c.get(path)
+                    self.dashboard_ms.append((time.perf_counter() - t0) * 1000)
+                    self._count(self.dashboard_status, r.status_code)
+
+    def analyst(self) -> None:
+        with self._client() as c:
+            while not self.stop.wait(self.args.analyst_s):
+                self._count(self.analyst_status, c.post("/sql", json={"sql": self.ANALYST_SQL}).status_code)
+
+    def sampler(self, t0: float) -> None:
+        while not self.stop.wait(1.0):
+            self.rss.append((time.monotonic() - t0, _rss_bytes()))
+            self.spool_max = max(self.spool_max, _spool_bytes(self.spool))
+            if len(self.rss) % 10 == 0:  # what the engine itself holds (in this process, on chdb)
+                try:
+                    self.engine.append((self.rss[-1][0], int(self.control.scalar(
+                        "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'") or 0)))
+                except Exception:  # noqa: BLE001 - a figure, not the run
+                    pass
+
+    def start(self, t0: float) -> None:
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.dashboard, self.analyst)]
+        self.threads.append(threading.Thread(target=self.sampler, args=(t0,), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def _memory_trend(rss: list[tuple[float, int]], warmup: float) -> tuple[float | None, float | None]:
+    """RSS growth after the warm-up, in % of its first value there, and its slope in MB per minute."""
+    after = [b for s, b in rss if s >= warmup]
+    if len(after) < 2:
+        return None, None
+    growth = round((after[-1] - after[0]) / after[0] * 100, 2)
+    xs = np.array([s for s, _ in rss if s >= warmup]) / 60
+    return growth, round(float(np.polyfit(xs, np.array(after) / 2**20, 1)[0]), 2)
+
+
+def _soak_scenario(calls: int):
     from pipeline.simulation.scenario import load_scenario
+
+    base = load_scenario("baseline")
+    return base.model_copy(update={"traffic": base.traffic.model_copy(update={"shape": "steady", "base": 1.0})}).scaled(calls=calls)
+
+
+def _report(args, summary: dict, load: _SoakLoad, warmup: float, dropped: dict, lag: list[float], idle: list[float]) -> dict:
+    from voxwatch.bench.simulate import _pcts
+
+    growth, slope = _memory_trend(load.rss, warmup)
+    rss, engine = load.rss, load.engine
+    result = {
+        "minutes": args.minutes, "calls": args.calls, "turns": summary["turns"]["total"],
+        "rss_mb": [[round(s), round(b / 2**20)] for s, b in rss[:: max(1, len(rss) // 30)]],
+        "rss_growth_after_warmup_pct": growth, "rss_slope_after_warmup_mb_per_min": slope,
+        "engine_memory_mb": [[round(s), round(b / 2**20)] for s, b in engine[:: max(1, len(engine) // 15)]],
+        "warmup_s": round(warmup), "spool_max_bytes": load.spool_max,
+        **dropped,
+        "loop_lag": _pcts(lag), "idle_loop_lag": _pcts(idle),
+        "dashboard_p95_ms": _p(load.dashboard_ms, 95), "dashboard_requests": dict(load.dashboard_status),
+        "analyst_queries": dict(load.analyst_status),
+    }
+    result["targets"] = {"rss_growth_pct": 5, "rows_lost": 0, "loop_lag_p99_ms": 50}
+    result["target_met"] = bool(
+        growth is not None and growth < 5 and dropped["dropped"] == 0
+        and (result["loop_lag"]["p99_ms"] or 0) < 50
+    )
+    return result
+
+
+def run(args) -> dict:
     from pipeline.simulation.simulator import Simulation
     from telemetry.clock import WallClock
     from telemetry.store import open_store
-    from voxwatch.bench.simulate import _dropped, _lag_probe, _pcts, _telemetry_path
+    from voxwatch.bench.simulate import _dropped, _lag_probe, _telemetry_path
     from voxwatch.commands.serve import start_api
     from voxwatch.config import ApiToken, Scope, Settings
     from voxwatch.context import AppContext
@@ -69,44 +170,7 @@ def run(args) -> dict:
     ctx = AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel,
                      settings=Settings(tokens=[ApiToken(name="soak", token=token, scopes=[Scope.READ])]))
     api = start_api(ctx)
-    stop = threading.Event()
-    dashboard_ms: list[float] = []
-    dashboard_status: dict[int, int] = {}
-    analyst_status: dict[int, int] = {}
-    rss: list[tuple[float, int]] = []
-    spool_max = [0]
-
-    def count(d: dict, code: int) -> None:
-        d[code] = d.get(code, 0) + 1
-
-    def dashboard() -> None:
-        with httpx.Client(base_url=api.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-            while not stop.wait(args.poll_s):
-                for path in ("/overview", "/calls?limit=20"):
-                    t0 = time.perf_counter()
-                    r = c.get(path)
-                    dashboard_ms.append((time.perf_counter() - t0) * 1000)
-                    count(dashboard_status, r.status_code)
-
-    def analyst() -> None:
-        sql = "SELECT region, count() AS calls, avg(latency_p95_ms) AS p95 FROM calls GROUP BY region ORDER BY calls DESC"
-        with httpx.Client(base_url=api.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-            while not stop.wait(args.analyst_s):
-                count(analyst_status, c.post("/sql", json={"sql": sql}).status_code)
-
-    engine: list[tuple[float, int]] = []
-    control = store.with_lane("control")
-
-    def sampler(t0: float) -> None:
-        while not stop.wait(1.0):
-            rss.append((time.monotonic() - t0, _rss_bytes()))
-            spool_max[0] = max(spool_max[0], _spool_bytes(spool))
-            if len(rss) % 10 == 0:  # what the engine itself holds (in this process, on chdb)
-                try:
-                    engine.append((rss[-1][0], int(control.scalar(
-                        "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'") or 0)))
-                except Exception:  # noqa: BLE001 - a figure, not the run
-                    pass
+    load = _SoakLoad(args, api.url, token, spool, store.with_lane("control"))
 
     async def idle_baseline() -> list[float]:
         samples: list[float] = []
@@ -119,17 +183,10 @@ def run(args) -> dict:
 
     try:
         idle = asyncio.run(idle_baseline())
-        base = load_scenario("baseline")
-        scenario = base.model_copy(update={"traffic": base.traffic.model_copy(
-            update={"shape": "steady", "base": 1.0})}).scaled(calls=args.calls)
-        sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink, seed=1, trace_sample_rate=args.trace_sample,
-                         snapshot=lambda now: snap.snapshot_once(int(now * 1000)))
+        sim = Simulation(_soak_scenario(args.calls), clock=clock, telemetry=tel, sink=sink, seed=1,
+                         trace_sample_rate=args.trace_sample, snapshot=lambda now: snap.snapshot_once(int(now * 1000)))
         lag: list[float] = []
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=f, daemon=True) for f in (dashboard, analyst)]
-        threads.append(threading.Thread(target=sampler, args=(t0,), daemon=True))
-        for t in threads:
-            t.start()
+        load.start(time.monotonic())
 
         async def main():
             ev = asyncio.Event()
@@ -140,37 +197,12 @@ def run(args) -> dict:
             return summary
 
         summary = asyncio.run(main())
-        stop.set()
-        for t in threads:
-            t.join(60)
+        load.join()
         tel.flush()
         sink.flush()
-        after = [b for s, b in rss if s >= warmup]
-        growth = round((after[-1] - after[0]) / after[0] * 100, 2) if len(after) >= 2 else None
-        slope = None
-        if len(after) >= 2:
-            xs = np.array([s for s, _ in rss if s >= warmup]) / 60
-            slope = round(float(np.polyfit(xs, np.array(after) / 2**20, 1)[0]), 2)
-        dropped = _dropped(store, sink)
-        result = {
-            "minutes": args.minutes, "calls": args.calls, "turns": summary["turns"]["total"],
-            "rss_mb": [[round(s), round(b / 2**20)] for s, b in rss[:: max(1, len(rss) // 30)]],
-            "rss_growth_after_warmup_pct": growth, "rss_slope_after_warmup_mb_per_min": slope,
-            "engine_memory_mb": [[round(s), round(b / 2**20)] for s, b in engine[:: max(1, len(engine) // 15)]],
-            "warmup_s": round(warmup), "spool_max_bytes": spool_max[0],
-            **dropped,
-            "loop_lag": _pcts(lag), "idle_loop_lag": _pcts(idle),
-            "dashboard_p95_ms": _p(dashboard_ms, 95), "dashboard_requests": dict(dashboard_status),
-            "analyst_queries": dict(analyst_status),
-        }
-        result["targets"] = {"rss_growth_pct": 5, "rows_lost": 0, "loop_lag_p99_ms": 50}
-        result["target_met"] = bool(
-            growth is not None and growth < 5 and dropped["dropped"] == 0
-            and (result["loop_lag"]["p99_ms"] or 0) < 50
-        )
-        return result
+        return _report(args, summary, load, warmup, _dropped(store, sink), lag, idle)
     finally:
-        stop.set()
+        load.stop.set()
         api.stop()
         sink.close()
         store.close()
