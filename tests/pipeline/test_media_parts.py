@@ -68,6 +68,23 @@ def test_whisper_transcribes_a_sentence_and_prefetch_is_reused():
     assert stt.last_decoded.real_time_factor > 0
 
 
+def test_tight_window_is_padded_with_the_log_mel_of_silence_and_decodes_with_beams():
+    from pipeline.media.stt import WhisperDecoder
+
+    decoder = WhisperDecoder("tight")
+    audio = np.frombuffer(synthesize_caller_speech("where is my order", rate=16000), dtype=np.int16).astype(np.float32) / 32768.0
+    window = decoder.window_features(audio)
+    assert window.shape == (80, 1000)  # the 10 s minimum window
+    # what Whisper was trained on: the spectrogram of the audio followed by digital silence
+    silent = decoder.model.feature_extractor(np.concatenate([audio, np.zeros(16000 * 10 - len(audio), np.float32)]))
+    tail = slice(len(audio) // 160 + 5, 990)  # clear of the STFT's overlap with the speech
+    np.testing.assert_allclose(window[:, tail], silent[:, tail], atol=1e-4)
+    assert decoder.beam_size == 5 and WhisperDecoder("full").beam_size == 1
+    assert word_error_rate("where is my order", decoder.decode(audio).text) == 0.0
+    with pytest.raises(ValueError, match="beam_size"):
+        WhisperDecoder("tight", beam_size=0)
+
+
 def test_repeated_trailing_sentences_are_dropped():
     assert drop_repeats("Please cancel my order. Please cancel my order. Please cancel") == "Please cancel my order."
     assert drop_repeats("Where is it? Thanks.") == "Where is it? Thanks."
