@@ -85,6 +85,31 @@ def test_tight_window_is_padded_with_the_log_mel_of_silence_and_decodes_with_bea
         WhisperDecoder("tight", beam_size=0)
 
 
+def test_edge_resampling_to_16khz_filters_what_16khz_cannot_carry():
+    """The edge turns 48 kHz frames into Whisper's 16 kHz with libswresample (a windowed-sinc low-pass),
+    not by keeping every third sample: speech band kept, tones above 8 kHz removed rather than folded
+    back into the speech band as aliases."""
+    import av
+
+    from pipeline.media.tracks import frame_to_mono16k
+
+    def gain_db(freq: float) -> float:
+        x = (0.5 * np.sin(2 * np.pi * freq * np.arange(48000) / 48000) * 32767).astype(np.int16)
+        resampler, out = av.AudioResampler(format="s16", layout="mono", rate=16000), []
+        for i in range(0, len(x), 960):  # 20 ms frames, as they arrive from the caller
+            frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+            frame.planes[0].update(x[i : i + 960].tobytes())
+            frame.sample_rate = 48000
+            out.append(frame_to_mono16k(resampler, frame))
+        y = np.concatenate(out)[1600:-1600].astype(np.float64) / 32768.0
+        return 20 * np.log10(max(np.sqrt(np.mean(y * y)) / (0.5 / np.sqrt(2)), 1e-9))
+
+    for freq in (300, 1000, 3000, 6000):
+        assert abs(gain_db(freq)) < 1.0, freq
+    for freq in (9000, 12000, 15000):  # decimation would fold these to 7, 4 and 1 kHz at full level
+        assert gain_db(freq) < -40.0, freq
+
+
 def test_repeated_trailing_sentences_are_dropped():
     assert drop_repeats("Please cancel my order. Please cancel my order. Please cancel") == "Please cancel my order."
     assert drop_repeats("Where is it? Thanks.") == "Where is it? Thanks."
