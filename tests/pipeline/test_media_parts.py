@@ -272,6 +272,21 @@ def _endpoint_offline(audio: np.ndarray, policy) -> list:
     return turns
 
 
+def test_undecided_words_are_judged_by_the_voice():
+    from pipeline.engines import IntentResult
+    from pipeline.media.endpoint import COMPLETE, INCOMPLETE, UNSURE, EndpointPolicy, judge_pause
+
+    # "...the status of," heard as a half-plausible request the classifier places with low confidence
+    half = IntentResult("order_status", 0.42)
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=0.945) == INCOMPLETE  # level voice
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=0.75) == UNSURE  # falling: default silence
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=None) == UNSURE  # no voice to read
+    assert judge_pause("Hi.", 0.4, IntentResult("greeting", 0.96), pitch_ratio=1.08) == INCOMPLETE  # too short to judge
+    assert judge_pause("Where is my order?", 1.3, IntentResult("order_status", 0.97), pitch_ratio=0.8) == COMPLETE
+    baseline = EndpointPolicy(adaptive=False)
+    assert judge_pause("I want to check my status on.", 1.6, half, baseline, pitch_ratio=0.945) == UNSURE
+
+
 def test_adaptive_endpointing_waits_out_a_mid_clause_pause_and_ends_a_complete_request_early():
     from pipeline.media.caller import synthesize_paused_speech
     from pipeline.media.endpoint import EndpointPolicy
