@@ -68,7 +68,14 @@ class TurnWork:
             return [(n.start, n.duration_s, {**n.attrs, "during": n.during or stage}) for n in notes]
         first = min(n.start for n in notes)
         last = max(n.end for n in notes)
-        return [(first, last - first, {"work_items": len(notes)})]
+        # the pieces' own figures, summed (Whisper's decode time within a span that includes its queue,
+        # the characters synthesised): what a reader needs to tell work from waiting
+        totals: dict[str, float] = {}
+        for n in notes:
+            for k, v in n.attrs.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    totals[k] = round(totals.get(k, 0) + v, 4)
+        return [(first, last - first, {"work_items": len(notes), **totals})]
 
     def add_span(self, name: str, start: float, end: float, status: str = "ok", attrs: dict | None = None) -> bool:
         """A span under this turn after the runner is done with it (False when there is no trace)."""

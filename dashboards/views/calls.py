@@ -10,7 +10,8 @@ import streamlit as st
 from dashboards.common import fetch, labels_text, range_label, source_picker, time_window, ts
 
 STAGE_COLOURS = {"stt": "#1f77b4", "nlu": "#9467bd", "llm": "#ff7f0e", "tts": "#2ca02c", "tool": "#8c564b",
-                 "integration": "#8c564b", "response": "#ff7f0e", "handoff": "#e377c2", "vad": "#7f7f7f"}
+                 "integration": "#8c564b", "integrations": "#8c564b", "response": "#ff7f0e", "handoff": "#e377c2",
+                 "vad": "#7f7f7f", "endpoint": "#7f7f7f", "edge": "#bcbd22", "interruption": "#d62728"}
 
 st.title("Calls")
 label = range_label()
@@ -74,24 +75,29 @@ if result is not None:
                        + f"level {call['degradation_level']}")
             if not detail["turns"]:
                 st.info("This call was not traced (its spans were sampled out), so there is no waterfall.")
-            t0 = min([t["start_us"] for t in detail["turns"]] or [call["started_ms"] * 1000])
+            # each turn on its own clock (0 = its start, the caller's end of speech): turns of a real
+            # call are seconds apart, and on one call-wide axis a 40 ms decode is a hairline
             fig = go.Figure()
             seen = set()
             for turn in detail["turns"]:
                 row = f"turn {turn['turn']}"
-                fig.add_trace(go.Bar(y=[row], x=[turn["duration_ms"]], base=[(turn["start_us"] - t0) / 1000],
+                t0 = turn["start_us"]
+                fig.add_trace(go.Bar(y=[row], x=[turn["duration_ms"]], base=[0.0],
                                      orientation="h", marker_color="rgba(120,120,120,0.25)", name="turn",
-                                     showlegend="turn" not in seen, hovertext=f"turn {turn['duration_ms']:.0f} ms"))
+                                     showlegend="turn" not in seen, hovertext=f"turn {turn['duration_ms']:.0f} ms",
+                                     text=[f"{turn['duration_ms']:.0f} ms"], textposition="outside", cliponaxis=False))
                 seen.add("turn")
                 for s in turn["stages"]:
                     fig.add_trace(go.Bar(
                         y=[f"{row} · {s['name']}"], x=[s["duration_ms"]], base=[(s["start_us"] - t0) / 1000],
                         orientation="h", name=s["name"], showlegend=s["name"] not in seen,
                         marker_color="#d62728" if s["status"] == "error" else STAGE_COLOURS.get(s["name"], "#17becf"),
-                        hovertext=f"{s['name']} {s['duration_ms']:.0f} ms {s['status']}"))
+                        hovertext=f"{s['name']} {s['duration_ms']:.1f} ms {s['status']}",
+                        text=[f"{s['duration_ms']:.0f} ms"], textposition="outside", cliponaxis=False))
                     seen.add(s["name"])
             n_rows = sum(1 + len(t["stages"]) for t in detail["turns"])
-            fig.update_layout(title="Turn-by-turn waterfall (ms from the first turn)", barmode="overlay",
+            fig.update_layout(title="Turn-by-turn waterfall (ms from each turn's start, the caller's end of speech)",
+                              barmode="overlay",
                               height=120 + 22 * n_rows, margin=dict(l=10, r=10, t=40, b=10),
                               yaxis=dict(autorange="reversed"), xaxis_title="ms")
             if detail["turns"]:

@@ -17,7 +17,10 @@ speaker who is going on holds it level or raises it (continuation intonation). M
 (the bench's caller): the last 50 ms of voiced pitch against the utterance's median is 0.75-0.82 for
 finished statements, 1.00-1.03 for the same words followed by a comma. So a request that reads
 complete but does not fall is held like one left mid-clause (a rising yes/no question too: it
-waits longer, but is not cut off). `final_pitch_ratio` measures it from the pause audio (autocorrelation pitch, numpy).
+waits longer, but is not cut off), and so is speech the words leave undecided (a fragment the
+classifier places with low confidence, "I want to check my status on" for "...the status of,")
+when its voice is held level: a better recogniser turns gibberish fragments, which the classifier
+rejects and which are held anyway, into half-plausible requests, so the voice must carry that case. `final_pitch_ratio` measures it from the pause audio (autocorrelation pitch, numpy).
 """
 
 from __future__ import annotations
@@ -101,12 +104,13 @@ def judge_pause(text: str, audio_s: float, intent, policy: EndpointPolicy | None
         return INCOMPLETE  # not a request the agent can place (yet): give the caller time to finish
     if intent.intent == "goodbye":
         return UNSURE  # ending the call is never rushed
+    level = (policy.falling_pitch_ratio is not None and pitch_ratio is not None
+             and pitch_ratio >= policy.falling_pitch_ratio)
     if intent.confidence >= policy.min_confidence and audio_s >= policy.min_speech_s:
-        level = (policy.falling_pitch_ratio is not None and pitch_ratio is not None
-                 and pitch_ratio >= policy.falling_pitch_ratio)
         if level:
             # reads finished, but the voice says more is coming; a yes/no question that rises waits
             # too (cutting a caller off costs more than half a second of waiting)
             return INCOMPLETE
         return COMPLETE
-    return UNSURE
+    # the words cannot tell (a fragment the classifier half-places, too short to judge): the voice can
+    return INCOMPLETE if level else UNSURE

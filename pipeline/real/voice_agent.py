@@ -7,7 +7,8 @@ once that transcript is back, sets how much silence ends the turn (adaptive endp
 while it is written (a `ReplySpeaker` on the turn's `TurnWork`: LLM tokens become clauses, clauses
 become audio on the call's track); caller speech over the reply stops it at once (barge-in: the edge
 calls back on speech onset, the reply's synthesis and queued audio are dropped, the turn is recorded
-as interrupted, with an `interruption` span and the barge-in metrics); a handoff is announced and the
+as interrupted, with an `interruption` span and the barge-in metrics); the wait from the caller's end
+of speech to the end of the turn is an `endpoint` span under the turn; a handoff is announced and the
 call is handed to the human queue (the runner's handoff stage keeps transcript, intents and context).
 It decides the call's outcome from what happened:
 
@@ -367,6 +368,11 @@ class VoiceAgent:
         finally:
             end_turn_work(token)
         done_at = time.time()
+        if timing.endpoint_at > timing.speech_end_at:
+            # the turn's first stretch is the wait for the end of the caller's turn (VAD silence, or the
+            # speculative transcript's judgement); no stage works then but the decode, so say what it was
+            work.add_span("endpoint", timing.speech_end_at, timing.endpoint_at, "ok",
+                          {"judgement": timing.endpoint_judgement or "silence"})
         timing.prefetched = self.stt.prefetch_hits > hits_before
         # stage timings come back as the time the turn waited on each stage: rebuild the timeline
         for stage, took in result.stage_s.items():

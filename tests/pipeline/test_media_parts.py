@@ -68,6 +68,48 @@ def test_whisper_transcribes_a_sentence_and_prefetch_is_reused():
     assert stt.last_decoded.real_time_factor > 0
 
 
+def test_tight_window_is_padded_with_the_log_mel_of_silence_and_decodes_with_beams():
+    from pipeline.media.stt import WhisperDecoder
+
+    decoder = WhisperDecoder("tight")
+    audio = np.frombuffer(synthesize_caller_speech("where is my order", rate=16000), dtype=np.int16).astype(np.float32) / 32768.0
+    window = decoder.window_features(audio)
+    assert window.shape == (80, 1000)  # the 10 s minimum window
+    # what Whisper was trained on: the spectrogram of the audio followed by digital silence
+    silent = decoder.model.feature_extractor(np.concatenate([audio, np.zeros(16000 * 10 - len(audio), np.float32)]))
+    tail = slice(len(audio) // 160 + 5, 990)  # clear of the STFT's overlap with the speech
+    np.testing.assert_allclose(window[:, tail], silent[:, tail], atol=1e-4)
+    assert decoder.beam_size == 5 and WhisperDecoder("full").beam_size == 1
+    assert word_error_rate("where is my order", decoder.decode(audio).text) == 0.0
+    with pytest.raises(ValueError, match="beam_size"):
+        WhisperDecoder("tight", beam_size=0)
+
+
+def test_edge_resampling_to_16khz_filters_what_16khz_cannot_carry():
+    """The edge turns 48 kHz frames into Whisper's 16 kHz with libswresample (a windowed-sinc low-pass),
+    not by keeping every third sample: speech band kept, tones above 8 kHz removed rather than folded
+    back into the speech band as aliases."""
+    import av
+
+    from pipeline.media.tracks import frame_to_mono16k
+
+    def gain_db(freq: float) -> float:
+        x = (0.5 * np.sin(2 * np.pi * freq * np.arange(48000) / 48000) * 32767).astype(np.int16)
+        resampler, out = av.AudioResampler(format="s16", layout="mono", rate=16000), []
+        for i in range(0, len(x), 960):  # 20 ms frames, as they arrive from the caller
+            frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+            frame.planes[0].update(x[i : i + 960].tobytes())
+            frame.sample_rate = 48000
+            out.append(frame_to_mono16k(resampler, frame))
+        y = np.concatenate(out)[1600:-1600].astype(np.float64) / 32768.0
+        return 20 * np.log10(max(np.sqrt(np.mean(y * y)) / (0.5 / np.sqrt(2)), 1e-9))
+
+    for freq in (300, 1000, 3000, 6000):
+        assert abs(gain_db(freq)) < 1.0, freq
+    for freq in (9000, 12000, 15000):  # decimation would fold these to 7, 4 and 1 kHz at full level
+        assert gain_db(freq) < -40.0, freq
+
+
 def test_repeated_trailing_sentences_are_dropped():
     assert drop_repeats("Please cancel my order. Please cancel my order. Please cancel") == "Please cancel my order."
     assert drop_repeats("Where is it? Thanks.") == "Where is it? Thanks."
@@ -228,6 +270,21 @@ def _endpoint_offline(audio: np.ndarray, policy) -> list:
             turns.append((seg.end_turn_now(), waited))
             complete_after_ms = None
     return turns
+
+
+def test_undecided_words_are_judged_by_the_voice():
+    from pipeline.engines import IntentResult
+    from pipeline.media.endpoint import COMPLETE, INCOMPLETE, UNSURE, EndpointPolicy, judge_pause
+
+    # "...the status of," heard as a half-plausible request the classifier places with low confidence
+    half = IntentResult("order_status", 0.42)
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=0.945) == INCOMPLETE  # level voice
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=0.75) == UNSURE  # falling: default silence
+    assert judge_pause("I want to check my status on.", 1.6, half, pitch_ratio=None) == UNSURE  # no voice to read
+    assert judge_pause("Hi.", 0.4, IntentResult("greeting", 0.96), pitch_ratio=1.08) == INCOMPLETE  # too short to judge
+    assert judge_pause("Where is my order?", 1.3, IntentResult("order_status", 0.97), pitch_ratio=0.8) == COMPLETE
+    baseline = EndpointPolicy(adaptive=False)
+    assert judge_pause("I want to check my status on.", 1.6, half, baseline, pitch_ratio=0.945) == UNSURE
 
 
 def test_adaptive_endpointing_waits_out_a_mid_clause_pause_and_ends_a_complete_request_early():

@@ -291,7 +291,7 @@ def _webrtc(settings, rounds: int, speech, paused) -> dict:
 
 
 def _summarise(res: dict) -> dict:
-    from pipeline.media.wer import corpus_wer
+    from pipeline.media.wer import corpus_wer, word_errors
 
     timings = res["timings"][: res["n_latency"]]
     turns = []
@@ -358,6 +358,9 @@ def _summarise(res: dict) -> dict:
         "counters": res["counters"],
         "span_check": res["span_check"],
         "transcripts_webrtc": [[u["text"], u["timing"].transcript, u["timing"].intent] for u in turns[: len(UTTERANCES)]],
+        # every turn, of every round, whose words came out wrong: where the WER comes from
+        "misheard_webrtc": [[u["text"], u["timing"].transcript, word_errors(u["text"], u["timing"].transcript)[0]]
+                            for u in turns if word_errors(u["text"], u["timing"].transcript)[0]],
     }
 
 
@@ -417,7 +420,7 @@ def run(args) -> dict:
         "decode_speedup_ratio": round(direct["full"]["decode_ms"]["p50"] / max(1e-9, direct["tight"]["decode_ms"]["p50"]), 2),
         # the current agent's figures at the top level (as before), the baseline's beside them
         **{k: cur[k] for k in ("webrtc_turns", "wer_webrtc", "intent_accuracy_webrtc", "latency_ms", "prefetch_hit_ratio",
-                               "false_cuts", "barge_in_ms", "counters", "span_check")},
+                               "false_cuts", "barge_in_ms", "counters", "span_check", "misheard_webrtc")},
         "baseline": base,
         "ratios": {  # current / baseline, measured in this run
             "first_reply_audio_p50": _ratio(first_audio["p50"], lat_b["speech_end_to_first_reply_audio"]["p50"]),
