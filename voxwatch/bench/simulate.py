@@ -68,6 +68,41 @@ def _pcts(samples: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2), "samples": len(a)}
 
 
+def _idle_lag(seconds: float) -> list[float]:
+    """The event loop's lag with nothing running (a few seconds): the floor live lag is read against."""
+    async def probe() -> list[float]:
+        samples: list[float] = []
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(_lag_probe(samples, stop))
+        await asyncio.sleep(min(5.0, seconds / 4))
+        stop.set()
+        await task
+        return samples
+
+    return asyncio.run(probe())
+
+
+def _run_probing_lag(sim, seconds: float, samples: list[float]) -> dict:
+    """Run the live simulation for `seconds` with the loop-lag probe beside it; its summary."""
+    async def main() -> dict:
+        stop = asyncio.Event()
+        probe = asyncio.ensure_future(_lag_probe(samples, stop))
+        summary = await sim.run_async(until=seconds)
+        stop.set()
+        await probe
+        return summary
+
+    return asyncio.run(main())
+
+
+def _steady_scenario(calls: int):
+    """The baseline scenario held at exactly `calls` concurrent calls."""
+    from pipeline.simulation.scenario import load_scenario
+
+    base = load_scenario("baseline")
+    return base.model_copy(update={"traffic": base.traffic.model_copy(update={"shape": "steady", "base": 1.0})}).scaled(calls=calls)
+
+
 def _open(root: str, db: str):
     from telemetry.store import open_store
 
@@ -93,42 +128,21 @@ def _dropped(store, sink: CountingSink) -> dict:
 
 
 def live(calls: int, seconds: float, trace_sample: float, root: str) -> dict:
-    from pipeline.simulation.scenario import load_scenario
     from pipeline.simulation.simulator import Simulation
     from telemetry.clock import WallClock
 
-    async def idle_baseline() -> list[float]:
-        samples: list[float] = []
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(_lag_probe(samples, stop))
-        await asyncio.sleep(min(5.0, seconds / 4))
-        stop.set()
-        await task
-        return samples
-
-    idle = asyncio.run(idle_baseline())
+    idle = _idle_lag(seconds)
     store = _open(root, "live")
     clock = WallClock()
     sink, tel, snap = _telemetry_path(store, clock, f"{root}/spool-live", 1)
-    base = load_scenario("baseline")
-    # steady load at exactly --calls concurrent calls
-    scenario = base.model_copy(update={"traffic": base.traffic.model_copy(update={"shape": "steady", "base": 1.0})}).scaled(calls=calls)
-    sim = Simulation(scenario, clock=clock, telemetry=tel, sink=sink, seed=1, trace_sample_rate=trace_sample,
+    sim = Simulation(_steady_scenario(calls), clock=clock, telemetry=tel, sink=sink, seed=1, trace_sample_rate=trace_sample,
                      snapshot=lambda now: snap.snapshot_once(int(now * 1000)))
     samples: list[float] = []
     active: list[int] = []
     sim.on_tick(lambda now: active.append(sim.active_calls))
 
-    async def main():
-        stop = asyncio.Event()
-        probe = asyncio.ensure_future(_lag_probe(samples, stop))
-        s = await sim.run_async(until=seconds)
-        stop.set()
-        await probe
-        return s
-
     t0 = time.perf_counter()
-    summary = asyncio.run(main())
+    summary = _run_probing_lag(sim, seconds, samples)
     wall = time.perf_counter() - t0
     tel.flush()
     sink.flush()

@@ -13,7 +13,6 @@ after the warm-up, 0 rows lost, loop lag P99 < 50 ms.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -119,13 +118,6 @@ def _memory_trend(rss: list[tuple[float, int]], warmup: float) -> tuple[float | 
     return growth, round(float(np.polyfit(xs, np.array(after) / 2**20, 1)[0]), 2)
 
 
-def _soak_scenario(calls: int):
-    from pipeline.simulation.scenario import load_scenario
-
-    base = load_scenario("baseline")
-    return base.model_copy(update={"traffic": base.traffic.model_copy(update={"shape": "steady", "base": 1.0})}).scaled(calls=calls)
-
-
 def _report(args, summary: dict, load: _SoakLoad, warmup: float, dropped: dict, lag: list[float], idle: list[float]) -> dict:
     from voxwatch.bench.simulate import _pcts
 
@@ -154,7 +146,13 @@ def run(args) -> dict:
     from pipeline.simulation.simulator import Simulation
     from telemetry.clock import WallClock
     from telemetry.store import open_store
-    from voxwatch.bench.simulate import _dropped, _lag_probe, _telemetry_path
+    from voxwatch.bench.simulate import (
+        _dropped,
+        _idle_lag,
+        _run_probing_lag,
+        _steady_scenario,
+        _telemetry_path,
+    )
     from voxwatch.commands.serve import start_api
     from voxwatch.config import ApiToken, Scope, Settings
     from voxwatch.context import AppContext
@@ -171,32 +169,13 @@ def run(args) -> dict:
                      settings=Settings(tokens=[ApiToken(name="soak", token=token, scopes=[Scope.READ])]))
     api = start_api(ctx)
     load = _SoakLoad(args, api.url, token, spool, store.with_lane("control"))
-
-    async def idle_baseline() -> list[float]:
-        samples: list[float] = []
-        ev = asyncio.Event()
-        task = asyncio.ensure_future(_lag_probe(samples, ev))
-        await asyncio.sleep(min(5.0, seconds / 4))
-        ev.set()
-        await task
-        return samples
-
     try:
-        idle = asyncio.run(idle_baseline())
-        sim = Simulation(_soak_scenario(args.calls), clock=clock, telemetry=tel, sink=sink, seed=1,
+        idle = _idle_lag(seconds)
+        sim = Simulation(_steady_scenario(args.calls), clock=clock, telemetry=tel, sink=sink, seed=1,
                          trace_sample_rate=args.trace_sample, snapshot=lambda now: snap.snapshot_once(int(now * 1000)))
         lag: list[float] = []
         load.start(time.monotonic())
-
-        async def main():
-            ev = asyncio.Event()
-            probe = asyncio.ensure_future(_lag_probe(lag, ev))
-            summary = await sim.run_async(until=seconds)
-            ev.set()
-            await probe
-            return summary
-
-        summary = asyncio.run(main())
+        summary = _run_probing_lag(sim, seconds, lag)
         load.join()
         tel.flush()
         sink.flush()
