@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from voxwatch.config import ApiToken, Scope, Settings
 
@@ -43,6 +46,23 @@ def stored(ctx, sql: str):
 
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def served_app(app, path: str):
+    """A FastAPI app (a webhook receiver) served by uvicorn on a free port in a thread; yields the URL of `path`."""
+    from voxwatch.commands.serve import _wait_http, free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/docs", 20, th.is_alive)
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        server.should_exit = True
+        th.join(5)
 
 
 def _llm_stand_in(ttft_median_s: float = 0.090):

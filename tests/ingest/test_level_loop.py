@@ -10,11 +10,10 @@ import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from alerts.receivers.signing import verify
-from tests.ingest.conftest import ADMIN, INGEST, READ, auth, stored
+from tests.ingest.conftest import ADMIN, INGEST, READ, auth, served_app, stored
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10aGUtbGV2ZWwtd2ViaG9vaw=="
 
@@ -76,17 +75,9 @@ def receiver():
         app.state.got.append((msg_id, json.loads(body)))
         return {"ok": True}
 
-    from voxwatch.commands.serve import _wait_http, free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    _wait_http(f"http://127.0.0.1:{port}/docs", 20, th.is_alive)
-    app.state.url = f"http://127.0.0.1:{port}/voxwatch/level"
-    yield app
-    server.should_exit = True
-    th.join(5)
+    with served_app(app, "/voxwatch/level") as url:
+        app.state.url = url
+        yield app
 
 
 @pytest.fixture

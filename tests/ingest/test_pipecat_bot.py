@@ -10,20 +10,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 from telemetry.quantiles import percentile
 
 pytest.importorskip("pipecat", reason="the pipecat-ai test extra (voxwatch[ingest-test]) is not installed")
 
-from tests.ingest.conftest import INGEST, auth, stored  # noqa: E402
+from tests.ingest.conftest import INGEST, auth, served_app, stored  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.media]
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +55,6 @@ def sample(service, name, **labels):
 @pytest.fixture
 def pager():
     """A pager's webhook endpoint over real HTTP: keeps every page it is sent."""
-    from voxwatch.commands.serve import _wait_http, free_port
-
     app = FastAPI()
     app.state.pages = []
 
@@ -67,15 +63,9 @@ def pager():
         app.state.pages.append(await request.json())
         return {"ok": True}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    _wait_http(f"http://127.0.0.1:{port}/docs", 20, th.is_alive)
-    app.state.url = f"http://127.0.0.1:{port}/pager"
-    yield app
-    server.should_exit = True
-    th.join(5)
+    with served_app(app, "/pager") as url:
+        app.state.url = url
+        yield app
 
 
 @pytest.fixture
