@@ -22,7 +22,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.test_browser_dashboard import CHROMIUM_ARGS, ROOT, VOXWATCH, open_page, settle, shoot
+from tests.e2e.conftest import CHROMIUM_ARGS
+from tests.e2e.test_browser_dashboard import (
+    ROOT,
+    VOXWATCH,
+    open_page,
+    settle,
+    shoot,
+    wait_for_dashboard,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.slow]
 
@@ -60,18 +68,7 @@ def _serve(work):
     proc = subprocess.Popen([*VOXWATCH, "serve", "--config", str(config), "--dashboard"], cwd=work, stdout=log,
                             stderr=subprocess.STDOUT, env=dict(os.environ, VOXWATCH_REFRESH_S="3600"))
     dash = f"http://127.0.0.1:{dash_port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{dash}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"voxwatch serve did not come up: {(work / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_for_dashboard(proc, dash, log, work / "serve.log")
     return proc, log, f"http://127.0.0.1:{api_port}", dash
 
 

@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
 READ_TOKEN = "browser-read-token-0123456789"
 ADMIN_TOKEN = "browser-admin-token-0123456789"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 FILL = ("import sys, time; from telemetry.store import open_store; from tests.dashboards.scenario_data import fill; "
         "s = open_store('chdb://' + sys.argv[1]); fill(s, end_ms=int(time.time() * 1000)); s.close()")
 
@@ -35,6 +33,22 @@ def _free_port() -> int:
     from voxwatch.commands.serve import free_port
 
     return free_port()
+
+
+def wait_for_dashboard(proc, dash: str, log, log_path: Path, timeout_s: float = 90) -> None:
+    """Until the dashboard of a starting `voxwatch serve` answers its health check; its log's tail if it dies or stalls."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{dash}/_stcore/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            raise RuntimeError(f"voxwatch serve did not come up: {log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +70,7 @@ def served(tmp_path_factory):
     proc = subprocess.Popen([*VOXWATCH, "serve", "--config", str(config), "--dashboard"],
                             cwd=work, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, VOXWATCH_REFRESH_S="3600"))
     dash = f"http://127.0.0.1:{dash_port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{dash}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            raise RuntimeError(f"voxwatch serve did not come up: {(work / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_for_dashboard(proc, dash, log, work / "serve.log")
     yield {"api": f"http://127.0.0.1:{api_port}", "dashboard": dash, "proc": proc}
     proc.send_signal(signal.SIGINT)
     try:
@@ -76,16 +80,6 @@ def served(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def open_page(browser, url: str):
     # tall enough that the screenshot holds the whole page: Streamlit scrolls inside its own container
     page = browser.new_page(viewport={"width": 1500, "height": 2400})
@@ -93,11 +87,11 @@ def open_page(browser, url: str):
     return page
 
 
-def settle(page) -> None:
+def settle(page, timeout_ms: int = 60_000, draw_ms: int = 800) -> None:
     """Wait until Streamlit has finished the script run (its status widget disappears)."""
     page.wait_for_timeout(500)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-    page.wait_for_timeout(800)  # plotly draws after the run ends
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    page.wait_for_timeout(draw_ms)  # plotly draws after the run ends
     body = page.inner_text("body")
     assert "Page not found" not in body and "Traceback" not in body
 

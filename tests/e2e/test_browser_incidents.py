@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_browser_dashboard import CHROMIUM_ARGS, SHOTS, VOXWATCH, _free_port, hover_texts
+from tests.e2e.test_browser_dashboard import SHOTS, VOXWATCH, _free_port, hover_texts
+from tests.e2e.test_browser_dashboard import settle as settle_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -55,21 +56,9 @@ def replayed(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def settle(page) -> None:
-    page.wait_for_timeout(500)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
-    page.wait_for_timeout(1500)  # plotly draws after the run ends
-    assert "Traceback" not in page.inner_text("body")
+    # after a full demo replay the machine is busy: longer to finish the run and to draw
+    settle_page(page, timeout_ms=90_000, draw_ms=1500)
 
 
 def api(replayed, path: str) -> dict:
