@@ -50,7 +50,8 @@ else:
                    limit=int(limit))
 if result is not None:
     calls = pd.DataFrame(result["calls"])
-    st.caption(f"{result['total']:,} calls match · showing {len(calls)} newest")
+    total = result["total"]
+    st.caption(f"{total:,} {'call matches' if total == 1 else 'calls match'} · showing {len(calls)} newest")
     if len(calls):
         calls.insert(1, "started", ts(calls["started_ms"]))
         calls["intents"] = calls["intents"].map(lambda v: ", ".join(v))
