@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_demo_replays_october_3_pages_acts_and_stores(tmp_path):
     store = f"chdb://{tmp_path}/store?database=demo_test"
+    started = time.time()
     out = subprocess.run(
         [sys.executable, "-m", "voxwatch", "demo", "--speed", "max", "--calls", "300", "--duration", "1800",
          "--no-dashboard", "--exit-after-replay", "--port", "0", "--json", "--store", store],
@@ -32,3 +34,12 @@ def test_demo_replays_october_3_pages_acts_and_stores(tmp_path):
     assert any(a["level"] == "INTEGRATIONS_QUEUED" for a in applied)
     assert result["rows"]["calls"] > 100 and result["rows"]["metric_samples"] > 100_000
     assert result["rows"]["alert_events"] > 0 and result["rows"]["notifications"] > 0
+
+    # the replay ends when it starts on the wall clock: nothing stamped in the future for a later reader
+    last = subprocess.run([sys.executable, "-m", "voxwatch", "store", "sql", "--store", store, "--json",
+                           "SELECT max(started_ms) AS last_ms, min(started_ms) AS first_ms FROM calls"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr[-3000:]
+    row = json.loads(last.stdout)[0]
+    # (calls in progress when the replay begins started before it: the first start is earlier still)
+    assert int(row["first_ms"]) / 1000 < started - 1800 + 60 < int(row["last_ms"]) / 1000 <= started + 1

@@ -193,8 +193,10 @@ async def _replay(args, speed: float | None, say, scenario, store, spool: Path, 
     from voxwatch.context import AppContext
     from voxwatch.loop import MonitoringLoop
 
-    # The replay starts at this wall-clock second, so its timestamps read as "today" on the dashboard.
-    clock = VirtualClock(float(int(time.time())))
+    # The replay ends at the wall-clock second it starts, so its timestamps read as "the last hour" both
+    # on the demo's dashboard (which follows the replay's clock) and to any later `voxwatch serve` or
+    # `store sql` on the wall clock, rather than running up to an hour into the future.
+    clock = VirtualClock(float(int(time.time() - scenario.duration_s)))
     # lanes as in `voxwatch serve`: the sink on the monitoring lane, the API on the dashboard lane
     rt = open_runtime(clock=clock, store=store.with_lane("monitor"), spool_dir=spool, sink_options={"flush_interval": 0.5})
     tel, sink = rt.telemetry, rt.sink
