@@ -157,30 +157,16 @@ class RetryStage:
         self.parked = parked  # a Parked counter: deliveries now waiting on the clock for a retry
 
     def _row(self, ctx, alerts, attempt, result, res) -> dict:
-        now = ctx.clock.now()
-        return {
-            "ts_ms": int(round(now * 1000)),
-            "notification_id": ctx.notification_id,
-            "receiver": ctx.receiver,
-            "integration": self.receiver.integration,
-            "group_key": ctx.group_key,
-            "status": "firing" if any(a.status == "firing" for a in alerts) else "resolved",
-            "attempt": attempt,
-            "result": result,
-            "http_status": int(res.http_status),
-            "error": res.error[:500],
-            "alert_fingerprints": sorted(a.fingerprint for a in alerts),
-            "payload": res.payload[:20000],
-        }
+        from alerts.receivers.base import notification_row
+
+        return notification_row(ctx.clock.now(), notification_id=ctx.notification_id, receiver=ctx.receiver,
+                                integration=self.receiver.integration, group_key=ctx.group_key, alerts=alerts,
+                                attempt=attempt, result=result, res=res)
 
     def _record(self, row: dict) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.write("notifications", [row])
-            except Exception:  # recording must never stop a page
-                log.exception("could not record a notification attempt")
-        if self.on_attempt is not None:
-            self.on_attempt(row)
+        from alerts.receivers.base import record_notification
+
+        record_notification(row, self.writer, self.on_attempt)
 
     async def exec(self, ctx, alerts):
         from alerts.receivers.base import DeliveryResult

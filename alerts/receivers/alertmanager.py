@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass, field
 
 from alerts.model import iso
-from alerts.receivers.base import DeliveryResult, HttpReceiver
+from alerts.receivers.base import DeliveryResult, HttpReceiver, notification_row, record_notification
 
 log = logging.getLogger(__name__)
 
@@ -187,27 +187,10 @@ class AlertmanagerPusher(HttpReceiver):
             return
 
     def _record(self, t: Target, batch: list, res: DeliveryResult, result: str) -> None:
-        row = {
-            "ts_ms": int(round(self.clock.now() * 1000)),
-            "notification_id": "",
-            "receiver": self.name,
-            "integration": self.integration,
-            "group_key": t.url,
-            "status": "firing" if any(a.status == "firing" for a in batch) else "resolved",
-            "attempt": max(1, t.failures),
-            "result": result,
-            "http_status": int(res.http_status),
-            "error": res.error[:500],
-            "alert_fingerprints": sorted(a.fingerprint for a in batch),
-            "payload": res.payload[:20000],
-        }
-        if self.writer is not None:
-            try:
-                self.writer.write("notifications", [row])
-            except Exception:  # recording must never stop a push
-                log.exception("could not record an alertmanager push")
-        if self.on_attempt is not None:
-            self.on_attempt(row)
+        # a push is not a grouped notification: no notification id, the target's URL as its group
+        row = notification_row(self.clock.now(), notification_id="", receiver=self.name, integration=self.integration,
+                               group_key=t.url, alerts=batch, attempt=max(1, t.failures), result=result, res=res)
+        record_notification(row, self.writer, self.on_attempt)
 
     def stats(self) -> list[dict]:
         return [{"url": t.url, "delivered": t.delivered, "failed": t.failed, "dropped": t.dropped,

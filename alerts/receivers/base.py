@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+
+log = logging.getLogger(__name__)
 
 # Enough for any sane acknowledgement; a receiver that streams megabytes back is cut off here.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -24,6 +27,37 @@ class DeliveryResult:
     retry_after: float | None = None  # seconds, from a Retry-After header
     payload: str = ""  # what was sent (for the notifications table)
     record: bool = True  # False: nothing happened worth a notifications row (an idempotent no-op)
+
+
+def notification_row(now: float, *, notification_id: str, receiver: str, integration: str, group_key: str,
+                     alerts: list, attempt: int, result: str, res: DeliveryResult) -> dict:
+    """One delivery attempt as a `notifications` row: the one shape the retry stage and the
+    Alertmanager pusher both record."""
+    return {
+        "ts_ms": int(round(now * 1000)),
+        "notification_id": notification_id,
+        "receiver": receiver,
+        "integration": integration,
+        "group_key": group_key,
+        "status": "firing" if any(a.status == "firing" for a in alerts) else "resolved",
+        "attempt": attempt,
+        "result": result,
+        "http_status": int(res.http_status),
+        "error": res.error[:500],
+        "alert_fingerprints": sorted(a.fingerprint for a in alerts),
+        "payload": res.payload[:20000],
+    }
+
+
+def record_notification(row: dict, writer=None, on_attempt=None) -> None:
+    """Write a `notifications` row and tell the observer; recording never stops a delivery."""
+    if writer is not None:
+        try:
+            writer.write("notifications", [row])
+        except Exception:
+            log.exception("could not record a notification attempt to %s", row["receiver"])
+    if on_attempt is not None:
+        on_attempt(row)
 
 
 class Receiver(Protocol):
