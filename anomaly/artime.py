@@ -56,13 +56,16 @@ _SQRT_HALF = math.sqrt(0.5)
 
 
 def haar(x: np.ndarray) -> np.ndarray:
-    """The full Haar wavelet transform of a window whose length is a power of two: the overall
-    average first, then the details from the coarsest to the finest."""
+    """The full Haar wavelet transform of a window whose length is a power of two, as ARTime gets
+    it from Wavelets.jl (`dwt(x, wavelet(WT.haar))`): the overall average first, then the details
+    from the coarsest to the finest, each the later half minus the earlier (times sqrt 1/2). The
+    sign matters: the transform is min-max scaled afterwards, so flipped details are other features
+    (with the opposite sign the port scored 72.8 on NAB instead of 74.85)."""
     a = np.asarray(x, dtype=float)
     details = []
     while len(a) > 1:
         even, odd = a[0::2], a[1::2]
-        details.append((even - odd) * _SQRT_HALF)
+        details.append((odd - even) * _SQRT_HALF)  # Wavelets.jl's sign: the later value minus the earlier
         a = (even + odd) * _SQRT_HALF
     return np.concatenate([a, *reversed(details)])
 
@@ -105,6 +108,18 @@ class DualVigilanceArt:
         order = np.argsort(-m, kind="stable")
         best = int(order[0])
         self.match, self.energy = (float(m[best]), float(energy[best])) if m[best] > 0 else (0.0, 0.0)
+        undefined = newest <= 0
+        if undefined.any():
+            # A category that has learned both 0 and 1 as the newest value has no energy (0 / 0 in
+            # the source: NaN). Julia sorts NaN first in a descending sortperm, no comparison with
+            # it holds, and the search stops there: nothing matches and the input is a new cluster.
+            self.match = self.energy = 0.0
+            if not learn:
+                return -1
+            self.n_clusters += 1
+            self.labels.append(self.n_clusters)
+            self.w = np.vstack([self.w, x])
+            return -1
         if not learn:
             return -1
         resonant = m >= self.rho_ub
