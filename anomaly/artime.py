@@ -365,14 +365,21 @@ class LevelWithArtime(Detector):
     with ARTime beside it: ARTime's confidence is passed to the findings stage as a calibrated score
     (the larger of it and the inner detector's calibrated score), so one cooldown covers both.
     `agree`: ARTime counts only where the level detector's own raw score reached this within the
-    last `step` points (0: always). Only points the level detector's guard accepts reach ARTime."""
+    last `step` points (0: always). `report_floor`: a report enters the findings stage at
+    `report_floor + (1 - report_floor) x confidence`, so with a floor at or above the findings
+    threshold every report is a finding and the confidence only orders them (0: the confidence
+    itself). Only points the level detector's guard accepts reach ARTime."""
 
-    def __init__(self, inner: Detector, *, agree: float = 0.0, **artime) -> None:
+    def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, **artime) -> None:
         super().__init__(inner.n_series)
         self.inner, self.name = inner, inner.name
         self.guard = inner.guard
         self.artime = ARTimeBank(self.n_series, **artime)
         self.agree = float(agree)
+        self.report_floor = float(report_floor)
+        # ARTime reads values, not timestamps: NAB hands it every row, out-of-order stamps included
+        self.every_value = False
+        self.episodic = True
         self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
 
     @property
@@ -382,10 +389,13 @@ class LevelWithArtime(Detector):
     def _combine(self, inner: TickScores, art: np.ndarray) -> TickScores:
         if self.agree > 0:
             art = np.where(self.recent_raw.max(axis=0) >= self.agree, art, 0.0)
+        art = np.where(art > 0, self.report_floor + (1.0 - self.report_floor) * art, 0.0)
         calibrated = art if inner.calibrated is None else np.fmax(inner.calibrated, art)
         kind = inner.kind.copy()
         kind[(art > 0) & ~(np.nan_to_num(inner.score) >= art)] = NOVEL_PATTERN
-        return TickScores(inner.score, inner.expected_low, inner.expected_high, kind, calibrated=calibrated)
+        episodic = (art > 0) if self.episodic else None
+        return TickScores(inner.score, inner.expected_low, inner.expected_high, kind, calibrated=calibrated,
+                          episodic=episodic)
 
     def peek(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
@@ -397,4 +407,5 @@ class LevelWithArtime(Detector):
         ok = self.guard.screen(ts, values, commit=False)  # the points the level detector will use
         inner = self.inner.update(ts, values)
         self.recent_raw = np.vstack([self.recent_raw[1:], np.nan_to_num(inner.score)])
-        return self._combine(inner, self.artime.update(values, np.flatnonzero(ok)))
+        rows = np.flatnonzero(np.isfinite(values) if self.every_value else ok)
+        return self._combine(inner, self.artime.update(values, rows))
