@@ -368,9 +368,12 @@ class LevelWithArtime(Detector):
     last `step` points (0: always). `report_floor`: a report enters the findings stage at
     `report_floor + (1 - report_floor) x confidence`, so with a floor at or above the findings
     threshold every report is a finding and the confidence only orders them (0: the confidence
-    itself). Only points the level detector's guard accepts reach ARTime."""
+    itself). `episodic`: ARTime masks its own episodes, so its reports page through the findings
+    stage's cooldown (`TickScores.episodic`). Only points the level detector's guard accepts reach
+    ARTime (`every_value`: every finite value, as NAB hands ARTime every row)."""
 
-    def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, **artime) -> None:
+    def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, episodic: bool = True,
+                 **artime) -> None:
         super().__init__(inner.n_series)
         self.inner, self.name = inner, inner.name
         self.guard = inner.guard
@@ -379,7 +382,7 @@ class LevelWithArtime(Detector):
         self.report_floor = float(report_floor)
         # ARTime reads values, not timestamps: NAB hands it every row, out-of-order stamps included
         self.every_value = False
-        self.episodic = True
+        self.episodic = bool(episodic)
         self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
 
     @property

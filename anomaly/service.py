@@ -117,6 +117,9 @@ class LevelSettings(BaseModel):
     # ... and the level view's own likelihood pages only from 0.9 (tail probability about 1e-9):
     # ARTime reports the ordinary level moves (anomaly/README.md, fifth push)
     artime_level_threshold: float = Field(0.9, ge=0, le=1)
+    # ARTime masks its own episodes (one report each), so its reports page through the findings
+    # stage's cooldown: a report held back by the level view's cooldown was a window lost on NAB
+    artime_episodic: bool = True
 
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
@@ -141,7 +144,8 @@ class LevelSettings(BaseModel):
         if not self.artime:
             return inner
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
-                               probation=self.artime_probation, margin=self.artime_margin)
+                               episodic=self.artime_episodic, probation=self.artime_probation,
+                               margin=self.artime_margin)
 
     def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         level = self.level_detector(n_series)
