@@ -104,9 +104,10 @@ class LevelSettings(BaseModel):
     novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
     novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
-    # ARTime (`anomaly.artime`, followed step by step) beside the level detector: +10 on NAB, but it
-    # pages on noise and runs at about 10-20 thousand points per CPU second (anomaly/README.md); off
-    # by default, on for `voxwatch anomaly nab --artime`
+    # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
+    # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
+    # the service form, where it pages on noise (195 quiet-day findings) and runs at about 68
+    # thousand points per CPU second (anomaly/README.md, fifth push); off by default
     artime: bool = False
     artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
     artime_margin: float = Field(0.5, ge=0)  # the probation's range widened by this much of it each side
