@@ -56,13 +56,16 @@ _SQRT_HALF = math.sqrt(0.5)
 
 
 def haar(x: np.ndarray) -> np.ndarray:
-    """The full Haar wavelet transform of a window whose length is a power of two: the overall
-    average first, then the details from the coarsest to the finest."""
+    """The full Haar wavelet transform of a window whose length is a power of two, as ARTime gets
+    it from Wavelets.jl (`dwt(x, wavelet(WT.haar))`): the overall average first, then the details
+    from the coarsest to the finest, each the later half minus the earlier (times sqrt 1/2). The
+    sign matters: the transform is min-max scaled afterwards, so flipped details are other features
+    (with the opposite sign the port scored 72.8 on NAB instead of 74.85)."""
     a = np.asarray(x, dtype=float)
     details = []
     while len(a) > 1:
         even, odd = a[0::2], a[1::2]
-        details.append((even - odd) * _SQRT_HALF)
+        details.append((odd - even) * _SQRT_HALF)  # Wavelets.jl's sign: the later value minus the earlier
         a = (even + odd) * _SQRT_HALF
     return np.concatenate([a, *reversed(details)])
 
@@ -105,6 +108,18 @@ class DualVigilanceArt:
         order = np.argsort(-m, kind="stable")
         best = int(order[0])
         self.match, self.energy = (float(m[best]), float(energy[best])) if m[best] > 0 else (0.0, 0.0)
+        undefined = newest <= 0
+        if undefined.any():
+            # A category that has learned both 0 and 1 as the newest value has no energy (0 / 0 in
+            # the source: NaN). Julia sorts NaN first in a descending sortperm, no comparison with
+            # it holds, and the search stops there: nothing matches and the input is a new cluster.
+            self.match = self.energy = 0.0
+            if not learn:
+                return -1
+            self.n_clusters += 1
+            self.labels.append(self.n_clusters)
+            self.w = np.vstack([self.w, x])
+            return -1
         if not learn:
             return -1
         resonant = m >= self.rho_ub
@@ -350,14 +365,24 @@ class LevelWithArtime(Detector):
     with ARTime beside it: ARTime's confidence is passed to the findings stage as a calibrated score
     (the larger of it and the inner detector's calibrated score), so one cooldown covers both.
     `agree`: ARTime counts only where the level detector's own raw score reached this within the
-    last `step` points (0: always). Only points the level detector's guard accepts reach ARTime."""
+    last `step` points (0: always). `report_floor`: a report enters the findings stage at
+    `report_floor + (1 - report_floor) x confidence`, so with a floor at or above the findings
+    threshold every report is a finding and the confidence only orders them (0: the confidence
+    itself). `episodic`: ARTime masks its own episodes, so its reports page through the findings
+    stage's cooldown (`TickScores.episodic`). Only points the level detector's guard accepts reach
+    ARTime (`every_value`: every finite value, as NAB hands ARTime every row)."""
 
-    def __init__(self, inner: Detector, *, agree: float = 0.0, **artime) -> None:
+    def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, episodic: bool = True,
+                 **artime) -> None:
         super().__init__(inner.n_series)
         self.inner, self.name = inner, inner.name
         self.guard = inner.guard
         self.artime = ARTimeBank(self.n_series, **artime)
         self.agree = float(agree)
+        self.report_floor = float(report_floor)
+        # ARTime reads values, not timestamps: NAB hands it every row, out-of-order stamps included
+        self.every_value = False
+        self.episodic = bool(episodic)
         self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
 
     @property
@@ -367,10 +392,13 @@ class LevelWithArtime(Detector):
     def _combine(self, inner: TickScores, art: np.ndarray) -> TickScores:
         if self.agree > 0:
             art = np.where(self.recent_raw.max(axis=0) >= self.agree, art, 0.0)
+        art = np.where(art > 0, self.report_floor + (1.0 - self.report_floor) * art, 0.0)
         calibrated = art if inner.calibrated is None else np.fmax(inner.calibrated, art)
         kind = inner.kind.copy()
         kind[(art > 0) & ~(np.nan_to_num(inner.score) >= art)] = NOVEL_PATTERN
-        return TickScores(inner.score, inner.expected_low, inner.expected_high, kind, calibrated=calibrated)
+        episodic = (art > 0) if self.episodic else None
+        return TickScores(inner.score, inner.expected_low, inner.expected_high, kind, calibrated=calibrated,
+                          episodic=episodic)
 
     def peek(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
@@ -382,4 +410,5 @@ class LevelWithArtime(Detector):
         ok = self.guard.screen(ts, values, commit=False)  # the points the level detector will use
         inner = self.inner.update(ts, values)
         self.recent_raw = np.vstack([self.recent_raw[1:], np.nan_to_num(inner.score)])
-        return self._combine(inner, self.artime.update(values, np.flatnonzero(ok)))
+        rows = np.flatnonzero(np.isfinite(values) if self.every_value else ok)
+        return self._combine(inner, self.artime.update(values, rows))

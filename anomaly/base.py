@@ -39,6 +39,9 @@ class TickScores:
     # a score already on the findings scale (threshold 0.4 pages), passed through the findings stage
     # beside the likelihood of `score` (max of the two); None where the detector has none
     calibrated: np.ndarray | None = None
+    # bool: the calibrated score comes from a detector that reports once per episode by itself
+    # (ARTime's masking), so it pages through the findings stage's cooldown; None: nowhere
+    episodic: np.ndarray | None = None
 
 
 @dataclass

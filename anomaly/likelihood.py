@@ -63,8 +63,12 @@ class LikelihoodGate:
         min_raw: float = 0.2,
         record_decay: float | None = None,  # per point decay of the running maximum of raw scores
         record_power: float = 4.0,
+        # the likelihood score counts only from this (0: always): a detector beside the level view
+        # that already reports the ordinary level moves leaves the level view only its clearest ones
+        likelihood_floor: float = 0.0,
     ) -> None:
         self.record_decay, self.record_power = record_decay, record_power
+        self.likelihood_floor = likelihood_floor
         self.min_raw = min_raw
         if mode not in ("likelihood", "direct", "persistent"):
             raise ValueError(f"unknown gate mode {mode!r}")
@@ -84,10 +88,12 @@ class LikelihoodGate:
         self.last_fired_ts = np.full(n, -np.inf)
         self.record = np.zeros(n)  # decaying maximum of past raw scores
 
-    def update(self, ts, raw, calibrated=None) -> GateResult:
+    def update(self, ts, raw, calibrated=None, episodic=None) -> GateResult:
         """One tick: `raw` scores are judged against their own history; `calibrated` scores (already
         on the findings scale, NaN or 0 for none) pass beside them: the larger of the two is
-        compared with the threshold, under the same cooldown."""
+        compared with the threshold, under the same cooldown, except where `episodic` (bool) says
+        the calibrated score's detector reports once per episode by itself: it fires through the
+        cooldown (and starts a new one)."""
         ts, raw = as_tick(self.n_series, ts, raw)
         ok = np.isfinite(raw)
         r = np.where(ok, raw, 0.0)
@@ -112,11 +118,16 @@ class LikelihoodGate:
             warm |= (self.count >= self.warmup_min) & (ts - self.first_ts >= self.warmup_s)
         ready = ok & (warm | (self.mode != "likelihood"))
         score = np.where(ready, score, np.nan)
+        if self.likelihood_floor > 0:
+            score = np.where(score >= self.likelihood_floor, score, np.where(ready, 0.0, np.nan))
         if calibrated is not None:
             _, extra = as_tick(self.n_series, ts, calibrated)
             score = np.where(np.isfinite(extra), np.fmax(score, extra), score)
         above = ready & (score >= self.threshold)
         cooling = above & (ts - self.last_fired_ts < self.cooldown_s)
+        if calibrated is not None and episodic is not None:
+            _, own = as_tick(self.n_series, ts, calibrated)
+            cooling &= ~(np.asarray(episodic, dtype=bool) & (np.nan_to_num(own) >= self.threshold))
         fired = above & ~cooling
         self.last_fired_ts = np.where(fired, ts, self.last_fired_ts)
         # learn: the long history moves with the raw score itself, not the short average

@@ -104,13 +104,23 @@ class LevelSettings(BaseModel):
     novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
     novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
-    # ARTime (`anomaly.artime`, followed step by step) beside the level detector: +10 on NAB, but it
-    # pages on noise and runs at about 10-20 thousand points per CPU second (anomaly/README.md); off
-    # by default, on for `voxwatch anomaly nab --artime`
+    # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
+    # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
+    # the service form, where it pages on noise (195 quiet-day findings) and runs at about 68
+    # thousand points per CPU second (anomaly/README.md, fifth push); off by default
     artime: bool = False
     artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
     artime_margin: float = Field(0.5, ge=0)  # the probation's range widened by this much of it each side
     artime_agree: float = Field(0.0, ge=0, le=1)  # level raw score needed within ARTime's block (0: none)
+    # a report enters the findings stage at 0.9 + 0.1 x its confidence: every report pages at the
+    # service's threshold, and above the level view's likelihoods where NAB's sweep cuts
+    artime_report_floor: float = Field(0.9, ge=0, le=1)
+    # ... and the level view's own likelihood pages only from 0.9 (tail probability about 1e-9):
+    # ARTime reports the ordinary level moves (anomaly/README.md, fifth push)
+    artime_level_threshold: float = Field(0.9, ge=0, le=1)
+    # ARTime masks its own episodes (one report each), so its reports page through the findings
+    # stage's cooldown: a report held back by the level view's cooldown was a window lost on NAB
+    artime_episodic: bool = True
 
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
@@ -134,7 +144,8 @@ class LevelSettings(BaseModel):
         inner = self._novelty_detector(n_series)
         if not self.artime:
             return inner
-        return LevelWithArtime(inner, agree=self.artime_agree, probation=self.artime_probation,
+        return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
+                               episodic=self.artime_episodic, probation=self.artime_probation,
                                margin=self.artime_margin)
 
     def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
@@ -169,6 +180,7 @@ class LevelSettings(BaseModel):
             warmup_s=self.gate_warmup_s, warmup_min=self.gate_warmup_min,
             alpha_long=self.alpha_long, short=self.short, record_decay=self.record_decay,
             raw_passthrough=self.raw_passthrough, min_raw=self.min_raw, record_power=self.record_power,
+            likelihood_floor=self.artime_level_threshold if self.artime else 0.0,
         )
 
 
@@ -339,7 +351,7 @@ class AnomalyService:
             slots = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
             values[slots] = [v for _, v in items]
             scores = bank.detector.update(ts, values)
-            gate = bank.gate.update(ts, scores.score, calibrated=scores.calibrated)
+            gate = bank.gate.update(ts, scores.score, calibrated=scores.calibrated, episodic=scores.episodic)
             for i in np.flatnonzero(gate.fired):
                 findings.append(self._finding(ts, bank, int(i), values[i], scores, gate.score[i]))
         if self.multivariate is not None:

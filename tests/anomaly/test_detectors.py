@@ -288,3 +288,32 @@ def test_level_settings_defaults_are_the_detectors_own():
     det, gate = changed.detector(3), changed.gate(3)
     assert det.n_series == 3 and det.new_extreme_margin is None and det.tail_quantile == 0.05
     assert gate.warmup == 7
+
+
+def test_likelihood_floor_leaves_the_level_view_only_its_clearest_scores():
+    """With a floor, a likelihood under it is 0 (no finding, no cooldown started); calibrated
+    scores still pass beside it."""
+    rng = np.random.default_rng(3)
+    history = rng.uniform(0, 0.1, 300)
+    plain, floored = LikelihoodGate(1, warmup=50), LikelihoodGate(1, warmup=50, likelihood_floor=0.99)
+    for i, r in enumerate(history):
+        plain.update(60.0 * i, [r])
+        floored.update(60.0 * i, [r])
+    bump = [0.45]  # unusual for this series, but not extremely so
+    p, f = plain.update(60.0 * 300, bump), floored.update(60.0 * 300, bump)
+    assert p.fired[0] and p.score[0] < 0.99
+    assert not f.fired[0] and f.score[0] == 0.0
+    assert floored.update(60.0 * 301, [0.0], calibrated=[0.95]).fired[0]
+
+
+def test_an_episodic_calibrated_score_fires_through_the_cooldown():
+    gate = LikelihoodGate(1, warmup=5, cooldown_s=3600.0)
+    for i in range(10):
+        gate.update(60.0 * i, [0.0])
+    assert gate.update(600.0, [0.0], calibrated=[0.9]).fired[0]
+    held = gate.update(660.0, [0.0], calibrated=[0.9])  # in the cooldown: held back
+    assert not held.fired[0] and held.cooling[0]
+    through = gate.update(720.0, [0.0], calibrated=[0.9], episodic=[True])
+    assert through.fired[0] and not through.cooling[0]
+    low = gate.update(780.0, [0.0], calibrated=[0.3], episodic=[True])  # under the threshold: nothing
+    assert not low.fired[0]

@@ -33,7 +33,7 @@ def _findings(data: np.ndarray, step_s: float = 15.0, settings: LevelSettings | 
     out = []
     for i, row in enumerate(data):
         tick = det.update(step_s * i, row)
-        fired = gate.update(step_s * i, tick.score, calibrated=tick.calibrated).fired
+        fired = gate.update(step_s * i, tick.score, calibrated=tick.calibrated, episodic=tick.episodic).fired
         out.extend((i, int(k)) for k in np.flatnonzero(fired))
     return out
 

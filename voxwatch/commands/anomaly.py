@@ -25,6 +25,13 @@ def register(sub) -> None:
     nab.add_argument("--artime", action="store_true",
                      help="with ARTime (adaptive resonance over windows, as NAB's leader does it) beside the "
                           "level detector (off in the service: it pages on noise)")
+    nab.add_argument("--artime-input", choices=("service", "nab"), default="service",
+                     help="with --artime: 'service' (default): ARTime learns its range from its probation; 'nab': "
+                          "told each file's minimum, maximum and length, as NAB runs ARTime (look-ahead)")
+    nab.add_argument("--artime-only", action="store_true",
+                     help="ARTime alone, with NAB's input (each file's range and length), as on NAB's scoreboard")
+    nab.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override one LevelSettings field for this run (repeatable), e.g. --set artime_report_floor=0")
     nab.set_defaults(func=_nab)
 
     lt = asub.add_parser("lead-time", help="warning time on a simulated incident vs a predict_linear rule, "
@@ -62,11 +69,18 @@ def _nab(args) -> int:
         settings = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
         if getattr(args, "artime", False):
             settings = settings.model_copy(update={"artime": True})
-        run = run_nab(root, settings)
+        settings = _with_overrides(settings, getattr(args, "set", []))
+        nab_input = getattr(args, "artime_input", "service") == "nab"
+        if nab_input and not settings.artime:
+            raise CommandError("--artime-input nab needs --artime")
+        artime_only = getattr(args, "artime_only", False)
+        run = run_nab(root, settings, artime_nab_input=nab_input, artime_only=artime_only)
         reports = run.reports
         name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
         if settings.artime:
-            name += "+artime"
+            name += "+artime(nab input)" if nab_input else "+artime"
+        if artime_only:
+            name = "artime(nab input)"
         extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
                  "skipped": run.skipped, "at_service_threshold": {
                      "threshold": run.threshold,
@@ -92,6 +106,28 @@ def _nab(args) -> int:
                       f"FP rows {r.false_positives}")
             print(f"  {extra['points']} points in {extra['seconds']} s; skipped {extra['skipped']}")
     return 0
+
+
+def _with_overrides(settings, pairs: list[str]):
+    """`settings` with FIELD=VALUE overrides (values read as JSON where they parse: 0.9, true, null),
+    validated like the settings themselves."""
+    from pydantic import ValidationError
+
+    if not pairs:
+        return settings
+    update = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in type(settings).model_fields:
+            raise CommandError(f"--set {pair!r}: expected FIELD=VALUE with a LevelSettings field")
+        try:
+            update[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            update[key] = raw
+    try:
+        return type(settings)(**{**settings.model_dump(), **update})
+    except ValidationError as exc:
+        raise CommandError(f"--set: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
 
 
 def _lead_time(args) -> int:
