@@ -103,6 +103,7 @@ def as_text(v: Any) -> str:
 
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_NO_ATTRIBUTES: dict[str, Any] = {}  # a span without attributes (read only)
 # the attribute cache: values up to this many encoded bytes, this many of them at most
 _CACHED_ATTRIBUTE_BYTES = 256
 _CACHED_ATTRIBUTES = 65_536
@@ -209,8 +210,9 @@ class TraceIngest:
         now_ns = int(self.clock.now() * 1e9)
         lo = now_ns - int(self.limits.max_age_s * 1e9)
         hi = now_ns + int(self.limits.max_future_s * 1e9)
-        # the batch, column by column: attributes flat (every span's in one list, bounded by offsets)
-        tids, sids, parents, turns, names, starts, ends, statuses = [], [], [], [], [], [], [], []
+        # the batch: one tuple per span (columns at the end), attributes flat (every span's in one list,
+        # bounded by offsets)
+        rows: list[tuple] = []
         flat_keys: list[str] = []
         flat_texts: list[str] = []
         offsets = [0]
@@ -221,15 +223,18 @@ class TraceIngest:
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
         measured = cv.MEASURED_SPANS
+        conversation_spans = cv.CONVERSATION_SPANS
         cached = self._attr_cache.get
         decode_attr = self._decode_attribute
+        measure = self._measure
+        add_row = rows.append
         for rs in request.resource_spans:
             rattrs = attributes(rs.resource.attributes)
             src = Source.of(rattrs)
             rkeys = list(rattrs)
             rtexts = [_cut(as_text(v), cap, res) for v in rattrs.values()]
             rkeyset = frozenset(rkeys)
-            n_source = len(tids)
+            n_source = len(rows)
             for ss in rs.scope_spans:
                 scope = ss.scope.name
                 extra_keys = [*rkeys, "otel.scope.name"] if scope else rkeys
@@ -254,20 +259,22 @@ class TraceIngest:
                         attrs = dict(zip(keys, pys))
                         flat_keys += keys
                         flat_texts += texts
+                        if rkeyset.isdisjoint(attrs):
+                            flat_keys += extra_keys
+                            flat_texts += extra_texts
+                        else:  # the span's own value wins over the resource's
+                            for k, t in zip(extra_keys, extra_texts, strict=True):
+                                if k not in attrs:
+                                    flat_keys.append(k)
+                                    flat_texts.append(t)
                     else:
-                        attrs = {}
-                    if rkeyset.isdisjoint(attrs):
+                        attrs = _NO_ATTRIBUTES
                         flat_keys += extra_keys
                         flat_texts += extra_texts
-                    else:  # the span's own value wins over the resource's
-                        for k, t in zip(extra_keys, extra_texts, strict=True):
-                            if k not in attrs:
-                                flat_keys.append(k)
-                                flat_texts.append(t)
-                    status = span.status
-                    if status.message:
-                        flat_keys.append("otel.status_description")
-                        flat_texts.append(_cut(status.message, cap, res))
+                    error = False
+                    raw_status = span.status  # encoded (the view): empty when the span has no status
+                    if raw_status:
+                        error = self._status(raw_status, flat_keys, flat_texts, res)
                     if span.events:
                         flat_keys.append("otel.events")
                         flat_texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
@@ -278,27 +285,20 @@ class TraceIngest:
                         flat_keys.append("otel.dropped_attributes_count")
                         flat_texts.append(str(dropped))
                     offsets.append(len(flat_keys))
-                    error = status.code == _STATUS_ERROR
                     name = span.name
                     turn_no = attrs.get("turn.number")
-                    tids.append(tid)
-                    sids.append(sid)
-                    parents.append(span.parent_span_id)
-                    turns.append(turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0)
-                    names.append(name)
-                    starts.append(start)
-                    ends.append(end)
-                    statuses.append("error" if error else "ok")
+                    add_row((tid, sid, span.parent_span_id, turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0,
+                             name, start, end, error))
                     if name in measured or "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
-                        if name in cv.CONVERSATION_SPANS:
+                        if name in conversation_spans:
                             conversations.append((tid, start, end, error, attrs, src))
                         else:
-                            self._measure(name, tid, sid, start, end, error, attrs, src)
-            if len(tids) > n_source:
-                per_source[src.name] += len(tids) - n_source
-        res.accepted = len(tids)
-        if tids and self.sink is not None:
-            self._write_spans(tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts, offsets)
+                            measure(name, tid, sid, start, end, error, attrs, src)
+            if len(rows) > n_source:
+                per_source[src.name] += len(rows) - n_source
+        res.accepted = len(rows)
+        if rows and self.sink is not None:
+            self._write_spans(rows, flat_keys, flat_texts, offsets)
         if conversations:
             res.calls = self._close_calls(conversations)
         self._record_measurements()
@@ -336,14 +336,27 @@ class TraceIngest:
             cache[raw] = entry
         return entry
 
-    def _write_spans(self, tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts,
-                     offsets) -> None:
+    def _status(self, raw: bytes, flat_keys: list, flat_texts: list, res: IngestResult) -> bool:
+        """A span's encoded Status through the official message: its description kept as an attribute;
+        whether it says error."""
+        try:
+            status = trace_pb2.Status.FromString(raw)
+        except DecodeError as exc:
+            raise OtlpError(400, "malformed_protobuf", f"a span status is not a valid Status: {exc}") from None
+        if status.message:
+            flat_keys.append("otel.status_description")
+            flat_texts.append(_cut(status.message, self.limits.max_attribute_chars, res))
+        return status.code == _STATUS_ERROR
+
+    def _write_spans(self, rows: list[tuple], flat_keys, flat_texts, offsets) -> None:
         """The request's `spans` rows through the project's span-row builder, in its columnar form."""
+        tids, sids, parents, turns, names, starts, ends, errors = zip(*rows)
         start_ns = np.array(starts, dtype=np.int64)
         hexes = [t.hex() for t in tids]
         cols = span_columns(trace_id=hexes, span_id=[s.hex() for s in sids], parent_span_id=[p.hex() for p in parents],
                             call_id=hexes, turn=turns, name=names, start_us=start_ns // 1000,
-                            duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6, status=statuses,
+                            duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6,
+                            status=["error" if e else "ok" for e in errors],
                             attr_keys=flat_keys, attr_values=flat_texts, attr_offsets=offsets)
         write = getattr(self.sink, "write_typed", None)
         if write is not None:
