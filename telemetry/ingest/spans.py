@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -109,6 +110,21 @@ _CACHED_ATTRIBUTE_BYTES = 256
 _CACHED_ATTRIBUTES = 65_536
 
 
+def hex_column(ids, width: int | None = None) -> pa.Array:
+    """Ids (bytes) as an Arrow column of lower-case hex text, the same as `pa.array([i.hex() for i in
+    ids])` but in one pass over all of them (a Python str per id costs more than the Arrow insert of
+    its row). `width`: every id is known to have this many bytes (checked ones: trace and span ids)."""
+    n = len(ids)
+    joined = b"".join(ids)
+    data = joined.hex().encode("ascii")  # every id's digits, back to back
+    if width is not None and len(joined) == n * width:
+        offsets = np.arange(0, 2 * width * n + 1, 2 * width, dtype=np.int32)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.fromiter(map(len, ids), dtype=np.int32, count=n) * 2, out=offsets[1:])
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def _cut(text: str, cap: int, res: IngestResult) -> str:
     """A value over the length limit, cut (and counted); the item itself is kept."""
     if len(text) <= cap:
@@ -129,9 +145,19 @@ def _float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _first(attrs: dict, keys: tuple[str, ...]):
+    """conventions.first, with the first key (the one the frameworks send) read without the loop."""
+    v = attrs.get(keys[0])
+    return v if v is not None or len(keys) == 1 else cv.first(attrs, keys)
+
+
 def _model_labels(attrs: dict) -> tuple[str, str]:
     """The (provider, model) labels of a model call's measurements."""
-    return str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+    return str(_first(attrs, cv.PROVIDER) or ""), str(_first(attrs, cv.MODEL) or "")
+
+
+_STAGES = cv.STAGE_SPANS
+_TURN_SPANS = cv.TURN_SPANS
 
 
 _TOKEN_METRICS = ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
@@ -190,6 +216,7 @@ class TraceIngest:
         self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
         # encoded attribute (bytes) -> (key, typed value, stored text): most of a pipeline's attributes repeat
         self._attr_cache: dict[bytes, tuple[str, Any, str]] = {}
+        self._stage_ns: dict[tuple[str, str], list[int]] = {}
         tel = telemetry
         calls = tel["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in tel else None
         self._calls_recorded = calls.labels(sampled="false") if calls is not None else None  # as the tracer counts them
@@ -220,6 +247,7 @@ class TraceIngest:
         per_source: Counter = Counter()
         self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
         self._incs: dict[tuple, float] = defaultdict(float)
+        self._stage_ns: dict[tuple[str, str], list[int]] = {}  # (stage, region) -> span durations in ns
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
         measured = cv.MEASURED_SPANS
@@ -352,8 +380,8 @@ class TraceIngest:
         """The request's `spans` rows through the project's span-row builder, in its columnar form."""
         tids, sids, parents, turns, names, starts, ends, errors = zip(*rows)
         start_ns = np.array(starts, dtype=np.int64)
-        hexes = [t.hex() for t in tids]
-        cols = span_columns(trace_id=hexes, span_id=[s.hex() for s in sids], parent_span_id=[p.hex() for p in parents],
+        hexes = hex_column(tids, 16)  # ids checked above: 16 and 8 bytes
+        cols = span_columns(trace_id=hexes, span_id=hex_column(sids, 8), parent_span_id=hex_column(parents),
                             call_id=hexes, turn=turns, name=names, start_us=start_ns // 1000,
                             duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6,
                             status=["error" if e else "ok" for e in errors],
@@ -363,6 +391,7 @@ class TraceIngest:
             write("spans", cols)
         else:  # a sink without the typed path (a test's recorder): lists per span, as span_columns' row form
             cut = list(zip(offsets, offsets[1:]))
+            cols = {k: v.to_pylist() if isinstance(v, pa.Array) else v for k, v in cols.items()}
             cols["attr_keys"] = [flat_keys[a:b] for a, b in cut]
             cols["attr_values"] = [flat_texts[a:b] for a, b in cut]
             self.sink.write_columns("spans", cols)
@@ -370,6 +399,11 @@ class TraceIngest:
     def _record_measurements(self) -> None:
         """This request's observations into the instruments, one call per series (not per span)."""
         m = self._m
+        inst = m.get("voxwatch_stage_latency_seconds")
+        for labels, ns in self._stage_ns.items():
+            if inst is not None:
+                inst.labels(*labels).observe_many(np.array(ns, dtype=np.float64) / 1e9)
+        self._stage_ns = {}
         for (metric, labels), values in self._obs.items():
             inst = m.get(metric)
             if inst is not None:
@@ -392,67 +426,80 @@ class TraceIngest:
         return t
 
     def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
-        obs, incs = self._obs, self._incs
-        region = src.region
-        first = cv.first
+        """One span's measurements. Per span this is the hot path: the stage latency goes in as
+        nanoseconds (converted once per series in _record_measurements) and each convention's first
+        key, the one the frameworks send, is read before falling back to its aliases."""
         labels = None  # (provider, model), read once for the span
-        stage = cv.STAGE_SPANS.get(name)
+        stage = _STAGES.get(name)
         if stage is not None:
-            obs[("voxwatch_stage_latency_seconds", (stage, region))].append((end - start) / 1e9)
+            region = src.region
+            key = (stage, region)
+            durations = self._stage_ns.get(key)
+            if durations is None:
+                durations = self._stage_ns[key] = []
+            durations.append(end - start)
             if error:
-                incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
+                self._incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
             if stage == "llm":
-                ttft = _float(first(attrs, cv.LLM_TTFT))
+                ttft = _float(_first(attrs, cv.LLM_TTFT))
                 if ttft is not None:
                     labels = _model_labels(attrs)
-                    obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
+                    self._obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
             elif stage == "stt":
-                language = first(attrs, cv.LANGUAGE)
-                lang = str(language or "")
-                lat = _float(first(attrs, cv.STT_LATENCY))
-                if lat is not None:
-                    obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
-                text = attrs.get("transcript")
-                if language or text:
-                    t = self._open_trace(tid)
-                    if language:
-                        t.language = lang
-                    if text:
-                        t.transcript.append(f"caller: {text}")
+                self._stt(tid, attrs)
             elif stage == "tts":
-                lang = str(first(attrs, cv.LANGUAGE) or "")
-                ttfb = _float(first(attrs, cv.TTS_TTFB))
-                if ttfb is not None:
-                    obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
-                chars = _float(first(attrs, cv.CHARACTERS))
-                if chars and chars > 0:
-                    incs[("voxwatch_tts_characters_total", (lang,))] += chars
-                text = attrs.get("text")
-                if text:
-                    self._open_trace(tid).transcript.append(f"agent: {text}")
+                self._tts(tid, attrs)
         # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
         if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
             labels = labels or _model_labels(attrs)
+            incs = self._incs
             for keys, metric in _TOKEN_METRICS:
-                n = _float(first(attrs, keys))
+                n = _float(_first(attrs, keys))
                 if n and n > 0:
                     incs[(metric, labels)] += n
-        if name in cv.TURN_SPANS:
-            self._turn(tid, sid, start, end, error, attrs, region)
+        if name in _TURN_SPANS:
+            self._turn(tid, sid, start, end, error, attrs, src.region)
+
+    def _stt(self, tid, attrs) -> None:
+        language = _first(attrs, cv.LANGUAGE)
+        lang = str(language or "")
+        lat = _float(_first(attrs, cv.STT_LATENCY))
+        if lat is not None:
+            self._obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
+        text = attrs.get("transcript")
+        if language or text:
+            t = self._open_trace(tid)
+            if language:
+                t.language = lang
+            if text:
+                t.transcript.append(f"caller: {text}")
+
+    def _tts(self, tid, attrs) -> None:
+        language = _first(attrs, cv.LANGUAGE)
+        lang = str(language or "")
+        ttfb = _float(_first(attrs, cv.TTS_TTFB))
+        if ttfb is not None:
+            self._obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
+        chars = _float(_first(attrs, cv.CHARACTERS))
+        if chars and chars > 0:
+            self._incs[("voxwatch_tts_characters_total", (lang,))] += chars
+        text = attrs.get("text")
+        if text:
+            self._open_trace(tid).transcript.append(f"agent: {text}")
 
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
         obs, incs = self._obs, self._incs
         incs[("voxwatch_turns_total", (region,))] += 1
-        latency = _float(cv.first(attrs, cv.TURN_LATENCY))
+        latency = _float(_first(attrs, cv.TURN_LATENCY))
         if latency is not None:
             obs[("voxwatch_turn_latency_seconds", (region,))].append(latency)
-        eou = _float(cv.first(attrs, cv.END_OF_UTTERANCE))
+        eou = _float(_first(attrs, cv.END_OF_UTTERANCE))
         if eou is not None:
             obs[("voxwatch_vad_endpointing_delay_seconds", (region,))].append(eou)
-        stt = _float(cv.first(attrs, cv.TURN_STT_LATENCY))
+        stt = _float(_first(attrs, cv.TURN_STT_LATENCY))
         if stt is not None:
-            obs[("voxwatch_stt_final_latency_seconds", (str(cv.first(attrs, cv.LANGUAGE) or ""),))].append(stt)
-        if _truthy(cv.first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
+            obs[("voxwatch_stt_final_latency_seconds", (str(_first(attrs, cv.LANGUAGE) or ""),))].append(stt)
+        if _truthy(_first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
             incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
         number = attrs.get("turn.number")
         t = self._open_trace(tid)
