@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overload-seconds", type=float, default=15.0,
                    help="then offer twice the measured span rate for this long (0: skip) and watch memory")
     p.add_argument("--overload-connections", type=int, default=16, help="connections of the overloading sender")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also report the receiver's CPU per span by stage in the trace run (decode, map, hand-off, "
+                        "store insert, garbage collection, the rest: HTTP and the engine's threads)")
 
 
 def _kv(k, v) -> KeyValue:
@@ -329,6 +332,71 @@ def _raw(store, table: str, columns: dict, repeat: int) -> tuple[float, float]:
     return best, best_py
 
 
+class _Breakdown:
+    """`--breakdown`: where the receiver's CPU goes per span in the end-to-end trace run. Each stage's
+    function is wrapped for the run (thread CPU time, so concurrent threads are not counted twice);
+    the cyclic garbage collector's pauses are timed by its callbacks (they fall inside whichever stage
+    allocated, and are shown apart as well); the rest of the process's CPU is HTTP (uvicorn, Starlette,
+    asyncio, the thread-pool hop), the store engine's own threads and the sink's bookkeeping."""
+
+    def __init__(self) -> None:
+        import gc
+        import threading
+
+        from telemetry.ingest import otlp as otlp_mod
+        from telemetry.ingest.spans import TraceIngest
+        from telemetry.sink import Sink
+        from telemetry.store.base import Store
+
+        self.cpu: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._undo = []
+        for owner, name, label in ((otlp_mod, "decode", "decode"), (TraceIngest, "ingest", "map"),
+                                   (Sink, "write_typed", "hand_off"), (Store, "insert", "store_insert")):
+            self._wrap(owner, name, label)
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+        self._undo.append(lambda: gc.callbacks.remove(self._gc))
+        self.start()
+
+    def _wrap(self, owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*a, **k):
+            t0 = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                with self._lock:
+                    self.cpu[label] = self.cpu.get(label, 0.0) + time.thread_time() - t0
+
+        setattr(owner, name, timed)
+        self._undo.append(lambda: setattr(owner, name, fn))
+
+    def _gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            with self._lock:
+                self.cpu["gc"] = self.cpu.get("gc", 0.0) + time.perf_counter() - self._gc_started
+
+    def start(self) -> None:
+        self.cpu.clear()
+        self._t0 = os.times()
+
+    def report(self, n: int, sender_cpu_s: float) -> dict:
+        t1 = os.times()
+        process = (t1.user - self._t0.user) + (t1.system - self._t0.system)
+        us = {k: v / n * 1e6 for k, v in self.cpu.items()}
+        us["map"] = us.get("map", 0.0) - us.get("hand_off", 0.0)  # the mapper's own work, hand-off apart
+        out = {"process_cpu": process / n * 1e6, **us}
+        out["rest_http_engine_threads"] = out["process_cpu"] - sum(us.get(k, 0.0) for k in ("decode", "map", "hand_off", "store_insert"))
+        out["sender_cpu"] = sender_cpu_s / n * 1e6
+        for f in self._undo:
+            f()
+        return {k: round(v, 2) for k, v in out.items()}
+
+
 class _Capture:
     """A sink that keeps the columns written, to replay the same rows on the raw path."""
 
@@ -376,7 +444,10 @@ def run(args) -> dict:
     api = start_api(ctx)
     freeze_startup_heap()  # as `voxwatch serve` does once started
     try:
+        breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
         spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
+        if breakdown is not None:
+            breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -434,6 +505,7 @@ def run(args) -> dict:
         "receiver_rss_growth_mb": {"traces": round(spans_run["rss_growth_bytes"] / 2**20, 1),
                                    "metrics": round(points_run["rss_growth_bytes"] / 2**20, 1)},
         "overload_2x": overload,
+        "cpu_us_per_span_by_stage": breakdown,
         "targets": {"spans_per_s": 50_000, "spans_ratio": 0.25},
         "met": {"spans_per_s": spans_ps >= 50_000, "spans_ratio": spans_ratio >= 0.25},
     }
