@@ -192,8 +192,9 @@ def _span_columns_flat(k: int, *, trace_id, span_id, parent_span_id, call_id, tu
         raise ValueError(f"spans attributes: offsets end at {n_attrs}, got {len(attr_keys)} keys and {len(attr_values)} values")
     pa_offsets = pa.array(offsets)
     cols = {
-        "trace_id": list(trace_id), "span_id": _column(span_id, k), "parent_span_id": _column(parent_span_id, k),
-        "call_id": _column(call_id, k), "turn": np.asarray(turn, dtype=np.uint16),
+        "trace_id": _text_column(trace_id, k), "span_id": _text_column(span_id, k),
+        "parent_span_id": _text_column(parent_span_id, k), "call_id": _text_column(call_id, k),
+        "turn": np.asarray(turn, dtype=np.uint16),
         "name": _column(name, k), "start_us": np.asarray(start_us, dtype=np.int64),
         "duration_ms": np.asarray(duration_ms, dtype=np.float64), "status": _column(status, k),
         "attr_keys": pa.ListArray.from_arrays(pa_offsets, pa.array(attr_keys, type=pa.string())),
@@ -205,6 +206,15 @@ def _span_columns_flat(k: int, *, trace_id, span_id, parent_span_id, call_id, tu
     if not np.isfinite(cols["duration_ms"]).all():
         raise ValueError("spans column duration_ms: non-finite value")
     return cols
+
+
+def _text_column(value, k: int):
+    """A text column of the columnar form: an Arrow string array as it is (checked for length), else as _column."""
+    if isinstance(value, pa.Array):
+        if len(value) != k or not pa.types.is_string(value.type):
+            raise ValueError(f"expected {k} strings, got {len(value)} of {value.type}")
+        return value
+    return _column(value, k)
 
 
 def _ns(seconds: float) -> int:

@@ -46,9 +46,11 @@ def _traces_view() -> type[Message]:
     """A view of ExportTraceServiceRequest in which each span's attributes stay encoded.
 
     The official trace.proto, copied from the installed opentelemetry-proto's own descriptor into a
-    package of ours, with one change: `Span.attributes` is `repeated bytes` rather than `repeated
-    KeyValue`. Both are length-delimited field 9 on the wire, so the same bytes parse into either and
-    the protobuf runtime checks everything else as strictly as before. Reading a KeyValue through
+    package of ours, with two changes: `Span.attributes` is `repeated bytes` rather than `repeated
+    KeyValue`, and `Span.status` is `bytes` rather than a `Status`. Both are length-delimited (fields 9
+    and 15) on the wire, so the same bytes parse into either and the protobuf runtime checks everything
+    else as strictly as before; the mapper decodes a status with the official `Status` when a span has
+    one (most have none: an empty bytes object costs far less than a message wrapper). Reading a KeyValue through
     Python costs about a microsecond (a wrapper for it, one for its AnyValue, a oneof lookup); kept
     encoded, an attribute is a bytes object that the span mapper decodes with the official `KeyValue`
     once per distinct value and then finds in a cache (telemetry/ingest/spans.py)."""
@@ -67,7 +69,7 @@ def _traces_view() -> type[Message]:
             for f in m.field:
                 if f.type_name.startswith(f".{old}."):
                     f.type_name = f".{new}.{f.type_name[len(old) + 2:]}"
-                if m.name == "Span" and f.name == "attributes":
+                if m.name == "Span" and f.name in ("attributes", "status"):
                     f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                     f.ClearField("type_name")
             retarget(m.nested_type)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -103,9 +104,25 @@ def as_text(v: Any) -> str:
 
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_NO_ATTRIBUTES: dict[str, Any] = {}  # a span without attributes (read only)
 # the attribute cache: values up to this many encoded bytes, this many of them at most
 _CACHED_ATTRIBUTE_BYTES = 256
 _CACHED_ATTRIBUTES = 65_536
+
+
+def hex_column(ids, width: int | None = None) -> pa.Array:
+    """Ids (bytes) as an Arrow column of lower-case hex text, the same as `pa.array([i.hex() for i in
+    ids])` but in one pass over all of them (a Python str per id costs more than the Arrow insert of
+    its row). `width`: every id is known to have this many bytes (checked ones: trace and span ids)."""
+    n = len(ids)
+    joined = b"".join(ids)
+    data = joined.hex().encode("ascii")  # every id's digits, back to back
+    if width is not None and len(joined) == n * width:
+        offsets = np.arange(0, 2 * width * n + 1, 2 * width, dtype=np.int32)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.fromiter(map(len, ids), dtype=np.int32, count=n) * 2, out=offsets[1:])
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _cut(text: str, cap: int, res: IngestResult) -> str:
@@ -128,9 +145,19 @@ def _float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _first(attrs: dict, keys: tuple[str, ...]):
+    """conventions.first, with the first key (the one the frameworks send) read without the loop."""
+    v = attrs.get(keys[0])
+    return v if v is not None or len(keys) == 1 else cv.first(attrs, keys)
+
+
 def _model_labels(attrs: dict) -> tuple[str, str]:
     """The (provider, model) labels of a model call's measurements."""
-    return str(cv.first(attrs, cv.PROVIDER) or ""), str(cv.first(attrs, cv.MODEL) or "")
+    return str(_first(attrs, cv.PROVIDER) or ""), str(_first(attrs, cv.MODEL) or "")
+
+
+_STAGES = cv.STAGE_SPANS
+_TURN_SPANS = cv.TURN_SPANS
 
 
 _TOKEN_METRICS = ((cv.INPUT_TOKENS, "voxwatch_llm_input_tokens_total"),
@@ -189,6 +216,7 @@ class TraceIngest:
         self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
         # encoded attribute (bytes) -> (key, typed value, stored text): most of a pipeline's attributes repeat
         self._attr_cache: dict[bytes, tuple[str, Any, str]] = {}
+        self._stage_ns: dict[tuple[str, str], list[int]] = {}
         tel = telemetry
         calls = tel["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in tel else None
         self._calls_recorded = calls.labels(sampled="false") if calls is not None else None  # as the tracer counts them
@@ -209,8 +237,9 @@ class TraceIngest:
         now_ns = int(self.clock.now() * 1e9)
         lo = now_ns - int(self.limits.max_age_s * 1e9)
         hi = now_ns + int(self.limits.max_future_s * 1e9)
-        # the batch, column by column: attributes flat (every span's in one list, bounded by offsets)
-        tids, sids, parents, turns, names, starts, ends, statuses = [], [], [], [], [], [], [], []
+        # the batch: one tuple per span (columns at the end), attributes flat (every span's in one list,
+        # bounded by offsets)
+        rows: list[tuple] = []
         flat_keys: list[str] = []
         flat_texts: list[str] = []
         offsets = [0]
@@ -218,18 +247,22 @@ class TraceIngest:
         per_source: Counter = Counter()
         self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
         self._incs: dict[tuple, float] = defaultdict(float)
+        self._stage_ns: dict[tuple[str, str], list[int]] = {}  # (stage, region) -> span durations in ns
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
         measured = cv.MEASURED_SPANS
+        conversation_spans = cv.CONVERSATION_SPANS
         cached = self._attr_cache.get
         decode_attr = self._decode_attribute
+        measure = self._measure
+        add_row = rows.append
         for rs in request.resource_spans:
             rattrs = attributes(rs.resource.attributes)
             src = Source.of(rattrs)
             rkeys = list(rattrs)
             rtexts = [_cut(as_text(v), cap, res) for v in rattrs.values()]
             rkeyset = frozenset(rkeys)
-            n_source = len(tids)
+            n_source = len(rows)
             for ss in rs.scope_spans:
                 scope = ss.scope.name
                 extra_keys = [*rkeys, "otel.scope.name"] if scope else rkeys
@@ -254,20 +287,22 @@ class TraceIngest:
                         attrs = dict(zip(keys, pys))
                         flat_keys += keys
                         flat_texts += texts
+                        if rkeyset.isdisjoint(attrs):
+                            flat_keys += extra_keys
+                            flat_texts += extra_texts
+                        else:  # the span's own value wins over the resource's
+                            for k, t in zip(extra_keys, extra_texts, strict=True):
+                                if k not in attrs:
+                                    flat_keys.append(k)
+                                    flat_texts.append(t)
                     else:
-                        attrs = {}
-                    if rkeyset.isdisjoint(attrs):
+                        attrs = _NO_ATTRIBUTES
                         flat_keys += extra_keys
                         flat_texts += extra_texts
-                    else:  # the span's own value wins over the resource's
-                        for k, t in zip(extra_keys, extra_texts, strict=True):
-                            if k not in attrs:
-                                flat_keys.append(k)
-                                flat_texts.append(t)
-                    status = span.status
-                    if status.message:
-                        flat_keys.append("otel.status_description")
-                        flat_texts.append(_cut(status.message, cap, res))
+                    error = False
+                    raw_status = span.status  # encoded (the view): empty when the span has no status
+                    if raw_status:
+                        error = self._status(raw_status, flat_keys, flat_texts, res)
                     if span.events:
                         flat_keys.append("otel.events")
                         flat_texts.append(_cut(as_text([{"name": e.name, **attributes(e.attributes)} for e in span.events]), cap, res))
@@ -278,27 +313,20 @@ class TraceIngest:
                         flat_keys.append("otel.dropped_attributes_count")
                         flat_texts.append(str(dropped))
                     offsets.append(len(flat_keys))
-                    error = status.code == _STATUS_ERROR
                     name = span.name
                     turn_no = attrs.get("turn.number")
-                    tids.append(tid)
-                    sids.append(sid)
-                    parents.append(span.parent_span_id)
-                    turns.append(turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0)
-                    names.append(name)
-                    starts.append(start)
-                    ends.append(end)
-                    statuses.append("error" if error else "ok")
+                    add_row((tid, sid, span.parent_span_id, turn_no if type(turn_no) is int and 0 <= turn_no < 65536 else 0,
+                             name, start, end, error))
                     if name in measured or "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
-                        if name in cv.CONVERSATION_SPANS:
+                        if name in conversation_spans:
                             conversations.append((tid, start, end, error, attrs, src))
                         else:
-                            self._measure(name, tid, sid, start, end, error, attrs, src)
-            if len(tids) > n_source:
-                per_source[src.name] += len(tids) - n_source
-        res.accepted = len(tids)
-        if tids and self.sink is not None:
-            self._write_spans(tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts, offsets)
+                            measure(name, tid, sid, start, end, error, attrs, src)
+            if len(rows) > n_source:
+                per_source[src.name] += len(rows) - n_source
+        res.accepted = len(rows)
+        if rows and self.sink is not None:
+            self._write_spans(rows, flat_keys, flat_texts, offsets)
         if conversations:
             res.calls = self._close_calls(conversations)
         self._record_measurements()
@@ -336,20 +364,34 @@ class TraceIngest:
             cache[raw] = entry
         return entry
 
-    def _write_spans(self, tids, sids, parents, turns, names, starts, ends, statuses, flat_keys, flat_texts,
-                     offsets) -> None:
+    def _status(self, raw: bytes, flat_keys: list, flat_texts: list, res: IngestResult) -> bool:
+        """A span's encoded Status through the official message: its description kept as an attribute;
+        whether it says error."""
+        try:
+            status = trace_pb2.Status.FromString(raw)
+        except DecodeError as exc:
+            raise OtlpError(400, "malformed_protobuf", f"a span status is not a valid Status: {exc}") from None
+        if status.message:
+            flat_keys.append("otel.status_description")
+            flat_texts.append(_cut(status.message, self.limits.max_attribute_chars, res))
+        return status.code == _STATUS_ERROR
+
+    def _write_spans(self, rows: list[tuple], flat_keys, flat_texts, offsets) -> None:
         """The request's `spans` rows through the project's span-row builder, in its columnar form."""
+        tids, sids, parents, turns, names, starts, ends, errors = zip(*rows)
         start_ns = np.array(starts, dtype=np.int64)
-        hexes = [t.hex() for t in tids]
-        cols = span_columns(trace_id=hexes, span_id=[s.hex() for s in sids], parent_span_id=[p.hex() for p in parents],
+        hexes = hex_column(tids, 16)  # ids checked above: 16 and 8 bytes
+        cols = span_columns(trace_id=hexes, span_id=hex_column(sids, 8), parent_span_id=hex_column(parents),
                             call_id=hexes, turn=turns, name=names, start_us=start_ns // 1000,
-                            duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6, status=statuses,
+                            duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6,
+                            status=["error" if e else "ok" for e in errors],
                             attr_keys=flat_keys, attr_values=flat_texts, attr_offsets=offsets)
         write = getattr(self.sink, "write_typed", None)
         if write is not None:
             write("spans", cols)
         else:  # a sink without the typed path (a test's recorder): lists per span, as span_columns' row form
             cut = list(zip(offsets, offsets[1:]))
+            cols = {k: v.to_pylist() if isinstance(v, pa.Array) else v for k, v in cols.items()}
             cols["attr_keys"] = [flat_keys[a:b] for a, b in cut]
             cols["attr_values"] = [flat_texts[a:b] for a, b in cut]
             self.sink.write_columns("spans", cols)
@@ -357,6 +399,11 @@ class TraceIngest:
     def _record_measurements(self) -> None:
         """This request's observations into the instruments, one call per series (not per span)."""
         m = self._m
+        inst = m.get("voxwatch_stage_latency_seconds")
+        for labels, ns in self._stage_ns.items():
+            if inst is not None:
+                inst.labels(*labels).observe_many(np.array(ns, dtype=np.float64) / 1e9)
+        self._stage_ns = {}
         for (metric, labels), values in self._obs.items():
             inst = m.get(metric)
             if inst is not None:
@@ -379,67 +426,80 @@ class TraceIngest:
         return t
 
     def _measure(self, name, tid, sid, start, end, error, attrs, src: Source) -> None:
-        obs, incs = self._obs, self._incs
-        region = src.region
-        first = cv.first
+        """One span's measurements. Per span this is the hot path: the stage latency goes in as
+        nanoseconds (converted once per series in _record_measurements) and each convention's first
+        key, the one the frameworks send, is read before falling back to its aliases."""
         labels = None  # (provider, model), read once for the span
-        stage = cv.STAGE_SPANS.get(name)
+        stage = _STAGES.get(name)
         if stage is not None:
-            obs[("voxwatch_stage_latency_seconds", (stage, region))].append((end - start) / 1e9)
+            region = src.region
+            key = (stage, region)
+            durations = self._stage_ns.get(key)
+            if durations is None:
+                durations = self._stage_ns[key] = []
+            durations.append(end - start)
             if error:
-                incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
+                self._incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
             if stage == "llm":
-                ttft = _float(first(attrs, cv.LLM_TTFT))
+                ttft = _float(_first(attrs, cv.LLM_TTFT))
                 if ttft is not None:
                     labels = _model_labels(attrs)
-                    obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
+                    self._obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
             elif stage == "stt":
-                language = first(attrs, cv.LANGUAGE)
-                lang = str(language or "")
-                lat = _float(first(attrs, cv.STT_LATENCY))
-                if lat is not None:
-                    obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
-                text = attrs.get("transcript")
-                if language or text:
-                    t = self._open_trace(tid)
-                    if language:
-                        t.language = lang
-                    if text:
-                        t.transcript.append(f"caller: {text}")
+                self._stt(tid, attrs)
             elif stage == "tts":
-                lang = str(first(attrs, cv.LANGUAGE) or "")
-                ttfb = _float(first(attrs, cv.TTS_TTFB))
-                if ttfb is not None:
-                    obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
-                chars = _float(first(attrs, cv.CHARACTERS))
-                if chars and chars > 0:
-                    incs[("voxwatch_tts_characters_total", (lang,))] += chars
-                text = attrs.get("text")
-                if text:
-                    self._open_trace(tid).transcript.append(f"agent: {text}")
+                self._tts(tid, attrs)
         # tokens wherever a model call reports them (Pipecat's llm span, LiveKit's llm_request)
         if "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs:
             labels = labels or _model_labels(attrs)
+            incs = self._incs
             for keys, metric in _TOKEN_METRICS:
-                n = _float(first(attrs, keys))
+                n = _float(_first(attrs, keys))
                 if n and n > 0:
                     incs[(metric, labels)] += n
-        if name in cv.TURN_SPANS:
-            self._turn(tid, sid, start, end, error, attrs, region)
+        if name in _TURN_SPANS:
+            self._turn(tid, sid, start, end, error, attrs, src.region)
+
+    def _stt(self, tid, attrs) -> None:
+        language = _first(attrs, cv.LANGUAGE)
+        lang = str(language or "")
+        lat = _float(_first(attrs, cv.STT_LATENCY))
+        if lat is not None:
+            self._obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
+        text = attrs.get("transcript")
+        if language or text:
+            t = self._open_trace(tid)
+            if language:
+                t.language = lang
+            if text:
+                t.transcript.append(f"caller: {text}")
+
+    def _tts(self, tid, attrs) -> None:
+        language = _first(attrs, cv.LANGUAGE)
+        lang = str(language or "")
+        ttfb = _float(_first(attrs, cv.TTS_TTFB))
+        if ttfb is not None:
+            self._obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
+        chars = _float(_first(attrs, cv.CHARACTERS))
+        if chars and chars > 0:
+            self._incs[("voxwatch_tts_characters_total", (lang,))] += chars
+        text = attrs.get("text")
+        if text:
+            self._open_trace(tid).transcript.append(f"agent: {text}")
 
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
         obs, incs = self._obs, self._incs
         incs[("voxwatch_turns_total", (region,))] += 1
-        latency = _float(cv.first(attrs, cv.TURN_LATENCY))
+        latency = _float(_first(attrs, cv.TURN_LATENCY))
         if latency is not None:
             obs[("voxwatch_turn_latency_seconds", (region,))].append(latency)
-        eou = _float(cv.first(attrs, cv.END_OF_UTTERANCE))
+        eou = _float(_first(attrs, cv.END_OF_UTTERANCE))
         if eou is not None:
             obs[("voxwatch_vad_endpointing_delay_seconds", (region,))].append(eou)
-        stt = _float(cv.first(attrs, cv.TURN_STT_LATENCY))
+        stt = _float(_first(attrs, cv.TURN_STT_LATENCY))
         if stt is not None:
-            obs[("voxwatch_stt_final_latency_seconds", (str(cv.first(attrs, cv.LANGUAGE) or ""),))].append(stt)
-        if _truthy(cv.first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
+            obs[("voxwatch_stt_final_latency_seconds", (str(_first(attrs, cv.LANGUAGE) or ""),))].append(stt)
+        if _truthy(_first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
             incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
         number = attrs.get("turn.number")
         t = self._open_trace(tid)

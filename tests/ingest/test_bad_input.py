@@ -295,3 +295,25 @@ def test_a_span_attribute_that_is_not_a_key_value_is_a_400(service):
     r = post(service, "/v1/traces", view.SerializeToString())
     assert r.status_code == 400 and rejected(service, "traces", "malformed_protobuf") == 1
     assert stored(service, "SELECT count() FROM spans") == [(0,)]
+
+
+def test_a_span_status_that_is_not_a_status_is_a_400(service):
+    """The view keeps a span's Status encoded and the mapper decodes it with the official message: a
+    broken one is refused like a broken body, and nothing of the request is stored."""
+    from telemetry.ingest.otlp import TracesView
+
+    view = TracesView.FromString(traces_request(span("stt"), span("llm", sid=b"\x05" * 8)).SerializeToString())
+    view.resource_spans[0].scope_spans[0].spans[1].status = b"\xff\xff not a Status"
+    r = post(service, "/v1/traces", view.SerializeToString())
+    assert r.status_code == 400 and rejected(service, "traces", "malformed_protobuf") == 1
+    assert stored(service, "SELECT count() FROM spans") == [(0,)]
+
+
+def test_ids_are_stored_as_the_hex_of_the_bytes_sent(service):
+    root = span("conversation", tid=bytes(range(1, 17)), sid=bytes(range(0xF0, 0xF8)))
+    child = span("turn", tid=bytes(range(1, 17)), sid=b"\x00\x0a" * 4)
+    child.parent_span_id = root.span_id
+    assert post(service, "/v1/traces", traces_request(root, child).SerializeToString()).status_code == 200
+    rows = stored(service, "SELECT name, trace_id, call_id, span_id, parent_span_id FROM spans ORDER BY name")
+    assert rows == [("conversation", bytes(range(1, 17)).hex(), bytes(range(1, 17)).hex(), "f0f1f2f3f4f5f6f7", ""),
+                    ("turn", bytes(range(1, 17)).hex(), bytes(range(1, 17)).hex(), "000a000a000a000a", "f0f1f2f3f4f5f6f7")]

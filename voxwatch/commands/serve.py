@@ -163,6 +163,17 @@ def _port_is_free(host: str, port: int) -> None:
             raise CommandError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
 
 
+def freeze_startup_heap() -> None:
+    """Everything loaded by now (modules, the app, the store's schema) lives as long as the process, so
+    the cyclic garbage collector need not trace it again on every full collection (`gc.freeze`). A
+    busy receiver allocates enough to run a full collection every few requests: with the heap of a
+    started service, that was ~1 us per ingested span, a tenth of the receiver's time (bench otlp)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _wait_http(url: str, timeout: float, alive) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -313,6 +324,7 @@ def run(args) -> int:
         stop_monitoring = start_monitoring(ctx, external_url=external_url(settings, api_port), ruleset=ruleset,
                                            reloader=reloader)
         reloader.loaded(True)
+        freeze_startup_heap()
         # printed once it answers, so whoever reads this line can use the URL at once
         print(f"voxwatch: API on {url} (OpenAPI: {url}/docs), store {redact_url(settings.store)}", flush=True)
         if generated:
