@@ -121,6 +121,10 @@ class LevelSettings(BaseModel):
     # ARTime masks its own episodes (one report each), so its reports page through the findings
     # stage's cooldown: a report held back by the level view's cooldown was a window lost on NAB
     artime_episodic: bool = True
+    # the learned range at least this many robust scales (MAD) of the probation wide (0: off)
+    artime_min_width: float = Field(0.0, ge=0)
+    # a value outside the learned range restarts ARTime's probation (a new regime, not a new cluster)
+    artime_relearn: bool = False
 
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
@@ -146,7 +150,8 @@ class LevelSettings(BaseModel):
             return inner
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
                                episodic=self.artime_episodic, probation=self.artime_probation,
-                               margin=self.artime_margin)
+                               margin=self.artime_margin, min_width=self.artime_min_width,
+                               relearn=self.artime_relearn)
 
     def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         level = self.level_detector(n_series)
