@@ -158,10 +158,12 @@ class ARTime:
     def __init__(self, probation: int = 600, *, low: float | None = None, high: float | None = None,
                  margin: float = 0.5, window: int = 8, windows_per_probation: int = 13,
                  levels: int = 80, chomp: float = 0.075, initial_rho: float = 0.8,
-                 min_width: float = 0.0, relearn: bool = False) -> None:
+                 min_width: float = 0.0, relearn: bool = False, max_match: float = 1.0) -> None:
         self._args = dict(probation=probation, margin=margin, window=window,
                           windows_per_probation=windows_per_probation, levels=levels, chomp=chomp,
-                          initial_rho=initial_rho, min_width=min_width, relearn=relearn)
+                          initial_rho=initial_rho, min_width=min_width, relearn=relearn,
+                          max_match=max_match)
+        self.max_match = float(max_match)
         self.min_width, self.relearn, self.relearned = float(min_width), bool(relearn), 0
         self.learned_range = low is None
         probation = int(probation) - int(probation) % 2
@@ -330,6 +332,10 @@ class ARTime:
             anomaly = self._confidence(a, art.energy)
             self.anomaly_sims.append(a)
             self.last_anomaly_sim, self.last_anomaly_i = a, i
+            if a > self.max_match:
+                # an episode as ARTime sees it (it masks what follows), but not far enough from every
+                # learned category to be news: a noise series' rare window still half-matches one
+                anomaly = 0.0
         self.mask_after_cat = cat == -1 or self.mask_after_cat
         if i > self.trend and (update_after_anomaly or update_for_trend):
             self._update_vigilance(i)
