@@ -128,6 +128,18 @@ class LevelSettings(BaseModel):
     # a new cluster is reported only when its best match with a learned category is at most this (1: all)
     artime_max_match: float = Field(1.0, ge=0, le=1)
 
+    def with_artime(self, mode: str = "nab") -> LevelSettings:
+        """These settings with ARTime beside the level detector, as measured in anomaly/README.md:
+        "nab" (the `artime_*` defaults: tuned with NAB's input, where they score 75.99; in the
+        service form they page on noise) or "quiet" (a new cluster is reported only when its best
+        match with every learned category is at most 0.4, and the level view pages on its own
+        likelihood as without ARTime: no finding on the quiet-day series, +1.5 on NAB in the service
+        form; sixth push)."""
+        modes = {"nab": {}, "quiet": {"artime_max_match": 0.4, "artime_level_threshold": 0.0}}
+        if mode not in modes:
+            raise ValueError(f"unknown ARTime mode {mode!r} (known: {', '.join(modes)})")
+        return type(self)(**{**self.model_dump(), "artime": True, **modes[mode]})
+
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
         """The level settings with the novelty view on, as measured in anomaly/README.md: "nab" (one
