@@ -158,11 +158,13 @@ class ARTime:
     def __init__(self, probation: int = 600, *, low: float | None = None, high: float | None = None,
                  margin: float = 0.5, window: int = 8, windows_per_probation: int = 13,
                  levels: int = 80, chomp: float = 0.075, initial_rho: float = 0.8,
-                 min_width: float = 0.0, relearn: bool = False, max_match: float = 1.0) -> None:
+                 min_width: float = 0.0, relearn: bool = False, max_match: float = 1.0,
+                 level_width: float = 0.0) -> None:
         self._args = dict(probation=probation, margin=margin, window=window,
                           windows_per_probation=windows_per_probation, levels=levels, chomp=chomp,
                           initial_rho=initial_rho, min_width=min_width, relearn=relearn,
-                          max_match=max_match)
+                          max_match=max_match, level_width=level_width)
+        self.level_width = float(level_width)
         self.max_match = float(max_match)
         self.min_width, self.relearn, self.relearned = float(min_width), bool(relearn), 0
         self.learned_range = low is None
@@ -228,6 +230,11 @@ class ARTime:
             if scale == 0:
                 scale = float(np.std(x))
             half = 0.5 * self.min_width * scale
+            low, high = min(low, med - half), max(high, med + half)
+        if self.level_width > 0:
+            # ... or that share of the level (a latency's wobble is a small part of its level)
+            med = float(np.median(x))
+            half = 0.5 * self.level_width * abs(med)
             low, high = min(low, med - half), max(high, med + half)
         return low, high
 

@@ -126,6 +126,8 @@ class LevelSettings(BaseModel):
     artime_min_width: float = Field(0.0, ge=0)
     # a value outside the learned range restarts ARTime's probation (a new regime, not a new cluster)
     artime_relearn: bool = False
+    # ... or at least this share of the probation's median level (0: off)
+    artime_level_width: float = Field(0.0, ge=0)
     # a new cluster is reported only when its best match with a learned category is at most this (1: all)
     artime_max_match: float = Field(1.0, ge=0, le=1)
 
@@ -166,7 +168,8 @@ class LevelSettings(BaseModel):
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
                                episodic=self.artime_episodic, probation=self.artime_probation,
                                margin=self.artime_margin, min_width=self.artime_min_width,
-                               relearn=self.artime_relearn, max_match=self.artime_max_match)
+                               relearn=self.artime_relearn, max_match=self.artime_max_match,
+                               level_width=self.artime_level_width)
 
     def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         level = self.level_detector(n_series)

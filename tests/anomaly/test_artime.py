@@ -242,3 +242,11 @@ def test_quiet_artime_mode_gives_no_finding_on_a_quiet_day(case):
 def test_unknown_artime_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown ARTime mode"):
         LevelSettings().with_artime("loud")
+
+
+def test_level_width_floors_the_range_by_a_share_of_the_series_level():
+    x = 0.5 + np.random.default_rng(6).normal(0, 0.02, 600)
+    det = ARTime(probation=600, level_width=2.0)
+    for v in x:
+        det.process_one(v)
+    assert det.high - det.low == pytest.approx(2.0 * abs(np.median(x)))
