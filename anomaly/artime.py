@@ -32,7 +32,12 @@ What it does, per series:
 The range is the one deviation a service cannot follow: ARTime is handed each NAB file's minimum
 and maximum (which include the file's anomalies). `ARTime(low=..., high=...)` takes a given range
 (the NAB comparison); without one, the range is the probation's own widened by `margin` of it on
-each side, and later values outside it are held at its edges.
+each side, and later values outside it are held at its edges. Stand-ins for NAB's range measured
+for the service (anomaly/README.md, sixth push; all off by default): `min_width` (the range at
+least that many robust scales of the probation wide), `level_width` (or that share of its median
+level), `relearn` (a value outside the range restarts the probation), and `max_match` (a new
+cluster is reported only when it matches every learned category at most this: the one that keeps
+the quiet days quiet, `LevelSettings().with_artime("quiet")`).
 
 >>> import numpy as np
 >>> det = ARTime(probation=600)

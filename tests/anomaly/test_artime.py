@@ -250,3 +250,10 @@ def test_level_width_floors_the_range_by_a_share_of_the_series_level():
     for v in x:
         det.process_one(v)
     assert det.high - det.low == pytest.approx(2.0 * abs(np.median(x)))
+
+
+def test_level_settings_hand_the_range_options_to_every_series_artime():
+    s = LevelSettings(artime=True, artime_min_width=40, artime_level_width=1.5, artime_relearn=True,
+                      artime_max_match=0.3)
+    for series in s.detector(2).artime.series:
+        assert (series.min_width, series.level_width, series.relearn, series.max_match) == (40, 1.5, True, 0.3)
