@@ -32,7 +32,12 @@ What it does, per series:
 The range is the one deviation a service cannot follow: ARTime is handed each NAB file's minimum
 and maximum (which include the file's anomalies). `ARTime(low=..., high=...)` takes a given range
 (the NAB comparison); without one, the range is the probation's own widened by `margin` of it on
-each side, and later values outside it are held at its edges.
+each side, and later values outside it are held at its edges. Stand-ins for NAB's range measured
+for the service (anomaly/README.md, sixth push; all off by default): `min_width` (the range at
+least that many robust scales of the probation wide), `level_width` (or that share of its median
+level), `relearn` (a value outside the range restarts the probation), and `max_match` (a new
+cluster is reported only when it matches every learned category at most this: the one that keeps
+the quiet days quiet, `LevelSettings().with_artime("quiet")`).
 
 >>> import numpy as np
 >>> det = ARTime(probation=600)
@@ -157,7 +162,17 @@ class ARTime:
 
     def __init__(self, probation: int = 600, *, low: float | None = None, high: float | None = None,
                  margin: float = 0.5, window: int = 8, windows_per_probation: int = 13,
-                 levels: int = 80, chomp: float = 0.075, initial_rho: float = 0.8) -> None:
+                 levels: int = 80, chomp: float = 0.075, initial_rho: float = 0.8,
+                 min_width: float = 0.0, relearn: bool = False, max_match: float = 1.0,
+                 level_width: float = 0.0) -> None:
+        self._args = dict(probation=probation, margin=margin, window=window,
+                          windows_per_probation=windows_per_probation, levels=levels, chomp=chomp,
+                          initial_rho=initial_rho, min_width=min_width, relearn=relearn,
+                          max_match=max_match, level_width=level_width)
+        self.level_width = float(level_width)
+        self.max_match = float(max_match)
+        self.min_width, self.relearn, self.relearned = float(min_width), bool(relearn), 0
+        self.learned_range = low is None
         probation = int(probation) - int(probation) % 2
         self.probation, self.window, self.levels, self.chomp = probation, window, levels, chomp
         self.initial_rho, self.margin = initial_rho, margin
@@ -194,13 +209,39 @@ class ARTime:
             if self.i <= self.probation:
                 self.buffer.append(float(value))
                 if self.i == self.probation:
-                    lo, hi = min(self.buffer), max(self.buffer)
-                    self.low, self.high = lo - self.margin * (hi - lo), hi + self.margin * (hi - lo)
+                    self.low, self.high = self._learned_range(np.array(self.buffer))
                     for k, v in enumerate(self.buffer, start=1):
                         self._sample(v, k)
                     self.buffer = []
                 return 0.0
+        if self.relearn and self.learned_range and not (self.low <= value <= self.high):
+            # a new regime: start a fresh probation with this value (the departure itself is the
+            # level detector's to report), instead of every window at the edge being a new cluster
+            relearned = self.relearned + 1
+            self.__init__(**self._args)
+            self.relearned = relearned
+            return self.process_one(value)
         return self._sample(float(value), self.i)
+
+    def _learned_range(self, x: np.ndarray) -> tuple[float, float]:
+        """The probation's range widened by `margin` of it each side, and at least `min_width` robust
+        scales of the probation wide around its median: NAB's file range holds the file's anomalies,
+        so a noise series' wobble fills a small part of it; a probation's own range is all wobble."""
+        lo, hi = float(x.min()), float(x.max())
+        low, high = lo - self.margin * (hi - lo), hi + self.margin * (hi - lo)
+        if self.min_width > 0:
+            med = float(np.median(x))
+            scale = 1.4826 * float(np.median(np.abs(x - med)))
+            if scale == 0:
+                scale = float(np.std(x))
+            half = 0.5 * self.min_width * scale
+            low, high = min(low, med - half), max(high, med + half)
+        if self.level_width > 0:
+            # ... or that share of the level (a latency's wobble is a small part of its level)
+            med = float(np.median(x))
+            half = 0.5 * self.level_width * abs(med)
+            low, high = min(low, med - half), max(high, med + half)
+        return low, high
 
     def _sample(self, value: float, i: int) -> float:
         self.block.append(value)
@@ -303,6 +344,10 @@ class ARTime:
             anomaly = self._confidence(a, art.energy)
             self.anomaly_sims.append(a)
             self.last_anomaly_sim, self.last_anomaly_i = a, i
+            if a > self.max_match:
+                # an episode as ARTime sees it (it masks what follows), but not far enough from every
+                # learned category to be news: a noise series' rare window still half-matches one
+                anomaly = 0.0
         self.mask_after_cat = cat == -1 or self.mask_after_cat
         if i > self.trend and (update_after_anomaly or update_for_trend):
             self._update_vigilance(i)

@@ -107,7 +107,8 @@ class LevelSettings(BaseModel):
     # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
     # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
     # the service form, where it pages on noise (195 quiet-day findings) and runs at about 68
-    # thousand points per CPU second (anomaly/README.md, fifth push); off by default
+    # thousand points per CPU second (anomaly/README.md, fifth push); off by default. `with_artime("quiet")`:
+    # far clusters only, 62.07 on NAB in the service form and quiet on the quiet days (sixth push)
     artime: bool = False
     artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
     artime_margin: float = Field(0.5, ge=0)  # the probation's range widened by this much of it each side
@@ -121,6 +122,26 @@ class LevelSettings(BaseModel):
     # ARTime masks its own episodes (one report each), so its reports page through the findings
     # stage's cooldown: a report held back by the level view's cooldown was a window lost on NAB
     artime_episodic: bool = True
+    # the learned range at least this many robust scales (MAD) of the probation wide (0: off)
+    artime_min_width: float = Field(0.0, ge=0)
+    # a value outside the learned range restarts ARTime's probation (a new regime, not a new cluster)
+    artime_relearn: bool = False
+    # ... or at least this share of the probation's median level (0: off)
+    artime_level_width: float = Field(0.0, ge=0)
+    # a new cluster is reported only when its best match with a learned category is at most this (1: all)
+    artime_max_match: float = Field(1.0, ge=0, le=1)
+
+    def with_artime(self, mode: str = "nab") -> LevelSettings:
+        """These settings with ARTime beside the level detector, as measured in anomaly/README.md:
+        "nab" (the `artime_*` defaults: tuned with NAB's input, where they score 75.99; in the
+        service form they page on noise) or "quiet" (a new cluster is reported only when its best
+        match with every learned category is at most 0.4, and the level view pages on its own
+        likelihood as without ARTime: no finding on the quiet-day series, +1.5 on NAB in the service
+        form; sixth push)."""
+        modes = {"nab": {}, "quiet": {"artime_max_match": 0.4, "artime_level_threshold": 0.0}}
+        if mode not in modes:
+            raise ValueError(f"unknown ARTime mode {mode!r} (known: {', '.join(modes)})")
+        return type(self)(**{**self.model_dump(), "artime": True, **modes[mode]})
 
     @classmethod
     def novelty_mode(cls, mode: str) -> LevelSettings:
@@ -146,7 +167,9 @@ class LevelSettings(BaseModel):
             return inner
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
                                episodic=self.artime_episodic, probation=self.artime_probation,
-                               margin=self.artime_margin)
+                               margin=self.artime_margin, min_width=self.artime_min_width,
+                               relearn=self.artime_relearn, max_match=self.artime_max_match,
+                               level_width=self.artime_level_width)
 
     def _novelty_detector(self, n_series: int) -> RobustLevel | LevelEnsemble:
         level = self.level_detector(n_series)

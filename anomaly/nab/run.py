@@ -35,11 +35,12 @@ class NabRun:
     skipped: dict[str, int]
 
 
-def nab_input_artime(f: NabFile) -> ARTime:
+def nab_input_artime(f: NabFile, max_match: float = 1.0) -> ARTime:
     """ARTime as NAB runs it (nab/detectors/ARTime): told the file's minimum, maximum and length
     (its probation is 15% of the file, at most 750 points). Look-ahead NAB allows ARTime; a
     service cannot have it."""
-    return ARTime(probation=f.probation, low=float(np.min(f.values)), high=float(np.max(f.values)))
+    return ARTime(probation=f.probation, low=float(np.min(f.values)), high=float(np.max(f.values)),
+                  max_match=max_match)
 
 
 def artime_scores(files: list[NabFile]) -> list[np.ndarray]:
@@ -64,7 +65,7 @@ def detector_scores(files: list[NabFile], settings: LevelSettings | None = None,
     if artime_nab_input:
         if not isinstance(det, LevelWithArtime):
             raise ValueError("NAB's input for ARTime needs the settings' artime on")
-        det.artime.series = [nab_input_artime(f) for f in files]
+        det.artime.series = [nab_input_artime(f, s.artime_max_match) for f in files]
         det.every_value = True
     out = np.zeros((length, n))
     for i in range(length):

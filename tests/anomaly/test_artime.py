@@ -162,3 +162,98 @@ def test_level_beside_artime_with_nabs_input_scores_above_the_published_artime(n
     assert run.reports["standard"].score > 74.9
     assert run.reports["reward_low_FP_rate"].score > 65.1 and run.reports["reward_low_FN_rate"].score > 80.4
     assert run.reports["standard"].score - run.at_threshold["standard"].score < 3.0
+
+
+def test_minimum_range_width_makes_a_noise_series_wobble_a_small_part_of_the_range():
+    """`min_width`: the learned range is at least that many robust scales (MAD) of the probation wide
+    around its median, as a file's range that holds a spike would be; without it the probation's own
+    range (widened by half each side) is all wobble."""
+    x = 0.5 + np.random.default_rng(3).normal(0, 0.02, 600)
+    plain, wide = ARTime(probation=600), ARTime(probation=600, min_width=100)
+    for v in x:
+        plain.process_one(v)
+        wide.process_one(v)
+    scale = 1.4826 * np.median(np.abs(x - np.median(x)))
+    assert plain.high - plain.low == pytest.approx(2 * np.ptp(x))
+    assert wide.high - wide.low == pytest.approx(100 * scale)
+    assert wide.low < np.median(x) < wide.high
+    # a range already wider than the floor is kept as it is
+    step = np.r_[np.zeros(300), np.ones(300)] + np.random.default_rng(4).normal(0, 0.01, 600)
+    det = ARTime(probation=600, min_width=2)  # MAD 0.5 here: 1.5 wide
+    for v in step:
+        det.process_one(v)
+    assert det.high - det.low == pytest.approx(2 * np.ptp(step))
+
+
+def test_relearn_restarts_the_probation_on_a_new_regime_instead_of_reporting_it():
+    """`relearn`: a value outside the learned range starts a fresh probation with it (the level
+    detector reports the departure); the new regime is learned, not a run of new clusters."""
+    rng = np.random.default_rng(5)
+    x = np.r_[(np.arange(1500) % 40) / 40.0, 10 + (np.arange(1500) % 40) / 40.0] + rng.normal(0, 0.005, 3000)
+    det = ARTime(probation=600, relearn=True)
+    s = np.array([det.process_one(v) for v in x])
+    assert det.relearned == 1 and det.i == 1500 and det.low > 9
+    assert np.count_nonzero(s[1500:]) == 0
+
+
+def test_max_match_reports_only_clusters_far_from_every_learned_category():
+    """`max_match`: ARTime still masks its episodes as before, but a new cluster whose best match
+    with a learned category is above `max_match` is not reported. A jump far off the sawtooth
+    matches nothing (reported); with max_match 0 nothing is."""
+    x = (np.arange(2000) % 40) / 40.0
+    x[1500:1520] = 2.5
+    scores = {}
+    for m in (1.0, 0.4, 0.0):
+        det = ARTime(probation=600, max_match=m)
+        scores[m] = np.array([det.process_one(v) for v in x])
+    assert np.flatnonzero(scores[1.0]).tolist() == [1504]
+    assert np.flatnonzero(scores[0.4]).tolist() == [1504]
+    assert not scores[0.0].any()
+
+
+def test_quiet_artime_mode_stays_quiet_where_the_nab_tuned_one_pages():
+    """The same noise as the test above: ARTime's "quiet" mode (a new cluster is news only when it
+    matches every learned category at most 0.4, the level view paging on its own likelihood as
+    without ARTime) gives no finding; its far reports still come (next test)."""
+    quiet = LevelSettings().with_artime("quiet")
+    assert quiet.artime and quiet.artime_max_match == 0.4 and quiet.artime_level_threshold == 0.0
+    assert LevelSettings().with_artime("nab") == LevelSettings(artime=True)
+    data = QUIET_DAYS["long noise"]()[:8000, :2]
+    assert _findings(data, settings=quiet) == []
+
+
+def test_quiet_artime_mode_pages_on_a_window_far_from_everything_learned():
+    x = (np.arange(3000) % 40) / 40.0 + np.random.default_rng(4).normal(0, 0.005, 3000)
+    x[2500:2520] = 2.5
+    quiet = LevelSettings().with_artime("quiet")
+    det = quiet.detector(1)
+    reports = [i for i, v in enumerate(x) if det.update(15.0 * i, [v]).episodic[0]]
+    assert reports == [2504]
+    assert any(2500 <= i <= 2504 for i, _ in _findings(x, settings=quiet))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(QUIET_DAYS))
+def test_quiet_artime_mode_gives_no_finding_on_a_quiet_day(case):
+    step = 300.0 if case == "daily seasonal" else 15.0
+    assert _findings(QUIET_DAYS[case](), step_s=step, settings=LevelSettings().with_artime("quiet")) == []
+
+
+def test_unknown_artime_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown ARTime mode"):
+        LevelSettings().with_artime("loud")
+
+
+def test_level_width_floors_the_range_by_a_share_of_the_series_level():
+    x = 0.5 + np.random.default_rng(6).normal(0, 0.02, 600)
+    det = ARTime(probation=600, level_width=2.0)
+    for v in x:
+        det.process_one(v)
+    assert det.high - det.low == pytest.approx(2.0 * abs(np.median(x)))
+
+
+def test_level_settings_hand_the_range_options_to_every_series_artime():
+    s = LevelSettings(artime=True, artime_min_width=40, artime_level_width=1.5, artime_relearn=True,
+                      artime_max_match=0.3)
+    for series in s.detector(2).artime.series:
+        assert (series.min_width, series.level_width, series.relearn, series.max_match) == (40, 1.5, True, 0.3)

@@ -35,6 +35,19 @@ def test_nab_setting_overrides_are_checked_before_the_run(nab_root):
     assert bad.returncode == 2 and "artime_report_floor" in bad.stderr
     lone = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--artime-input", "nab")
     assert lone.returncode == 2 and "needs --artime" in lone.stderr
+    loud = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--artime", "loud")
+    assert loud.returncode == 2 and "invalid choice" in loud.stderr
+
+
+@pytest.mark.slow
+def test_quiet_artime_mode_scores_above_the_level_view_alone_in_the_service_form(nab_root):
+    """`--artime quiet`: ARTime's far clusters beside the level view, with no file range (62.07
+    measured; the level view alone 60.58) and no finding on the quiet-day series (test_artime)."""
+    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--artime", "quiet", "--json", timeout=900)
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)
+    assert scores["detector"] == "robust_level+likelihood+artime(quiet)"
+    assert scores["standard"] > 61.0 and scores["at_service_threshold"]["standard"] > 58.5
 
 
 def test_artime_alone_with_nabs_input_reproduces_its_published_scores(nab_root):

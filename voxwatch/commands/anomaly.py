@@ -22,9 +22,10 @@ def register(sub) -> None:
     nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
                      help="with the contextual novelty detector beside the level detector (off in the service): "
                           "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
-    nab.add_argument("--artime", action="store_true",
+    nab.add_argument("--artime", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
                      help="with ARTime (adaptive resonance over windows, as NAB's leader does it) beside the "
-                          "level detector (off in the service: it pages on noise)")
+                          "level detector (off in the service): 'nab' (default) tuned with NAB's input, pages "
+                          "on noise in the service form; 'quiet' reports only clusters far from every learned one")
     nab.add_argument("--artime-input", choices=("service", "nab"), default="service",
                      help="with --artime: 'service' (default): ARTime learns its range from its probation; 'nab': "
                           "told each file's minimum, maximum and length, as NAB runs ARTime (look-ahead)")
@@ -67,8 +68,8 @@ def _nab(args) -> int:
 
         mode = getattr(args, "novelty", None)
         settings = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
-        if getattr(args, "artime", False):
-            settings = settings.model_copy(update={"artime": True})
+        if getattr(args, "artime", None):
+            settings = settings.with_artime(args.artime)
         settings = _with_overrides(settings, getattr(args, "set", []))
         nab_input = getattr(args, "artime_input", "service") == "nab"
         if nab_input and not settings.artime:
@@ -78,7 +79,8 @@ def _nab(args) -> int:
         reports = run.reports
         name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
         if settings.artime:
-            name += "+artime(nab input)" if nab_input else "+artime"
+            quiet = getattr(args, "artime", None) == "quiet"
+            name += "+artime(nab input)" if nab_input else ("+artime(quiet)" if quiet else "+artime")
         if artime_only:
             name = "artime(nab input)"
         extra = {"detector": name, "points": run.points, "seconds": round(run.seconds, 2),
