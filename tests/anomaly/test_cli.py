@@ -94,3 +94,14 @@ def test_bench_detect_reports_both_paths_and_their_ratio():
     assert r["artime_mode_points_per_s"] > 0  # the opt-in ARTime mode's rate is stated beside it
     assert r["speedup_vectorised_over_streaming"] == pytest.approx(
         r["vectorised_points_per_s"] / r["streaming_points_per_s"], rel=0.01)
+
+
+def test_lead_time_replays_a_longer_normal_day_and_refuses_a_bad_duration(tmp_path):
+    bad = _voxwatch("anomaly", "lead-time", "--scenario", "none", "--baseline-duration", "-60")
+    assert bad.returncode != 0 and "--baseline-duration must be a positive number" in bad.stderr
+    out = _voxwatch("anomaly", "lead-time", "--scenario", "none", "--calls", "200", "--baseline-duration", "600",
+                    "--artime", "quiet", "--store", f"chdb://{tmp_path}", "--json", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    baseline = json.loads(out.stdout)["baseline"]
+    assert baseline["scenario"] == "baseline" and baseline["duration_s"] == 600
+    assert baseline["findings"] == len(baseline["findings_list"])

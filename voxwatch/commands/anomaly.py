@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from voxwatch.cli import CommandError
@@ -46,6 +47,11 @@ def register(sub) -> None:
     lt.add_argument("--json", action="store_true", help="print the report as JSON")
     lt.add_argument("--novelty", choices=("nab", "quiet"), default=None,
                     help="run the service with this contextual novelty mode beside the level detector")
+    lt.add_argument("--artime", choices=("nab", "quiet"), default=None,
+                    help="run the service with ARTime in this mode beside the level detector (anomaly/README.md)")
+    lt.add_argument("--baseline-duration", type=float, default=None, metavar="SECONDS",
+                    help="replay the normal day for this long, its story stretched to fit (default: its own, "
+                         "3600 s): detectors with a long warm-up need more than an hour of normal day")
     lt.set_defaults(func=_lead_time)
 
 
@@ -147,14 +153,20 @@ def _lead_time(args) -> int:
     from anomaly.service import AnomalySettings, LevelSettings
 
     catalog = default_catalog()
-    mode = getattr(args, "novelty", None)
-    settings = AnomalySettings(level=LevelSettings.novelty_mode(mode)) if mode else None
+    mode, artime = getattr(args, "novelty", None), getattr(args, "artime", None)
+    level = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
+    if artime:
+        level = level.with_artime(artime)
+    settings = AnomalySettings(level=level) if mode or artime else None
+    baseline_s = getattr(args, "baseline_duration", None)
+    if baseline_s is not None and not (math.isfinite(baseline_s) and baseline_s > 0):
+        raise CommandError(f"--baseline-duration must be a positive number of seconds, not {baseline_s}")
     out = {}
     for role, name in (("incident", args.scenario), ("baseline", args.baseline)):
         if name is None or name.lower() == "none":
             continue
         try:
-            scenario = load_scenario(name).scaled(calls=args.calls)
+            scenario = load_scenario(name).scaled(calls=args.calls, duration_s=baseline_s if role == "baseline" else None)
         except ScenarioError as exc:
             raise CommandError(str(exc)) from None
         url = f"{root}?database=leadtime_{role}"
