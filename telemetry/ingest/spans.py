@@ -189,14 +189,11 @@ class MappedTraces:
     result: IngestResult
     spans: dict[str, Any] | None  # span_columns' columnar batch, None when no span was kept
     conversations: list  # (trace id, start ns, end ns, error, attributes, Source) of the calls it closes
-    notes: list  # what the open traces learn, in span order: (_LANGUAGE | _LINE, tid, text) or (_TURN, tid, sid, turn fields)
+    notes: dict  # what the open traces learn, per trace id: [language or None, transcript lines, turns (sid, number, start s, end s, latency, error)]
     stage_ns: dict  # (stage, region) -> span durations in ns
     obs: dict  # (metric, labels) -> values to observe
     incs: dict  # (metric, labels) -> amount to add
     per_source: Counter  # spans kept per source name
-
-
-_LANGUAGE, _LINE, _TURN = 0, 1, 2
 
 
 @dataclass
@@ -278,7 +275,7 @@ class TraceIngest:
         self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
         self._incs: dict[tuple, float] = defaultdict(float)
         self._stage_ns: dict[tuple[str, str], list[int]] = {}  # (stage, region) -> span durations in ns
-        self._notes: list[tuple] = []
+        self._notes: dict[bytes, list] = {}  # one entry per trace: replayed per trace, not per span, by apply
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
         measured = cv.MEASURED_SPANS
@@ -358,7 +355,7 @@ class TraceIngest:
         res.accepted = len(rows)
         mapped = MappedTraces(res, self._span_batch(rows, flat_keys, flat_texts, offsets) if rows else None,
                               conversations, self._notes, self._stage_ns, dict(self._obs), dict(self._incs), per_source)
-        self._notes, self._stage_ns, self._obs, self._incs = [], {}, defaultdict(list), defaultdict(float)
+        self._notes, self._stage_ns, self._obs, self._incs = {}, {}, defaultdict(list), defaultdict(float)
         return mapped
 
     def apply(self, mapped: MappedTraces) -> IngestResult:
@@ -367,15 +364,13 @@ class TraceIngest:
         res = mapped.result
         if mapped.spans is not None and self.sink is not None:
             self._write_spans(mapped.spans)
-        for note in mapped.notes:
-            t = self._open_trace(note[1])
-            if note[0] == _TURN:
-                _, _, sid, number, start_s, end_s, latency, error = note
+        for tid, (language, lines, turns) in mapped.notes.items():
+            t = self._open_trace(tid)
+            if language:
+                t.language = language
+            t.transcript += lines
+            for sid, number, start_s, end_s, latency, error in turns:
                 t.turns[sid] = _Turn(number if number is not None else len(t.turns) + 1, start_s, end_s, latency, error)
-            elif note[0] == _LINE:
-                t.transcript.append(note[2])
-            else:
-                t.language = note[2]
         if mapped.conversations:
             res.calls = self._close_calls(mapped.conversations)
         self._record_measurements(mapped)
@@ -514,10 +509,12 @@ class TraceIngest:
         if lat is not None:
             self._obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
         text = attrs.get("transcript")
-        if language:
-            self._notes.append((_LANGUAGE, tid, lang))
-        if text:
-            self._notes.append((_LINE, tid, f"caller: {text}"))
+        if language or text:
+            note = self._note(tid)
+            if language:
+                note[0] = lang
+            if text:
+                note[1].append(f"caller: {text}")
 
     def _tts(self, tid, attrs) -> None:
         language = _first(attrs, cv.LANGUAGE)
@@ -530,7 +527,7 @@ class TraceIngest:
             self._incs[("voxwatch_tts_characters_total", (lang,))] += chars
         text = attrs.get("text")
         if text:
-            self._notes.append((_LINE, tid, f"agent: {text}"))
+            self._note(tid)[1].append(f"agent: {text}")
 
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
         obs, incs = self._obs, self._incs
@@ -547,8 +544,15 @@ class TraceIngest:
         if _truthy(_first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
             incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
         number = attrs.get("turn.number")
-        self._notes.append((_TURN, tid, sid, number if isinstance(number, int) else None, start / 1e9, end / 1e9,
-                            latency, error))
+        self._note(tid)[2].append((sid, number if isinstance(number, int) else None, start / 1e9, end / 1e9,
+                                   latency, error))
+
+    def _note(self, tid: bytes) -> list:
+        """What this request tells the open trace `tid` (see MappedTraces.notes)."""
+        note = self._notes.get(tid)
+        if note is None:
+            note = self._notes[tid] = [None, [], []]
+        return note
 
     def _close_calls(self, conversations) -> int:
         """The calls' rows in `calls`, through the project's call-record builder (one call for the request)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from telemetry.ingest import otlp
@@ -75,9 +75,14 @@ class MapPool:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])  # each worker forks with the protobuf and Arrow modules loaded
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.limits,))
-        for f in [pool.submit(_warm) for _ in range(self.workers)]:  # start them now, not on the first request
+        self._warming = [pool.submit(_warm) for _ in range(self.workers)]  # start them now, not on the first request
+        for f in self._warming:
             f.add_done_callback(lambda f: f.exception())  # a pool broken while warming shows on the next submit
         return pool
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the workers have started (a benchmark's clock should not count their start)."""
+        wait(self._warming, timeout)
 
     async def map(self, body: bytes, mt: str, now_ns: int) -> MappedTraces:
         """`map_traces(body, mt, now_ns)` in a worker: the mapped request, or its OtlpError raised here;

@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overload-seconds", type=float, default=15.0,
                    help="then offer twice the measured span rate for this long (0: skip) and watch memory")
     p.add_argument("--overload-connections", type=int, default=16, help="connections of the overloading sender")
+    p.add_argument("--map-workers", type=int, default=0,
+                   help="also run the trace end to end with this many mapping worker processes (ingest.map_workers) "
+                        "and print both figures side by side; the overload run then goes to that receiver")
     p.add_argument("--breakdown", action="store_true",
                    help="also report the receiver's CPU per span by stage in the trace run (decode, map, hand-off, "
                         "store insert, garbage collection, the rest: HTTP and the engine's threads)")
@@ -426,7 +429,7 @@ def run(args) -> dict:
     from telemetry.sink import Sink
     from telemetry.store import open_store
     from voxwatch.commands.serve import freeze_startup_heap, start_api
-    from voxwatch.config import ApiToken, Scope, Settings
+    from voxwatch.config import ApiToken, IngestConfig, Scope, Settings
     from voxwatch.context import AppContext
 
     tmp = tempfile.mkdtemp(prefix="voxwatch-bench-otlp-")
@@ -442,12 +445,23 @@ def run(args) -> dict:
     point_bodies = [make_metrics_request(min(args.batch, args.points - i), seed=i // args.batch + 1, now_ns=now)
                     for i in range(0, args.points, args.batch)]
     api = start_api(ctx)
+    api_workers = None
+    map_workers = getattr(args, "map_workers", 0)
+    if map_workers:
+        # a second receiver on the same sink and store, its traces decoded and mapped in worker processes
+        ctx.settings = ctx.settings.model_copy(update={"ingest": IngestConfig(map_workers=map_workers)})
+        api_workers = start_api(ctx)
+        ctx.extras["ingest_receiver"].pool.wait_ready(120)
     freeze_startup_heap()  # as `voxwatch serve` does once started
+    workers_run = None
     try:
         breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
         spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
         if breakdown is not None:
             breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
+        if api_workers is not None:
+            workers_run = _end_to_end(ctx, api_workers.url, "/v1/traces", span_bodies, args.connections, "spans",
+                                      args.spans)
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -460,10 +474,14 @@ def run(args) -> dict:
         if args.overload_seconds > 0:
             capacity = args.spans / spans_run["seconds"]
             sizes = [min(args.batch, args.spans - i) for i in range(0, args.spans, args.batch)]
-            overload = _overload(ctx, api.url, span_bodies, sizes, capacity, args.overload_connections,
-                                 args.overload_seconds)
+            if workers_run is not None:
+                capacity = max(capacity, args.spans / workers_run["seconds"])
+            overload = _overload(ctx, (api_workers or api).url, span_bodies, sizes, capacity,
+                                 args.overload_connections, args.overload_seconds)
     finally:
         api.stop()
+        if api_workers is not None:
+            api_workers.stop()
         sink.close()
     try:
         trace_cap = _Capture()
@@ -480,6 +498,22 @@ def run(args) -> dict:
     points_ps = args.points / points_run["seconds"]
     raw_points_ps = args.points / raw_samples_s  # the same points' rows, inserted raw
     spans_ratio = spans_ps / raw_spans_ps
+    side_by_side = None
+    if workers_run is not None:
+        w_ps = args.spans / workers_run["seconds"]
+        side_by_side = {
+            "map_workers": [0, map_workers],
+            "spans_per_s": [round(spans_ps), round(w_ps)],
+            "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
+            "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
+                                              round(w_ps * raw_spans_py_s / args.spans, 3)],
+            "sender_cpu_us_per_span": [round(spans_run["sender_cpu_s"] / args.spans * 1e6, 2),
+                                       round(workers_run["sender_cpu_s"] / args.spans * 1e6, 2)],
+            "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
+            "cores": os.cpu_count(),
+            "note": "the sender is a separate process on the same cores; each figure is one trace run of this "
+                    "bench, the same bodies, the same store, against the same raw baselines",
+        }
     return {
         "store": "chdb (embedded)",
         "spans": args.spans,
@@ -504,7 +538,9 @@ def run(args) -> dict:
         "refused_and_retried": {"traces": spans_run["refused_and_retried"], "metrics": points_run["refused_and_retried"]},
         "receiver_rss_growth_mb": {"traces": round(spans_run["rss_growth_bytes"] / 2**20, 1),
                                    "metrics": round(points_run["rss_growth_bytes"] / 2**20, 1)},
+        "traces_by_map_workers": side_by_side,
         "overload_2x": overload,
+        "overload_map_workers": map_workers if overload is not None else None,
         "cpu_us_per_span_by_stage": breakdown,
         "targets": {"spans_per_s": 50_000, "spans_ratio": 0.25},
         "met": {"spans_per_s": spans_ps >= 50_000, "spans_ratio": spans_ratio >= 0.25},
