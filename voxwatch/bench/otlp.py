@@ -293,10 +293,25 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int) -> dict:
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (the mapping workers, from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int,
+                workers: list[int] = ()) -> dict:
     ctx.sink.flush()
     before = reads.row_count(ctx.store, table)
     rss0 = _rss_bytes()
+    cpu0, wcpu0 = os.times(), _cpu_s(workers)
     q = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_send, args=(url, path, bodies, connections, q))
     proc.start()
@@ -307,12 +322,14 @@ def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int,
     ctx.telemetry.flush()
     ctx.sink.flush(timeout=600)
     elapsed = time.perf_counter() - t_start
+    cpu1 = os.times()
     proc.join(60)
     stored = reads.row_count(ctx.store, table) - before
     if stored != expected:
         raise RuntimeError(f"{table}: {stored} rows stored, expected {expected}")
     return {"seconds": elapsed, "refused_and_retried": refused, "rss_growth_bytes": max(0, _rss_bytes() - rss0),
-            "sender_cpu_s": sender_cpu}
+            "sender_cpu_s": sender_cpu, "receiver_cpu_s": cpu1.user - cpu0.user + cpu1.system - cpu0.system,
+            "workers_cpu_s": _cpu_s(workers) - wcpu0}
 
 
 def _raw(store, table: str, columns: dict, repeat: int) -> tuple[float, float]:
@@ -355,7 +372,8 @@ class _Breakdown:
         self._lock = threading.Lock()
         self._undo = []
         for owner, name, label in ((otlp_mod, "decode", "decode"), (TraceIngest, "ingest", "map"),
-                                   (Sink, "write_typed", "hand_off"), (Store, "insert", "store_insert")):
+                                   (TraceIngest, "apply", "apply"), (Sink, "write_typed", "hand_off"),
+                                   (Store, "insert", "store_insert")):
             self._wrap(owner, name, label)
         self._gc_started = 0.0
         gc.callbacks.append(self._gc)
@@ -391,9 +409,13 @@ class _Breakdown:
         t1 = os.times()
         process = (t1.user - self._t0.user) + (t1.system - self._t0.system)
         us = {k: v / n * 1e6 for k, v in self.cpu.items()}
-        us["map"] = us.get("map", 0.0) - us.get("hand_off", 0.0)  # the mapper's own work, hand-off apart
+        # the mapper's own work (in this process: none with map workers), and the receiver's part of it
+        # (apply: open traces, call records, instruments), the hand-off to the sink apart
+        us["map"] = max(0.0, us.get("map", 0.0) - us.get("apply", 0.0))
+        us["apply"] = us.get("apply", 0.0) - us.get("hand_off", 0.0)
         out = {"process_cpu": process / n * 1e6, **us}
-        out["rest_http_engine_threads"] = out["process_cpu"] - sum(us.get(k, 0.0) for k in ("decode", "map", "hand_off", "store_insert"))
+        out["rest_http_engine_threads"] = out["process_cpu"] - sum(
+            us.get(k, 0.0) for k in ("decode", "map", "apply", "hand_off", "store_insert"))
         out["sender_cpu"] = sender_cpu_s / n * 1e6
         for f in self._undo:
             f()
@@ -451,7 +473,8 @@ def run(args) -> dict:
         # a second receiver on the same sink and store, its traces decoded and mapped in worker processes
         ctx.settings = ctx.settings.model_copy(update={"ingest": IngestConfig(map_workers=map_workers)})
         api_workers = start_api(ctx)
-        ctx.extras["ingest_receiver"].pool.wait_ready(120)
+        pool = ctx.extras["ingest_receiver"].pool
+        pool.wait_ready(120)
     freeze_startup_heap()  # as `voxwatch serve` does once started
     workers_run = None
     try:
@@ -460,8 +483,12 @@ def run(args) -> dict:
         if breakdown is not None:
             breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
         if api_workers is not None:
+            workers_breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
             workers_run = _end_to_end(ctx, api_workers.url, "/v1/traces", span_bodies, args.connections, "spans",
-                                      args.spans)
+                                      args.spans, pool.pids())
+            if workers_breakdown is not None:  # the receiver's CPU only; the workers' is workers_cpu_us_per_span
+                breakdown = {"map_workers_0": breakdown,
+                             f"map_workers_{map_workers}": workers_breakdown.report(args.spans, workers_run["sender_cpu_s"])}
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -507,8 +534,9 @@ def run(args) -> dict:
             "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
             "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
                                               round(w_ps * raw_spans_py_s / args.spans, 3)],
-            "sender_cpu_us_per_span": [round(spans_run["sender_cpu_s"] / args.spans * 1e6, 2),
-                                       round(workers_run["sender_cpu_s"] / args.spans * 1e6, 2)],
+            "receiver_cpu_us_per_span": [round(r["receiver_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
+            "workers_cpu_us_per_span": [0.0, round(workers_run["workers_cpu_s"] / args.spans * 1e6, 2)],
+            "sender_cpu_us_per_span": [round(r["sender_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
             "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
             "cores": os.cpu_count(),
             "note": "the sender is a separate process on the same cores; each figure is one trace run of this "
