@@ -36,8 +36,14 @@ class WorkerLost(Exception):
 
 
 def _init_worker(limits: IngestLimits) -> None:
+    import gc
+
     global _mapper
     _mapper = TraceIngest(None, limits=limits)
+    # what is loaded now lives as long as the worker: full collections need not trace it again (as
+    # `voxwatch serve` freezes its own startup heap)
+    gc.collect()
+    gc.freeze()
 
 
 def _warm() -> int:
