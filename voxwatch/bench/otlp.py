@@ -332,6 +332,15 @@ def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int,
             "workers_cpu_s": _cpu_s(workers) - wcpu0}
 
 
+def _mean_runs(a: dict, b: dict) -> dict:
+    """Two end-to-end runs of the same bodies as one: mean time and CPU (spans/s over the mean time),
+    and each run's spans/s kept apart as `runs_seconds`."""
+    out = {k: (a[k] + b[k]) / 2 for k in ("seconds", "sender_cpu_s", "receiver_cpu_s", "workers_cpu_s")}
+    out.update(refused_and_retried=a["refused_and_retried"] + b["refused_and_retried"],
+               rss_growth_bytes=max(a["rss_growth_bytes"], b["rss_growth_bytes"]), runs_seconds=[a["seconds"], b["seconds"]])
+    return out
+
+
 def _raw(store, table: str, columns: dict, repeat: int) -> tuple[float, float]:
     """The best times to insert the receiver's own rows straight into the store, through the very call
     the sink makes (`store.insert` with a batch token): as a ready Arrow batch, and from the Python
@@ -478,6 +487,13 @@ def run(args) -> dict:
     freeze_startup_heap()  # as `voxwatch serve` does once started
     workers_run = None
     try:
+        if api_workers is not None:
+            # both receivers warmed alike (attribute caches, the store's first parts, the workers' imports)
+            # before the runs compared, with a tenth of the bodies
+            warm = span_bodies[: max(1, len(span_bodies) // 10)]
+            n_warm = min(args.spans, len(warm) * args.batch)
+            for url in (api.url, api_workers.url):
+                _end_to_end(ctx, url, "/v1/traces", warm, args.connections, "spans", n_warm)
         breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
         spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
         if breakdown is not None:
@@ -489,6 +505,12 @@ def run(args) -> dict:
             if workers_breakdown is not None:  # the receiver's CPU only; the workers' is workers_cpu_us_per_span
                 breakdown = {"map_workers_0": breakdown,
                              f"map_workers_{map_workers}": workers_breakdown.report(args.spans, workers_run["sender_cpu_s"])}
+            # then the other way round (N, then 0): the store's background merges after each run and the
+            # other jobs on the machine weigh on whichever run comes later, so each figure is the mean of
+            # one run in each position
+            second = [_end_to_end(ctx, url, "/v1/traces", span_bodies, args.connections, "spans", args.spans, pids)
+                      for url, pids in ((api_workers.url, pool.pids()), (api.url, []))]
+            workers_run, spans_run = _mean_runs(workers_run, second[0]), _mean_runs(spans_run, second[1])
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -531,6 +553,7 @@ def run(args) -> dict:
         side_by_side = {
             "map_workers": [0, map_workers],
             "spans_per_s": [round(spans_ps), round(w_ps)],
+            "spans_per_s_each_run": [[round(args.spans / t) for t in r["runs_seconds"]] for r in (spans_run, workers_run)],
             "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
             "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
                                               round(w_ps * raw_spans_py_s / args.spans, 3)],
@@ -539,8 +562,9 @@ def run(args) -> dict:
             "sender_cpu_us_per_span": [round(r["sender_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
             "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
             "cores": os.cpu_count(),
-            "note": "the sender is a separate process on the same cores; each figure is one trace run of this "
-                    "bench, the same bodies, the same store, against the same raw baselines",
+            "note": "the sender is a separate process on the same cores; trace runs in the order 0, N, N, 0 (each "
+                    "figure over the mean time of its two runs; each run's own spans/s beside), the same bodies, the "
+                    "same store, against the same raw baselines; the top-level spans_per_s is that mean too",
         }
     return {
         "store": "chdb (embedded)",
