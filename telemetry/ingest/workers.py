@@ -12,7 +12,8 @@ Workers start from a fork server (multiprocessing's 'forkserver' context: a clea
 imported this module, never a fork of the receiver, which runs threads and the embedded store). A
 worker that dies breaks the whole concurrent.futures pool: the requests it held fail with
 `WorkerLost` (the receiver answers 503 with Retry-After and the sender retries, so nothing accepted
-is lost) and the next request gets a fresh pool. Only traces go through the pool: the metrics mapper
+is lost) and the next request gets a fresh pool; a worker stuck past the pool's timeout is killed and
+replaced the same way. Only traces go through the pool: the metrics mapper
 keeps per-series state (delta sums turned into running totals) that a pool would split between
 processes, and logs are a small share of any sender's volume.
 """
@@ -67,10 +68,11 @@ class MapPool:
     The caller bounds what is queued (the receiver submits only from a request holding one of its
     in-flight slots), so the pool never holds more than `max_inflight` bodies."""
 
-    def __init__(self, workers: int, limits: IngestLimits | None = None) -> None:
+    def __init__(self, workers: int, limits: IngestLimits | None = None, timeout_s: float = 60.0) -> None:
         if workers < 1:
             raise ValueError(f"map workers must be at least 1, not {workers}")
         self.workers = workers
+        self.timeout_s = timeout_s  # a worker stuck this long on one request (an 8 MiB body maps in ~1 s) is replaced
         self.limits = limits or IngestLimits()
         self.restarts = 0
         self._lock = threading.Lock()
@@ -99,22 +101,29 @@ class MapPool:
                 raise WorkerLost("the mapping pool is shut down")
             pool = self._pool
         try:
-            out = await asyncio.wrap_future(pool.submit(map_traces, body, mt, now_ns))
+            out = await asyncio.wait_for(asyncio.wrap_future(pool.submit(map_traces, body, mt, now_ns)), self.timeout_s)
         except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: submitted to a pool shut down
             self.replace(pool)
             raise WorkerLost(f"a mapping worker stopped: {exc}") from None
+        except TimeoutError:
+            self.replace(pool, kill=True)
+            raise WorkerLost(f"a mapping worker took over {self.timeout_s:g} s") from None
         if isinstance(out, otlp.OtlpError):
             raise out
         return out
 
-    def replace(self, broken: ProcessPoolExecutor | None = None) -> None:
-        """A fresh pool in place of `broken` (once, however many requests saw it break)."""
+    def replace(self, broken: ProcessPoolExecutor | None = None, kill: bool = False) -> None:
+        """A fresh pool in place of `broken` (once, however many requests saw it break); `kill`: its
+        workers are stuck, end them (the requests they hold get WorkerLost)."""
         with self._lock:
             if self._closed or (broken is not None and broken is not self._pool):
                 return
             old, self._pool = self._pool, self._start()
             self.restarts += 1
+        stuck = list(getattr(old, "_processes", {}).values()) if kill else []
         old.shutdown(wait=False, cancel_futures=True)
+        for p in stuck:
+            p.kill()
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for an operator, and the test that kills one)."""

@@ -1,5 +1,6 @@
-"""`voxwatch serve` with trace mapping in worker processes (`ingest.map_workers`) stops them on SIGTERM:
-what it accepted is stored, and no worker (nor the fork server they start from) outlives it."""
+"""The mapping workers' life (`ingest.map_workers`): `voxwatch serve` stops them on SIGTERM (what it
+accepted is stored, no worker nor the fork server they start from outlives it), and a worker that stops
+answering is replaced after the pool's timeout."""
 
 from __future__ import annotations
 
@@ -75,3 +76,29 @@ def test_sigterm_stops_the_mapping_workers_after_storing_what_was_accepted(tmp_p
         capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().splitlines()[-1] == "1"
+
+
+def test_a_stuck_mapping_worker_is_replaced_after_the_timeout():
+    """A worker that stops answering (SIGSTOP: alive, not dying) costs its request a WorkerLost (the
+    receiver's 503 + Retry-After) after the pool's timeout, not a hang, and the next request is mapped."""
+    import asyncio
+
+    from telemetry.ingest.workers import MapPool, WorkerLost
+
+    pool = MapPool(1, timeout_s=2.0)
+    body = traces_request(span("stt")).SerializeToString()
+    try:
+        pool.wait_ready(60)
+        assert asyncio.run(pool.map(body, "application/x-protobuf", time.time_ns())).result.accepted == 1
+        (stuck,) = pool.pids()
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            asyncio.run(pool.map(body, "application/x-protobuf", time.time_ns()))
+        except WorkerLost as exc:
+            assert "took over 2 s" in str(exc)
+        else:
+            raise AssertionError("a stuck worker answered")
+        assert asyncio.run(pool.map(body, "application/x-protobuf", time.time_ns())).result.accepted == 1
+        assert pool.restarts == 1 and stuck not in pool.pids()
+    finally:
+        pool.shutdown()
