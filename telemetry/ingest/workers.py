@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -129,12 +130,20 @@ class MapPool:
         """The worker processes' ids (for an operator, and the test that kills one)."""
         return [p.pid for p in list(getattr(self._pool, "_processes", {}).values())]
 
-    def shutdown(self) -> None:
-        """Stop the workers (SIGTERM of `voxwatch serve`): requests still mapping get WorkerLost."""
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers (SIGTERM of `voxwatch serve`, once the server answers no more): queued requests
+        are cancelled, a request being mapped gets `timeout_s` to finish, then its worker is killed."""
         with self._lock:
             self._closed = True
             pool = self._pool
-        pool.shutdown(wait=True, cancel_futures=True)
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(5)
 
 
 __all__ = ["BrokenProcessPool", "MapPool", "WorkerLost", "map_traces"]

@@ -9,7 +9,9 @@ unreachable) so the exporter retries later instead of losing data. Refusals are 
 `voxwatch_ingest_rejected_total{signal, reason}`. A token with the `ingest` scope (or admin) sends;
 the same token may read the degradation level.
 
-Decoding and mapping live in telemetry/ingest; this module is only HTTP, admission and wiring.
+Decoding and mapping live in telemetry/ingest; this module is only HTTP, admission and wiring. With
+`ingest.map_workers: N` trace requests are decoded and mapped in N worker processes
+(telemetry/ingest/workers.py); a worker lost mid-request is a 503 with `Retry-After` (`worker_lost`).
 """
 
 # ruff: noqa: B008  (FastAPI declares parameters with Query/Depends defaults by design)
@@ -228,8 +230,7 @@ def build_router(ctx) -> APIRouter | None:
     tel = ctx.telemetry
     if tel is None or not getattr(tel, "enabled", False) or getattr(tel, "sink", None) is None:
         return None
-    settings = getattr(ctx, "settings", None)
-    map_workers = settings.ingest.map_workers if settings is not None else 0
+    map_workers = getattr(getattr(getattr(ctx, "settings", None), "ingest", None), "map_workers", 0)
     receiver = OtlpReceiver(ctx, tel, IngestSettings.from_env(map_workers))
     router = APIRouter(tags=["ingest"])
     ctx.extras["ingest"] = receiver.mappers
