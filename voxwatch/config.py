@@ -89,6 +89,15 @@ class QueryLimits(BaseModel):
     sql_max_queue: int = Field(default=8, ge=0, description="queries waiting for a turn; past it: 429 + Retry-After")
 
 
+class IngestConfig(BaseModel):
+    """The OTLP receiver (voxwatch/api/ingest.py, docs/ingest.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    map_workers: int = Field(default=0, ge=0, le=64, description="processes that decode and map OTLP trace "
+                             "requests beside the receiver (0: in the receiver's process); takes a restart")
+
+
 class CallerEndpoint(BaseModel):
     """Who may place a call with `POST /v1/calls` from a browser."""
 
@@ -126,6 +135,7 @@ class Settings(BaseModel):
     alerting: dict[str, Any] | None = Field(default=None, description="route, receivers, inhibit_rules "
                                             "(Alertmanager's shape); default: the shipped routing.yaml")
     calls: CallerEndpoint = Field(default_factory=CallerEndpoint)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
 
     @field_validator("store")
     @classmethod

@@ -22,7 +22,7 @@ from voxwatch.config_rules import external_url, load_ruleset
 log = logging.getLogger(__name__)
 
 # these are bound at start (the store is open, the sockets listen): a change needs a restart
-RESTART_ONLY = ("store", "host", "port", "dashboard_port")
+RESTART_ONLY = ("store", "host", "port", "dashboard_port", "ingest")
 
 
 @dataclass

@@ -179,6 +179,24 @@ class _Turn:
 
 
 @dataclass
+class MappedTraces:
+    """One request's spans mapped, before anything is written, counted or remembered: what
+    `TraceIngest.map` returns and `TraceIngest.apply` takes. The split lets a mapping worker process
+    (telemetry/ingest/workers.py) do the costly part (reading every span and attribute, building the
+    `spans` batch) while the receiver keeps the only state that spans requests (the open traces a call
+    record is gathered from), the sink and the instruments. Everything in it pickles."""
+
+    result: IngestResult
+    spans: dict[str, Any] | None  # span_columns' columnar batch, None when no span was kept
+    conversations: list  # (trace id, start ns, end ns, error, attributes, Source) of the calls it closes
+    notes: dict  # what the open traces learn, per trace id: [language or None, transcript lines, turns (sid, number, start s, end s, latency, error)]
+    stage_ns: dict  # (stage, region) -> span durations in ns
+    obs: dict  # (metric, labels) -> values to observe
+    incs: dict  # (metric, labels) -> amount to add
+    per_source: Counter  # spans kept per source name
+
+
+@dataclass
 class _OpenTrace:
     """What the call record of one trace needs, gathered as its spans arrive."""
 
@@ -208,16 +226,17 @@ class TraceIngest:
 
     def __init__(self, telemetry, *, limits: IngestLimits | None = None, clock=None,
                  max_open_traces: int = 100_000) -> None:
+        # telemetry None: a mapper that only maps (`map`), as a mapping worker process holds
         self.telemetry = telemetry
-        self.sink = telemetry.sink  # rows go where the Telemetry's own spans and call records go
+        self.sink = telemetry.sink if telemetry is not None else None  # rows go where the Telemetry's own spans and call records go
         self.limits = limits or IngestLimits()
-        self.clock = clock or telemetry.clock
+        self.clock = clock or (telemetry.clock if telemetry is not None else None)
         self.max_open_traces = max_open_traces
         self._open: OrderedDict[bytes, _OpenTrace] = OrderedDict()
         # encoded attribute (bytes) -> (key, typed value, stored text): most of a pipeline's attributes repeat
         self._attr_cache: dict[bytes, tuple[str, Any, str]] = {}
         self._stage_ns: dict[tuple[str, str], list[int]] = {}
-        tel = telemetry
+        tel = telemetry if telemetry is not None else {}
         calls = tel["voxwatch_trace_calls_recorded_total"] if "voxwatch_trace_calls_recorded_total" in tel else None
         self._calls_recorded = calls.labels(sampled="false") if calls is not None else None  # as the tracer counts them
         self._m = {name: tel[name] for name in (
@@ -231,10 +250,18 @@ class TraceIngest:
 
     # ---- the request
     def ingest(self, request) -> IngestResult:
-        """Map one ExportTraceServiceRequest (or its attribute view, telemetry/ingest/otlp.py)."""
+        """Map one ExportTraceServiceRequest (or its attribute view, telemetry/ingest/otlp.py) into the
+        sink, the open traces and the instruments."""
+        return self.apply(self.map(request))
+
+    def map(self, request, now_ns: int | None = None) -> MappedTraces:
+        """Read one request into its `spans` batch and what it tells the open traces and the instruments,
+        changing nothing outside this call (but the attribute cache). `now_ns`: the receiver's clock, for
+        the timestamp limits (a mapping worker has none of its own); 400 (OtlpError) for a broken part."""
         request = traces_view(request)
         res = IngestResult()
-        now_ns = int(self.clock.now() * 1e9)
+        if now_ns is None:
+            now_ns = int(self.clock.now() * 1e9)
         lo = now_ns - int(self.limits.max_age_s * 1e9)
         hi = now_ns + int(self.limits.max_future_s * 1e9)
         # the batch: one tuple per span (columns at the end), attributes flat (every span's in one list,
@@ -248,6 +275,7 @@ class TraceIngest:
         self._obs: dict[tuple, list] = defaultdict(list)  # (metric, labels) -> values, observed once per request
         self._incs: dict[tuple, float] = defaultdict(float)
         self._stage_ns: dict[tuple[str, str], list[int]] = {}  # (stage, region) -> span durations in ns
+        self._notes: dict[bytes, list] = {}  # one entry per trace: replayed per trace, not per span, by apply
         cap = self.limits.max_attribute_chars
         max_attrs = self.limits.max_attributes
         measured = cv.MEASURED_SPANS
@@ -325,14 +353,30 @@ class TraceIngest:
             if len(rows) > n_source:
                 per_source[src.name] += len(rows) - n_source
         res.accepted = len(rows)
-        if rows and self.sink is not None:
-            self._write_spans(rows, flat_keys, flat_texts, offsets)
-        if conversations:
-            res.calls = self._close_calls(conversations)
-        self._record_measurements()
+        mapped = MappedTraces(res, self._span_batch(rows, flat_keys, flat_texts, offsets) if rows else None,
+                              conversations, self._notes, self._stage_ns, dict(self._obs), dict(self._incs), per_source)
+        self._notes, self._stage_ns, self._obs, self._incs = {}, {}, defaultdict(list), defaultdict(float)
+        return mapped
+
+    def apply(self, mapped: MappedTraces) -> IngestResult:
+        """A mapped request into the sink (its spans, then the calls it closes), the open traces and the
+        instruments; its IngestResult."""
+        res = mapped.result
+        if mapped.spans is not None and self.sink is not None:
+            self._write_spans(mapped.spans)
+        for tid, (language, lines, turns) in mapped.notes.items():
+            t = self._open_trace(tid)
+            if language:
+                t.language = language
+            t.transcript += lines
+            for sid, number, start_s, end_s, latency, error in turns:
+                t.turns[sid] = _Turn(number if number is not None else len(t.turns) + 1, start_s, end_s, latency, error)
+        if mapped.conversations:
+            res.calls = self._close_calls(mapped.conversations)
+        self._record_measurements(mapped)
         m = self._m.get("voxwatch_ingest_spans_total")
         if m is not None:
-            for name, n in per_source.items():
+            for name, n in mapped.per_source.items():
                 m.labels(source=name).inc(n)
         return res
 
@@ -376,7 +420,8 @@ class TraceIngest:
             flat_texts.append(_cut(status.message, self.limits.max_attribute_chars, res))
         return status.code == _STATUS_ERROR
 
-    def _write_spans(self, rows: list[tuple], flat_keys, flat_texts, offsets) -> None:
+    @staticmethod
+    def _span_batch(rows: list[tuple], flat_keys, flat_texts, offsets) -> dict[str, Any]:
         """The request's `spans` rows through the project's span-row builder, in its columnar form."""
         tids, sids, parents, turns, names, starts, ends, errors = zip(*rows)
         start_ns = np.array(starts, dtype=np.int64)
@@ -386,33 +431,30 @@ class TraceIngest:
                             duration_ms=(np.array(ends, dtype=np.int64) - start_ns) / 1e6,
                             status=["error" if e else "ok" for e in errors],
                             attr_keys=flat_keys, attr_values=flat_texts, attr_offsets=offsets)
+        return cols
+
+    def _write_spans(self, cols: dict[str, Any]) -> None:
         write = getattr(self.sink, "write_typed", None)
         if write is not None:
             write("spans", cols)
         else:  # a sink without the typed path (a test's recorder): lists per span, as span_columns' row form
-            cut = list(zip(offsets, offsets[1:]))
-            cols = {k: v.to_pylist() if isinstance(v, pa.Array) else v for k, v in cols.items()}
-            cols["attr_keys"] = [flat_keys[a:b] for a, b in cut]
-            cols["attr_values"] = [flat_texts[a:b] for a, b in cut]
-            self.sink.write_columns("spans", cols)
+            self.sink.write_columns("spans", {k: v.to_pylist() if isinstance(v, pa.Array) else v for k, v in cols.items()})
 
-    def _record_measurements(self) -> None:
-        """This request's observations into the instruments, one call per series (not per span)."""
+    def _record_measurements(self, mapped: MappedTraces) -> None:
+        """A request's observations into the instruments, one call per series (not per span)."""
         m = self._m
         inst = m.get("voxwatch_stage_latency_seconds")
-        for labels, ns in self._stage_ns.items():
+        for labels, ns in mapped.stage_ns.items():
             if inst is not None:
                 inst.labels(*labels).observe_many(np.array(ns, dtype=np.float64) / 1e9)
-        self._stage_ns = {}
-        for (metric, labels), values in self._obs.items():
+        for (metric, labels), values in mapped.obs.items():
             inst = m.get(metric)
             if inst is not None:
                 inst.labels(*labels).observe_many(values)
-        for (metric, labels), n in self._incs.items():
+        for (metric, labels), n in mapped.incs.items():
             inst = m.get(metric)
             if inst is not None:
                 inst.labels(*labels).inc(n)
-        self._obs, self._incs = defaultdict(list), defaultdict(float)
 
     # ---- measurements (the catalog's instruments) and the call record's gathering
     def _open_trace(self, tid: bytes) -> _OpenTrace:
@@ -468,11 +510,11 @@ class TraceIngest:
             self._obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
         text = attrs.get("transcript")
         if language or text:
-            t = self._open_trace(tid)
+            note = self._note(tid)
             if language:
-                t.language = lang
+                note[0] = lang
             if text:
-                t.transcript.append(f"caller: {text}")
+                note[1].append(f"caller: {text}")
 
     def _tts(self, tid, attrs) -> None:
         language = _first(attrs, cv.LANGUAGE)
@@ -485,7 +527,7 @@ class TraceIngest:
             self._incs[("voxwatch_tts_characters_total", (lang,))] += chars
         text = attrs.get("text")
         if text:
-            self._open_trace(tid).transcript.append(f"agent: {text}")
+            self._note(tid)[1].append(f"agent: {text}")
 
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
         obs, incs = self._obs, self._incs
@@ -502,9 +544,15 @@ class TraceIngest:
         if _truthy(_first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):
             incs[("voxwatch_turn_barge_ins_total", (region,))] += 1
         number = attrs.get("turn.number")
-        t = self._open_trace(tid)
-        t.turns[sid] = _Turn(number if isinstance(number, int) else len(t.turns) + 1, start / 1e9, end / 1e9,
-                             latency, error)
+        self._note(tid)[2].append((sid, number if isinstance(number, int) else None, start / 1e9, end / 1e9,
+                                   latency, error))
+
+    def _note(self, tid: bytes) -> list:
+        """What this request tells the open trace `tid` (see MappedTraces.notes)."""
+        note = self._notes.get(tid)
+        if note is None:
+            note = self._notes[tid] = [None, [], []]
+        return note
 
     def _close_calls(self, conversations) -> int:
         """The calls' rows in `calls`, through the project's call-record builder (one call for the request)."""

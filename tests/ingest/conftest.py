@@ -19,13 +19,21 @@ INGEST, READ, ADMIN = "ingest-token-1234567", "read-token-123456789", "admin-tok
 
 
 @pytest.fixture
-def service(store, tmp_path, monkeypatch):
+def map_workers() -> int:
+    """`ingest.map_workers` of the service: 0, traces mapped in the receiver's process. A module that
+    parametrises this fixture runs its tests against the worker-process path too."""
+    return 0
+
+
+@pytest.fixture
+def service(store, tmp_path, monkeypatch, map_workers):
     from voxwatch.commands.serve import build_context, start_api
 
     monkeypatch.setenv("VOXWATCH_SPOOL", str(tmp_path / "spool"))
     settings = Settings(tokens=[ApiToken(name="pipecat-bot", token=INGEST, scopes=[Scope.INGEST]),
                                 ApiToken(name="r", token=READ, scopes=[Scope.READ]),
-                                ApiToken(name="a", token=ADMIN, scopes=[Scope.ADMIN])])
+                                ApiToken(name="a", token=ADMIN, scopes=[Scope.ADMIN])],
+                        ingest={"map_workers": map_workers})
     ctx = build_context(settings, store=store)
     api = start_api(ctx)
     ctx.url = api.url

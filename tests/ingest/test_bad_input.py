@@ -1,11 +1,15 @@
 """Bad input at the OTLP receiver: each answered as the specification says, counted per cause, and the
-good part of a batch kept where partial success allows it."""
+good part of a batch kept where partial success allows it; with trace mapping in the receiver's process
+and in worker processes (`ingest.map_workers`), and a worker killed mid-request."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import math
+import os
+import signal
+import threading
 import time
 
 import httpx
@@ -26,6 +30,12 @@ from telemetry.ingest.otlp import to_json
 from tests.ingest.conftest import ADMIN, READ, auth, stored
 
 PB = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture(params=[0, 2], ids=["in_process", "map_workers_2"])
+def map_workers(request) -> int:
+    """Every case here also against trace requests decoded and mapped in two worker processes."""
+    return request.param
 
 
 def kv(key, value) -> KeyValue:
@@ -180,7 +190,7 @@ def test_a_catalog_metric_keeps_its_catalog_id(service):
 
 
 @pytest.fixture
-def small_service(monkeypatch, request):
+def small_service(monkeypatch, request, map_workers):
     monkeypatch.setenv("VOXWATCH_INGEST_MAX_BYTES", "2048")
     return request.getfixturevalue("service")
 
@@ -223,7 +233,7 @@ def test_back_pressure_is_429_or_503_with_retry_after(service, monkeypatch):
 
 
 @pytest.fixture
-def no_room_service(monkeypatch, request):
+def no_room_service(monkeypatch, request, map_workers):
     monkeypatch.setenv("VOXWATCH_INGEST_MAX_INFLIGHT", "0")  # every request finds the receiver busy
     return request.getfixturevalue("service")
 
@@ -317,3 +327,33 @@ def test_ids_are_stored_as_the_hex_of_the_bytes_sent(service):
     rows = stored(service, "SELECT name, trace_id, call_id, span_id, parent_span_id FROM spans ORDER BY name")
     assert rows == [("conversation", bytes(range(1, 17)).hex(), bytes(range(1, 17)).hex(), "f0f1f2f3f4f5f6f7", ""),
                     ("turn", bytes(range(1, 17)).hex(), bytes(range(1, 17)).hex(), "000a000a000a000a", "f0f1f2f3f4f5f6f7")]
+
+
+@pytest.mark.parametrize("map_workers", [2])
+def test_a_mapping_worker_killed_mid_request_is_a_503_with_retry_after_and_the_pool_recovers(service):
+    receiver = service.extras["ingest_receiver"]
+    assert post(service, "/v1/traces", traces_request(span("stt")).SerializeToString()).status_code == 200
+    workers = receiver.pool.pids()
+    assert len(workers) == 2
+    # a request large enough to be mapping when the workers die
+    big = traces_request(*[span("llm", sid=i.to_bytes(8, "big"), attrs=[kv("gen_ai.provider.name", "openai"),
+                                                                          kv("metrics.ttfb", i / 1e5)])
+                           for i in range(1, 40_001)]).SerializeToString()
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(post(service, "/v1/traces", big)))
+    sender.start()
+    inflight = service.telemetry.registry.get_sample_value
+    deadline = time.monotonic() + 30
+    while not inflight("voxwatch_ingest_inflight_requests") and time.monotonic() < deadline:
+        time.sleep(0.002)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    sender.join(60)
+    assert not sender.is_alive()
+    r = answers[0]
+    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+    assert rejected(service, "traces", "worker_lost") == 1
+    # nothing of the refused request was stored; the sender's retry (and any next request) is served
+    assert post(service, "/v1/traces", traces_request(span("tts", sid=b"\x07" * 8)).SerializeToString()).status_code == 200
+    assert stored(service, "SELECT name FROM spans ORDER BY name") == [("stt",), ("tts",)]
+    assert receiver.pool.restarts == 1 and not set(receiver.pool.pids()) & set(workers)

@@ -35,6 +35,7 @@ def _tracer(ctx, compression=Compression.Gzip):
     return provider
 
 
+@pytest.mark.parametrize("map_workers", [0, 2], ids=["in_process", "map_workers_2"])
 def test_a_voice_call_traced_with_the_sdk_becomes_spans_a_call_and_stage_metrics(service):
     provider = _tracer(service)
     tracer = provider.get_tracer("test")
@@ -164,6 +165,7 @@ def test_delta_sums_are_stored_as_running_totals(service):
     assert [r[0] for r in rows] == [4.0, 5.0, 7.0]
 
 
+@pytest.mark.parametrize("map_workers", [0, 2], ids=["in_process", "map_workers_2"])
 def test_uncompressed_protobuf_from_the_exporter_is_accepted_too(service):
     provider = _tracer(service, compression=Compression.NoCompression)
     provider.get_tracer("t").start_span("stt").end()

@@ -9,7 +9,9 @@ unreachable) so the exporter retries later instead of losing data. Refusals are 
 `voxwatch_ingest_rejected_total{signal, reason}`. A token with the `ingest` scope (or admin) sends;
 the same token may read the degradation level.
 
-Decoding and mapping live in telemetry/ingest; this module is only HTTP, admission and wiring.
+Decoding and mapping live in telemetry/ingest; this module is only HTTP, admission and wiring. With
+`ingest.map_workers: N` trace requests are decoded and mapped in N worker processes
+(telemetry/ingest/workers.py); a worker lost mid-request is a 503 with `Retry-After` (`worker_lost`).
 """
 
 # ruff: noqa: B008  (FastAPI declares parameters with Query/Depends defaults by design)
@@ -35,6 +37,7 @@ from telemetry.ingest import (
     TraceIngest,
     otlp,
 )
+from telemetry.ingest.workers import MapPool, WorkerLost
 from voxwatch.auth import _bearer, require_scope
 from voxwatch.config import ApiToken, Scope
 
@@ -45,13 +48,17 @@ class IngestSettings:
     max_inflight: int = 8  # requests decoded at once; more get 429 (bounded memory under any offer)
     queue_high_water: float = 0.8  # share of the sink's memory buffer past which senders are asked to wait
     retry_after_s: int = 2
+    map_workers: int = 0  # processes decoding and mapping trace requests (0: this process's thread pool)
 
     @classmethod
-    def from_env(cls) -> IngestSettings:
+    def from_env(cls, map_workers: int = 0) -> IngestSettings:
+        """The limits from the environment; `map_workers` from the config (`ingest.map_workers`), which
+        VOXWATCH_INGEST_MAP_WORKERS overrides."""
         env = os.environ
         return cls(
             max_body_bytes=int(env.get("VOXWATCH_INGEST_MAX_BYTES", cls.max_body_bytes)),
             max_inflight=int(env.get("VOXWATCH_INGEST_MAX_INFLIGHT", cls.max_inflight)),
+            map_workers=int(env.get("VOXWATCH_INGEST_MAP_WORKERS", map_workers)),
         )
 
 
@@ -93,6 +100,7 @@ class OtlpReceiver:
 
     def __init__(self, ctx, tel, settings: IngestSettings) -> None:
         limits = IngestLimits()
+        self.clock = ctx.clock
         self.settings = settings
         self.sink = tel.sink
         self.mappers = {"traces": TraceIngest(tel, limits=limits, clock=ctx.clock),
@@ -105,6 +113,14 @@ class OtlpReceiver:
         self.m_truncated = tel["voxwatch_ingest_truncated_attributes_total"]
         self.m_inflight = tel["voxwatch_ingest_inflight_requests"]
         tel["voxwatch_ingest_inflight_limit"].set(settings.max_inflight)
+        # trace requests decoded and mapped in worker processes; submitted only while holding an in-flight
+        # slot, so the pool's queue is bounded by max_inflight like everything else admitted
+        self.pool = MapPool(settings.map_workers, limits) if settings.map_workers > 0 else None
+
+    def close(self) -> None:
+        """Stop the mapping workers (after the HTTP server stopped taking requests)."""
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def answer(self, signal: str, status: int, body: bytes, mt: str, headers: dict | None = None) -> Response:
         self.m_requests.labels(signal=signal, code=str(status)).inc()
@@ -169,7 +185,14 @@ class OtlpReceiver:
         t0 = time.perf_counter()
         try:
             body = await self._read_body(request)
-            result = await run_in_threadpool(self._map, signal, body, mt, request.headers.get("content-encoding"))
+            encoding = request.headers.get("content-encoding")
+            if self.pool is not None and signal == "traces":
+                result = await self._map_in_worker(body, mt, encoding)
+            else:
+                result = await run_in_threadpool(self._map, signal, body, mt, encoding)
+        except WorkerLost as exc:
+            # the request was admitted but not mapped: nothing of it is stored, and the sender retries it
+            return self.refuse(signal, OtlpError(503, "worker_lost", f"{exc}; retry later"), mt, self.settings.retry_after_s)
         except OtlpError as err:
             return self.refuse(signal, err, mt)
         finally:
@@ -182,6 +205,20 @@ class OtlpReceiver:
             self.m_truncated.labels(signal=signal).inc(result.truncated)
         return self.answer(signal, 200, otlp.success(signal, result.rejected, result.message, mt), mt)
 
+    async def _map_in_worker(self, body: bytes, mt: str, encoding: str | None):
+        """Decode and map in a worker process; the sink, the open traces and the instruments stay here."""
+        limit = self.settings.max_body_bytes
+        if encoding and encoding.strip().lower() != "identity":  # gzip off the event loop
+            raw = await run_in_threadpool(otlp.inflate, body, encoding, limit)
+        else:
+            raw = otlp.inflate(body, encoding, limit)  # the size check alone
+        mapped = await self.pool.map(raw, mt, int(self.clock.now() * 1e9))
+        return await run_in_threadpool(self._apply, mapped)
+
+    def _apply(self, mapped):
+        with self.locks["traces"]:
+            return self.mappers["traces"].apply(mapped)
+
     def _map(self, signal: str, body: bytes, mt: str, encoding: str | None):
         raw = otlp.inflate(body, encoding, self.settings.max_body_bytes)
         msg = otlp.decode(signal, raw, mt)
@@ -193,9 +230,11 @@ def build_router(ctx) -> APIRouter | None:
     tel = ctx.telemetry
     if tel is None or not getattr(tel, "enabled", False) or getattr(tel, "sink", None) is None:
         return None
-    receiver = OtlpReceiver(ctx, tel, IngestSettings.from_env())
+    map_workers = getattr(getattr(getattr(ctx, "settings", None), "ingest", None), "map_workers", 0)
+    receiver = OtlpReceiver(ctx, tel, IngestSettings.from_env(map_workers))
     router = APIRouter(tags=["ingest"])
     ctx.extras["ingest"] = receiver.mappers
+    ctx.extras["ingest_receiver"] = receiver
 
     @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip)",
                  responses={200: {"description": "ExportTraceServiceResponse (partial_success when spans were refused)"},

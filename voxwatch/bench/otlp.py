@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overload-seconds", type=float, default=15.0,
                    help="then offer twice the measured span rate for this long (0: skip) and watch memory")
     p.add_argument("--overload-connections", type=int, default=16, help="connections of the overloading sender")
+    p.add_argument("--map-workers", type=int, default=0,
+                   help="also run the trace end to end with this many mapping worker processes (ingest.map_workers) "
+                        "and print both figures side by side; the overload run then goes to that receiver")
     p.add_argument("--breakdown", action="store_true",
                    help="also report the receiver's CPU per span by stage in the trace run (decode, map, hand-off, "
                         "store insert, garbage collection, the rest: HTTP and the engine's threads)")
@@ -290,10 +293,25 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int) -> dict:
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (the mapping workers, from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int, table: str, expected: int,
+                workers: list[int] = ()) -> dict:
     ctx.sink.flush()
     before = reads.row_count(ctx.store, table)
     rss0 = _rss_bytes()
+    cpu0, wcpu0 = os.times(), _cpu_s(workers)
     q = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_send, args=(url, path, bodies, connections, q))
     proc.start()
@@ -304,12 +322,23 @@ def _end_to_end(ctx, url: str, path: str, bodies: list[bytes], connections: int,
     ctx.telemetry.flush()
     ctx.sink.flush(timeout=600)
     elapsed = time.perf_counter() - t_start
+    cpu1 = os.times()
     proc.join(60)
     stored = reads.row_count(ctx.store, table) - before
     if stored != expected:
         raise RuntimeError(f"{table}: {stored} rows stored, expected {expected}")
     return {"seconds": elapsed, "refused_and_retried": refused, "rss_growth_bytes": max(0, _rss_bytes() - rss0),
-            "sender_cpu_s": sender_cpu}
+            "sender_cpu_s": sender_cpu, "receiver_cpu_s": cpu1.user - cpu0.user + cpu1.system - cpu0.system,
+            "workers_cpu_s": _cpu_s(workers) - wcpu0}
+
+
+def _mean_runs(a: dict, b: dict) -> dict:
+    """Two end-to-end runs of the same bodies as one: mean time and CPU (spans/s over the mean time),
+    and each run's spans/s kept apart as `runs_seconds`."""
+    out = {k: (a[k] + b[k]) / 2 for k in ("seconds", "sender_cpu_s", "receiver_cpu_s", "workers_cpu_s")}
+    out.update(refused_and_retried=a["refused_and_retried"] + b["refused_and_retried"],
+               rss_growth_bytes=max(a["rss_growth_bytes"], b["rss_growth_bytes"]), runs_seconds=[a["seconds"], b["seconds"]])
+    return out
 
 
 def _raw(store, table: str, columns: dict, repeat: int) -> tuple[float, float]:
@@ -352,7 +381,8 @@ class _Breakdown:
         self._lock = threading.Lock()
         self._undo = []
         for owner, name, label in ((otlp_mod, "decode", "decode"), (TraceIngest, "ingest", "map"),
-                                   (Sink, "write_typed", "hand_off"), (Store, "insert", "store_insert")):
+                                   (TraceIngest, "apply", "apply"), (Sink, "write_typed", "hand_off"),
+                                   (Store, "insert", "store_insert")):
             self._wrap(owner, name, label)
         self._gc_started = 0.0
         gc.callbacks.append(self._gc)
@@ -388,9 +418,13 @@ class _Breakdown:
         t1 = os.times()
         process = (t1.user - self._t0.user) + (t1.system - self._t0.system)
         us = {k: v / n * 1e6 for k, v in self.cpu.items()}
-        us["map"] = us.get("map", 0.0) - us.get("hand_off", 0.0)  # the mapper's own work, hand-off apart
+        # the mapper's own work (in this process: none with map workers), and the receiver's part of it
+        # (apply: open traces, call records, instruments), the hand-off to the sink apart
+        us["map"] = max(0.0, us.get("map", 0.0) - us.get("apply", 0.0))
+        us["apply"] = us.get("apply", 0.0) - us.get("hand_off", 0.0)
         out = {"process_cpu": process / n * 1e6, **us}
-        out["rest_http_engine_threads"] = out["process_cpu"] - sum(us.get(k, 0.0) for k in ("decode", "map", "hand_off", "store_insert"))
+        out["rest_http_engine_threads"] = out["process_cpu"] - sum(
+            us.get(k, 0.0) for k in ("decode", "map", "apply", "hand_off", "store_insert"))
         out["sender_cpu"] = sender_cpu_s / n * 1e6
         for f in self._undo:
             f()
@@ -426,7 +460,7 @@ def run(args) -> dict:
     from telemetry.sink import Sink
     from telemetry.store import open_store
     from voxwatch.commands.serve import freeze_startup_heap, start_api
-    from voxwatch.config import ApiToken, Scope, Settings
+    from voxwatch.config import ApiToken, IngestConfig, Scope, Settings
     from voxwatch.context import AppContext
 
     tmp = tempfile.mkdtemp(prefix="voxwatch-bench-otlp-")
@@ -442,12 +476,41 @@ def run(args) -> dict:
     point_bodies = [make_metrics_request(min(args.batch, args.points - i), seed=i // args.batch + 1, now_ns=now)
                     for i in range(0, args.points, args.batch)]
     api = start_api(ctx)
+    api_workers = None
+    map_workers = getattr(args, "map_workers", 0)
+    if map_workers:
+        # a second receiver on the same sink and store, its traces decoded and mapped in worker processes
+        ctx.settings = ctx.settings.model_copy(update={"ingest": IngestConfig(map_workers=map_workers)})
+        api_workers = start_api(ctx)
+        pool = ctx.extras["ingest_receiver"].pool
+        pool.wait_ready(120)
     freeze_startup_heap()  # as `voxwatch serve` does once started
+    workers_run = None
     try:
+        if api_workers is not None:
+            # both receivers warmed alike (attribute caches, the store's first parts, the workers' imports)
+            # before the runs compared, with a tenth of the bodies
+            warm = span_bodies[: max(1, len(span_bodies) // 10)]
+            n_warm = min(args.spans, len(warm) * args.batch)
+            for url in (api.url, api_workers.url):
+                _end_to_end(ctx, url, "/v1/traces", warm, args.connections, "spans", n_warm)
         breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
         spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
         if breakdown is not None:
             breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
+        if api_workers is not None:
+            workers_breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
+            workers_run = _end_to_end(ctx, api_workers.url, "/v1/traces", span_bodies, args.connections, "spans",
+                                      args.spans, pool.pids())
+            if workers_breakdown is not None:  # the receiver's CPU only; the workers' is workers_cpu_us_per_span
+                breakdown = {"map_workers_0": breakdown,
+                             f"map_workers_{map_workers}": workers_breakdown.report(args.spans, workers_run["sender_cpu_s"])}
+            # then the other way round (N, then 0): the store's background merges after each run and the
+            # other jobs on the machine weigh on whichever run comes later, so each figure is the mean of
+            # one run in each position
+            second = [_end_to_end(ctx, url, "/v1/traces", span_bodies, args.connections, "spans", args.spans, pids)
+                      for url, pids in ((api_workers.url, pool.pids()), (api.url, []))]
+            workers_run, spans_run = _mean_runs(workers_run, second[0]), _mean_runs(spans_run, second[1])
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -460,10 +523,14 @@ def run(args) -> dict:
         if args.overload_seconds > 0:
             capacity = args.spans / spans_run["seconds"]
             sizes = [min(args.batch, args.spans - i) for i in range(0, args.spans, args.batch)]
-            overload = _overload(ctx, api.url, span_bodies, sizes, capacity, args.overload_connections,
-                                 args.overload_seconds)
+            if workers_run is not None:
+                capacity = max(capacity, args.spans / workers_run["seconds"])
+            overload = _overload(ctx, (api_workers or api).url, span_bodies, sizes, capacity,
+                                 args.overload_connections, args.overload_seconds)
     finally:
         api.stop()
+        if api_workers is not None:
+            api_workers.stop()
         sink.close()
     try:
         trace_cap = _Capture()
@@ -480,6 +547,25 @@ def run(args) -> dict:
     points_ps = args.points / points_run["seconds"]
     raw_points_ps = args.points / raw_samples_s  # the same points' rows, inserted raw
     spans_ratio = spans_ps / raw_spans_ps
+    side_by_side = None
+    if workers_run is not None:
+        w_ps = args.spans / workers_run["seconds"]
+        side_by_side = {
+            "map_workers": [0, map_workers],
+            "spans_per_s": [round(spans_ps), round(w_ps)],
+            "spans_per_s_each_run": [[round(args.spans / t) for t in r["runs_seconds"]] for r in (spans_run, workers_run)],
+            "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
+            "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
+                                              round(w_ps * raw_spans_py_s / args.spans, 3)],
+            "receiver_cpu_us_per_span": [round(r["receiver_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
+            "workers_cpu_us_per_span": [0.0, round(workers_run["workers_cpu_s"] / args.spans * 1e6, 2)],
+            "sender_cpu_us_per_span": [round(r["sender_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
+            "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
+            "cores": os.cpu_count(),
+            "note": "the sender is a separate process on the same cores; trace runs in the order 0, N, N, 0 (each "
+                    "figure over the mean time of its two runs; each run's own spans/s beside), the same bodies, the "
+                    "same store, against the same raw baselines; the top-level spans_per_s is that mean too",
+        }
     return {
         "store": "chdb (embedded)",
         "spans": args.spans,
@@ -504,7 +590,9 @@ def run(args) -> dict:
         "refused_and_retried": {"traces": spans_run["refused_and_retried"], "metrics": points_run["refused_and_retried"]},
         "receiver_rss_growth_mb": {"traces": round(spans_run["rss_growth_bytes"] / 2**20, 1),
                                    "metrics": round(points_run["rss_growth_bytes"] / 2**20, 1)},
+        "traces_by_map_workers": side_by_side,
         "overload_2x": overload,
+        "overload_map_workers": map_workers if overload is not None else None,
         "cpu_us_per_span_by_stage": breakdown,
         "targets": {"spans_per_s": 50_000, "spans_ratio": 0.25},
         "met": {"spans_per_s": spans_ps >= 50_000, "spans_ratio": spans_ratio >= 0.25},

@@ -46,10 +46,19 @@ class RunningAPI:
     url: str
     server: object  # uvicorn.Server
     thread: threading.Thread
+    ctx: object = None
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        stop_ingest_workers(self.ctx)
+
+
+def stop_ingest_workers(ctx) -> None:
+    """The OTLP receiver's mapping processes (`ingest.map_workers`), once no request is being served."""
+    receiver = getattr(ctx, "extras", {}).get("ingest_receiver") if ctx is not None else None
+    if receiver is not None:
+        receiver.close()
 
 
 def start_api(ctx, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning",
@@ -68,7 +77,7 @@ def start_api(ctx, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "
     thread.start()
     url = f"http://{host}:{port}"
     _wait_http(f"{url}/healthz", ready_timeout, thread.is_alive)
-    return RunningAPI(url, server, thread)
+    return RunningAPI(url, server, thread, ctx)
 
 
 @dataclass
@@ -367,6 +376,7 @@ def run(args) -> int:
     finally:
         if dashboard is not None:
             dashboard.stop()
+        stop_ingest_workers(ctx)  # the mapping processes, once the server answers no more
         if ctx.sink is not None:
             try:
                 ctx.sink.close(timeout=STOP_FLUSH_S)
