@@ -8,7 +8,6 @@ the metrics once per second by `publish`, so a lookup costs a dict operation, no
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -28,17 +27,6 @@ class TTLCache:
         self.evictions = 0
         self.expirations = 0
         self._published: dict[str, int] = {}
-        self._stagger_until = float("-inf")
-        self._stagger_rng: random.Random | None = None
-
-    def warm_start(self, now: float, seed: int = 0) -> None:
-        """Behave as a cache that has been serving for a while although it starts empty: for one TTL
-        from `now`, an entry filled by a miss gets the remaining life of an entry cached at a random
-        moment of the last TTL. Without this, everything filled in the first minutes expires together
-        one TTL later and again every TTL after (a miss wave a live cache never shows, which a
-        detector rightly flags on a long normal day)."""
-        self._stagger_until = now + self.ttl_s
-        self._stagger_rng = random.Random(f"{self.name}:{seed}")
 
     def __len__(self) -> int:
         return len(self._data)
@@ -61,10 +49,7 @@ class TTLCache:
         data = self._data
         if key in data:
             data.move_to_end(key)
-        ttl = self.ttl_s
-        if now < self._stagger_until:
-            ttl *= 1.0 - self._stagger_rng.random()  # in (0, ttl]
-        data[key] = (now + ttl, value)
+        data[key] = (now + self.ttl_s, value)
         if len(data) > self.capacity:
             data.popitem(last=False)
             self.evictions += 1

@@ -363,8 +363,6 @@ class Simulation:
 
     def _populate(self, now: float) -> None:
         """Start mid-day: the traffic shape's concurrency at t=0, each call somewhere in its life."""
-        for cache in self.pipeline.caches:  # mid-day caches are warm: their entries expire spread out
-            cache.warm_start(now, self.seed)
         n = int(round(self.scenario.traffic.concurrent_calls * self.scenario.traffic.factor(0.0)))
         if n <= 0:
             return

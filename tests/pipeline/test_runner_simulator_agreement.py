@@ -56,8 +56,6 @@ def per_call_turns(sc):
     clock = VirtualClock(sc.start)
     engines = simulated_engines(sc.engines, clock, SEED)
     pipe = Pipeline(engines, clock=clock, config=pipeline_config(sc), seed=SEED)
-    for cache in pipe.caches:  # both start mid-day, as the simulator's warm start does
-        cache.warm_start(clock.now(), SEED)
     rng = np.random.default_rng(SEED)
     names = [n for n in sc.intents if n != FALLBACK_INTENT]
     mix = np.array([sc.intents[n] for n in names], float)
