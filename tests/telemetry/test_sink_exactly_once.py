@@ -82,3 +82,22 @@ def test_on_an_18_16_cluster_a_replayed_batch_is_stored_once(clickhouse_cluster,
     finally:
         for node in nodes:
             node.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+@pytest.mark.server
+def test_on_the_cluster_a_batch_stored_on_one_shard_only_is_completed_on_the_other(cluster_store):
+    """A writer that died after one shard stored its part of a batch and before the other got its own:
+    the replayed batch adds only the missing shard's rows; replayed again, it adds nothing."""
+    import numpy as np
+
+    ids = [f"part-{i}" for i in range(200)]
+    data = {"call_id": ids, "started_ms": [1] * len(ids), "ended_ms": [2] * len(ids)}
+    tbl = cluster_store.batch("calls", data)
+    nodes = cluster_store._shard_nodes()
+    shard = cluster_store._shard_of_rows("calls", tbl, "batch-1", nodes)
+    first = tbl.take(np.flatnonzero(shard == 0))
+    assert 0 < first.num_rows < len(ids)
+    nodes[0]._insert_ledgered_here("calls", first, "batch-1", replay=False)
+    for _ in range(2):
+        cluster_store.insert("calls", data, dedup_token="batch-1", replay=True)
+        assert cluster_store.query_rows("SELECT count(), uniqExact(call_id) FROM calls")[0] == (len(ids), len(ids))
