@@ -30,22 +30,6 @@ PART_CLEANUP_SETTINGS = {
 }
 _PART_CLEANUP = ", ".join(f"{k} = {v}" for k, v in PART_CLEANUP_SETTINGS.items())
 
-# The engine's allocator (jemalloc) keeps freed pages resident until it purges them; a ClickHouse
-# server's memory worker purges them, but only near its memory limit (90% of this machine's RAM in
-# chdb). In the soak ~20-50 MB sat there at times, 5-12 MB came back at each `SYSTEM JEMALLOC PURGE`
-# (1-2 ms), so an embedded store purges every few seconds, as a server near its limit would.
-ALLOCATOR_PURGE_S = 10.0
-_PURGERS: dict[str, tuple[threading.Thread, threading.Event]] = {}
-
-
-def _purge_allocator(sess, stop: threading.Event) -> None:
-    while not stop.wait(ALLOCATOR_PURGE_S):
-        try:
-            with _ENGINE_LOCK:
-                sess.query("SYSTEM JEMALLOC PURGE")
-        except Exception:  # noqa: BLE001 - an engine without jemalloc: nothing to give back
-            return
-
 # chdb keeps one engine per process. The first store on a folder opens a session that owns it (the
 # folder lock); stores of other databases in the same folder share that session. Queries run on
 # connections of their own (telemetry/store/pool.py): chdb runs queries of different connections at
@@ -188,10 +172,6 @@ class ChdbStore(Store):
                         f"cannot open embedded store at {self.path}: {_first_line(exc)} "
                         "(another process may own it: use its query API, or a clickhouse:// store)"
                     ) from exc
-                stop = threading.Event()
-                purger = threading.Thread(target=_purge_allocator, args=(sess, stop), name="chdb-purge", daemon=True)
-                purger.start()
-                _PURGERS[self.path] = (purger, stop)
             _SESSIONS[self.path] = (sess, refs + 1)
         self._session = sess
         try:
@@ -292,10 +272,6 @@ class ChdbStore(Store):
             if refs <= 1:
                 _SESSIONS.pop(self.path, None)
                 _CURRENT_DATABASE.pop(id(sess), None)
-                purger, stop = _PURGERS.pop(self.path, (None, None))
-                if purger is not None:
-                    stop.set()
-                    purger.join(5)
                 try:
                     sess.close()
                 except Exception:  # noqa: BLE001 - closing twice is harmless
