@@ -236,14 +236,17 @@ class Store(ABC):
             if settings:
                 self._insert_arrow(table, tbl, settings)
             elif dedup_token and self.batch_ledger:
-                stored = self._ledger_rows(table, dedup_token) if replay else 0
-                if stored < tbl.num_rows:
-                    # The driver sends a batch in blocks, in order, each stored with its ledger row:
-                    # what is there is a prefix, so the rest completes it.
-                    self._insert_arrow(table, tbl.slice(stored), batch_token=dedup_token)
+                self._insert_ledgered(table, tbl, dedup_token, replay)
             else:
                 self._insert_arrow(table, tbl)
         return tbl.num_rows
+
+    def _insert_ledgered(self, table: str, tbl: pa.Table, token: str, replay: bool) -> None:
+        stored = self._ledger_rows(table, token) if replay else 0
+        if stored < tbl.num_rows:
+            # The driver sends a batch in blocks, in order, each stored with its ledger row:
+            # what is there is a prefix, so the rest completes it.
+            self._insert_arrow(table, tbl.slice(stored), batch_token=token)
 
     def _ledger_rows(self, table: str, token: str) -> int:
         raise NotImplementedError

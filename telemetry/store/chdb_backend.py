@@ -17,6 +17,19 @@ from telemetry.store.pool import LanePool, PoolClosed
 from telemetry.store.schema import ANALYST_VIEWS, TABLES, TABLES_BY_NAME, VIEWS
 from telemetry.store.sql_guard import with_limits
 
+# The engine cleans up replaced parts inside this process. With MergeTree's defaults (a cleanup pass
+# every 30 s, backing off towards 300 s) the sink's inserts and their merges left ~900 replaced parts
+# in memory after 4 minutes of `voxwatch bench soak`, which were then removed at once by a pool that
+# started a thread per batch: 120 more threads, kept, and +20-36 MB resident at that moment. A pass
+# every 1-5 s on one thread keeps the replaced parts under ~20 and the thread count flat.
+PART_CLEANUP_SETTINGS = {
+    "cleanup_delay_period": 1,
+    "max_cleanup_delay_period": 5,
+    "cleanup_delay_period_random_add": 1,
+    "concurrent_part_removal_threshold": 1_000_000,
+}
+_PART_CLEANUP = ", ".join(f"{k} = {v}" for k, v in PART_CLEANUP_SETTINGS.items())
+
 # chdb keeps one engine per process. The first store on a folder opens a session that owns it (the
 # folder lock); stores of other databases in the same folder share that session. Queries run on
 # connections of their own (telemetry/store/pool.py): chdb runs queries of different connections at
@@ -171,6 +184,17 @@ class ChdbStore(Store):
         # The engine runs in this process: analysts' threads get the lowest OS priority (nice 19), so
         # the API's own Python (HTTP, DataFrames) runs before them, not beside them on a shared core.
         self._pool.settings["analyst"]["os_thread_priority"] = 19
+
+    def _create_table(self, t) -> None:
+        ddl = self.dialect.table_ddl(t, name=self._local_name(t.name))
+        self._execute(ddl + (f"\nSETTINGS {_PART_CLEANUP}" if "MergeTree" in t.engine else ""))
+
+    def migrate(self) -> int:
+        before = super().migrate()
+        for t in TABLES:  # tables created before these settings (a pass takes them up within ~40 s)
+            if "MergeTree" in t.engine:
+                self._execute(f"ALTER TABLE {t.name} MODIFY SETTING {_PART_CLEANUP}")
+        return before
 
     def _connect(self, lane: str):
         import chdb

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import threading
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from telemetry.store.base import Store, StoreError, StoreUnavailable
@@ -63,6 +66,8 @@ class ServerStore(Store):
         # clickhouse-driver's Client is not thread-safe: one per connection of a lane (pool.py).
         self._pool = LanePool(lambda lane: self._connect(host, port, settings=self._pool.settings[lane]),
                               lambda client: client.disconnect(), lane_sizes)
+        self._nodes: list[ServerStore] = []  # a store per shard, for the cluster's batch ledger
+        self._nodes_lock = threading.Lock()
         self.dialect = dialect_for_version(self.server_version())
         if not self.dialect.modern:
             self._pool.settings["analyst"].update(LEGACY_ANALYST_SETTINGS)
@@ -146,10 +151,65 @@ class ServerStore(Store):
     # (table, token, rows) to `sink_batches`, in that order (18.16 runs a table's views sorted by
     # name: `_batched_rows` before `_batched_tokens`) and as part of the same INSERT of the same block.
     # A replayed batch (from the spool) first asks the ledger how many of its rows are stored.
+    #
+    # On a cluster a Distributed insert reaches the shards apart, so the ledger is kept per shard: the
+    # sink's batch is split by the table's shard key as the Distributed table would split it, and each
+    # shard's part goes over a connection of its own into that shard's `<table>_batched` entry, whose
+    # views write the rows into `<table>_local` and the part's row into the shard's own ledger. A
+    # replayed batch asks each shard's ledger about that shard's part (a prefix of it, as above).
     @property
     def batch_ledger(self) -> bool:
-        # A cluster's Distributed inserts reach the shards later and apart: no ledger there.
-        return not self.dialect.modern and not self.cluster
+        return not self.dialect.modern
+
+    def _insert_ledgered(self, table: str, tbl, token: str, replay: bool) -> None:
+        if not self.cluster:
+            return super()._insert_ledgered(table, tbl, token, replay)
+        nodes = self._shard_nodes()
+        shard = self._shard_of_rows(table, tbl, token, nodes)
+        for i, node in enumerate(nodes):
+            part = tbl.take(np.flatnonzero(shard == i))
+            if part.num_rows:
+                node.with_lane(self.lane)._insert_ledgered_here(table, part, token, replay)
+
+    def _insert_ledgered_here(self, table: str, part, token: str, replay: bool) -> None:
+        super()._insert_ledgered(table, part, token, replay)
+
+    def _shard_nodes(self) -> list[ServerStore]:
+        """A store on each shard (its local tables; connections of its own), in the cluster's order."""
+        with self._nodes_lock:
+            if not self._nodes:
+                for r in self._cluster_layout().itertuples():
+                    node = self._node(str(r.host_address), int(r.port))
+                    node.weight = int(r.shard_weight)
+                    self._nodes.append(node)
+            return list(self._nodes)
+
+    def _node(self, host: str, port: int) -> ServerStore:
+        node = ServerStore.__new__(ServerStore)
+        node.__dict__.update(self.__dict__)
+        node.host, node.port, node._nodes = host, port, []
+        node._pool = LanePool(lambda lane, h=host, p=port: self._connect(h, p, settings=self._pool.settings[lane]),
+                              lambda c: c.disconnect(), {lane: 1 for lane in self._pool.sizes})
+        return node
+
+    def _shard_of_rows(self, table: str, tbl, token: str, nodes: list[ServerStore]) -> np.ndarray:
+        """Each row's shard (an index into `nodes`), as the Distributed table picks it: the shard key
+        modulo the total weight, over slots given to the shards in order, `weight` slots each."""
+        slots = np.repeat(np.arange(len(nodes)), [n.weight for n in nodes])
+        key_expr = TABLES_BY_NAME[table].shard_key
+        column = next((c.name for c in TABLES_BY_NAME[table].columns if re.search(rf"\b{c.name}\b", key_expr)), None)
+        if column is None:  # rand(): any shard; the batch's own hash keeps a replay on the same one
+            key = np.full(tbl.num_rows, int(hashlib.sha1(token.encode()).hexdigest()[:15], 16), dtype=np.uint64)
+        elif key_expr == column:
+            key = tbl.column(column).to_numpy().astype(np.uint64)
+        else:  # the server computes the key (cityHash64 of an id) for the batch's values
+            values = tbl.column(column).to_pylist()
+            ctype = next(c.type for c in TABLES_BY_NAME[table].columns if c.name == column)
+            rows = self._client_run(lambda c: c.execute(
+                f"SELECT {key_expr} FROM _batch",
+                external_tables=[{"name": "_batch", "structure": [(column, ctype)], "data": [{column: v} for v in values]}]))
+            key = np.array([r[0] for r in rows], dtype=np.uint64)
+        return slots[(key % np.uint64(len(slots))).astype(np.int64)]
 
     def _ledger_rows(self, table: str, token: str) -> int:
         df = self._query_df(f"SELECT sum(rows) AS n FROM {LEDGER} WHERE `table` = {{t:String}} AND token = {{k:String}}",
@@ -174,7 +234,8 @@ class ServerStore(Store):
             names = ", ".join(f"`{c.name}`" for c in cols)
             self._execute(f"CREATE TABLE IF NOT EXISTS {entry} ({ddl}, `batch_token` String) ENGINE = Null")
             # 18.16's views fill no defaults: each names every column of its target.
-            self._execute(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_rows TO {t.name} AS SELECT {names} FROM {entry}")
+            self._execute(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_rows TO {self._local_name(t.name)} "
+                          f"AS SELECT {names} FROM {entry}")
             self._execute(
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_tokens TO {LEDGER} AS SELECT '{t.name}' AS `table`, "
                 f"batch_token AS token, count() AS rows, now() AS stored_at FROM {entry} GROUP BY batch_token"
@@ -186,19 +247,24 @@ class ServerStore(Store):
 
     def close(self) -> None:
         self._pool.close()
+        for node in self._nodes:
+            node.close()
 
     # -- cluster layout --------------------------------------------------------------------------
     def shards(self) -> list[tuple[int, str, int]]:
         """(shard_num, host, port) of the first replica of each shard of the cluster."""
+        return [(int(r.shard_num), str(r.host_address), int(r.port)) for r in self._cluster_layout().itertuples()]
+
+    def _cluster_layout(self) -> pd.DataFrame:
         df = self._query_df(
-            "SELECT shard_num, host_address, port FROM system.clusters "
+            "SELECT shard_num, shard_weight, host_address, port FROM system.clusters "
             "WHERE cluster = {c:String} AND replica_num = 1 ORDER BY shard_num",
             {"c": self.cluster},
             None,
         )
         if df.empty:
             raise StoreError(f"cluster {self.cluster!r} is not defined in the server's remote_servers")
-        return [(int(r.shard_num), str(r.host_address), int(r.port)) for r in df.itertuples()]
+        return df
 
     def migrate(self) -> int:
         if not self.cluster:
@@ -207,14 +273,7 @@ class ServerStore(Store):
                 self._create_batch_ledger()
             return before
         before = self.schema_version() if self._table_exists("schema_version") else 0
-        nodes = []
-        for _, host, port in self.shards():
-            node = ServerStore.__new__(ServerStore)
-            node.__dict__.update(self.__dict__)
-            node.host, node.port = host, port
-            node._pool = LanePool(lambda lane, h=host, p=port: self._connect(h, p), lambda c: c.disconnect(),
-                                  {lane: 1 for lane in self._pool.sizes})
-            nodes.append(node)
+        nodes = [self._node(host, port) for _, host, port in self.shards()]
         try:
             for node in nodes:
                 # Each shard: local tables and views (super().migrate() logic, minus the version row).
@@ -223,6 +282,8 @@ class ServerStore(Store):
                 node._add_missing_columns()
                 for v in VIEWS:
                     node._create_view(v)
+                if self.batch_ledger:  # each shard keeps the ledger of the batch parts it stored
+                    node._create_batch_ledger()
                 for t in TABLES:
                     node._execute(
                         node.dialect.table_ddl(

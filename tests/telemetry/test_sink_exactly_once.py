@@ -56,3 +56,48 @@ def test_on_the_18_16_server_a_replayed_batch_is_stored_once(clickhouse_server, 
                                 tmp_path / "spool", dedup)
     finally:
         Client("127.0.0.1", port=clickhouse_server.tcp_port).execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("dedup", [True, False], ids=["with-shard-ledgers", "control-without-ledger"])
+def test_on_an_18_16_cluster_a_replayed_batch_is_stored_once(clickhouse_cluster, tmp_path, dedup):
+    """On the two-shard cluster each shard keeps the ledger of the batch parts it stored; the parts are
+    split as the Distributed table splits rows (by the shard key), so a call's rows stay on its shard."""
+    from clickhouse_driver import Client
+
+    db = f"exactly_once_{uuid.uuid4().hex[:12]}"
+    nodes = [Client("127.0.0.1", port=node.tcp_port) for node in clickhouse_cluster]
+    try:
+        _replayed_after_sigkill(f"clickhouse://default@127.0.0.1:{clickhouse_cluster[0].tcp_port}/{db}"
+                                "?cluster=voxwatch_two_shards", tmp_path / "spool", dedup)
+        if dedup:
+            # The Distributed table's own placement of new ids (the shard key modulo the two shards'
+            # weights) is where the ledgered parts went too.
+            nodes[0].execute(f"INSERT INTO {db}.calls (call_id, started_ms, ended_ms) VALUES",
+                             [(f"direct-{i}", 1, 2) for i in range(200)], settings={"insert_distributed_sync": 1})
+            for i, node in enumerate(nodes):
+                on_shard = node.execute(f"SELECT countIf(call_id LIKE 'call-%'), countIf(call_id LIKE 'direct-%'), "
+                                        f"countIf(cityHash64(call_id) % 2 != {i}) FROM {db}.calls_local")[0]
+                assert on_shard[0] > 0 and on_shard[1] > 0 and on_shard[2] == 0, (i, on_shard)
+    finally:
+        for node in nodes:
+            node.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+@pytest.mark.server
+def test_on_the_cluster_a_batch_stored_on_one_shard_only_is_completed_on_the_other(cluster_store):
+    """A writer that died after one shard stored its part of a batch and before the other got its own:
+    the replayed batch adds only the missing shard's rows; replayed again, it adds nothing."""
+    import numpy as np
+
+    ids = [f"part-{i}" for i in range(200)]
+    data = {"call_id": ids, "started_ms": [1] * len(ids), "ended_ms": [2] * len(ids)}
+    tbl = cluster_store.batch("calls", data)
+    nodes = cluster_store._shard_nodes()
+    shard = cluster_store._shard_of_rows("calls", tbl, "batch-1", nodes)
+    first = tbl.take(np.flatnonzero(shard == 0))
+    assert 0 < first.num_rows < len(ids)
+    nodes[0]._insert_ledgered_here("calls", first, "batch-1", replay=False)
+    for _ in range(2):
+        cluster_store.insert("calls", data, dedup_token="batch-1", replay=True)
+        assert cluster_store.query_rows("SELECT count(), uniqExact(call_id) FROM calls")[0] == (len(ids), len(ids))
