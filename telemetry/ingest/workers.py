@@ -121,22 +121,24 @@ class MapPool:
                 return
             old, self._pool = self._pool, self._start()
             self.restarts += 1
-        stuck = list(getattr(old, "_processes", {}).values()) if kill else []
+        stuck = _processes(old) if kill else []
         old.shutdown(wait=False, cancel_futures=True)
         for p in stuck:
             p.kill()
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for an operator, and the test that kills one)."""
-        return [p.pid for p in list(getattr(self._pool, "_processes", {}).values())]
+        return [p.pid for p in _processes(self._pool)]
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop the workers (SIGTERM of `voxwatch serve`, once the server answers no more): queued requests
         are cancelled, a request being mapped gets `timeout_s` to finish, then its worker is killed."""
         with self._lock:
+            if self._closed:  # idempotent: every server sharing a context stops it
+                return
             self._closed = True
             pool = self._pool
-        procs = list(getattr(pool, "_processes", {}).values())
+        procs = _processes(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout_s
         for p in procs:
@@ -144,6 +146,11 @@ class MapPool:
             if p.is_alive():
                 p.kill()
                 p.join(5)
+
+
+def _processes(pool) -> list:
+    """A pool's worker processes (the executor's private map, None once it has shut down)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 __all__ = ["BrokenProcessPool", "MapPool", "WorkerLost", "map_traces"]

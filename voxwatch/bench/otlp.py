@@ -452,6 +452,63 @@ class _Capture:
         return len(rows)
 
 
+def _trace_runs(ctx, args, api, api_workers, span_bodies):
+    """The trace runs: in-process alone, or (with map workers) both receivers warmed alike and run in
+    the order 0, N, N, 0. Returns (in-process run, workers' run or None, CPU breakdown or None)."""
+    workers_run = None
+    map_workers = getattr(args, "map_workers", 0)
+    pool = ctx.extras["ingest_receiver"].pool if api_workers is not None else None
+    if api_workers is not None:
+        # both receivers warmed alike (attribute caches, the store's first parts, the workers' imports)
+        # before the runs compared, with a tenth of the bodies
+        warm = span_bodies[: max(1, len(span_bodies) // 10)]
+        n_warm = min(args.spans, len(warm) * args.batch)
+        for url in (api.url, api_workers.url):
+            _end_to_end(ctx, url, "/v1/traces", warm, args.connections, "spans", n_warm)
+    breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
+    spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
+    if breakdown is not None:
+        breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
+    if api_workers is not None:
+        workers_breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
+        workers_run = _end_to_end(ctx, api_workers.url, "/v1/traces", span_bodies, args.connections, "spans",
+                                  args.spans, pool.pids())
+        if workers_breakdown is not None:  # the receiver's CPU only; the workers' is workers_cpu_us_per_span
+            breakdown = {"map_workers_0": breakdown,
+                         f"map_workers_{map_workers}": workers_breakdown.report(args.spans, workers_run["sender_cpu_s"])}
+        # then the other way round (N, then 0): the store's background merges after each run and the
+        # other jobs on the machine weigh on whichever run comes later, so each figure is the mean of
+        # one run in each position
+        second = [_end_to_end(ctx, url, "/v1/traces", span_bodies, args.connections, "spans", args.spans, pids)
+                  for url, pids in ((api_workers.url, pool.pids()), (api.url, []))]
+        workers_run, spans_run = _mean_runs(workers_run, second[0]), _mean_runs(spans_run, second[1])
+    return spans_run, workers_run, breakdown
+
+
+def _side_by_side(args, spans_run, workers_run, raw_spans_ps, raw_spans_py_s) -> dict:
+    """The in-process and the map workers' trace runs, figure beside figure."""
+    map_workers = args.map_workers
+    spans_ps = args.spans / spans_run["seconds"]
+    spans_ratio = spans_ps / raw_spans_ps
+    w_ps = args.spans / workers_run["seconds"]
+    return {
+        "map_workers": [0, map_workers],
+        "spans_per_s": [round(spans_ps), round(w_ps)],
+        "spans_per_s_each_run": [[round(args.spans / t) for t in r["runs_seconds"]] for r in (spans_run, workers_run)],
+        "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
+        "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
+                                          round(w_ps * raw_spans_py_s / args.spans, 3)],
+        "receiver_cpu_us_per_span": [round(r["receiver_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
+        "workers_cpu_us_per_span": [0.0, round(workers_run["workers_cpu_s"] / args.spans * 1e6, 2)],
+        "sender_cpu_us_per_span": [round(r["sender_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
+        "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
+        "cores": os.cpu_count(),
+        "note": "the sender is a separate process on the same cores; trace runs in the order 0, N, N, 0 (each "
+                "figure over the mean time of its two runs; each run's own spans/s beside), the same bodies, the "
+                "same store, against the same raw baselines; the top-level spans_per_s is that mean too",
+    }
+
+
 def run(args) -> dict:
     from telemetry import Telemetry
     from telemetry.clock import WallClock
@@ -485,32 +542,8 @@ def run(args) -> dict:
         pool = ctx.extras["ingest_receiver"].pool
         pool.wait_ready(120)
     freeze_startup_heap()  # as `voxwatch serve` does once started
-    workers_run = None
     try:
-        if api_workers is not None:
-            # both receivers warmed alike (attribute caches, the store's first parts, the workers' imports)
-            # before the runs compared, with a tenth of the bodies
-            warm = span_bodies[: max(1, len(span_bodies) // 10)]
-            n_warm = min(args.spans, len(warm) * args.batch)
-            for url in (api.url, api_workers.url):
-                _end_to_end(ctx, url, "/v1/traces", warm, args.connections, "spans", n_warm)
-        breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
-        spans_run = _end_to_end(ctx, api.url, "/v1/traces", span_bodies, args.connections, "spans", args.spans)
-        if breakdown is not None:
-            breakdown = breakdown.report(args.spans, spans_run["sender_cpu_s"])
-        if api_workers is not None:
-            workers_breakdown = _Breakdown() if getattr(args, "breakdown", False) else None
-            workers_run = _end_to_end(ctx, api_workers.url, "/v1/traces", span_bodies, args.connections, "spans",
-                                      args.spans, pool.pids())
-            if workers_breakdown is not None:  # the receiver's CPU only; the workers' is workers_cpu_us_per_span
-                breakdown = {"map_workers_0": breakdown,
-                             f"map_workers_{map_workers}": workers_breakdown.report(args.spans, workers_run["sender_cpu_s"])}
-            # then the other way round (N, then 0): the store's background merges after each run and the
-            # other jobs on the machine weigh on whichever run comes later, so each figure is the mean of
-            # one run in each position
-            second = [_end_to_end(ctx, url, "/v1/traces", span_bodies, args.connections, "spans", args.spans, pids)
-                      for url, pids in ((api_workers.url, pool.pids()), (api.url, []))]
-            workers_run, spans_run = _mean_runs(workers_run, second[0]), _mean_runs(spans_run, second[1])
+        spans_run, workers_run, breakdown = _trace_runs(ctx, args, api, api_workers, span_bodies)
         # the number of metric_samples rows the points become (a histogram point is 12 samples)
         cap = _Capture()
         cap_tel = Telemetry(clock=WallClock(), sink=cap)
@@ -547,25 +580,8 @@ def run(args) -> dict:
     points_ps = args.points / points_run["seconds"]
     raw_points_ps = args.points / raw_samples_s  # the same points' rows, inserted raw
     spans_ratio = spans_ps / raw_spans_ps
-    side_by_side = None
-    if workers_run is not None:
-        w_ps = args.spans / workers_run["seconds"]
-        side_by_side = {
-            "map_workers": [0, map_workers],
-            "spans_per_s": [round(spans_ps), round(w_ps)],
-            "spans_per_s_each_run": [[round(args.spans / t) for t in r["runs_seconds"]] for r in (spans_run, workers_run)],
-            "spans_ratio": [round(spans_ratio, 3), round(w_ps / raw_spans_ps, 3)],
-            "spans_ratio_to_python_columns": [round(spans_ps * raw_spans_py_s / args.spans, 3),
-                                              round(w_ps * raw_spans_py_s / args.spans, 3)],
-            "receiver_cpu_us_per_span": [round(r["receiver_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
-            "workers_cpu_us_per_span": [0.0, round(workers_run["workers_cpu_s"] / args.spans * 1e6, 2)],
-            "sender_cpu_us_per_span": [round(r["sender_cpu_s"] / args.spans * 1e6, 2) for r in (spans_run, workers_run)],
-            "refused_and_retried": [spans_run["refused_and_retried"], workers_run["refused_and_retried"]],
-            "cores": os.cpu_count(),
-            "note": "the sender is a separate process on the same cores; trace runs in the order 0, N, N, 0 (each "
-                    "figure over the mean time of its two runs; each run's own spans/s beside), the same bodies, the "
-                    "same store, against the same raw baselines; the top-level spans_per_s is that mean too",
-        }
+    side_by_side = (_side_by_side(args, spans_run, workers_run, raw_spans_ps, raw_spans_py_s)
+                    if workers_run is not None else None)
     return {
         "store": "chdb (embedded)",
         "spans": args.spans,
