@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -55,16 +54,6 @@ def _phase(http, sink, hour, repeat: int) -> dict:
         sink.flush()
         flush.append((time.perf_counter() - t0) * 1000)
     return {"overview_p95_ms": _p95(overview), "call_search_p95_ms": _p95(search), "sink_flush_p95_ms": _p95(flush)}
-
-
-def _bench_store_url(args) -> tuple[str, str | None]:
-    """The store URL the bench writes to, and the temporary chdb folder to remove (None on a server)."""
-    if args.store:
-        # a database of its own on that server, dropped afterwards: the bench never touches real data
-        parts = urlsplit(args.store)
-        return urlunsplit(parts._replace(path=f"/voxwatch_bench_contention_{os.getpid()}")), None
-    folder = tempfile.mkdtemp(prefix="voxwatch-bench-contention-")
-    return f"chdb://{folder}", folder
 
 
 def _heavy_sql(store, args, info: dict) -> str:
@@ -139,11 +128,12 @@ def run(args) -> dict:
     import httpx
 
     from telemetry.store import open_store
+    from voxwatch.bench import bench_store_url, drop_bench_database
     from voxwatch.bench.query import generate
     from voxwatch.commands.serve import build_context, start_api
     from voxwatch.config import ApiToken, QueryLimits, Scope, Settings
 
-    url, folder = _bench_store_url(args)
+    url, folder = bench_store_url(args.store, "contention")
     spool = tempfile.mkdtemp(prefix="voxwatch-bench-contention-spool-")
     os.environ.setdefault("VOXWATCH_SPOOL", spool)
     store = open_store(url)
@@ -182,8 +172,7 @@ def run(args) -> dict:
     finally:
         if ctx is not None and ctx.sink is not None:
             ctx.sink.close()
-        if args.store:
-            store._execute(f"DROP DATABASE IF EXISTS {store.database}")
+        drop_bench_database(store, url)
         store.close()
         shutil.rmtree(spool, ignore_errors=True)
         if folder:
