@@ -3,12 +3,15 @@
 Fills a store (`voxwatch bench query`'s generator: `--calls` calls, `--samples` samples over a day),
 serves it as `voxwatch serve` does (lanes, admission gate; analysts' limits: the service's default at
 once (half the cores; `--sql-concurrent` to set it), 2 waiting) on
-a real uvicorn, and measures over HTTP the Overview and a call search (P95 of `--repeat` requests each)
-and the sink's flush latency (a batch of calls rows written and flushed), first idle (the baseline,
+a real uvicorn, and measures over HTTP the Overview and a call search (P95 of `--repeat` requests each),
+the sink's flush latency (a batch of calls rows written and flushed) and the monitoring path's delay
+from a fault to its page (`_PagePath`: the alert engine on the service's sink and monitoring lane,
+a webhook over real HTTP), first idle (the baseline,
 same run), then while 4 threads keep a heavy analyst query (each several seconds: `--heavy-rows`
 rows hashed: numbers on chdb, samples repeated on 18.16, which refuses table functions to
 read-only SQL) running or queued. A fifth client's queries meanwhile find the queue full: their 429
-latency is reported too. Ratios are loaded/idle P95; the target is <= 1.5 for the Overview.
+latency is reported too. Ratios are loaded/idle P95; the target is <= 1.5 for the Overview and the
+page delay, and a 429's P95 under 50 ms.
 `--store clickhouse://...` measures the server backend instead of a temporary chdb folder.
 """
 
@@ -38,8 +41,90 @@ def _p95(xs: list[float]) -> float | None:
     return round(float(np.percentile(xs, 95)), 1) if xs else None
 
 
-def _phase(http, sink, hour, repeat: int) -> dict:
-    overview, search, flush = [], [], []
+PAGE_RULES = """
+groups:
+  - name: bench-contention
+    interval: 50ms
+    rules:
+      - alert: BenchPoolSaturated
+        type: threshold
+        expr: {metric: voxwatch_pool_saturation_ratio}
+        aggregation: last
+        window: 5s
+        by: [pool]
+        threshold: 0.9
+        severity: page
+route:
+  receiver: pager
+  group_by: [pool]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - {name: pager, type: webhook, url: "%s", secret: "bench-contention-secret"}
+"""
+
+
+class _PagePath:
+    """The monitoring path from a fault to its page, as `voxwatch serve` runs it: the alert engine with
+    the service's sink as its writer and the store's monitoring lane for its state, a threshold rule,
+    and a webhook over real HTTP to a local receiver. Each fault is a pool that saturates (a new
+    series, so a new group that pages at once: group_wait 0s); its delay is from the sample's arrival
+    to the page's, the rule evaluated every 50 ms and the engine ticked every 10 ms (the live loop's
+    1 s cadence would add the same wait idle and loaded, and hide the path's own time in it)."""
+
+    def __init__(self, ctx, folder: str) -> None:
+        import asyncio
+
+        from alerts import load_rules
+        from alerts.engine import AlertEngine
+        from voxwatch.bench.alerts import _Pages
+
+        self.pages = _Pages(type("PerfClock", (), {"now": staticmethod(time.perf_counter)})())
+        rules = os.path.join(folder, "bench-contention-rules.yaml")
+        with open(rules, "w") as f:
+            f.write(PAGE_RULES % (self.pages.url + "/page"))
+        self.engine = AlertEngine(load_rules([rules]), ctx.clock, writer=ctx.sink, store=ctx.store.with_lane("monitor"))
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="bench-page-path", daemon=True).start()
+        self.faults = 0
+
+    def _paged(self, pool: str, after: float) -> float | None:
+        times = [t for path, t, doc in self.pages.got if t >= after and doc.get("status") == "firing"
+                 and any(a.get("labels", {}).get("pool") == pool for a in doc.get("alerts", []))]
+        return min(times) if times else None
+
+    async def _one(self, timeout: float = 30.0) -> float | None:
+        import asyncio
+
+        self.faults += 1
+        pool = f"bench-{self.faults}"
+        t0 = time.perf_counter()
+        self.engine.ingest([("voxwatch_pool_saturation_ratio", {"pool": pool}, 0.97)])
+        while time.perf_counter() - t0 < timeout:
+            await self.engine.tick()
+            await self.engine.settle()
+            got = self._paged(pool, t0)
+            if got is not None:
+                return (got - t0) * 1000
+            await asyncio.sleep(0.01)
+        return None
+
+    def delay_ms(self) -> float | None:
+        """One fault's delay to its page (ms), None if no page came within 30 s."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(self._one(), self.loop).result(60)
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.engine.aclose(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.pages.close()
+
+
+def _phase(http, sink, hour, repeat: int, pager: _PagePath) -> dict:
+    overview, search, flush, page = [], [], [], []
     for i in range(repeat):
         t0 = time.perf_counter()
         http.get("/overview", params={"start_ms": hour[0], "end_ms": hour[1], "step_s": 60}).raise_for_status()
@@ -53,7 +138,12 @@ def _phase(http, sink, hour, repeat: int) -> dict:
         t0 = time.perf_counter()
         sink.flush()
         flush.append((time.perf_counter() - t0) * 1000)
-    return {"overview_p95_ms": _p95(overview), "call_search_p95_ms": _p95(search), "sink_flush_p95_ms": _p95(flush)}
+        delay = pager.delay_ms()
+        if delay is None:
+            raise RuntimeError("a saturated pool was not paged within 30 s")
+        page.append(delay)
+    return {"overview_p95_ms": _p95(overview), "call_search_p95_ms": _p95(search), "sink_flush_p95_ms": _p95(flush),
+            "page_delay_p95_ms": _p95(page)}
 
 
 def _heavy_sql(store, args, info: dict) -> str:
@@ -67,7 +157,7 @@ def _heavy_sql(store, args, info: dict) -> str:
             "WHERE NOT ignore(sipHash64(value, fingerprint, r))")
 
 
-def _loaded_phase(args, api_url: str, analyst: str, heavy_sql: str, ctx, http, hour, result: dict) -> None:
+def _loaded_phase(args, api_url: str, analyst: str, heavy_sql: str, ctx, http, hour, pager, result: dict) -> None:
     """`args.heavy` analysts loop on the heavy query while the dashboard phase is measured again; then
     the queries past the admission limit are timed (they must be refused quickly)."""
     import httpx
@@ -91,7 +181,7 @@ def _loaded_phase(args, api_url: str, analyst: str, heavy_sql: str, ctx, http, h
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and sum(gate.stats.running.values()) < gate.max_total:
         time.sleep(0.05)
-    result["loaded"] = _phase(http, ctx.sink, hour, args.repeat)
+    result["loaded"] = _phase(http, ctx.sink, hour, args.repeat, pager)
     refused = []
     with httpx.Client(headers={"Authorization": f"Bearer {analyst}"}, timeout=60) as c:
         for _ in range(args.repeat):
@@ -115,9 +205,11 @@ def _verdict(result: dict, ctx) -> dict:
     }
     result["lanes"] = ctx.store.lane_stats()
     result["target_overview_ratio"] = 1.5
+    result["target_page_delay_ratio"] = 1.5
     result["target_429_p95_ms"] = 50
     result["target_met"] = bool(
         (result["ratios_loaded_over_idle"]["overview"] or 99) <= 1.5
+        and (result["ratios_loaded_over_idle"]["page_delay"] or 99) <= 1.5
         and result["rejected_429_p95_ms"] is not None and result["rejected_429_p95_ms"] < 50
     )
     result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
@@ -149,6 +241,7 @@ def run(args) -> dict:
         info = generate(store, args.calls, args.samples, end_ms)
         ctx = build_context(settings, store=store)
         api = start_api(ctx)
+        pager = _PagePath(ctx, spool)
         hour = (end_ms - 3_600_000, end_ms)
         heavy_sql = _heavy_sql(store, args, info)
         result: dict = {"store": url.split("?")[0] if args.store else "chdb (temporary folder)",
@@ -156,8 +249,8 @@ def run(args) -> dict:
         try:
             with httpx.Client(base_url=api.url + "/api/v1", headers={"Authorization": f"Bearer {token}"},
                               timeout=120) as http:
-                _phase(http, ctx.sink, hour, 3)  # warm: first-touch costs are not what a dashboard pays
-                result["idle"] = _phase(http, ctx.sink, hour, args.repeat)
+                _phase(http, ctx.sink, hour, 3, pager)  # warm: first-touch costs are not what a dashboard pays
+                result["idle"] = _phase(http, ctx.sink, hour, args.repeat, pager)
                 t0 = time.perf_counter()
                 r = httpx.post(api.url + "/api/v1/sql", json={"sql": heavy_sql},
                                headers={"Authorization": f"Bearer {analyst}"}, timeout=120)
@@ -165,9 +258,10 @@ def run(args) -> dict:
                 result["heavy_query_status"] = r.status_code
                 if r.status_code != 200:
                     raise RuntimeError(f"the heavy analyst query was refused: {r.text[:300]}")
-                _loaded_phase(args, api.url, analyst, heavy_sql, ctx, http, hour, result)
+                _loaded_phase(args, api.url, analyst, heavy_sql, ctx, http, hour, pager, result)
         finally:
             api.stop()
+            pager.close()
         return _verdict(result, ctx)
     finally:
         if ctx is not None and ctx.sink is not None:
