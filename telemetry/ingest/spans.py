@@ -21,7 +21,6 @@ The only state kept between requests is small and bounded: per open trace, the t
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from telemetry.ingest import conventions as cv
 from telemetry.ingest.otlp import OtlpError, traces_view
 from telemetry.traces import call_columns, span_columns
+from telemetry.values import finite_float
 
 _STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 
@@ -131,18 +131,6 @@ def _cut(text: str, cap: int, res: IngestResult) -> str:
         return text
     res.truncated += 1
     return text[:cap] + f"...[{len(text) - cap} more chars]"
-
-
-def _float(v: Any) -> float | None:
-    if type(v) is float:  # the common case, first: a double attribute
-        return v if v - v == 0.0 else None  # inf - inf and nan - nan are nan
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _first(attrs: dict, keys: tuple[str, ...]):
@@ -483,7 +471,7 @@ class TraceIngest:
             if error:
                 self._incs[("voxwatch_stage_errors_total", (stage, region, "exception"))] += 1
             if stage == "llm":
-                ttft = _float(_first(attrs, cv.LLM_TTFT))
+                ttft = finite_float(_first(attrs, cv.LLM_TTFT))
                 if ttft is not None:
                     labels = _model_labels(attrs)
                     self._obs[("voxwatch_llm_time_to_first_token_seconds", labels)].append(ttft)
@@ -496,7 +484,7 @@ class TraceIngest:
             labels = labels or _model_labels(attrs)
             incs = self._incs
             for keys, metric in _TOKEN_METRICS:
-                n = _float(_first(attrs, keys))
+                n = finite_float(_first(attrs, keys))
                 if n and n > 0:
                     incs[(metric, labels)] += n
         if name in _TURN_SPANS:
@@ -505,7 +493,7 @@ class TraceIngest:
     def _stt(self, tid, attrs) -> None:
         language = _first(attrs, cv.LANGUAGE)
         lang = str(language or "")
-        lat = _float(_first(attrs, cv.STT_LATENCY))
+        lat = finite_float(_first(attrs, cv.STT_LATENCY))
         if lat is not None:
             self._obs[("voxwatch_stt_final_latency_seconds", (lang,))].append(lat)
         text = attrs.get("transcript")
@@ -519,10 +507,10 @@ class TraceIngest:
     def _tts(self, tid, attrs) -> None:
         language = _first(attrs, cv.LANGUAGE)
         lang = str(language or "")
-        ttfb = _float(_first(attrs, cv.TTS_TTFB))
+        ttfb = finite_float(_first(attrs, cv.TTS_TTFB))
         if ttfb is not None:
             self._obs[("voxwatch_tts_time_to_first_byte_seconds", (lang,))].append(ttfb)
-        chars = _float(_first(attrs, cv.CHARACTERS))
+        chars = finite_float(_first(attrs, cv.CHARACTERS))
         if chars and chars > 0:
             self._incs[("voxwatch_tts_characters_total", (lang,))] += chars
         text = attrs.get("text")
@@ -532,13 +520,13 @@ class TraceIngest:
     def _turn(self, tid, sid, start, end, error, attrs, region) -> None:
         obs, incs = self._obs, self._incs
         incs[("voxwatch_turns_total", (region,))] += 1
-        latency = _float(_first(attrs, cv.TURN_LATENCY))
+        latency = finite_float(_first(attrs, cv.TURN_LATENCY))
         if latency is not None:
             obs[("voxwatch_turn_latency_seconds", (region,))].append(latency)
-        eou = _float(_first(attrs, cv.END_OF_UTTERANCE))
+        eou = finite_float(_first(attrs, cv.END_OF_UTTERANCE))
         if eou is not None:
             obs[("voxwatch_vad_endpointing_delay_seconds", (region,))].append(eou)
-        stt = _float(_first(attrs, cv.TURN_STT_LATENCY))
+        stt = finite_float(_first(attrs, cv.TURN_STT_LATENCY))
         if stt is not None:
             obs[("voxwatch_stt_final_latency_seconds", (str(_first(attrs, cv.LANGUAGE) or ""),))].append(stt)
         if _truthy(_first(attrs, cv.INTERRUPTED)) and not _truthy(attrs.get(cv.NOT_A_BARGE_IN)):

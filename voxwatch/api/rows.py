@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from telemetry.values import finite_float
 from voxwatch.api.query_models import (
     AlertEvent,
     CallDetail,
@@ -20,15 +21,7 @@ from voxwatch.api.query_models import (
     Turn,
 )
 
-
-def num(v) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+num = finite_float  # one rule for a value, shared with OTLP ingest (telemetry/values.py)
 
 
 def int_or_none(v) -> int | None:
