@@ -37,6 +37,7 @@ def test_short_soak_on_the_server_engine_uses_a_database_of_its_own(clickhouse_s
     assert r["store"].startswith("clickhouse://") and r["store"].endswith(f"/voxwatch_bench_soak_{__import__('os').getpid()}")
     assert r["handed"]["calls"] > 0 and r["dropped"] == 0 and r["handed"] == r["stored"]
     assert set(r["dashboard_requests"]) == {200}
+    assert r["engine_memory_mb"] is None  # the server's memory is not this process's
     assert {r[0] for r in client.execute("SHOW DATABASES")} == before
 
 

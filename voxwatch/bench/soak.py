@@ -56,7 +56,7 @@ class _SoakLoad:
 
     ANALYST_SQL = "SELECT region, count() AS calls, avg(latency_p95_ms) AS p95 FROM calls GROUP BY region ORDER BY calls DESC"
 
-    def __init__(self, args, api_url: str, token: str, spool: Path, control) -> None:
+    def __init__(self, args, api_url: str, token: str, spool: Path, control, engine_in_process: bool = True) -> None:
         self.args, self.url, self.token, self.spool, self.control = args, api_url + "/api/v1", token, spool, control
         self.stop = threading.Event()
         self.dashboard_ms: list[float] = []
@@ -65,6 +65,8 @@ class _SoakLoad:
         self.rss: list[tuple[float, int]] = []
         self.engine: list[tuple[float, int]] = []
         self.spool_max = 0
+        # on a server, system.metrics' MemoryTracking is the server's queries in flight, not a part of this process
+        self.engine_in_process = engine_in_process
         self.threads: list[threading.Thread] = []
 
     @staticmethod
@@ -94,7 +96,7 @@ class _SoakLoad:
         while not self.stop.wait(1.0):
             self.rss.append((time.monotonic() - t0, _rss_bytes()))
             self.spool_max = max(self.spool_max, _spool_bytes(self.spool))
-            if len(self.rss) % 10 == 0:  # what the engine itself holds (in this process, on chdb)
+            if self.engine_in_process and len(self.rss) % 10 == 0:  # what the engine holds in this process (chdb)
                 try:
                     self.engine.append((self.rss[-1][0], int(self.control.scalar(
                         "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'") or 0)))
@@ -159,7 +161,7 @@ def _report(args, summary: dict, load: _SoakLoad, warmup: float, dropped: dict, 
         "minutes": args.minutes, "calls": args.calls, "turns": summary["turns"]["total"],
         "rss_mb": [[round(s), round(b / 2**20)] for s, b in rss[:: max(1, len(rss) // 30)]],
         **memory,
-        "engine_memory_mb": [[round(s), round(b / 2**20)] for s, b in engine[:: max(1, len(engine) // 15)]],
+        "engine_memory_mb": [[round(s), round(b / 2**20)] for s, b in engine[:: max(1, len(engine) // 15)]] or None,
         "warmup_s": round(warmup), "spool_max_bytes": load.spool_max,
         **dropped,
         "loop_lag": _pcts(lag), "idle_loop_lag": _pcts(idle),
@@ -202,7 +204,7 @@ def run(args) -> dict:
     ctx = AppContext(store=store.with_lane("dashboard"), sink=sink, clock=clock, telemetry=tel,
                      settings=Settings(tokens=[ApiToken(name="soak", token=token, scopes=[Scope.READ])]))
     api = start_api(ctx)
-    load = _SoakLoad(args, api.url, token, spool, store.with_lane("control"))
+    load = _SoakLoad(args, api.url, token, spool, store.with_lane("control"), engine_in_process=url.startswith("chdb"))
     try:
         idle = _idle_lag(seconds)
         sim = Simulation(_steady_scenario(args.calls), clock=clock, telemetry=tel, sink=sink, seed=1,
