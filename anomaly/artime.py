@@ -156,6 +156,28 @@ def _similarity(f: np.ndarray) -> np.ndarray:
     return sim
 
 
+def learned_range(x: np.ndarray, margin: float, min_width: float = 0.0,
+                  level_width: float = 0.0) -> tuple[float, float]:
+    """The probation's range widened by `margin` of it each side, and at least `min_width` robust
+    scales of the probation wide around its median: NAB's file range holds the file's anomalies,
+    so a noise series' wobble fills a small part of it; a probation's own range is all wobble."""
+    lo, hi = float(x.min()), float(x.max())
+    low, high = lo - margin * (hi - lo), hi + margin * (hi - lo)
+    if min_width > 0:
+        med = float(np.median(x))
+        scale = 1.4826 * float(np.median(np.abs(x - med)))
+        if scale == 0:
+            scale = float(np.std(x))
+        half = 0.5 * min_width * scale
+        low, high = min(low, med - half), max(high, med + half)
+    if level_width > 0:
+        # ... or that share of the level (a latency's wobble is a small part of its level)
+        med = float(np.median(x))
+        half = 0.5 * level_width * abs(med)
+        low, high = min(low, med - half), max(high, med + half)
+    return low, high
+
+
 class ARTime:
     """One series. `process_one(value)` returns the anomaly score of that point (0 but at a
     reported anomaly)."""
@@ -224,24 +246,7 @@ class ARTime:
         return self._sample(float(value), self.i)
 
     def _learned_range(self, x: np.ndarray) -> tuple[float, float]:
-        """The probation's range widened by `margin` of it each side, and at least `min_width` robust
-        scales of the probation wide around its median: NAB's file range holds the file's anomalies,
-        so a noise series' wobble fills a small part of it; a probation's own range is all wobble."""
-        lo, hi = float(x.min()), float(x.max())
-        low, high = lo - self.margin * (hi - lo), hi + self.margin * (hi - lo)
-        if self.min_width > 0:
-            med = float(np.median(x))
-            scale = 1.4826 * float(np.median(np.abs(x - med)))
-            if scale == 0:
-                scale = float(np.std(x))
-            half = 0.5 * self.min_width * scale
-            low, high = min(low, med - half), max(high, med + half)
-        if self.level_width > 0:
-            # ... or that share of the level (a latency's wobble is a small part of its level)
-            med = float(np.median(x))
-            half = 0.5 * self.level_width * abs(med)
-            low, high = min(low, med - half), max(high, med + half)
-        return low, high
+        return learned_range(x, self.margin, self.min_width, self.level_width)
 
     def _sample(self, value: float, i: int) -> float:
         self.block.append(value)

@@ -1,0 +1,439 @@
+"""ARTime over many series at once: the same algorithm as `anomaly.artime.ARTime` (the readable,
+per-series port of ARTimeNAB.jl, kept as the reference), with each step written as array
+operations across the series that tick together, so the ARTime mode can run in the vectorised
+path of the service and of the NAB run.
+
+Per tick, the series that got a point are one index array: their blocks, levels, running median,
+feature windows (the Haar transform along the rows), the dual-vigilance category search (one
+padded array of categories per series: the match of every category of every due series in one
+`np.minimum` and one sum) and the masking rules are array operations. Rare events run per series:
+the end of a probation (its range; the replay itself is batched over the series that end it
+together), the vigilance schedule (every half trend window, about one downsampled step in 60) and
+a report. The results are the reference's, float for float (tests/anomaly/test_artime_bank.py):
+every sum is taken over the same values in the same order, so each decision falls the same way.
+
+>>> import numpy as np
+>>> bank = ARTimeVectorBank(2, probation=600)
+>>> x = (np.arange(2000) % 40) / 40.0  # a sawtooth ...
+>>> x[1500:1520] = 2.5  # ... that jumps once (on the second series only)
+>>> s = np.array([bank.update(np.array([(v % 0.5), v])) for v in x])
+>>> [int(i) for i in np.flatnonzero(s[:, 1])]  # the reference ARTime reports 1504 too
+[1504]
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from anomaly.artime import _SQRT_HALF, _similarity, learned_range
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """`artime._unit` on every row: shifted to 0 and scaled to a top of 1 (unless flat)."""
+    x = x - x.min(axis=1, keepdims=True)
+    top = x.max(axis=1, keepdims=True)
+    return np.divide(x, top, out=x.copy(), where=top != 0)
+
+
+def _haar_rows(x: np.ndarray) -> np.ndarray:
+    """`artime.haar` on every row (the same arithmetic, so the same bits)."""
+    a, details = x, []
+    while a.shape[1] > 1:
+        even, odd = a[:, 0::2], a[:, 1::2]
+        details.append((odd - even) * _SQRT_HALF)
+        a = (even + odd) * _SQRT_HALF
+    return np.concatenate([a, *reversed(details)], axis=1)
+
+
+class DvfaBank:
+    """`artime.DualVigilanceArt` for many series: category weights in one padded array
+    (series x categories x 2 dim), each series' own count, cluster labels and vigilances.
+    `train(rows, features, learn)` is one step of the given series; it returns their clusters
+    (-1: a new cluster) and leaves their best match and its energy in `match` and `energy`."""
+
+    def __init__(self, n: int, dim: int, capacity: int = 16) -> None:
+        self.dim = dim
+        self.w = np.zeros((n, capacity, 2 * dim))
+        # each category's weight sum, kept as the reference recomputes it (the same sum of the
+        # same 2 dim values), so the search does not sum the weights again every step
+        self.size = np.zeros((n, capacity))
+        self.labels = np.zeros((n, capacity), dtype=np.int64)
+        self.count = np.zeros(n, dtype=np.int64)
+        self.n_clusters = np.zeros(n, dtype=np.int64)
+        self.rho_lb = np.zeros(n)
+        self.rho_ub = np.zeros(n)
+        self.match = np.zeros(n)
+        self.energy = np.zeros(n)
+
+    def _append(self, rows: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
+        at = self.count[rows]
+        if at.max() >= self.w.shape[1]:
+            grow = self.w.shape[1]
+            self.w = np.concatenate([self.w, np.zeros((len(self.w), grow, self.w.shape[2]))], axis=1)
+            self.size = np.concatenate([self.size, np.zeros((len(self.size), grow))], axis=1)
+            self.labels = np.concatenate([self.labels, np.zeros((len(self.labels), grow), np.int64)], axis=1)
+        self.w[rows, at] = x
+        self.size[rows, at] = x.sum(axis=1)
+        self.labels[rows, at] = labels
+        self.count[rows] += 1
+
+    def _open(self, rows: np.ndarray) -> None:
+        """The first input of a series only opens an all-ones category (as AdaptiveResonance.jl)."""
+        self.w[rows, 0] = 1.0
+        self.size[rows, 0] = self.w[rows, 0].sum(axis=1)
+        self.labels[rows, 0] = 1
+        self.count[rows] = 1
+        self.n_clusters[rows] = 1
+        self.match[rows] = self.energy[rows] = 0.0
+
+    def _search(self, rows: np.ndarray, x: np.ndarray):
+        """Every category's match for every row at once (padding masked to -inf)."""
+        n_cat = int(self.count[rows].max())
+        whole = len(rows) == len(self.w)  # rows are sorted and unique: all series, no copy needed
+        w = self.w[:, :n_cat] if whole else self.w[rows, :n_cat]
+        size = self.size[:, :n_cat] if whole else self.size[rows, :n_cat]
+        common = np.minimum(w, x[:, None, :])
+        num = common.sum(axis=2)
+        size = np.where(size == 0, 0.001, size)
+        feature_sim = num / size
+        ei = self.dim - 1  # the newest value and its complement
+        newest = w[:, :, ei] + w[:, :, -1]
+        defined = newest > 0
+        energy = np.where(defined, (common[:, :, ei] + common[:, :, -1]) / np.where(defined, newest, 1.0), 0.0)
+        m = feature_sim**3 * energy**2
+        valid = np.arange(n_cat)[None, :] < self.count[rows][:, None]
+        m = np.where(valid, m, -np.inf)
+        return m, energy, common, num, valid, valid & ~defined
+
+    def train(self, rows: np.ndarray, features: np.ndarray, learn: np.ndarray) -> np.ndarray:
+        x = np.concatenate([features, 1.0 - features], axis=1)
+        cat = np.full(len(rows), -1, dtype=np.int64)
+        fresh = self.count[rows] == 0
+        if fresh.any():
+            self._open(rows[fresh])
+            cat[fresh] = 1
+            if fresh.all():
+                return cat
+            live = np.flatnonzero(~fresh)
+            rows, x, learn, sub = rows[live], x[live], learn[live], cat[live]
+        else:
+            live, sub = None, cat
+        m, energy, common, num, valid, undefined = self._search(rows, x)
+        k = np.arange(len(rows))
+        best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
+        m_best = m[k, best]
+        undefined = undefined.any(axis=1)
+        # a category whose newest weights are both 0 matches nothing (NaN in the source)
+        ok = (m_best > 0) & ~undefined
+        self.match[rows] = np.where(ok, m_best, 0.0)
+        self.energy[rows] = np.where(ok, energy[k, best], 0.0)
+        act = learn & ~undefined
+        resonant = (m >= self.rho_ub[rows][:, None]) & valid & act[:, None]
+        learns = resonant.any(axis=1)
+        if learns.any():
+            a, j = np.nonzero(resonant)
+            self.w[rows[a], j] = common[a, j]
+            self.size[rows[a], j] = num[a, j]
+            sub[learns] = self.labels[rows[learns], best[learns]]
+        same = act & ~learns & (m_best >= self.rho_lb[rows])
+        new = (learn & undefined) | (act & ~learns & ~same)
+        if same.any() or new.any():
+            grow = same | new
+            label = self.labels[rows, best]
+            self.n_clusters[rows[new]] += 1
+            label = np.where(new, self.n_clusters[rows], label)
+            self._append(rows[grow], x[grow], label[grow])
+            sub[same] = label[same]
+        if live is not None:
+            cat[live] = sub
+        return cat
+
+
+class ARTimeVectorBank:
+    """ARTime (`anomaly.artime.ARTime`, its arguments) over `n_series` series ticking together.
+    `probation`, `low` and `high` may be one value or one per series (NAB hands each file its own).
+    `update(values, rows)` feeds `values[rows]` (default: the finite ones) and returns every
+    series' score (0 but at a report). `relearn` is not offered here (the loop bank has it)."""
+
+    name = "artime"
+
+    def __init__(self, n_series: int = 1, probation=600, *, low=None, high=None, margin: float = 0.5,
+                 window: int = 8, windows_per_probation: int = 13, levels: int = 80, chomp: float = 0.075,
+                 initial_rho: float = 0.8, min_width: float = 0.0, relearn: bool = False,
+                 max_match: float = 1.0, level_width: float = 0.0) -> None:
+        if relearn:
+            raise ValueError("relearn restarts one series' state: use the loop bank (artime.ARTimeBank)")
+        n = self.n_series = int(n_series)
+        p = np.broadcast_to(np.asarray(probation, dtype=np.int64), (n,)).copy()
+        self.probation = p - p % 2
+        self.window, self.levels, self.chomp, self.initial_rho = window, levels, chomp, initial_rho
+        self.margin, self.min_width, self.level_width = margin, float(min_width), float(level_width)
+        self.max_match = float(max_match)
+        self.step = np.maximum(1, self.probation // (window * windows_per_probation))
+        self.trend = np.maximum(window + 2, self.probation // self.step)
+        self.mask = int(window * 1.5)
+        self.low = np.full(n, np.nan) if low is None else np.broadcast_to(np.asarray(low, float), (n,)).copy()
+        self.high = np.full(n, np.nan) if high is None else np.broadcast_to(np.asarray(high, float), (n,)).copy()
+        self.buffer = np.zeros((n, int(self.probation.max()) if n else 0)) if low is None else None
+        self.i = np.zeros(n, dtype=np.int64)
+        self.dsi = np.zeros(n, dtype=np.int64)
+        self.block = np.zeros((n, int(self.step.max()) if n else 1))
+        self.moving_average = np.zeros(n)
+        self.medbin = np.zeros((n, levels + 1), dtype=np.int64)
+        self.medlevel = np.zeros(n, dtype=np.int64)
+        self.below_med = np.zeros(n, dtype=np.int64)
+        self.above_med = np.zeros(n, dtype=np.int64)
+        self.f_window = np.zeros((n, window))
+        self.trend_features = np.zeros((n, int(self.trend.max()) if n else 0, 2 * window))
+        self.art = DvfaBank(n, 2 * window)
+        self._init_detection_state(n)
+
+    def _init_detection_state(self, n: int) -> None:
+        self.last_anomaly_i = np.zeros(n, dtype=np.int64)
+        self.last_anomaly_sim = np.zeros(n)
+        self.last_rho_update_i = np.zeros(n, dtype=np.int64)
+        self.mask_after_cat = np.zeros(n, dtype=bool)
+        self.no_new_cat = np.zeros(n, dtype=np.int64)
+        # the matches of past reports: the list per series (its mean, at a vigilance update) and
+        # its last entry as an array (lowered while the report's episode goes on)
+        self.anomaly_sims: list[list[float]] = [[] for _ in range(n)]
+        self.last_sim = np.zeros(n)
+        self.n_sims = np.zeros(n, dtype=np.int64)
+        # the reference's shift registers as rings (a pointer, not a copy, per step); a series'
+        # own length may be shorter than the array's (padding: +inf, so the minimum ignores it)
+        self.sw_len = self.trend // 2 + 1
+        width = int(self.sw_len.max()) if n else 1
+        self.sim_window = np.where(np.arange(width)[None, :] < self.sw_len[:, None], 1.0, np.inf)
+        self.sw_pos = np.zeros(n, dtype=np.int64)
+        self.sd_len = self.trend + 1
+        self.sim_diff = np.zeros((n, int(self.sd_len.max()) if n else 1))
+        self.sd_pos = np.zeros(n, dtype=np.int64)
+        self.match_sum = np.zeros(n)
+        self.match_n = np.zeros(n, dtype=np.int64)
+
+    # -- the stream ------------------------------------------------------------------------------
+    def update(self, values, rows: np.ndarray | None = None) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        out = np.zeros(self.n_series)
+        rows = np.flatnonzero(np.isfinite(values)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return out
+        self.i[rows] += 1
+        v = values[rows]
+        waiting = np.isnan(self.low[rows])  # the range is not known yet: keep the probation
+        if waiting.any():
+            self._probation(rows[waiting], v[waiting])
+            rows, v = rows[~waiting], v[~waiting]
+        if len(rows):
+            self._sample(rows, v, self.i[rows], out)
+        return out
+
+    def peek(self, values) -> np.ndarray:
+        """Scores without learning (on a copy of the whole bank: slow, rarely used)."""
+        return copy.deepcopy(self).update(values)
+
+    def _probation(self, rows: np.ndarray, v: np.ndarray) -> None:
+        i = self.i[rows]
+        self.buffer[rows, i - 1] = v
+        ends = rows[i == self.probation[rows]]
+        if not len(ends):
+            return
+        for r in ends:
+            p = int(self.probation[r])
+            self.low[r], self.high[r] = learned_range(self.buffer[r, :p], self.margin, self.min_width,
+                                                      self.level_width)
+        # replay the probations that end together, one batched step per point (scores unused)
+        scratch = np.zeros(self.n_series)
+        for k in range(1, int(self.probation[ends].max()) + 1):
+            g = ends[self.probation[ends] >= k]
+            self._sample(g, self.buffer[g, k - 1], np.full(len(g), k), scratch)
+
+    def _sample(self, rows: np.ndarray, v: np.ndarray, i: np.ndarray, out: np.ndarray) -> None:
+        step = self.step[rows]
+        # a ring of the last `step` values, written at (i - 1) % step: when i is a multiple of the
+        # step, the ring holds the block in time order (the reference's list, same mean)
+        self.block[rows, (i - 1) % step] = v
+        due = i % step == 0
+        if due.any():
+            self._downsample(rows[due], out)
+
+    def _block_stats(self, rows: np.ndarray):
+        step = self.step[rows]
+        mean, top, bottom = np.empty(len(rows)), np.empty(len(rows)), np.empty(len(rows))
+        for s in np.unique(step):
+            sel = step == s
+            block = np.ascontiguousarray(self.block[rows[sel], :s])
+            mean[sel], top[sel], bottom[sel] = block.mean(axis=1), block.max(axis=1), block.min(axis=1)
+        return mean, top, bottom
+
+    def _downsample(self, rows: np.ndarray, out: np.ndarray) -> None:
+        self.dsi[rows] += 1
+        mean, top, bottom = self._block_stats(rows)
+        d = self.dsi[rows]
+        ma = np.where(d == 1, mean, self.moving_average[rows])
+        ma = (ma + mean) / 2
+        self.moving_average[rows] = ma
+        ds = np.where(np.abs(top - ma) >= np.abs(bottom - ma), top, bottom)
+        ds = np.where(np.abs(ds - mean) < 0.1 * mean, mean, ds)  # a spike must be 10% off the mean
+        low, span = self.low[rows], self.high[rows] - self.low[rows]
+        ds = np.divide(ds - low, span, out=ds - low, where=span != 0)
+        level = np.clip(np.round(ds * self.levels), 0, self.levels).astype(np.int64)
+        ds = level / self.levels
+        med = self._track_median(rows, level) / self.levels
+        ds = np.where(np.abs(ds - med) < self.chomp, med, ds)
+        self.f_window[rows, :-1] = self.f_window[rows, 1:]
+        self.f_window[rows, -1] = ds
+        features = np.zeros((len(rows), 2 * self.window))
+        full = d >= self.window
+        if full.any():
+            fw = self.f_window[rows[full]]
+            features[full] = np.concatenate([_unit_rows(_haar_rows(_unit_rows(fw))), fw], axis=1)
+        judged = d > self.trend[rows]
+        if judged.any():
+            out[rows[judged]] = self._detect(rows[judged], features[judged], d[judged])
+        if not judged.all():
+            early = ~judged
+            self.trend_features[rows[early], d[early] - 1] = features[early]
+            ready = early & (d == self.trend[rows])
+            if ready.any():
+                self._start_detection(rows[ready])
+
+    def _track_median(self, rows: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """ARTime's running median of the levels (`ARTime._track_median`, every row at once)."""
+        self.medbin[rows, level] += 1
+        d = self.dsi[rows]
+        half = d // 2
+        med = np.where(d == 1, level, self.medlevel[rows])
+        below = self.below_med[rows] + (med > level)
+        above = self.above_med[rows] + (med < level)
+        up = half < above
+        down = ~up & (half < below)
+        bins_at = np.arange(self.levels + 1)[None, :]
+        if up.any():
+            r, m = rows[up], med[up]
+            below[up] += self.medbin[r, m]
+            m = np.argmax((self.medbin[r] > 0) & (bins_at > m[:, None]), axis=1)  # the next level used
+            above[up] -= self.medbin[r, m]
+            med[up] = m
+        if down.any():
+            r, m = rows[down], med[down]
+            above[down] += self.medbin[r, m]
+            used = ((self.medbin[r] > 0) & (bins_at < m[:, None]))[:, ::-1]
+            m = self.levels - np.argmax(used, axis=1)  # the previous level used
+            below[down] -= self.medbin[r, m]
+            med[down] = m
+        self.medlevel[rows], self.below_med[rows], self.above_med[rows] = med, below, above
+        return med
+
+    # -- detection -------------------------------------------------------------------------------
+    def _start_detection(self, rows: np.ndarray) -> None:
+        """The end of the trend window: vigilance from the probation's windows, then those windows
+        replayed through the detection (scores unused), batched over the series ending together."""
+        rho = self._initial_rho(rows)
+        self.art.rho_lb[rows] = rho
+        self.art.rho_ub[rows] = rho
+        for k in range(1, int(self.trend[rows].max()) + 1):
+            g = rows[self.trend[rows] >= k]
+            self._detect(g, self.trend_features[g, k - 1], np.full(len(g), k))
+
+    def _initial_rho(self, rows: np.ndarray) -> np.ndarray:
+        """`ARTime._initial_rho` for each row: a fuzzy ART at vigilance 0.8 over the probation's
+        windows, least typical first (each series' own order; the training steps batched)."""
+        w = self.window
+        n_win = self.trend[rows] - w + 1
+        ordered = np.zeros((len(rows), int(n_win.max()), 2 * w))
+        for a, r in enumerate(rows):
+            windows = self.trend_features[r, w - 1 : self.trend[r]]
+            ordered[a, : n_win[a]] = windows[np.argsort(_similarity(windows).sum(axis=0), kind="stable")]
+        art = DvfaBank(len(rows), 2 * w)
+        art.rho_lb[:] = art.rho_ub[:] = self.initial_rho
+        matches = np.zeros(ordered.shape[:2])
+        for j in range(ordered.shape[1]):
+            g = np.flatnonzero(n_win > j)
+            art.train(g, ordered[g, j], np.ones(len(g), dtype=bool))
+            matches[g, j] = art.match[g]
+        rho = np.full(len(rows), self.initial_rho)
+        for a, r in enumerate(rows):
+            half = int(self.trend[r]) // 2
+            if n_win[a] >= half:
+                rho[a] = float(np.mean(matches[a, half - 1 : n_win[a]]))
+        return rho
+
+    def _detect(self, rows: np.ndarray, f: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """`ARTime._detect` for every row: one DVFA step, the masking rules, reports, vigilance."""
+        since = i - self.last_anomaly_i[rows]
+        trend = self.trend[rows]
+        update_after_anomaly = since == self.mask
+        update_for_trend = i - self.last_rho_update_i[rows] >= trend // 2
+        mask_after_anomaly = since <= self.mask
+        mac = self.mask_after_cat[rows] & ~((i > trend + self.mask) & (self.no_new_cat[rows] >= self.mask))
+        cat = self.art.train(rows, f, i >= self.window)
+        cat[i < self.window] = -1
+        new = cat == -1
+        self.no_new_cat[rows] = np.where(new, 0, self.no_new_cat[rows] + 1)
+        a = self.art.match[rows]
+        self.match_sum[rows] += a
+        self.match_n[rows] += 1
+        self._push(rows, a, self.art.rho_ub[rows] - a)
+        lower = (since < self.mask) & (self.n_sims[rows] > 0) & (a < self.last_sim[rows])
+        self.last_sim[rows[lower]] = a[lower]
+        masking = mac | mask_after_anomaly
+        below_last = a < self.last_anomaly_sim[rows] * np.where(mask_after_anomaly, 0.90, 0.70)
+        report = (i > trend) & new & (~masking | below_last)
+        out = np.zeros(len(rows))
+        for k in np.flatnonzero(report):  # rare: a new cluster that is news
+            out[k] = self._report(int(rows[k]), float(a[k]), int(i[k]))
+        self.mask_after_cat[rows] = new | mac
+        vigilance = (i > trend) & (update_after_anomaly | update_for_trend)
+        for k in np.flatnonzero(vigilance):  # every half trend window, or after a report's mask
+            self._update_vigilance(int(rows[k]), int(i[k]))
+        return out
+
+    def _push(self, rows: np.ndarray, match: np.ndarray, shortfall: np.ndarray) -> None:
+        self.sim_window[rows, self.sw_pos[rows]] = match
+        self.sw_pos[rows] = (self.sw_pos[rows] + 1) % self.sw_len[rows]
+        self.sim_diff[rows, self.sd_pos[rows]] = shortfall
+        self.sd_pos[rows] = (self.sd_pos[rows] + 1) % self.sd_len[rows]
+
+    def _report(self, r: int, match: float, i: int) -> float:
+        art = self.art
+        m = min(0.999, match)
+        ub = ((1 - m) - (1 - float(art.rho_ub[r]))) / (1 - m)
+        lb = ((1 - m) - (1 - float(art.rho_lb[r]))) / (1 - m)
+        score = round(min(1.0, ub * 0.35 + lb * 0.65 + (1.0 - float(art.energy[r])) * 1.5), 6)
+        sims = self.anomaly_sims[r]
+        if sims:
+            sims[-1] = float(self.last_sim[r])  # the previous report's match, as lowered since
+        sims.append(match)
+        self.last_sim[r], self.n_sims[r] = match, len(sims)
+        self.last_anomaly_sim[r], self.last_anomaly_i[r] = match, i
+        # an episode as ARTime sees it (it masks what follows), but reported only when far from
+        # every learned category (`max_match`)
+        return 0.0 if match > self.max_match else score
+
+    def _update_vigilance(self, r: int, i: int) -> None:
+        """`ARTime._update_vigilance` for one series (its means taken as the reference takes them)."""
+        art = self.art
+        low_recent = float(self.sim_window[r].min())
+        ub = min(0.97, float(self.match_sum[r]) / int(self.match_n[r]))
+        lb = float(art.rho_lb[r])
+        if lb <= low_recent:
+            lb += (low_recent - lb) * 0.19
+        else:
+            drop = 0.0
+            if i > 2 * self.trend[r]:
+                n, p = int(self.sd_len[r]), int(self.sd_pos[r])
+                sim_diff = np.concatenate([self.sim_diff[r, p:n], self.sim_diff[r, :p]])  # time order
+                short = sim_diff[sim_diff > 0.05]
+                if len(short):
+                    drop = float(np.minimum(short, 0.37).mean())
+            lb -= max(0.01, drop) / 2
+            sims = self.anomaly_sims[r]
+            if sims:
+                sims[-1] = float(self.last_sim[r])
+                lb = max(float(np.mean(sims)), lb)
+        art.rho_lb[r], art.rho_ub[r] = min(ub, lb), ub
+        self.last_rho_update_i[r] = i
+        self.mask_after_cat[r] = True
