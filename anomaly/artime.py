@@ -423,17 +423,26 @@ class LevelWithArtime(Detector):
     ARTime (`every_value`: every finite value, as NAB hands ARTime every row)."""
 
     def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, episodic: bool = True,
-                 **artime) -> None:
+                 vectorised: bool = True, **artime) -> None:
         super().__init__(inner.n_series)
         self.inner, self.name = inner, inner.name
         self.guard = inner.guard
-        self.artime = ARTimeBank(self.n_series, **artime)
+        # the vectorised bank (anomaly.artime_bank: the same scores, ticking all series at once) but
+        # where a series' state restarts (`relearn`), or when the loop is asked for (the benchmark)
+        if vectorised and not artime.get("relearn"):
+            from anomaly.artime_bank import ARTimeVectorBank  # it imports this module's parts
+
+            self.artime = ARTimeVectorBank(self.n_series, **artime)
+            step = int(self.artime.step[0]) if self.n_series else 1
+        else:
+            self.artime = ARTimeBank(self.n_series, **artime)
+            step = self.artime.series[0].step if self.n_series else 1
         self.agree = float(agree)
         self.report_floor = float(report_floor)
         # ARTime reads values, not timestamps: NAB hands it every row, out-of-order stamps included
         self.every_value = False
         self.episodic = bool(episodic)
-        self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
+        self.recent_raw = np.zeros((step, self.n_series))
 
     @property
     def resolution(self) -> np.ndarray:

@@ -159,14 +159,16 @@ class LevelSettings(BaseModel):
             raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
         return cls(novelty=True, **modes[mode])
 
-    def detector(self, n_series: int) -> RobustLevel | LevelEnsemble | LevelWithArtime:
+    def detector(self, n_series: int, artime_vectorised: bool = True) -> RobustLevel | LevelEnsemble | LevelWithArtime:
         """The level detector for `n_series` series with these settings (with the novelty detector
-        beside it unless `novelty` is off, and ARTime unless `artime` is off)."""
+        beside it unless `novelty` is off, and ARTime unless `artime` is off; ARTime ticks all series
+        at once unless `artime_vectorised` is off: the per-series loop, same scores, for comparison)."""
         inner = self._novelty_detector(n_series)
         if not self.artime:
             return inner
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
-                               episodic=self.artime_episodic, probation=self.artime_probation,
+                               episodic=self.artime_episodic, vectorised=artime_vectorised,
+                               probation=self.artime_probation,
                                margin=self.artime_margin, min_width=self.artime_min_width,
                                relearn=self.artime_relearn, max_match=self.artime_max_match,
                                level_width=self.artime_level_width)
