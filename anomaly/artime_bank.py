@@ -37,6 +37,30 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(x, top, out=x.copy(), where=top != 0)
 
 
+def _pairwise_sum(c: np.ndarray) -> np.ndarray:
+    """The sum over axis 1 of a (rows, n, columns) array, each in the order numpy sums a
+    contiguous row of n values (8 running sums, then a tree; the reference sums its category rows
+    that way), so the same bits; over axis 1 the operations run along long rows, not 32 values."""
+    n = c.shape[1]
+    if n < 8:
+        res = c[:, 0]
+        for i in range(1, n):
+            res = res + c[:, i]
+        return res
+    if n > 128:  # numpy splits longer rows in halves first: not needed for ARTime's 32
+        return np.ascontiguousarray(np.moveaxis(c, 1, -1)).sum(axis=-1)
+    top = n - n % 8
+    r = c[:, 0:8]
+    for i in range(8, top, 8):
+        r = r + c[:, i : i + 8]
+    s = r[:, 0::2] + r[:, 1::2]
+    t = s[:, 0::2] + s[:, 1::2]
+    res = t[:, 0] + t[:, 1]
+    for i in range(top, n):
+        res = res + c[:, i]
+    return res
+
+
 def _haar_rows(x: np.ndarray) -> np.ndarray:
     """`artime.haar` on every row (the same arithmetic, so the same bits)."""
     a, details = x, []
@@ -49,17 +73,33 @@ def _haar_rows(x: np.ndarray) -> np.ndarray:
 
 class DvfaBank:
     """`artime.DualVigilanceArt` for many series: category weights in one padded array
-    (series x categories x 2 dim), each series' own count, cluster labels and vigilances.
-    `train(rows, features, learn)` is one step of the given series; it returns their clusters
-    (-1: a new cluster) and leaves their best match and its energy in `match` and `energy`."""
+    (rows x 2 dim x categories: the search's operations run along the categories), each series'
+    own count, cluster labels and vigilances. `train(rows, features, learn)` is one step of the
+    given series; it returns their clusters (-1: a new cluster) and leaves their best match and
+    its energy in `match` and `energy`.
+
+    The search reads every weight of every due series, so its cost is the padded array's size: the
+    rows are kept in order of their series' category count (sorted again every 100 searches over
+    all series) and searched in blocks, each cut to its own largest count, so a few series with
+    many categories do not make every series pay for them (counts of 11 to 121 after 2,000 points
+    of noise). Padding is all-zero weights: they match 0, never above a real category (the first
+    best wins), and resonate only where a vigilance is 0."""
 
     def __init__(self, n: int, dim: int, capacity: int = 16) -> None:
         self.dim = dim
-        self.w = np.zeros((n, capacity, 2 * dim))
-        # each category's weight sum, kept as the reference recomputes it (the same sum of the
-        # same 2 dim values), so the search does not sum the weights again every step
-        self.size = np.zeros((n, capacity))
+        self.w = np.zeros((n, 2 * dim, capacity))
+        # per category, kept as the reference computes them from the weights (the same sums of the
+        # same values): the weight sum (0 read as 0.001, as there) and the newest value's weights
+        # (0 read as 1: the energy's numerator is then 0 as well, the reference's 0)
+        self.size = np.full((n, capacity), 0.001)
+        self.newest = np.ones((n, capacity))
         self.labels = np.zeros((n, capacity), dtype=np.int64)
+        self.row = np.arange(n)  # the series' rows in the arrays above
+        self.series_at = np.arange(n)  # and the series on each row
+        self._searches = 0
+        # a category whose newest weights are both 0 (it learned a newest value of 0 and one of 1)
+        # matches nothing from then on, and the series never learns again (NaN in the source)
+        self.dead = np.zeros(n, dtype=bool)
         self.count = np.zeros(n, dtype=np.int64)
         self.n_clusters = np.zeros(n, dtype=np.int64)
         self.rho_lb = np.zeros(n)
@@ -67,45 +107,103 @@ class DvfaBank:
         self.match = np.zeros(n)
         self.energy = np.zeros(n)
 
+    def _store(self, rows, at, w: np.ndarray) -> np.ndarray:
+        """Category weights `w` (one per row, 2 dim each) at rows x `at`, with their sums; True
+        where a category's newest weights are both 0."""
+        self.w[rows, :, at] = w
+        total = w.sum(axis=1)
+        self.size[rows, at] = np.where(total == 0, 0.001, total)
+        newest = w[:, self.dim - 1] + w[:, -1]
+        self.newest[rows, at] = np.where(newest > 0, newest, 1.0)
+        return newest <= 0
+
     def _append(self, rows: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
         at = self.count[rows]
-        if at.max() >= self.w.shape[1]:
-            grow = self.w.shape[1]
-            self.w = np.concatenate([self.w, np.zeros((len(self.w), grow, self.w.shape[2]))], axis=1)
-            self.size = np.concatenate([self.size, np.zeros((len(self.size), grow))], axis=1)
-            self.labels = np.concatenate([self.labels, np.zeros((len(self.labels), grow), np.int64)], axis=1)
-        self.w[rows, at] = x
-        self.size[rows, at] = x.sum(axis=1)
-        self.labels[rows, at] = labels
+        if at.max() >= self.w.shape[2]:
+            n, grow = len(self.w), self.w.shape[2]
+            self.w = np.concatenate([self.w, np.zeros((n, self.w.shape[1], grow))], axis=2)
+            self.size = np.concatenate([self.size, np.full((n, grow), 0.001)], axis=1)
+            self.newest = np.concatenate([self.newest, np.ones((n, grow))], axis=1)
+            self.labels = np.concatenate([self.labels, np.zeros((n, grow), np.int64)], axis=1)
+        self.dead[rows[self._store(self.row[rows], at, x)]] = True
+        self.labels[self.row[rows], at] = labels
         self.count[rows] += 1
 
     def _open(self, rows: np.ndarray) -> None:
         """The first input of a series only opens an all-ones category (as AdaptiveResonance.jl)."""
-        self.w[rows, 0] = 1.0
-        self.size[rows, 0] = self.w[rows, 0].sum(axis=1)
-        self.labels[rows, 0] = 1
+        self._store(self.row[rows], 0, np.ones((len(rows), 2 * self.dim)))
+        self.labels[self.row[rows], 0] = 1
         self.count[rows] = 1
         self.n_clusters[rows] = 1
         self.match[rows] = self.energy[rows] = 0.0
 
-    def _search(self, rows: np.ndarray, x: np.ndarray):
-        """Every category's match for every row at once (padding masked to -inf)."""
-        n_cat = int(self.count[rows].max())
-        whole = len(rows) == len(self.w)  # rows are sorted and unique: all series, no copy needed
-        w = self.w[:, :n_cat] if whole else self.w[rows, :n_cat]
-        size = self.size[:, :n_cat] if whole else self.size[rows, :n_cat]
-        common = np.minimum(w, x[:, None, :])
-        num = common.sum(axis=2)
-        size = np.where(size == 0, 0.001, size)
-        feature_sim = num / size
-        ei = self.dim - 1  # the newest value and its complement
-        newest = w[:, :, ei] + w[:, :, -1]
-        defined = newest > 0
-        energy = np.where(defined, (common[:, :, ei] + common[:, :, -1]) / np.where(defined, newest, 1.0), 0.0)
+    def _sort_rows(self) -> None:
+        order = np.argsort(-self.count, kind="stable")
+        old = self.row[order]
+        self.w, self.size, self.newest, self.labels = (self.w[old], self.size[old], self.newest[old],
+                                                       self.labels[old])
+        self.series_at = order
+        self.row[order] = np.arange(len(order))
+
+    def _block(self, where, series: np.ndarray, x: np.ndarray, learn: np.ndarray, due: np.ndarray | None = None):
+        """Every category's match for one block of rows (`where`: a slice, read as a view, or an
+        array of rows, copied), the best of each, and the resonant categories' learning (`due`:
+        the rows whose series is searched; the others' state is left as it is)."""
+        n_cat = int(self.count[series].max())
+        common = np.minimum(self.w[where, :, :n_cat], x[:, :, None])
+        num = _pairwise_sum(common)
+        feature_sim = num / self.size[where, :n_cat]
+        energy = (common[:, self.dim - 1] + common[:, -1]) / self.newest[where, :n_cat]
         m = feature_sim**3 * energy**2
-        valid = np.arange(n_cat)[None, :] < self.count[rows][:, None]
-        m = np.where(valid, m, -np.inf)
-        return m, energy, common, num, valid, valid & ~defined
+        k = np.arange(len(series))
+        best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
+        m_best = m[k, best]
+        undefined = self.dead[series]
+        ok = (m_best > 0) & ~undefined
+        match, energy_best = np.where(ok, m_best, 0.0), np.where(ok, energy[k, best], 0.0)
+        if due is None:
+            self.match[series], self.energy[series] = match, energy_best
+        else:
+            self.match[series[due]], self.energy[series[due]] = match[due], energy_best[due]
+        rho_ub = self.rho_ub[series]
+        resonant = (m >= rho_ub[:, None]) & (learn & ~undefined)[:, None]
+        if (rho_ub <= 0).any():  # padding resonates too: not a category
+            resonant &= np.arange(n_cat)[None, :] < self.count[series][:, None]
+        rows = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+        a, j = np.nonzero(resonant)
+        if len(a):
+            self.dead[series[a[self._store(rows[a], j, common[a, :, j])]]] = True
+        return m_best, undefined, resonant.any(axis=1), self.labels[rows, best]
+
+    def _search(self, rows: np.ndarray, x: np.ndarray, learn: np.ndarray):
+        """`_block` over the given series (sorted, unique) in blocks of count-sorted rows: read in
+        place when at least half the series are due (the others searched too, their results
+        dropped, their categories untouched), else gathered."""
+        n, size = len(self.w), max(32, -(-len(rows) // 8))
+        results = (np.empty(len(rows)), np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool),
+                   np.empty(len(rows), dtype=np.int64))
+        if 2 * len(rows) < n:
+            order = np.argsort(self.row[rows], kind="stable")
+            for a in range(0, len(rows), size):
+                k = order[a : a + size]
+                for out, got in zip(results, self._block(self.row[rows[k]], rows[k], x[k], learn[k]),
+                                    strict=True):
+                    out[k] = got
+            return results
+        self._searches += 1
+        if self._searches % 100 == 1:
+            self._sort_rows()
+        at = np.full(n, -1)
+        at[rows] = np.arange(len(rows))
+        x_all, learn_all = np.zeros((n, x.shape[1])), np.zeros(n, dtype=bool)
+        x_all[rows], learn_all[rows] = x, learn
+        for a in range(0, n, size):
+            s = self.series_at[a : a + size]
+            due = at[s] >= 0
+            got = self._block(slice(a, a + len(s)), s, x_all[s], learn_all[s], due=None if due.all() else due)
+            for out, g in zip(results, got, strict=True):
+                out[at[s[due]]] = g[due]
+        return results
 
     def train(self, rows: np.ndarray, features: np.ndarray, learn: np.ndarray) -> np.ndarray:
         x = np.concatenate([features, 1.0 - features], axis=1)
@@ -120,28 +218,13 @@ class DvfaBank:
             rows, x, learn, sub = rows[live], x[live], learn[live], cat[live]
         else:
             live, sub = None, cat
-        m, energy, common, num, valid, undefined = self._search(rows, x)
-        k = np.arange(len(rows))
-        best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
-        m_best = m[k, best]
-        undefined = undefined.any(axis=1)
-        # a category whose newest weights are both 0 matches nothing (NaN in the source)
-        ok = (m_best > 0) & ~undefined
-        self.match[rows] = np.where(ok, m_best, 0.0)
-        self.energy[rows] = np.where(ok, energy[k, best], 0.0)
+        m_best, undefined, learns, label = self._search(rows, x, learn)
         act = learn & ~undefined
-        resonant = (m >= self.rho_ub[rows][:, None]) & valid & act[:, None]
-        learns = resonant.any(axis=1)
-        if learns.any():
-            a, j = np.nonzero(resonant)
-            self.w[rows[a], j] = common[a, j]
-            self.size[rows[a], j] = num[a, j]
-            sub[learns] = self.labels[rows[learns], best[learns]]
+        sub[learns] = label[learns]
         same = act & ~learns & (m_best >= self.rho_lb[rows])
         new = (learn & undefined) | (act & ~learns & ~same)
         if same.any() or new.any():
             grow = same | new
-            label = self.labels[rows, best]
             self.n_clusters[rows[new]] += 1
             label = np.where(new, self.n_clusters[rows], label)
             self._append(rows[grow], x[grow], label[grow])

@@ -57,7 +57,7 @@ def _assert_same_state(bank: ARTimeVectorBank, refs: list[ARTime]) -> None:
     np.testing.assert_array_equal(bank.art.rho_lb, [r.art.rho_lb for r in refs])
     np.testing.assert_array_equal(bank.art.rho_ub, [r.art.rho_ub for r in refs])
     for j, r in enumerate(refs):
-        np.testing.assert_array_equal(bank.art.w[j, : len(r.art.w)], r.art.w)
+        np.testing.assert_array_equal(bank.art.w[bank.art.row[j], :, : len(r.art.w)].T, r.art.w)
 
 
 MODES = {
@@ -76,6 +76,23 @@ def test_the_bank_gives_the_references_scores_at_every_point(mode):
     np.testing.assert_array_equal(got, expected)
     # the series do have episodes (reported, or dropped by `max_match`): the comparison means something
     assert bank.n_sims.sum() > 10 and bank.n_sims.tolist() == [len(r.anomaly_sims) for r in refs]
+    _assert_same_state(bank, refs)
+
+
+@pytest.mark.parametrize("gaps", [True, False])
+def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_scores(gaps):
+    """Over 32 series the search runs in blocks of rows sorted by category count: in place when
+    most series are due (no gaps: all in step; sorted again every 100 searches), gathered when
+    few are (gaps put the series' downsampling out of step). 64 series against the reference."""
+    x = np.concatenate([_series(2000, seed=s) for s in range(8)], axis=1)
+    if not gaps:
+        x = np.where(np.isfinite(x), x, 1.0)
+    expected, refs = _reference(x, probation=400, margin=0.5)
+    bank = ARTimeVectorBank(x.shape[1], probation=400)
+    got = np.array([bank.update(row) for row in x])
+    np.testing.assert_array_equal(got, expected)
+    assert len(set(bank.art.count.tolist())) > 10
+    assert (bank.art._searches > 100) == (not gaps)
     _assert_same_state(bank, refs)
 
 
