@@ -179,7 +179,7 @@ class DvfaBank:
         """`_block` over the given series (sorted, unique) in blocks of count-sorted rows: read in
         place when at least half the series are due (the others searched too, their results
         dropped, their categories untouched), else gathered."""
-        n, size = len(self.w), max(32, -(-len(rows) // 8))
+        n, size = len(self.w), max(64, -(-len(rows) // 6))
         results = (np.empty(len(rows)), np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool),
                    np.empty(len(rows), dtype=np.int64))
         if 2 * len(rows) < n:
