@@ -5,8 +5,11 @@ path of the service and of the NAB run.
 
 Per tick, the series that got a point are one index array: their blocks, levels, running median,
 feature windows (the Haar transform along the rows), the dual-vigilance category search (one
-padded array of categories per series: the match of every category of every due series in one
-`np.minimum` and one sum) and the masking rules are array operations. Rare events run per series:
+padded array of categories per series) and the masking rules are array operations. The search's
+heavy part (32 weights of every category of every due series, and the learning of the resonant
+ones) runs in two small numba kernels (`_overlap_loops`, `_learn_loops`: plain loops, additions in
+numpy's own order); without numba the same search runs as numpy operations, with the same results,
+about half as fast. The match itself takes numpy's power, as the reference does. Rare events run per series:
 the end of a probation (its range; the replay itself is batched over the series that end it
 together), the vigilance schedule (every half trend window, about one downsampled step in 60) and
 a report. The results are the reference's, float for float (tests/anomaly/test_artime_bank.py):
@@ -61,6 +64,110 @@ def _pairwise_sum(c: np.ndarray) -> np.ndarray:
     return res
 
 
+def _overlap_loops(w, rows, x, counts, n_cat, ei, num, newest):  # pragma: no cover (compiled)
+    """The search's heavy part, one pass per category: |x ^ w| (the same pairwise order as
+    `_pairwise_sum`: 8 running sums along the categories, then the tree) and the newest value's
+    part of it, for `rows` of `w` (series x 2 dim x categories) against `x`; 0 past each count.
+    Compiled by numba when it is there: plain loops, no reordering of the additions (no fastmath),
+    so the same bits as numpy's sum."""
+    d = w.shape[1]
+    top = d - d % 8
+    acc = np.empty((8, n_cat))
+    for a in range(rows.shape[0]):
+        p, n = rows[a], counts[a]
+        for j in range(8):
+            xj = x[a, j]
+            for c in range(n):
+                v = w[p, j, c]
+                acc[j, c] = v if v < xj else xj
+        for i in range(8, top, 8):
+            for j in range(8):
+                xj = x[a, i + j]
+                for c in range(n):
+                    v = w[p, i + j, c]
+                    acc[j, c] += v if v < xj else xj
+        for c in range(n):
+            res = ((acc[0, c] + acc[1, c]) + (acc[2, c] + acc[3, c])) + ((acc[4, c] + acc[5, c]) + (acc[6, c] + acc[7, c]))
+            for i in range(top, d):
+                v = w[p, i, c]
+                res += v if v < x[a, i] else x[a, i]
+            num[a, c] = res
+            v, u = w[p, ei, c], w[p, d - 1, c]
+            newest[a, c] = (v if v < x[a, ei] else x[a, ei]) + (u if u < x[a, d - 1] else x[a, d - 1])
+        for c in range(n, n_cat):
+            num[a, c] = newest[a, c] = 0.0
+
+
+def _pairwise32(v, d):  # pragma: no cover (compiled)
+    """numpy's sum of a contiguous row of d (8 to 128) values, in its order (as `_pairwise_sum`)."""
+    top = d - d % 8
+    r0, r1, r2, r3, r4, r5, r6, r7 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+    for i in range(8, top, 8):
+        r0 += v[i]
+        r1 += v[i + 1]
+        r2 += v[i + 2]
+        r3 += v[i + 3]
+        r4 += v[i + 4]
+        r5 += v[i + 5]
+        r6 += v[i + 6]
+        r7 += v[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(top, d):
+        res += v[i]
+    return res
+
+
+def _learn_loops(w, size, newest, rows, x, m, counts, rho_ub, can_learn, ei,
+                 best, m_best, learns, dead):  # pragma: no cover (compiled)
+    """The rest of a search step per row: the first best category, and fast learning of every
+    category at or above the upper vigilance (w <- x ^ w, its sum and newest weights stored as
+    `DvfaBank._store` does; `dead` where those are both 0)."""
+    d = w.shape[1]
+    col = np.empty(d)
+    for a in range(rows.shape[0]):
+        p, n = rows[a], counts[a]
+        b, mb = 0, m[a, 0]
+        for c in range(1, n):
+            if m[a, c] > mb:
+                b, mb = c, m[a, c]
+        best[a], m_best[a] = b, mb
+        learns[a] = dead[a] = False
+        if not can_learn[a]:
+            continue
+        for c in range(n):
+            if m[a, c] < rho_ub[a]:
+                continue
+            learns[a] = True
+            for i in range(d):
+                v = w[p, i, c]
+                col[i] = v if v < x[a, i] else x[a, i]
+                w[p, i, c] = col[i]
+            total = _pairwise32(col, d)
+            size[p, c] = total if total != 0 else 0.001
+            last = col[ei] + col[d - 1]
+            newest[p, c] = last if last > 0 else 1.0
+            if last <= 0:
+                dead[a] = True
+
+
+try:  # a declared dependency; without it the numpy search gives the same results, slower
+    import numba
+
+    _overlap = numba.njit(cache=True, nogil=True)(_overlap_loops)
+    _pairwise32 = numba.njit(cache=True, nogil=True)(_pairwise32)
+    _learn = numba.njit(cache=True, nogil=True)(_learn_loops)
+except ImportError:  # pragma: no cover
+    _overlap = _learn = None
+
+
+def warm_up() -> None:
+    """Compile the search kernels now (numba caches them on disk; a benchmark times the search,
+    not the first call's compilation)."""
+    bank = ARTimeVectorBank(2, probation=64)
+    for v in np.random.default_rng(0).random((80, 2)):
+        bank.update(v)
+
+
 def _haar_rows(x: np.ndarray) -> np.ndarray:
     """`artime.haar` on every row (the same arithmetic, so the same bits)."""
     a, details = x, []
@@ -85,8 +192,13 @@ class DvfaBank:
     of noise). Padding is all-zero weights: they match 0, never above a real category (the first
     best wins), and resonate only where a vigilance is 0."""
 
+    blocks, min_block = 6, 64  # blocks per search, of at least so many rows
+    compiled = _overlap is not None  # the compiled search (numba), else the numpy one
+
     def __init__(self, n: int, dim: int, capacity: int = 16) -> None:
         self.dim = dim
+        if not 8 <= 2 * dim <= 128:  # the compiled sum is numpy's 8-way order only there
+            self.compiled = False
         self.w = np.zeros((n, 2 * dim, capacity))
         # per category, kept as the reference computes them from the weights (the same sums of the
         # same values): the weight sum (0 read as 0.001, as there) and the newest value's weights
@@ -150,36 +262,52 @@ class DvfaBank:
         array of rows, copied), the best of each, and the resonant categories' learning (`due`:
         the rows whose series is searched; the others' state is left as it is)."""
         n_cat = int(self.count[series].max())
-        common = np.minimum(self.w[where, :, :n_cat], x[:, :, None])
-        num = _pairwise_sum(common)
-        feature_sim = num / self.size[where, :n_cat]
-        energy = (common[:, self.dim - 1] + common[:, -1]) / self.newest[where, :n_cat]
-        m = feature_sim**3 * energy**2
-        k = np.arange(len(series))
-        best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
-        m_best = m[k, best]
+        rows = np.arange(where.start, where.stop) if isinstance(where, slice) else where
         undefined = self.dead[series]
+        if self.compiled:
+            num, newest = np.empty((len(rows), n_cat)), np.empty((len(rows), n_cat))
+            _overlap(self.w, rows, x, self.count[series], n_cat, self.dim - 1, num, newest)
+        else:
+            common = np.minimum(self.w[where, :, :n_cat], x[:, :, None])
+            num, newest = _pairwise_sum(common), common[:, self.dim - 1] + common[:, -1]
+        energy = newest / self.newest[where, :n_cat]
+        # numpy's power, as the reference's (its SIMD pow is not the C library's to the last bit)
+        m = (num / self.size[where, :n_cat]) ** 3 * energy**2
+        if self.compiled:
+            best, m_best = np.empty(len(rows), dtype=np.int64), np.empty(len(rows))
+            learns, dead = np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool)
+            _learn(self.w, self.size, self.newest, rows, x, m, self.count[series], self.rho_ub[series],
+                   learn & ~undefined, self.dim - 1, best, m_best, learns, dead)
+            self.dead[series[dead]] = True
+        else:
+            best, m_best, learns = self._learn_numpy(rows, series, x, m, common, learn & ~undefined)
         ok = (m_best > 0) & ~undefined
-        match, energy_best = np.where(ok, m_best, 0.0), np.where(ok, energy[k, best], 0.0)
+        match = np.where(ok, m_best, 0.0)
+        energy_best = np.where(ok, energy[np.arange(len(rows)), best], 0.0)
         if due is None:
             self.match[series], self.energy[series] = match, energy_best
         else:
             self.match[series[due]], self.energy[series[due]] = match[due], energy_best[due]
+        return m_best, undefined, learns, self.labels[rows, best]
+
+    def _learn_numpy(self, rows, series, x, m, common, can_learn):
+        """`_learn_loops` with array operations (where numba is not there)."""
+        best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
+        m_best = m[np.arange(len(rows)), best]
         rho_ub = self.rho_ub[series]
-        resonant = (m >= rho_ub[:, None]) & (learn & ~undefined)[:, None]
+        resonant = (m >= rho_ub[:, None]) & can_learn[:, None]
         if (rho_ub <= 0).any():  # padding resonates too: not a category
-            resonant &= np.arange(n_cat)[None, :] < self.count[series][:, None]
-        rows = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+            resonant &= np.arange(m.shape[1])[None, :] < self.count[series][:, None]
         a, j = np.nonzero(resonant)
         if len(a):
             self.dead[series[a[self._store(rows[a], j, common[a, :, j])]]] = True
-        return m_best, undefined, resonant.any(axis=1), self.labels[rows, best]
+        return best, m_best, resonant.any(axis=1)
 
     def _search(self, rows: np.ndarray, x: np.ndarray, learn: np.ndarray):
         """`_block` over the given series (sorted, unique) in blocks of count-sorted rows: read in
         place when at least half the series are due (the others searched too, their results
         dropped, their categories untouched), else gathered."""
-        n, size = len(self.w), max(64, -(-len(rows) // 6))
+        n, size = len(self.w), max(self.min_block, -(-len(rows) // self.blocks))
         results = (np.empty(len(rows)), np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool),
                    np.empty(len(rows), dtype=np.int64))
         if 2 * len(rows) < n:

@@ -11,7 +11,7 @@ import pytest
 
 import anomaly.artime_bank as bank_module
 from anomaly.artime import ARTime, ARTimeBank, LevelWithArtime
-from anomaly.artime_bank import ARTimeVectorBank
+from anomaly.artime_bank import ARTimeVectorBank, DvfaBank
 from anomaly.service import LevelSettings
 
 
@@ -67,8 +67,17 @@ MODES = {
 }
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def search(request, monkeypatch):
+    """Both category searches: the compiled one (numba) and the numpy one (without numba)."""
+    if request.param == "compiled" and not DvfaBank.compiled:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(DvfaBank, "compiled", request.param == "compiled")
+    return request.param
+
+
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_the_bank_gives_the_references_scores_at_every_point(mode):
+def test_the_bank_gives_the_references_scores_at_every_point(mode, search):
     x = _series()
     expected, refs = _reference(x, **MODES[mode])
     bank = ARTimeVectorBank(x.shape[1], **MODES[mode])
@@ -80,7 +89,7 @@ def test_the_bank_gives_the_references_scores_at_every_point(mode):
 
 
 @pytest.mark.parametrize("gaps", [True, False])
-def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_scores(gaps):
+def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_scores(gaps, search):
     """Over 32 series the search runs in blocks of rows sorted by category count: in place when
     most series are due (no gaps: all in step; sorted again every 100 searches), gathered when
     few are (gaps put the series' downsampling out of step). 64 series against the reference."""
@@ -96,7 +105,7 @@ def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_score
     _assert_same_state(bank, refs)
 
 
-def test_given_ranges_and_probations_per_series_as_nab_hands_them():
+def test_given_ranges_and_probations_per_series_as_nab_hands_them(search):
     """`--artime-input nab`: each series its own range (here not always holding all its values)
     and probation (15% of its length), fed every row."""
     x = np.nan_to_num(_series(3000, seed=3), nan=1.0, posinf=1.0)

@@ -76,6 +76,9 @@ def run(args) -> dict:
     # probation replay included: the vectorised bank over all the series, and the per-series loop
     # (the same scores) on a slice (a tenth of the series, at least 10: its cost per point does not
     # depend on how many series tick)
+    from anomaly.artime_bank import warm_up
+
+    warm_up()  # the bank's numba kernels compile once (cached on disk): not part of the rate
     art = LevelSettings(artime=True)
     artime_pps = _artime_mode(art, values, step, n, vectorised=True)
     art_n = max(10, n // 10)
