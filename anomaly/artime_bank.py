@@ -27,6 +27,7 @@ every sum is taken over the same values in the same order, so each decision fall
 from __future__ import annotations
 
 import copy
+import importlib.util
 
 import numpy as np
 
@@ -138,10 +139,15 @@ def _learn_loops(w, size, newest, rows, x, m, counts, rho_ub, can_learn, ei,
             if m[a, c] < rho_ub[a]:
                 continue
             learns[a] = True
+            changed = False
             for i in range(d):
                 v = w[p, i, c]
-                col[i] = v if v < x[a, i] else x[a, i]
-                w[p, i, c] = col[i]
+                if x[a, i] < v:
+                    w[p, i, c] = x[a, i]
+                    changed = True
+                col[i] = w[p, i, c]
+            if not changed:  # a window inside the category: its weights and sums stay as they are
+                continue
             total = _pairwise32(col, d)
             size[p, c] = total if total != 0 else 0.001
             last = col[ei] + col[d - 1]
@@ -150,14 +156,19 @@ def _learn_loops(w, size, newest, rows, x, m, counts, rho_ub, can_learn, ei,
                 dead[a] = True
 
 
-try:  # a declared dependency; without it the numpy search gives the same results, slower
-    import numba
+_kernels: dict = {}
 
-    _overlap = numba.njit(cache=True, nogil=True)(_overlap_loops)
-    _pairwise32 = numba.njit(cache=True, nogil=True)(_pairwise32)
-    _learn = numba.njit(cache=True, nogil=True)(_learn_loops)
-except ImportError:  # pragma: no cover
-    _overlap = _learn = None
+
+def _compiled():
+    """The two search kernels, compiled on first use (numba is imported only then, and caches the
+    machine code on disk)."""
+    if not _kernels:
+        import numba
+
+        jit = numba.njit(cache=True, nogil=True)
+        globals()["_pairwise32"] = jit(_pairwise32)  # `_learn_loops` calls it compiled
+        _kernels.update(overlap=jit(_overlap_loops), learn=jit(_learn_loops))
+    return _kernels["overlap"], _kernels["learn"]
 
 
 def warm_up() -> None:
@@ -193,7 +204,8 @@ class DvfaBank:
     best wins), and resonate only where a vigilance is 0."""
 
     blocks, min_block = 6, 64  # blocks per search, of at least so many rows
-    compiled = _overlap is not None  # the compiled search (numba), else the numpy one
+    # the compiled search where numba is there (a declared dependency), else the numpy one
+    compiled = importlib.util.find_spec("numba") is not None
 
     def __init__(self, n: int, dim: int, capacity: int = 16) -> None:
         self.dim = dim
@@ -265,6 +277,7 @@ class DvfaBank:
         rows = np.arange(where.start, where.stop) if isinstance(where, slice) else where
         undefined = self.dead[series]
         if self.compiled:
+            _overlap, _learn = _compiled()
             num, newest = np.empty((len(rows), n_cat)), np.empty((len(rows), n_cat))
             _overlap(self.w, rows, x, self.count[series], n_cat, self.dim - 1, num, newest)
         else:
