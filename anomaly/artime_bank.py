@@ -65,10 +65,11 @@ def _pairwise_sum(c: np.ndarray) -> np.ndarray:
     return res
 
 
-def _overlap_loops(w, rows, x, counts, n_cat, ei, num, newest):  # pragma: no cover (compiled)
+def _overlap_loops(w, size, newest, rows, x, counts, n_cat, ei, feature_sim, energy):  # pragma: no cover
     """The search's heavy part, one pass per category: |x ^ w| (the same pairwise order as
-    `_pairwise_sum`: 8 running sums along the categories, then the tree) and the newest value's
-    part of it, for `rows` of `w` (series x 2 dim x categories) against `x`; 0 past each count.
+    `_pairwise_sum`: 8 running sums along the categories, then the tree) over the category's size,
+    and the newest value's part over its weights, for `rows` of `w` (series x 2 dim x categories)
+    against `x`; 0 past each count.
     Compiled by numba when it is there: plain loops, no reordering of the additions (no fastmath),
     so the same bits as numpy's sum."""
     d = w.shape[1]
@@ -92,11 +93,12 @@ def _overlap_loops(w, rows, x, counts, n_cat, ei, num, newest):  # pragma: no co
             for i in range(top, d):
                 v = w[p, i, c]
                 res += v if v < x[a, i] else x[a, i]
-            num[a, c] = res
+            feature_sim[a, c] = res / size[p, c]
             v, u = w[p, ei, c], w[p, d - 1, c]
-            newest[a, c] = (v if v < x[a, ei] else x[a, ei]) + (u if u < x[a, d - 1] else x[a, d - 1])
+            v, u = (v if v < x[a, ei] else x[a, ei]), (u if u < x[a, d - 1] else x[a, d - 1])
+            energy[a, c] = (v + u) / newest[p, c]
         for c in range(n, n_cat):
-            num[a, c] = newest[a, c] = 0.0
+            feature_sim[a, c] = energy[a, c] = 0.0
 
 
 def _pairwise32(v, d):  # pragma: no cover (compiled)
@@ -278,14 +280,15 @@ class DvfaBank:
         undefined = self.dead[series]
         if self.compiled:
             _overlap, _learn = _compiled()
-            num, newest = np.empty((len(rows), n_cat)), np.empty((len(rows), n_cat))
-            _overlap(self.w, rows, x, self.count[series], n_cat, self.dim - 1, num, newest)
+            feature_sim, energy = np.empty((len(rows), n_cat)), np.empty((len(rows), n_cat))
+            _overlap(self.w, self.size, self.newest, rows, x, self.count[series], n_cat, self.dim - 1,
+                     feature_sim, energy)
         else:
             common = np.minimum(self.w[where, :, :n_cat], x[:, :, None])
-            num, newest = _pairwise_sum(common), common[:, self.dim - 1] + common[:, -1]
-        energy = newest / self.newest[where, :n_cat]
+            feature_sim = _pairwise_sum(common) / self.size[where, :n_cat]
+            energy = (common[:, self.dim - 1] + common[:, -1]) / self.newest[where, :n_cat]
         # numpy's power, as the reference's (its SIMD pow is not the C library's to the last bit)
-        m = (num / self.size[where, :n_cat]) ** 3 * energy**2
+        m = feature_sim**3 * energy**2
         if self.compiled:
             best, m_best = np.empty(len(rows), dtype=np.int64), np.empty(len(rows))
             learns, dead = np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool)
