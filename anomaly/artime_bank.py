@@ -191,6 +191,14 @@ def _haar_rows(x: np.ndarray) -> np.ndarray:
     return np.concatenate([a, *reversed(details)], axis=1)
 
 
+def _per_series(value, n: int, name: str, dtype) -> np.ndarray:
+    """One value for every series, or one per series; anything else is a clear error."""
+    value = np.asarray(value, dtype=dtype)
+    if value.ndim > 1 or (value.ndim == 1 and len(value) != n):
+        raise ValueError(f"{name}: one value or one per series ({n}), got shape {value.shape}")
+    return np.broadcast_to(value, (n,)).copy()
+
+
 class DvfaBank:
     """`artime.DualVigilanceArt` for many series: category weights in one padded array
     (rows x 2 dim x categories: the search's operations run along the categories), each series'
@@ -393,7 +401,7 @@ class ARTimeVectorBank:
         if relearn:
             raise ValueError("relearn restarts one series' state: use the loop bank (artime.ARTimeBank)")
         n = self.n_series = int(n_series)
-        p = np.broadcast_to(np.asarray(probation, dtype=np.int64), (n,)).copy()
+        p = _per_series(probation, n, "probation", np.int64)
         self.probation = p - p % 2
         self.window, self.levels, self.chomp, self.initial_rho = window, levels, chomp, initial_rho
         self.margin, self.min_width, self.level_width = margin, float(min_width), float(level_width)
@@ -401,8 +409,8 @@ class ARTimeVectorBank:
         self.step = np.maximum(1, self.probation // (window * windows_per_probation))
         self.trend = np.maximum(window + 2, self.probation // self.step)
         self.mask = int(window * 1.5)
-        self.low = np.full(n, np.nan) if low is None else np.broadcast_to(np.asarray(low, float), (n,)).copy()
-        self.high = np.full(n, np.nan) if high is None else np.broadcast_to(np.asarray(high, float), (n,)).copy()
+        self.low = np.full(n, np.nan) if low is None else _per_series(low, n, "low", float)
+        self.high = np.full(n, np.nan) if high is None else _per_series(high, n, "high", float)
         self.buffer = np.zeros((n, int(self.probation.max()) if n else 0)) if low is None else None
         self.i = np.zeros(n, dtype=np.int64)
         self.dsi = np.zeros(n, dtype=np.int64)

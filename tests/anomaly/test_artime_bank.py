@@ -169,6 +169,13 @@ def test_relearn_keeps_the_loop_and_the_bank_refuses_it_clearly():
         ARTimeVectorBank(2, relearn=True)
 
 
+def test_per_series_settings_of_the_wrong_length_are_a_clear_error():
+    with pytest.raises(ValueError, match="probation: one value or one per series"):
+        ARTimeVectorBank(2, probation=[600, 700, 800])
+    with pytest.raises(ValueError, match="low: one value or one per series"):
+        ARTimeVectorBank(2, low=[0.0], high=[1.0, 2.0])
+
+
 def test_a_peek_learns_nothing_and_scores_as_the_update_would():
     x = _series(2600, seed=5)
     bank = ARTimeVectorBank(x.shape[1], probation=600)
