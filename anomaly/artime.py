@@ -386,8 +386,9 @@ class ARTime:
 
 
 class ARTimeBank:
-    """ARTime over many series (a loop: ARTime's state is a growing list of categories per series,
-    not a fixed-shape array). NaN values are skipped; scores are 0 there."""
+    """ARTime over many series, one `ARTime` each, in a loop (the reference for
+    `anomaly.artime_bank.ARTimeVectorBank`, which gives the same scores; kept where `relearn`
+    restarts a series). NaN values are skipped; scores are 0 there."""
 
     name = "artime"
 

@@ -106,8 +106,9 @@ class LevelSettings(BaseModel):
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
     # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
     # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
-    # the service form, where it pages on noise (195 quiet-day findings) and runs at about 68
-    # thousand points per CPU second (anomaly/README.md, fifth push); off by default. `with_artime("quiet")`:
+    # the service form, where it pages on noise (195 quiet-day findings); off by default. It runs
+    # vectorised (`anomaly.artime_bank`): about 0.84 million points per CPU second beside the level
+    # detector, 12x the per-series loop (anomaly/README.md, seventh push). `with_artime("quiet")`:
     # far clusters only, 62.07 on NAB in the service form and quiet on the quiet days (sixth push)
     artime: bool = False
     artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
