@@ -156,6 +156,28 @@ def _similarity(f: np.ndarray) -> np.ndarray:
     return sim
 
 
+def learned_range(x: np.ndarray, margin: float, min_width: float = 0.0,
+                  level_width: float = 0.0) -> tuple[float, float]:
+    """The probation's range widened by `margin` of it each side, and at least `min_width` robust
+    scales of the probation wide around its median: NAB's file range holds the file's anomalies,
+    so a noise series' wobble fills a small part of it; a probation's own range is all wobble."""
+    lo, hi = float(x.min()), float(x.max())
+    low, high = lo - margin * (hi - lo), hi + margin * (hi - lo)
+    if min_width > 0:
+        med = float(np.median(x))
+        scale = 1.4826 * float(np.median(np.abs(x - med)))
+        if scale == 0:
+            scale = float(np.std(x))
+        half = 0.5 * min_width * scale
+        low, high = min(low, med - half), max(high, med + half)
+    if level_width > 0:
+        # ... or that share of the level (a latency's wobble is a small part of its level)
+        med = float(np.median(x))
+        half = 0.5 * level_width * abs(med)
+        low, high = min(low, med - half), max(high, med + half)
+    return low, high
+
+
 class ARTime:
     """One series. `process_one(value)` returns the anomaly score of that point (0 but at a
     reported anomaly)."""
@@ -224,24 +246,7 @@ class ARTime:
         return self._sample(float(value), self.i)
 
     def _learned_range(self, x: np.ndarray) -> tuple[float, float]:
-        """The probation's range widened by `margin` of it each side, and at least `min_width` robust
-        scales of the probation wide around its median: NAB's file range holds the file's anomalies,
-        so a noise series' wobble fills a small part of it; a probation's own range is all wobble."""
-        lo, hi = float(x.min()), float(x.max())
-        low, high = lo - self.margin * (hi - lo), hi + self.margin * (hi - lo)
-        if self.min_width > 0:
-            med = float(np.median(x))
-            scale = 1.4826 * float(np.median(np.abs(x - med)))
-            if scale == 0:
-                scale = float(np.std(x))
-            half = 0.5 * self.min_width * scale
-            low, high = min(low, med - half), max(high, med + half)
-        if self.level_width > 0:
-            # ... or that share of the level (a latency's wobble is a small part of its level)
-            med = float(np.median(x))
-            half = 0.5 * self.level_width * abs(med)
-            low, high = min(low, med - half), max(high, med + half)
-        return low, high
+        return learned_range(x, self.margin, self.min_width, self.level_width)
 
     def _sample(self, value: float, i: int) -> float:
         self.block.append(value)
@@ -381,8 +386,9 @@ class ARTime:
 
 
 class ARTimeBank:
-    """ARTime over many series (a loop: ARTime's state is a growing list of categories per series,
-    not a fixed-shape array). NaN values are skipped; scores are 0 there."""
+    """ARTime over many series, one `ARTime` each, in a loop (the reference for
+    `anomaly.artime_bank.ARTimeVectorBank`, which gives the same scores; kept where `relearn`
+    restarts a series). NaN values are skipped; scores are 0 there."""
 
     name = "artime"
 
@@ -418,17 +424,26 @@ class LevelWithArtime(Detector):
     ARTime (`every_value`: every finite value, as NAB hands ARTime every row)."""
 
     def __init__(self, inner: Detector, *, agree: float = 0.0, report_floor: float = 0.0, episodic: bool = True,
-                 **artime) -> None:
+                 vectorised: bool = True, **artime) -> None:
         super().__init__(inner.n_series)
         self.inner, self.name = inner, inner.name
         self.guard = inner.guard
-        self.artime = ARTimeBank(self.n_series, **artime)
+        # the vectorised bank (anomaly.artime_bank: the same scores, ticking all series at once) but
+        # where a series' state restarts (`relearn`), or when the loop is asked for (the benchmark)
+        if vectorised and not artime.get("relearn"):
+            from anomaly.artime_bank import ARTimeVectorBank  # it imports this module's parts
+
+            self.artime = ARTimeVectorBank(self.n_series, **artime)
+            step = int(self.artime.step[0]) if self.n_series else 1
+        else:
+            self.artime = ARTimeBank(self.n_series, **artime)
+            step = self.artime.series[0].step if self.n_series else 1
         self.agree = float(agree)
         self.report_floor = float(report_floor)
         # ARTime reads values, not timestamps: NAB hands it every row, out-of-order stamps included
         self.every_value = False
         self.episodic = bool(episodic)
-        self.recent_raw = np.zeros((self.artime.series[0].step if self.n_series else 1, self.n_series))
+        self.recent_raw = np.zeros((step, self.n_series))
 
     @property
     def resolution(self) -> np.ndarray:

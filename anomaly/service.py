@@ -106,8 +106,9 @@ class LevelSettings(BaseModel):
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
     # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
     # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
-    # the service form, where it pages on noise (195 quiet-day findings) and runs at about 68
-    # thousand points per CPU second (anomaly/README.md, fifth push); off by default. `with_artime("quiet")`:
+    # the service form, where it pages on noise (195 quiet-day findings); off by default. It runs
+    # vectorised (`anomaly.artime_bank`): about 0.84 million points per CPU second beside the level
+    # detector, 12x the per-series loop (anomaly/README.md, seventh push). `with_artime("quiet")`:
     # far clusters only, 62.07 on NAB in the service form and quiet on the quiet days (sixth push)
     artime: bool = False
     artime_probation: int = Field(600, ge=32)  # points learned as one batch before anything is judged
@@ -159,14 +160,16 @@ class LevelSettings(BaseModel):
             raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
         return cls(novelty=True, **modes[mode])
 
-    def detector(self, n_series: int) -> RobustLevel | LevelEnsemble | LevelWithArtime:
+    def detector(self, n_series: int, artime_vectorised: bool = True) -> RobustLevel | LevelEnsemble | LevelWithArtime:
         """The level detector for `n_series` series with these settings (with the novelty detector
-        beside it unless `novelty` is off, and ARTime unless `artime` is off)."""
+        beside it unless `novelty` is off, and ARTime unless `artime` is off; ARTime ticks all series
+        at once unless `artime_vectorised` is off: the per-series loop, same scores, for comparison)."""
         inner = self._novelty_detector(n_series)
         if not self.artime:
             return inner
         return LevelWithArtime(inner, agree=self.artime_agree, report_floor=self.artime_report_floor,
-                               episodic=self.artime_episodic, probation=self.artime_probation,
+                               episodic=self.artime_episodic, vectorised=artime_vectorised,
+                               probation=self.artime_probation,
                                margin=self.artime_margin, min_width=self.artime_min_width,
                                relearn=self.artime_relearn, max_match=self.artime_max_match,
                                level_width=self.artime_level_width)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomaly.artime import ARTime, LevelWithArtime
+from anomaly.artime_bank import ARTimeVectorBank
 from anomaly.nab.corpus import NabFile, load_corpus
 from anomaly.nab.scoring import ScoreReport, score_corpus
 from anomaly.service import LevelSettings
@@ -43,13 +44,30 @@ def nab_input_artime(f: NabFile, max_match: float = 1.0) -> ARTime:
                   max_match=max_match)
 
 
-def artime_scores(files: list[NabFile]) -> list[np.ndarray]:
-    """ARTime alone, with NAB's input, one file at a time: its anomaly score per row."""
-    out = []
-    for f in files:
-        det = nab_input_artime(f)
-        out.append(np.array([det.process_one(v) for v in f.values]))
-    return out
+def nab_input_bank(files: list[NabFile], max_match: float = 1.0) -> ARTimeVectorBank:
+    """`nab_input_artime` for every file at once: the vectorised bank, each file's own range and
+    probation (the same scores as one ARTime per file)."""
+    return ARTimeVectorBank(len(files), probation=[f.probation for f in files],
+                            low=[float(np.min(f.values)) for f in files],
+                            high=[float(np.max(f.values)) for f in files], max_match=max_match)
+
+
+def artime_scores(files: list[NabFile], vectorised: bool = True) -> list[np.ndarray]:
+    """ARTime alone, with NAB's input: its anomaly score per row. All files tick together through
+    the vectorised bank (file k's i-th row is series k's i-th point, every row as NAB hands it), or
+    with `vectorised` off, one ARTime per file, one row at a time (the reference)."""
+    if not vectorised:
+        out = []
+        for f in files:
+            det = nab_input_artime(f)
+            out.append(np.array([det.process_one(v) for v in f.values]))
+        return out
+    bank, lengths = nab_input_bank(files), np.array([f.n for f in files])
+    values = np.full((int(lengths.max()), len(files)), np.nan)
+    for k, f in enumerate(files):
+        values[: f.n, k] = f.values
+    scores = np.array([bank.update(row, np.flatnonzero(i < lengths)) for i, row in enumerate(values)])
+    return [scores[: f.n, k] for k, f in enumerate(files)]
 
 
 def detector_scores(files: list[NabFile], settings: LevelSettings | None = None,
@@ -65,7 +83,7 @@ def detector_scores(files: list[NabFile], settings: LevelSettings | None = None,
     if artime_nab_input:
         if not isinstance(det, LevelWithArtime):
             raise ValueError("NAB's input for ARTime needs the settings' artime on")
-        det.artime.series = [nab_input_artime(f, s.artime_max_match) for f in files]
+        det.artime = nab_input_bank(files, s.artime_max_match)
         det.every_value = True
     out = np.zeros((length, n))
     for i in range(length):

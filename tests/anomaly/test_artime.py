@@ -101,10 +101,10 @@ def test_level_bank_with_artime_survives_bad_input_and_feeds_artime_only_good_po
     assert det.skipped["infinite"] == 1 and det.skipped["out_of_order"] == 3
     missing = len(range(0, 1500, 7))
     # ARTime saw exactly the points the level detector used (1000 is back in time on every series)
-    assert [s.i for s in det.artime.series] == [1500 - missing - 1, 1500 - 2, 1500 - 1]
-    before = [s.i for s in det.artime.series]
+    assert det.artime.i.tolist() == [1500 - missing - 1, 1500 - 2, 1500 - 1]
+    before = det.artime.i.tolist()
     tick = det.peek(15.0 * 1500, [10.0, 10.0, 10.0])  # a peek learns nothing
-    assert [s.i for s in det.artime.series] == before
+    assert det.artime.i.tolist() == before
     assert set(tick.kind) <= {"spike", "level_shift", NOVEL_PATTERN, ""}
 
 

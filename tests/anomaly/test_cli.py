@@ -92,6 +92,9 @@ def test_bench_detect_reports_both_paths_and_their_ratio():
     assert r["bench"] == "detect" and r["series"] == 50
     assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0
     assert r["artime_mode_points_per_s"] > 0  # the opt-in ARTime mode's rate is stated beside it
+    # ... the vectorised bank's beside the per-series loop's, measured in the same run
+    assert r["artime_loop_mode_points_per_s"] > 0 and r["speedup_artime_bank_over_loop"] == pytest.approx(
+        r["artime_mode_points_per_s"] / r["artime_loop_mode_points_per_s"], rel=0.01)
     assert r["speedup_vectorised_over_streaming"] == pytest.approx(
         r["vectorised_points_per_s"] / r["streaming_points_per_s"], rel=0.01)
 
