@@ -23,6 +23,6 @@ def test_small_contention_run_measures_every_path(engine, request):
     r = contention.run(p.parse_args(argv))
     for phase in ("idle", "loaded"):
         assert all(v is not None and v > 0 for v in r[phase].values()), r[phase]
-    assert set(r["ratios_loaded_over_idle"]) == {"overview", "call_search", "sink_flush", "page_delay"}
+    assert set(r["ratios_loaded_over_idle"]) == {"overview", "call_search", "sink_flush", "page_delay", "page_path"}
     assert r["heavy_query_status"] == 200 and 200 in r["heavy_queries_status"]
     assert isinstance(r["target_met"], bool)

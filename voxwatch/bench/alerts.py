@@ -37,6 +37,9 @@ class _Pages:
         rec = self
 
         class H(BaseHTTPRequestHandler):
+            # keep-alive, as real receivers speak it: one connection per page is not what is measured
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *a):
                 pass
 
@@ -51,7 +54,10 @@ class _Pages:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        # The stdlib's accept backlog is 5: a burst of pages (a group's resolves beside a new firing)
+        # on a busy machine overflowed it, and each dropped connection waited a 1 s TCP retransmit.
+        server_class = type("PagesServer", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        self.server = server_class(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
