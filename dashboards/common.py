@@ -260,6 +260,11 @@ def labels_text(labels: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in labels.items())
 
 
+def series_text(name: str, labels: dict) -> str:
+    """A series as people read it: `name (k=v, ...)`, or the name alone when it has no labels."""
+    return f"{name} ({labels_text(labels)})" if labels else name
+
+
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "—"

@@ -14,6 +14,7 @@ from dashboards.common import (
     labels_text,
     line_figure,
     range_label,
+    series_text,
     source_picker,
     time_window,
     ts,
@@ -47,7 +48,7 @@ if data is not None:
         params = dict(metric=f["metric"], label=filt, **w.params)
         series = fetch("/series", **params, **({} if f["metric"].endswith("_seconds") else {"agg": "avg"}),
                        **({"percentiles": "0.99"} if f["metric"].endswith("_seconds") else {}))
-        fig = line_figure(f"{f['metric']} ({labels_text(f['labels'])})", "")
+        fig = line_figure(series_text(f["metric"], f["labels"]), "")
         if series is not None:
             for s in series["series"]:
                 pts = s["points"]

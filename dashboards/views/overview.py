@@ -20,6 +20,7 @@ from dashboards.common import (
     per_minute,
     range_label,
     refresh_seconds,
+    series_text,
     source_picker,
     time_window,
     ts,
@@ -97,8 +98,7 @@ def panels() -> None:
         sat = data["saturation"]
         if sat:
             st.dataframe(pd.DataFrame([{
-                "resource": f"{s['metric'].removeprefix('voxwatch_').removesuffix('_saturation_ratio')} "
-                            f"({labels_text(s['labels'])})",
+                "resource": series_text(s["metric"].removeprefix("voxwatch_").removesuffix("_saturation_ratio"), s["labels"]),
                 "saturation": s["value"],
                 "time to exhaustion": duration_text(s["time_to_exhaustion_s"]),
             } for s in sat]), hide_index=True, width="stretch",

@@ -161,3 +161,10 @@ def test_traffic_is_a_rate_per_minute_over_the_part_of_each_bucket_the_range_cov
     out = per_minute(traffic, step, start_ms=150_000, end_ms=912_000)
     assert list(out["t"]) == [0, 300_000, 600_000]  # a bucket barely touched (12 s of 300) is left out
     assert list(out["calls"]) == [100.0, 100.0, 100.0]  # steady load, steady bars
+
+
+def test_a_series_without_labels_is_named_alone():
+    from dashboards.common import series_text
+
+    assert series_text("action_queue", {}) == "action_queue"  # the Overview showed "action_queue ()"
+    assert series_text("pool", {"pool": "orders", "region": "eu-west"}) == "pool (pool=orders, region=eu-west)"
