@@ -79,9 +79,11 @@ class CategoryPool:
         c = np.arange(n_cat)
         valid = c[None, :] < counts[:, None]
         at = np.where(valid, c[None, :], 0)
-        s = np.repeat(np.asarray(series)[:, None], n_cat, axis=1)
-        idx = self.weight_index(s.ravel(), at.ravel()).reshape(len(series), n_cat, self.d)
-        w = np.where(valid[:, None, :], self.w[idx].transpose(0, 2, 1), 0.0)
+        d, w = self.d, np.zeros((len(series), self.d, n_cat))
+        # a copy per series (its segment is one block): cheaper than one index per weight
+        for a, (b, k, n) in enumerate(zip(self.base[series].tolist(), self.cap[series].tolist(), counts.tolist(),
+                                          strict=True)):
+            w[a, :, :n] = self.w[b * d : (b + k) * d].reshape(d, k)[:, :n]
         slot = self.base[series][:, None] + at
         return (w, np.where(valid, self.size[slot], 0.001), np.where(valid, self.newest[slot], 1.0))
 
