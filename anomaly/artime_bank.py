@@ -4,8 +4,9 @@ operations across the series that tick together, so the ARTime mode can run in t
 path of the service and of the NAB run.
 
 Per tick, the series that got a point are one index array: their blocks, levels, running median,
-feature windows (the Haar transform along the rows), the dual-vigilance category search (one
-padded array of categories per series) and the masking rules are array operations. The search's
+feature windows (the Haar transform along the rows), the dual-vigilance category search (the
+categories in one pool, each series with its own capacity: `anomaly.category_pool`, so one series
+with many categories costs only its own room) and the masking rules are array operations. The search's
 heavy part (32 weights of every category of every due series, and the learning of the resonant
 ones) runs in two small numba kernels (`_overlap_loops`, `_learn_loops`: plain loops, additions in
 numpy's own order); without numba the same search runs as numpy operations, with the same results,
@@ -32,6 +33,7 @@ import importlib.util
 import numpy as np
 
 from anomaly.artime import _SQRT_HALF, _similarity, learned_range
+from anomaly.category_pool import CategoryPool
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -65,38 +67,41 @@ def _pairwise_sum(c: np.ndarray) -> np.ndarray:
     return res
 
 
-def _overlap_loops(w, size, newest, rows, x, counts, n_cat, ei, feature_sim, energy):  # pragma: no cover
+def _overlap_loops(w, size, newest, base, cap, x, counts, n_cat, ei, feature_sim, energy):  # pragma: no cover
     """The search's heavy part, one pass per category: |x ^ w| (the same pairwise order as
     `_pairwise_sum`: 8 running sums along the categories, then the tree) over the category's size,
-    and the newest value's part over its weights, for `rows` of `w` (series x 2 dim x categories)
-    against `x`; 0 past each count.
+    and the newest value's part over its weights, for the series whose categories start at `base`
+    in the pool (`anomaly.category_pool`: `cap` of them, 2 dim x cap weights) against `x`; 0 past
+    each count.
     Compiled by numba when it is there: plain loops, no reordering of the additions (no fastmath),
     so the same bits as numpy's sum."""
-    d = w.shape[1]
+    d = x.shape[1]
     top = d - d % 8
     acc = np.empty((8, n_cat))
-    for a in range(rows.shape[0]):
-        p, n = rows[a], counts[a]
+    for a in range(base.shape[0]):
+        o, k, n = base[a], cap[a], counts[a]
+        wo = o * d  # the series' weights: w[wo + i * k + c] is weight i of category c
         for j in range(8):
             xj = x[a, j]
             for c in range(n):
-                v = w[p, j, c]
+                v = w[wo + j * k + c]
                 acc[j, c] = v if v < xj else xj
         for i in range(8, top, 8):
             for j in range(8):
                 xj = x[a, i + j]
+                row = wo + (i + j) * k
                 for c in range(n):
-                    v = w[p, i + j, c]
+                    v = w[row + c]
                     acc[j, c] += v if v < xj else xj
         for c in range(n):
             res = ((acc[0, c] + acc[1, c]) + (acc[2, c] + acc[3, c])) + ((acc[4, c] + acc[5, c]) + (acc[6, c] + acc[7, c]))
             for i in range(top, d):
-                v = w[p, i, c]
+                v = w[wo + i * k + c]
                 res += v if v < x[a, i] else x[a, i]
-            feature_sim[a, c] = res / size[p, c]
-            v, u = w[p, ei, c], w[p, d - 1, c]
+            feature_sim[a, c] = res / size[o + c]
+            v, u = w[wo + ei * k + c], w[wo + (d - 1) * k + c]
             v, u = (v if v < x[a, ei] else x[a, ei]), (u if u < x[a, d - 1] else x[a, d - 1])
-            energy[a, c] = (v + u) / newest[p, c]
+            energy[a, c] = (v + u) / newest[o + c]
         for c in range(n, n_cat):
             feature_sim[a, c] = energy[a, c] = 0.0
 
@@ -120,15 +125,16 @@ def _pairwise32(v, d):  # pragma: no cover (compiled)
     return res
 
 
-def _learn_loops(w, size, newest, rows, x, m, counts, rho_ub, can_learn, ei,
+def _learn_loops(w, size, newest, base, cap, x, m, counts, rho_ub, can_learn, ei,
                  best, m_best, learns, dead):  # pragma: no cover (compiled)
-    """The rest of a search step per row: the first best category, and fast learning of every
+    """The rest of a search step per series: the first best category, and fast learning of every
     category at or above the upper vigilance (w <- x ^ w, its sum and newest weights stored as
-    `DvfaBank._store` does; `dead` where those are both 0)."""
-    d = w.shape[1]
+    `CategoryPool.store` does; `dead` where those are both 0)."""
+    d = x.shape[1]
     col = np.empty(d)
-    for a in range(rows.shape[0]):
-        p, n = rows[a], counts[a]
+    for a in range(base.shape[0]):
+        o, k, n = base[a], cap[a], counts[a]
+        wo = o * d
         b, mb = 0, m[a, 0]
         for c in range(1, n):
             if m[a, c] > mb:
@@ -143,17 +149,17 @@ def _learn_loops(w, size, newest, rows, x, m, counts, rho_ub, can_learn, ei,
             learns[a] = True
             changed = False
             for i in range(d):
-                v = w[p, i, c]
+                v = w[wo + i * k + c]
                 if x[a, i] < v:
-                    w[p, i, c] = x[a, i]
+                    w[wo + i * k + c] = x[a, i]
                     changed = True
-                col[i] = w[p, i, c]
+                col[i] = w[wo + i * k + c]
             if not changed:  # a window inside the category: its weights and sums stay as they are
                 continue
             total = _pairwise32(col, d)
-            size[p, c] = total if total != 0 else 0.001
+            size[o + c] = total if total != 0 else 0.001
             last = col[ei] + col[d - 1]
-            newest[p, c] = last if last > 0 else 1.0
+            newest[o + c] = last if last > 0 else 1.0
             if last <= 0:
                 dead[a] = True
 
@@ -200,18 +206,18 @@ def _per_series(value, n: int, name: str, dtype) -> np.ndarray:
 
 
 class DvfaBank:
-    """`artime.DualVigilanceArt` for many series: category weights in one padded array
-    (rows x 2 dim x categories: the search's operations run along the categories), each series'
-    own count, cluster labels and vigilances. `train(rows, features, learn)` is one step of the
-    given series; it returns their clusters (-1: a new cluster) and leaves their best match and
-    its energy in `match` and `energy`.
+    """`artime.DualVigilanceArt` for many series: category weights in one pool with a segment
+    per series (`anomaly.category_pool`: each series' own capacity, 2 dim x categories: the search's
+    operations run along the categories), each series' own count, cluster labels and vigilances.
+    `train(rows, features, learn)` is one step of the given series; it returns their clusters (-1:
+    a new cluster) and leaves their best match and its energy in `match` and `energy`.
 
-    The search reads every weight of every due series, so its cost is the padded array's size: the
-    rows are kept in order of their series' category count (sorted again every 100 searches over
-    all series) and searched in blocks, each cut to its own largest count, so a few series with
-    many categories do not make every series pay for them (counts of 11 to 121 after 2,000 points
-    of noise). Padding is all-zero weights: they match 0, never above a real category (the first
-    best wins), and resonate only where a vigilance is 0."""
+    The search reads every weight of every due series, each series its own count. The series are
+    searched in blocks in order of their category count (sorted again every 100 searches over all
+    series; the pool lays the segments out in that order when it is rebuilt): a block's outputs are
+    cut to its own largest count, and the numpy search gathers and pads each block to it (counts of
+    11 to 121 after 2,000 points of noise). Padding is all-zero weights: they match 0, never above
+    a real category (the first best wins), and resonate only where a vigilance is 0."""
 
     blocks, min_block = 6, 64  # blocks per search, of at least so many rows
     # the compiled search where numba is there (a declared dependency), else the numpy one
@@ -221,15 +227,9 @@ class DvfaBank:
         self.dim = dim
         if not 8 <= 2 * dim <= 128:  # the compiled sum is numpy's 8-way order only there
             self.compiled = False
-        self.w = np.zeros((n, 2 * dim, capacity))
-        # per category, kept as the reference computes them from the weights (the same sums of the
-        # same values): the weight sum (0 read as 0.001, as there) and the newest value's weights
-        # (0 read as 1: the energy's numerator is then 0 as well, the reference's 0)
-        self.size = np.full((n, capacity), 0.001)
-        self.newest = np.ones((n, capacity))
-        self.labels = np.zeros((n, capacity), dtype=np.int64)
-        self.row = np.arange(n)  # the series' rows in the arrays above
-        self.series_at = np.arange(n)  # and the series on each row
+        self.pool = CategoryPool(n, 2 * dim, capacity)
+        self.row = np.arange(n)  # each series' place in the search order (by category count)
+        self.series_at = np.arange(n)  # and the series at each place
         self._searches = 0
         # a category whose newest weights are both 0 (it learned a newest value of 0 and one of 1)
         # matches nothing from then on, and the series never learns again (NaN in the source)
@@ -241,120 +241,97 @@ class DvfaBank:
         self.match = np.zeros(n)
         self.energy = np.zeros(n)
 
-    def _store(self, rows, at, w: np.ndarray) -> np.ndarray:
-        """Category weights `w` (one per row, 2 dim each) at rows x `at`, with their sums; True
-        where a category's newest weights are both 0."""
-        self.w[rows, :, at] = w
-        total = w.sum(axis=1)
-        self.size[rows, at] = np.where(total == 0, 0.001, total)
-        newest = w[:, self.dim - 1] + w[:, -1]
-        self.newest[rows, at] = np.where(newest > 0, newest, 1.0)
-        return newest <= 0
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the bank's arrays (the category pool and the per-series state)."""
+        return self.pool.nbytes + sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
-    def _append(self, rows: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
-        at = self.count[rows]
-        if at.max() >= self.w.shape[2]:
-            n, grow = len(self.w), self.w.shape[2]
-            self.w = np.concatenate([self.w, np.zeros((n, self.w.shape[1], grow))], axis=2)
-            self.size = np.concatenate([self.size, np.full((n, grow), 0.001)], axis=1)
-            self.newest = np.concatenate([self.newest, np.ones((n, grow))], axis=1)
-            self.labels = np.concatenate([self.labels, np.zeros((n, grow), np.int64)], axis=1)
-        self.dead[rows[self._store(self.row[rows], at, x)]] = True
-        self.labels[self.row[rows], at] = labels
-        self.count[rows] += 1
+    def weights(self, s: int) -> np.ndarray:
+        """Series `s`'s category weights, one category per row (as the reference's `w`)."""
+        return self.pool.weights(s, int(self.count[s]))
 
-    def _open(self, rows: np.ndarray) -> None:
+    def _append(self, series: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
+        at = self.count[series]
+        full = at >= self.pool.cap[series]
+        if full.any():
+            self.pool.grow(series[full], at[full] + 1, order=self.series_at)
+        self.dead[series[self.pool.store(series, at, x)]] = True
+        self.pool.labels[self.pool.base[series] + at] = labels
+        self.count[series] += 1
+
+    def _open(self, series: np.ndarray) -> None:
         """The first input of a series only opens an all-ones category (as AdaptiveResonance.jl)."""
-        self._store(self.row[rows], 0, np.ones((len(rows), 2 * self.dim)))
-        self.labels[self.row[rows], 0] = 1
-        self.count[rows] = 1
-        self.n_clusters[rows] = 1
-        self.match[rows] = self.energy[rows] = 0.0
+        self.pool.store(series, np.zeros(len(series), dtype=np.int64), np.ones((len(series), 2 * self.dim)))
+        self.pool.labels[self.pool.base[series]] = 1
+        self.count[series] = 1
+        self.n_clusters[series] = 1
+        self.match[series] = self.energy[series] = 0.0
 
     def _sort_rows(self) -> None:
         order = np.argsort(-self.count, kind="stable")
-        old = self.row[order]
-        self.w, self.size, self.newest, self.labels = (self.w[old], self.size[old], self.newest[old],
-                                                       self.labels[old])
         self.series_at = order
         self.row[order] = np.arange(len(order))
 
-    def _block(self, where, series: np.ndarray, x: np.ndarray, learn: np.ndarray, due: np.ndarray | None = None):
-        """Every category's match for one block of rows (`where`: a slice, read as a view, or an
-        array of rows, copied), the best of each, and the resonant categories' learning (`due`:
-        the rows whose series is searched; the others' state is left as it is)."""
-        n_cat = int(self.count[series].max())
-        rows = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+    def _block(self, series: np.ndarray, x: np.ndarray, learn: np.ndarray):
+        """Every category's match for one block of series, the best of each, and the resonant
+        categories' learning."""
+        pool, counts = self.pool, self.count[series]
+        n_cat = int(counts.max())
         undefined = self.dead[series]
+        base, cap = pool.base[series], pool.cap[series]
         if self.compiled:
             _overlap, _learn = _compiled()
-            feature_sim, energy = np.empty((len(rows), n_cat)), np.empty((len(rows), n_cat))
-            _overlap(self.w, self.size, self.newest, rows, x, self.count[series], n_cat, self.dim - 1,
+            feature_sim, energy = np.empty((len(series), n_cat)), np.empty((len(series), n_cat))
+            _overlap(pool.w, pool.size, pool.newest, base, cap, x, counts, n_cat, self.dim - 1,
                      feature_sim, energy)
         else:
-            common = np.minimum(self.w[where, :, :n_cat], x[:, :, None])
-            feature_sim = _pairwise_sum(common) / self.size[where, :n_cat]
-            energy = (common[:, self.dim - 1] + common[:, -1]) / self.newest[where, :n_cat]
+            w, size, newest = pool.gather(series, counts, n_cat)
+            common = np.minimum(w, x[:, :, None])
+            feature_sim = _pairwise_sum(common) / size
+            energy = (common[:, self.dim - 1] + common[:, -1]) / newest
         # numpy's power, as the reference's (its SIMD pow is not the C library's to the last bit)
         m = feature_sim**3 * energy**2
         if self.compiled:
-            best, m_best = np.empty(len(rows), dtype=np.int64), np.empty(len(rows))
-            learns, dead = np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool)
-            _learn(self.w, self.size, self.newest, rows, x, m, self.count[series], self.rho_ub[series],
+            best, m_best = np.empty(len(series), dtype=np.int64), np.empty(len(series))
+            learns, dead = np.empty(len(series), dtype=bool), np.empty(len(series), dtype=bool)
+            _learn(pool.w, pool.size, pool.newest, base, cap, x, m, counts, self.rho_ub[series],
                    learn & ~undefined, self.dim - 1, best, m_best, learns, dead)
             self.dead[series[dead]] = True
         else:
-            best, m_best, learns = self._learn_numpy(rows, series, x, m, common, learn & ~undefined)
+            best, m_best, learns = self._learn_numpy(series, x, m, common, learn & ~undefined)
         ok = (m_best > 0) & ~undefined
         match = np.where(ok, m_best, 0.0)
-        energy_best = np.where(ok, energy[np.arange(len(rows)), best], 0.0)
-        if due is None:
-            self.match[series], self.energy[series] = match, energy_best
-        else:
-            self.match[series[due]], self.energy[series[due]] = match[due], energy_best[due]
-        return m_best, undefined, learns, self.labels[rows, best]
+        energy_best = np.where(ok, energy[np.arange(len(series)), best], 0.0)
+        self.match[series], self.energy[series] = match, energy_best
+        return m_best, undefined, learns, pool.labels[base + best]
 
-    def _learn_numpy(self, rows, series, x, m, common, can_learn):
+    def _learn_numpy(self, series, x, m, common, can_learn):
         """`_learn_loops` with array operations (where numba is not there)."""
         best = np.argmax(m, axis=1)  # the first of the best, as the reference's stable sort
-        m_best = m[np.arange(len(rows)), best]
+        m_best = m[np.arange(len(series)), best]
         rho_ub = self.rho_ub[series]
         resonant = (m >= rho_ub[:, None]) & can_learn[:, None]
         if (rho_ub <= 0).any():  # padding resonates too: not a category
             resonant &= np.arange(m.shape[1])[None, :] < self.count[series][:, None]
         a, j = np.nonzero(resonant)
         if len(a):
-            self.dead[series[a[self._store(rows[a], j, common[a, :, j])]]] = True
+            self.dead[series[a[self.pool.store(series[a], j, common[a, :, j])]]] = True
         return best, m_best, resonant.any(axis=1)
 
     def _search(self, rows: np.ndarray, x: np.ndarray, learn: np.ndarray):
-        """`_block` over the given series (sorted, unique) in blocks of count-sorted rows: read in
-        place when at least half the series are due (the others searched too, their results
-        dropped, their categories untouched), else gathered."""
-        n, size = len(self.w), max(self.min_block, -(-len(rows) // self.blocks))
-        results = (np.empty(len(rows)), np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool),
-                   np.empty(len(rows), dtype=np.int64))
-        if 2 * len(rows) < n:
-            order = np.argsort(self.row[rows], kind="stable")
-            for a in range(0, len(rows), size):
-                k = order[a : a + size]
-                for out, got in zip(results, self._block(self.row[rows[k]], rows[k], x[k], learn[k]),
-                                    strict=True):
-                    out[k] = got
-            return results
+        """`_block` over the given series (unique) in blocks of series with like category counts
+        (each block's outputs, and the numpy search's padding, cut to its own largest count)."""
         self._searches += 1
         if self._searches % 100 == 1:
             self._sort_rows()
-        at = np.full(n, -1)
-        at[rows] = np.arange(len(rows))
-        x_all, learn_all = np.zeros((n, x.shape[1])), np.zeros(n, dtype=bool)
-        x_all[rows], learn_all[rows] = x, learn
-        for a in range(0, n, size):
-            s = self.series_at[a : a + size]
-            due = at[s] >= 0
-            got = self._block(slice(a, a + len(s)), s, x_all[s], learn_all[s], due=None if due.all() else due)
-            for out, g in zip(results, got, strict=True):
-                out[at[s[due]]] = g[due]
+        size = max(self.min_block, -(-len(rows) // self.blocks))
+        results = (np.empty(len(rows)), np.empty(len(rows), dtype=bool), np.empty(len(rows), dtype=bool),
+                   np.empty(len(rows), dtype=np.int64))
+        order = np.argsort(self.row[rows], kind="stable")
+        for a in range(0, len(rows), size):
+            k = order[a : a + size]
+            for out, got in zip(results, self._block(rows[k], x[k], learn[k]), strict=True):
+                out[k] = got
         return results
 
     def train(self, rows: np.ndarray, features: np.ndarray, learn: np.ndarray) -> np.ndarray:
@@ -484,6 +461,8 @@ class ARTimeVectorBank:
         for k in range(1, int(self.probation[ends].max()) + 1):
             g = ends[self.probation[ends] >= k]
             self._sample(g, self.buffer[g, k - 1], np.full(len(g), k), scratch)
+        if not np.isnan(self.low).any():  # every probation is over: a long-lived bank drops them
+            self.buffer = np.zeros((self.n_series, 0))
 
     def _sample(self, rows: np.ndarray, v: np.ndarray, i: np.ndarray, out: np.ndarray) -> None:
         step = self.step[rows]
@@ -572,6 +551,8 @@ class ARTimeVectorBank:
         for k in range(1, int(self.trend[rows].max()) + 1):
             g = rows[self.trend[rows] >= k]
             self._detect(g, self.trend_features[g, k - 1], np.full(len(g), k))
+        if (self.dsi >= self.trend).all():  # every series detects now: the trend windows are done with
+            self.trend_features = np.zeros((self.n_series, 0, 2 * self.window))
 
     def _initial_rho(self, rows: np.ndarray) -> np.ndarray:
         """`ARTime._initial_rho` for each row: a fuzzy ART at vigilance 0.8 over the probation's

@@ -57,7 +57,7 @@ def _assert_same_state(bank: ARTimeVectorBank, refs: list[ARTime]) -> None:
     np.testing.assert_array_equal(bank.art.rho_lb, [r.art.rho_lb for r in refs])
     np.testing.assert_array_equal(bank.art.rho_ub, [r.art.rho_ub for r in refs])
     for j, r in enumerate(refs):
-        np.testing.assert_array_equal(bank.art.w[bank.art.row[j], :, : len(r.art.w)].T, r.art.w)
+        np.testing.assert_array_equal(bank.art.weights(j), r.art.w)
 
 
 MODES = {
@@ -90,9 +90,10 @@ def test_the_bank_gives_the_references_scores_at_every_point(mode, search):
 
 @pytest.mark.parametrize("gaps", [True, False])
 def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_scores(gaps, search):
-    """Over 32 series the search runs in blocks of rows sorted by category count: in place when
-    most series are due (no gaps: all in step; sorted again every 100 searches), gathered when
-    few are (gaps put the series' downsampling out of step). 64 series against the reference."""
+    """Over 32 series the search runs in blocks of series sorted by category count (sorted again
+    every 100 searches), all series due at once (no gaps: all in step) or a few (gaps put the
+    series' downsampling out of step); the category pool grows and is rebuilt on the way. 64
+    series against the reference; each series' room is its own, not the largest count's."""
     x = np.concatenate([_series(2000, seed=s) for s in range(8)], axis=1)
     if not gaps:
         x = np.where(np.isfinite(x), x, 1.0)
@@ -100,8 +101,10 @@ def test_many_series_searched_in_blocks_of_count_sorted_rows_give_the_same_score
     bank = ARTimeVectorBank(x.shape[1], probation=400)
     got = np.array([bank.update(row) for row in x])
     np.testing.assert_array_equal(got, expected)
-    assert len(set(bank.art.count.tolist())) > 10
-    assert (bank.art._searches > 100) == (not gaps)
+    counts, pool = bank.art.count, bank.art.pool
+    assert len(set(counts.tolist())) > 10 and bank.art._searches > 100
+    assert (pool.cap >= counts).all() and (pool.cap <= np.maximum(16, 1.5 * counts + 1)).all()
+    assert pool.cap.min() < counts.max()  # room not padded to the largest series
     _assert_same_state(bank, refs)
 
 

@@ -92,11 +92,29 @@ def test_bench_detect_reports_both_paths_and_their_ratio():
     assert r["bench"] == "detect" and r["series"] == 50
     assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0
     assert r["artime_mode_points_per_s"] > 0  # the opt-in ARTime mode's rate is stated beside it
+    assert r["artime_bank_bytes_per_series"] > 0  # and its bank's memory
     # ... the vectorised bank's beside the per-series loop's, measured in the same run
     assert r["artime_loop_mode_points_per_s"] > 0 and r["speedup_artime_bank_over_loop"] == pytest.approx(
         r["artime_mode_points_per_s"] / r["artime_loop_mode_points_per_s"], rel=0.01)
     assert r["speedup_vectorised_over_streaming"] == pytest.approx(
         r["vectorised_points_per_s"] / r["streaming_points_per_s"], rel=0.01)
+
+
+def test_bench_artime_memory_gives_each_series_its_own_room_against_the_padded_layout():
+    """One series that keeps opening categories (the bench's chirp) among noise series: the bank
+    holds each series' own room, the padded layout held the outlier's for every series."""
+    out = _voxwatch("bench", "artime_memory", "--json", "--series", "50", "--ticks", "2000")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["categories_outlier"] == r["categories_max"] > 2 * r["categories_mean"]
+    # the padded layout: every series room for the outlier's count (doubling from 16), 35 values each
+    cap = 16
+    while cap < r["categories_max"]:
+        cap *= 2
+    assert r["padded_category_bytes_per_series"] == cap * 35 * 8
+    # the pool: about the mean count's room (35 values of 8 bytes a category, some to spare)
+    assert r["categories_mean"] * 35 * 8 <= r["category_bytes_per_series"] < r["padded_category_bytes_per_series"]
+    assert r["artime_bank_bytes_per_series"] >= r["category_bytes_per_series"]
 
 
 def test_lead_time_replays_a_longer_normal_day_and_refuses_a_bad_duration(tmp_path):

@@ -32,14 +32,20 @@ def _level_pipeline(n_series: int):
     return RobustLevel(n_series), LikelihoodGate(n_series)
 
 
-def _artime_mode(settings, values: np.ndarray, step: float, n: int, vectorised: bool) -> float:
-    """Points per CPU second of the level bank with ARTime beside it, findings stage included."""
+def _artime_mode(settings, values: np.ndarray, step: float, n: int, vectorised: bool) -> tuple[float, int]:
+    """Points per CPU second of the level bank with ARTime beside it, findings stage included, and
+    the vectorised ARTime bank's bytes per series at the end (0 for the loop)."""
     det, gate = settings.detector(n, artime_vectorised=vectorised), settings.gate(n)
     t0 = time.process_time()
     for i in range(len(values)):
         tick = det.update(step * i, values[i, :n])
         gate.update(step * i, tick.score, calibrated=tick.calibrated, episodic=tick.episodic)
-    return n * len(values) / (time.process_time() - t0)
+    pps = n * len(values) / (time.process_time() - t0)
+    if not vectorised:
+        return pps, 0
+    from voxwatch.bench.artime_memory import array_bytes
+
+    return pps, round((array_bytes(det.artime) + det.artime.art.nbytes) / n)
 
 
 def run(args) -> dict:
@@ -80,9 +86,9 @@ def run(args) -> dict:
 
     warm_up()  # the bank's numba kernels compile once (cached on disk): not part of the rate
     art = LevelSettings(artime=True)
-    artime_pps = _artime_mode(art, values, step, n, vectorised=True)
+    artime_pps, artime_bytes = _artime_mode(art, values, step, n, vectorised=True)
     art_n = max(10, n // 10)
-    artime_loop_pps = _artime_mode(art, values, step, art_n, vectorised=False)
+    artime_loop_pps, _ = _artime_mode(art, values, step, art_n, vectorised=False)
 
     sat_ticks = max(ticks // 4, 200)
     ratio = np.clip(values[:sat_ticks] / 4.0, 0, 1)
@@ -116,6 +122,7 @@ def run(args) -> dict:
         "quiet_novelty_mode_series_at_15s_step": int(novelty_pps["quiet"] * 15),
         "artime_mode_points_per_s": round(artime_pps),
         "artime_mode_series_at_15s_step": int(artime_pps * 15),
+        "artime_bank_bytes_per_series": artime_bytes,  # long runs: `voxwatch bench artime_memory`
         "artime_loop_mode_points_per_s": round(artime_loop_pps),
         "artime_loop_mode_series": art_n,
         "speedup_artime_bank_over_loop": round(artime_pps / artime_loop_pps, 1),
