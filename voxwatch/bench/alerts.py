@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the scenario's)")
 
 
-class _Pages:
+class PageReceiver:
     """A local webhook receiver: when (on the simulation's clock) each page arrived, by path."""
 
     def __init__(self, clock) -> None:
@@ -107,7 +107,6 @@ def _page_rules(ruleset) -> set[str]:
 
 
 def _measure(name: str, calls: int, duration: float | None) -> dict:
-    import asyncio
 
     from alerts.engine import AlertEngine
     from alerts.ruleset import load_rules
@@ -116,7 +115,7 @@ def _measure(name: str, calls: int, duration: float | None) -> dict:
 
     sc = load_scenario_or_error(name, calls=calls, duration_s=duration)
     clock = VirtualClock(sc.start)
-    pages = _Pages(clock)
+    pages = PageReceiver(clock)
     try:
         ours_rules = load_rules(env={"VOXWATCH_PAGER_URL": pages.url + "/voxwatch"})
         prom_rules = _prometheus_defaults(load_rules(env={"VOXWATCH_PAGER_URL": pages.url + "/prometheus"}))
@@ -135,8 +134,8 @@ def _measure(name: str, calls: int, duration: float | None) -> dict:
             await prom.tick()
             await prom.settle(2.0)
 
-        run = run_scenario(ours_rules, sc, clock=clock, on_tick=feed_prometheus)
-        asyncio.run(prom.aclose())
+        # the baseline engine's connections live on the replay's loop: closed there, before it is
+        run = run_scenario(ours_rules, sc, clock=clock, on_tick=feed_prometheus, on_end=prom.aclose)
     finally:
         pages.close()
 

@@ -184,9 +184,12 @@ def run_scenario(
     on_tick=None,
     settle: bool = True,
     clock=None,
+    on_end=None,
 ) -> ScenarioRun:
     """Replay `scenario` on a virtual clock with the pipeline's own controller as the action sink,
-    the anomaly service feeding findings, and the alert engine evaluating every simulated second."""
+    the anomaly service feeding findings, and the alert engine evaluating every simulated second.
+    `on_end` (a coroutine function) runs last on the replay's own event loop: what a caller opened
+    there (another engine's HTTP connections) must be closed before that loop is."""
     import asyncio
     import time
 
@@ -232,6 +235,8 @@ def run_scenario(
             return await sim.run_async(until=until)
         finally:
             await engine.aclose()
+            if on_end is not None:
+                await on_end()
 
     w0 = time.perf_counter()
     run.summary = asyncio.run(go())
