@@ -426,6 +426,11 @@ class ARTimeVectorBank:
         self.match_n = np.zeros(n, dtype=np.int64)
 
     # -- the stream ------------------------------------------------------------------------------
+    @property
+    def nbytes(self) -> int:
+        """Bytes the bank holds: its per-series arrays and the DVFA bank's (categories included)."""
+        return self.art.nbytes + sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
     def update(self, values, rows: np.ndarray | None = None) -> np.ndarray:
         values = np.asarray(values, dtype=float)
         out = np.zeros(self.n_series)

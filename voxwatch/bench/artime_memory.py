@@ -29,11 +29,6 @@ def _data(n_ticks: int, n_series: int, seed: int = 0) -> np.ndarray:
     return values
 
 
-def array_bytes(obj) -> int:
-    """Bytes of the numpy arrays an object holds (its attributes, one level down)."""
-    return sum(v.nbytes for v in vars(obj).values() if isinstance(v, np.ndarray))
-
-
 def padded_bytes(counts: np.ndarray, dim2: int, start: int = 16) -> int:
     """What the padded layout held for these category counts: every series room for the largest
     count (capacity doubling from `start`), 2 dim weights and 3 per-category values each."""
@@ -56,10 +51,9 @@ def run(args) -> dict:
     cpu_s = time.process_time() - t0
     art = bank.art
     counts = art.count
-    # the category pool's own count where the bank has one (the padded layout: its arrays)
-    weights = int(getattr(art, "nbytes", None) or array_bytes(art))
+    weights = art.nbytes  # the category pool and the DVFA bank's per-series arrays
     padded = padded_bytes(counts, 2 * art.dim)
-    total = weights + array_bytes(bank)
+    total = bank.nbytes
     return {
         "series": n,
         "ticks": ticks,

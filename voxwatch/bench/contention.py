@@ -80,12 +80,13 @@ class _PagePath:
     def __init__(self, ctx, folder: str) -> None:
         import asyncio
         import random
+        from types import SimpleNamespace
 
         from alerts import load_rules
         from alerts.engine import AlertEngine
-        from voxwatch.bench.alerts import _Pages
+        from voxwatch.bench.alerts import PageReceiver
 
-        self.pages = _Pages(type("PerfClock", (), {"now": staticmethod(time.perf_counter)})())
+        self.pages = PageReceiver(SimpleNamespace(now=time.perf_counter))
         rules = os.path.join(folder, "bench-contention-rules.yaml")
         with open(rules, "w") as f:
             f.write(PAGE_RULES % (self.pages.url + "/page"))
@@ -104,7 +105,7 @@ class _PagePath:
             await asyncio.sleep(self.TICK_S)
 
     def _paged(self, pool: str, after: float) -> float | None:
-        times = [t for path, t, doc in self.pages.got if t >= after and doc.get("status") == "firing"
+        times = [t for _, t, doc in self.pages.got if t >= after and doc.get("status") == "firing"
                  and any(a.get("labels", {}).get("pool") == pool for a in doc.get("alerts", []))]
         return min(times) if times else None
 
@@ -263,12 +264,13 @@ def run(args) -> dict:
         info = generate(store, args.calls, args.samples, end_ms)
         ctx = build_context(settings, store=store)
         api = start_api(ctx)
-        pager = _PagePath(ctx, spool)
+        pager = None
         hour = (end_ms - 3_600_000, end_ms)
-        heavy_sql = _heavy_sql(store, args, info)
         result: dict = {"store": url.split("?")[0] if args.store else "chdb (temporary folder)",
                         "calls": info["calls"], "samples": info["samples"], "heavy_queries": args.heavy}
         try:
+            heavy_sql = _heavy_sql(store, args, info)
+            pager = _PagePath(ctx, spool)
             with httpx.Client(base_url=api.url + "/api/v1", headers={"Authorization": f"Bearer {token}"},
                               timeout=120) as http:
                 _phase(http, ctx.sink, hour, 3, pager)  # warm: first-touch costs are not what a dashboard pays
@@ -283,7 +285,8 @@ def run(args) -> dict:
                 _loaded_phase(args, api.url, analyst, heavy_sql, ctx, http, hour, pager, result)
         finally:
             api.stop()
-            pager.close()
+            if pager is not None:
+                pager.close()
         return _verdict(result, ctx)
     finally:
         if ctx is not None and ctx.sink is not None:

@@ -41,11 +41,7 @@ def _artime_mode(settings, values: np.ndarray, step: float, n: int, vectorised: 
         tick = det.update(step * i, values[i, :n])
         gate.update(step * i, tick.score, calibrated=tick.calibrated, episodic=tick.episodic)
     pps = n * len(values) / (time.process_time() - t0)
-    if not vectorised:
-        return pps, 0
-    from voxwatch.bench.artime_memory import array_bytes
-
-    return pps, round((array_bytes(det.artime) + det.artime.art.nbytes) / n)
+    return pps, round(det.artime.nbytes / n) if vectorised else 0
 
 
 def run(args) -> dict:
