@@ -6,6 +6,9 @@ is lost, every dashboard request and analyst query is answered, and memory is sa
 from __future__ import annotations
 
 import argparse
+import os
+
+import pytest
 
 from voxwatch.bench import soak
 
@@ -23,6 +26,7 @@ def test_short_soak_loses_nothing_and_answers_everyone(store_url):
     assert r["loop_lag"]["samples"] > 0
 
 
+@pytest.mark.server
 def test_short_soak_on_the_server_engine_uses_a_database_of_its_own(clickhouse_server):
     """`--store clickhouse://...`: the same soak against the 18.16 server, in a database the bench
     makes for itself and drops afterwards (the server's other databases are not touched)."""
@@ -34,7 +38,7 @@ def test_short_soak_on_the_server_engine_uses_a_database_of_its_own(clickhouse_s
     soak.add_arguments(p)
     url = f"clickhouse://default@127.0.0.1:{clickhouse_server.tcp_port}/voxwatch"
     r = soak.run(p.parse_args(["--minutes", "0.25", "--calls", "200", "--poll-s", "1", "--analyst-s", "2", "--store", url]))
-    assert r["store"].startswith("clickhouse://") and r["store"].endswith(f"/voxwatch_bench_soak_{__import__('os').getpid()}")
+    assert r["store"].startswith("clickhouse://") and r["store"].endswith(f"/voxwatch_bench_soak_{os.getpid()}")
     assert r["handed"]["calls"] > 0 and r["dropped"] == 0 and r["handed"] == r["stored"]
     assert set(r["dashboard_requests"]) == {200}
     assert r["engine_memory_mb"] is None  # the server's memory is not this process's
