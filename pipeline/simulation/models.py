@@ -213,6 +213,7 @@ class SimulatedMetrics(PipelineMetrics):
             self.m("voxwatch_worker_utilization_ratio", pool).set(util)
             self.m("voxwatch_worker_queue_depth", pool).set(queue)
             self.m("voxwatch_worker_queue_capacity", pool).set(capacity * 4)
+            self.m("voxwatch_worker_queue_capacity_ceiling", pool).set(ceiling * 4)
             self._many("voxwatch_worker_queue_wait_seconds", rng.exponential(0.002 + queue * 0.001, 8), pool)
             self._many("voxwatch_worker_task_seconds", rng.lognormal(math.log(service_s), 0.3, 8), pool)
             tasks = int(turns_per_s * dt)

@@ -238,6 +238,31 @@ def test_autoscaled_capacity_is_judged_against_its_ceiling():
     assert _autoscaled_ramp(with_ceiling=True) == []
 
 
+def _queue_after_a_scale_down(with_ceiling: bool) -> list[Finding]:
+    """An empty STT worker queue while the autoscaler scales the pool down one replica every few
+    minutes after a peak: the queue's capacity (4 tasks per worker) falls under it. Against today's
+    capacity the headroom shrinks as if the queue filled (the two-day normal day forecast "at 0 of
+    capacity 224, exhausted in 33 min" so); against the ceiling nothing changes."""
+    clock = VirtualClock(T0)
+    service = AnomalyService(clock=clock, catalog=default_catalog())
+    found = []
+    for i in range(120):
+        t = T0 + 15.0 * i
+        clock.advance_to(t)
+        capacity = 4 * 8 * max(6, 12 - i // 12)
+        samples = [("voxwatch_worker_queue_depth", {"worker_pool": "stt"}, 0.0),
+                   ("voxwatch_worker_queue_capacity", {"worker_pool": "stt"}, float(capacity))]
+        if with_ceiling:
+            samples.append(("voxwatch_worker_queue_capacity_ceiling", {"worker_pool": "stt"}, 4 * 8 * 20.0))
+        found += service.observe(t, samples)
+    return [f for f in found if f.kind == "saturation_trend"]
+
+
+def test_an_empty_queue_is_not_forecast_full_when_the_autoscaler_scales_down():
+    assert _queue_after_a_scale_down(with_ceiling=False), "without the ceiling the shrinking capacity forecasts"
+    assert _queue_after_a_scale_down(with_ceiling=True) == []
+
+
 def test_the_sinks_own_bookkeeping_is_not_watched_but_the_same_burst_elsewhere_is():
     """A burst of new series rows written by the sink is its flush timing, not an incident; the same
     shape on a metric the service watches is still a finding (the ignore list is by name, nothing else)."""
