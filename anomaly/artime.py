@@ -444,6 +444,9 @@ class LevelWithArtime(Detector):
         self.every_value = False
         self.episodic = bool(episodic)
         self.recent_raw = np.zeros((step, self.n_series))
+        # series whose steps are decisions, not symptoms: no ARTime report (shared with the novelty
+        # view's, where there is one)
+        self.patterns_judged = getattr(inner, "patterns_judged", np.ones(self.n_series, dtype=bool))
 
     @property
     def resolution(self) -> np.ndarray:
@@ -452,7 +455,7 @@ class LevelWithArtime(Detector):
     def _combine(self, inner: TickScores, art: np.ndarray) -> TickScores:
         if self.agree > 0:
             art = np.where(self.recent_raw.max(axis=0) >= self.agree, art, 0.0)
-        art = np.where(art > 0, self.report_floor + (1.0 - self.report_floor) * art, 0.0)
+        art = np.where((art > 0) & self.patterns_judged, self.report_floor + (1.0 - self.report_floor) * art, 0.0)
         calibrated = art if inner.calibrated is None else np.fmax(inner.calibrated, art)
         kind = inner.kind.copy()
         kind[(art > 0) & ~(np.nan_to_num(inner.score) >= art)] = NOVEL_PATTERN

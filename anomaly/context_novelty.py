@@ -45,15 +45,18 @@ class ContextNovelty(Detector):
         margin: float = 0.6875,  # the grid extends the warm-up's range by this much of it on each side
         grid_points: int = 600,
         grid_s: float = 172_800.0,  # two days of the series' own time, or grid_points, whichever first
+        grid_min_s: float = 0.0,  # ... but never less than this much of its own time (a whole day)
         rest_base: float = 0.75,
         rest_points: int = 30,
+        min_expected: float = 0.0,  # a new move counts only if its two levels would have made it this often
         shift: float = 0.0,  # the grid moved up by this fraction of a level (a second, offset grid)
     ) -> None:
         super().__init__(n_series)
         n = self.n_series
         self.levels, self.orders, self.margin, self.shift = int(levels), int(orders), float(margin), float(shift)
-        self.grid_points, self.grid_s = int(grid_points), float(grid_s)
+        self.grid_points, self.grid_s, self.grid_min_s = int(grid_points), float(grid_s), float(grid_min_s)
         self.rest_base, self.rest_points = float(rest_base), int(rest_points)
+        self.min_expected = float(min_expected)
         if self.levels**self.orders > 1 << 20:
             raise ValueError(f"{self.levels} levels and contexts of {self.orders} make a table of "
                              f"{self.levels**self.orders} per series; keep levels**orders within 1,048,576")
@@ -62,12 +65,19 @@ class ContextNovelty(Detector):
         self._powers = self.levels ** np.arange(self.orders)
         self.seen = np.zeros((n, int(self._offsets[-1] + self.levels**self.orders)), dtype=bool)
         self.history = np.zeros((n, self.orders), dtype=np.int64)  # last levels, newest first
+        self.visits = np.zeros((n, self.levels), dtype=np.int64)  # points seen in each level since the grid
         self.lowest = np.full(n, np.nan)  # the grid, NaN until the warm-up is over
         self.highest = np.full(n, np.nan)
-        self.buffer = np.full((n, self.grid_points), np.nan)  # warm-up values, replayed onto the grid
+        # warm-up values, replayed onto the grid; it grows where a short step needs more than
+        # grid_points values to cover grid_min_s
+        self.buffer = np.full((n, self.grid_points), np.nan)
         self.first_ts = np.full(n, np.nan)
         self.count = np.zeros(n, dtype=np.int64)
         self.since_alarm = np.full(n, np.iinfo(np.int64).max // 2)
+        # the narrowest level each series' grid may have: where the measurement itself is coarse (one
+        # count, one bucket of a quantile read from buckets: set by the caller), a finer grid cuts
+        # the measurement's own grain into "levels" and every ordinary jitter into a new move
+        self.min_level_width = np.zeros(n)
         self._rows = np.arange(n)
 
     @property
@@ -85,9 +95,20 @@ class ContextNovelty(Detector):
         defined = np.arange(self.orders)[None, :] < np.minimum(self.count[rows] + 1, self.orders)[:, None]
         return hist, codes, defined
 
-    def _novelty(self, rows, codes, defined):
+    def _novelty(self, rows, codes, defined, hist=None):
         new = ~self.seen[rows[:, None], codes] & defined
-        return new.sum(axis=1) / np.maximum(defined.sum(axis=1), 1)
+        novelty = new.sum(axis=1) / np.maximum(defined.sum(axis=1), 1)
+        if self.min_expected > 0 and hist is not None and self.orders > 1:
+            # a move never made is news only if the series sits in both its levels often enough that,
+            # were consecutive points unrelated, it would have made it `min_expected` times by now:
+            # noise's rare jumps go from or to a rarely visited level, a broken pattern between two
+            # familiar ones
+            moved = np.flatnonzero(new[:, 1])  # a new move: rare, so judged only there
+            if moved.size:
+                r, h = rows[moved], hist[moved]
+                expected = self.visits[r, h[:, 1]] * self.visits[r, h[:, 0]] / np.maximum(self.count[r], 1)
+                novelty[moved[expected < self.min_expected]] = 0.0
+        return novelty
 
     def _learn(self, rows, values):
         self._remember(rows, *self._codes(rows, values))
@@ -99,6 +120,7 @@ class ContextNovelty(Detector):
             r, c = np.nonzero(defined)
             self.seen[rows[r], codes[r, c]] = True
         self.history[rows] = hist
+        self.visits[rows, hist[:, 0]] += 1
         self.count[rows] += 1
 
     def _set_grid(self, rows):
@@ -106,16 +128,22 @@ class ContextNovelty(Detector):
         buf = self.buffer[rows]
         lo, hi = np.nanmin(buf, axis=1), np.nanmax(buf, axis=1)
         room = self.margin * (hi - lo)
+        # a grid narrower than its floor is widened about its middle
+        room += np.maximum(self.min_level_width[rows] * self.levels - (hi - lo + 2 * room), 0.0) / 2
         offset = self.shift * (hi - lo + 2 * room) / self.levels
         self.lowest[rows], self.highest[rows] = lo - room + offset, hi + room + offset
         self.count[rows] = 0
         self.history[rows] = 0
-        for j in range(self.grid_points):  # oldest first; NaN where the buffer did not fill
+        self.visits[rows] = 0
+        for j in range(self.buffer.shape[1]):  # oldest first; NaN where the buffer did not fill
             x = buf[:, j]
             have = np.isfinite(x)
             if have.any():
                 self._learn(rows[have], x[have])
         self.buffer[rows] = np.nan
+        warming = self.count[~self.ready]
+        if self.buffer.shape[1] > self.grid_points and warming.max(initial=0) < self.grid_points:
+            self.buffer = self.buffer[:, : self.grid_points].copy()  # the day-long buffers are done with
 
     def _scores(self, values, ok, learn: bool) -> TickScores:
         score = np.full(self.n_series, np.nan)
@@ -123,7 +151,7 @@ class ContextNovelty(Detector):
         if rows.size:
             x = np.clip(values[rows], self.lowest[rows], self.highest[rows])
             hist, codes, defined = self._codes(rows, x)
-            novelty = self._novelty(rows, codes, defined)
+            novelty = self._novelty(rows, codes, defined, hist)
             resting = self.since_alarm[rows] < self.rest_points
             score[rows] = np.where(resting, 0.0, novelty)
             if learn:
@@ -144,10 +172,13 @@ class ContextNovelty(Detector):
         if warming.size:
             self.first_ts[warming] = np.where(np.isnan(self.first_ts[warming]), ts[warming], self.first_ts[warming])
             k = self.count[warming]
+            if k.max() >= self.buffer.shape[1]:
+                self.buffer = np.concatenate([self.buffer, np.full_like(self.buffer, np.nan)], axis=1)
             self.buffer[warming, k] = values[warming]
             self.count[warming] += 1
-            done = warming[(self.count[warming] >= self.grid_points)
-                           | (ts[warming] - self.first_ts[warming] >= self.grid_s)]
+            elapsed = ts[warming] - self.first_ts[warming]
+            done = warming[((self.count[warming] >= self.grid_points) | (elapsed >= self.grid_s))
+                           & (elapsed >= self.grid_min_s)]
             if done.size:
                 self._set_grid(done)
         return out

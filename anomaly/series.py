@@ -66,7 +66,8 @@ class SeriesDeriver:
     min_observations: int = 50
     skipped: Counter = field(default_factory=Counter)
     # per derived quantile series: the width of the bucket its latest estimate fell in. Within one
-    # bucket the estimate is interpolation, so moves smaller than that are not news.
+    # bucket the estimate is interpolation, so moves smaller than that are not news. Per rate of a
+    # counter of whole events: one event over the interval, the smallest move it can make.
     resolution: dict = field(default_factory=dict)
     _prev: dict = field(default_factory=dict)  # (sample key) -> (ts, value)
 
@@ -123,6 +124,9 @@ class SeriesDeriver:
         if value < v0:
             self.skipped["counter_reset"] += 1
             return None
+        if value.is_integer() and v0.is_integer():
+            # a counter of events: its rate over the interval is coarse at one event
+            self.resolution[key] = 1.0 / (ts - t0)
         return (value - v0) / (ts - t0)
 
     def _interval_quantile(self, metric: str, rest: Labels, ts: float, rows) -> float | None:

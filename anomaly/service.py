@@ -99,11 +99,20 @@ class LevelSettings(BaseModel):
     novelty_margin: float = Field(0.6875, ge=0)  # the warm-up's edges fall mid-level, not on a cut
     novelty_grid_points: int = Field(600, ge=10)
     novelty_grid_s: float = Field(172_800.0, gt=0)  # warm-up as a duration: two days, or the points above
+    # ... and never shorter than this (0: no floor): a grid learned on a few hours of a 15 s series
+    # has not seen the day's peak, and the climb to it is a run of moves never made
+    novelty_grid_min_s: float = Field(0.0, ge=0)
     novelty_rest_points: int = Field(30, ge=0)
     novelty_full: float = Field(0.8, gt=0, le=1)  # share of new contexts that makes a move novel
     novelty_score: float = Field(0.5, gt=0, le=1)  # ... and its score on the findings scale
     novelty_grids: int = Field(1, ge=1, le=4)  # grids offset by 1/grids of a level; novel on all of them
     novelty_new_levels: bool = True  # False: a never-visited level is left to the new-extreme rule
+    # a novelty level at least this many steps of the series' resolution wide (one event of a
+    # counter's rate, a bucket's width; 0: off)
+    novelty_level_resolutions: float = Field(0.0, ge=0)
+    # a move never made counts only where the series sits in both its levels so often that it would
+    # have made it this many times were its points unrelated (0: off)
+    novelty_min_expected: float = Field(0.0, ge=0)
     # ARTime (`anomaly.artime`, ported from ARTimeNAB.jl) beside the level detector: 75.99 on NAB
     # when told each file's range as NAB tells ARTime (`nab --artime --artime-input nab`), 60.8 in
     # the service form, where it pages on noise (195 quiet-day findings); off by default. It runs
@@ -153,11 +162,16 @@ class LevelSettings(BaseModel):
         modes = {
             "nab": {},
             # no rest inside the grids: a rest started by one grid's own alarm hid the other's; the
-            # findings stage's cooldown already keeps one finding per episode
-            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False, "novelty_rest_points": 0},
+            # findings stage's cooldown already keeps one finding per episode. Levels no finer than two
+            # steps of the measurement's resolution, and a new move only between levels the series
+            # sits in often (ninth push): what kept a replayed service day quiet
+            "quiet": {"novelty_grids": 2, "novelty_levels": 6, "novelty_new_levels": False, "novelty_rest_points": 0,
+                      "novelty_level_resolutions": 2.0, "novelty_min_expected": 1.0},
         }
+        if mode == "off":
+            return cls()
         if mode not in modes:
-            raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)})")
+            raise ValueError(f"unknown novelty mode {mode!r} (known: {', '.join(modes)}, off)")
         return cls(novelty=True, **modes[mode])
 
     def detector(self, n_series: int, artime_vectorised: bool = True) -> RobustLevel | LevelEnsemble | LevelWithArtime:
@@ -181,13 +195,15 @@ class LevelSettings(BaseModel):
         grids = [
             ContextNovelty(
                 n_series, levels=self.novelty_levels, orders=self.novelty_orders, margin=self.novelty_margin,
-                grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s,
+                grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s, grid_min_s=self.novelty_grid_min_s,
                 rest_points=self.novelty_rest_points, shift=k / self.novelty_grids,
+                min_expected=self.novelty_min_expected,
             )
             for k in range(self.novelty_grids)
         ]
         return LevelEnsemble(n_series, level=level, novelty=grids, novelty_full=self.novelty_full,
-                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels)
+                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels,
+                             min_resolutions=self.novelty_level_resolutions)
 
     def level_detector(self, n_series: int) -> RobustLevel:
         """The robust level detector alone for `n_series` series with these settings."""
@@ -208,6 +224,11 @@ class LevelSettings(BaseModel):
             raw_passthrough=self.raw_passthrough, min_raw=self.min_raw, record_power=self.record_power,
             likelihood_floor=self.artime_level_threshold if self.artime else 0.0,
         )
+
+
+# the novelty mode the service runs (`LevelSettings.novelty_mode`), and `voxwatch anomaly nab` scores
+# by default: one parameter set for both
+SERVICE_NOVELTY = "quiet"
 
 
 class MultivariateSettings(BaseModel):
@@ -244,10 +265,18 @@ class AnomalySettings(BaseModel):
     # new series first appear (a histogram's first new label set adds ~16 series rows at once), not
     # anything a caller or an operator lives with; the sink's faults have their own rules
     ignore: list[str] = ["voxwatch_sink_rows_written_total", "voxwatch_sink_batch_rows"]
+    # series whose steps are decisions, not symptoms (what the autoscaler asks for and has, its scale
+    # events): the level view judges them, the pattern views (novelty, ARTime) do not, as for every
+    # capacity the catalog names (a `capacity_metric`, and its `_ceiling`), which an autoscaler or an
+    # operator sets. Their effect is watched where it shows: the busy workers against the ceiling
+    expected_steps: list[str] = ["voxwatch_autoscaler_desired_replicas", "voxwatch_autoscaler_ready_replicas",
+                                 "voxwatch_autoscaler_scale_events_total"]
     quantile: float = Field(0.99, gt=0, lt=1)  # statistic watched on histograms
     min_observations: int = Field(50, ge=1)  # per step, for that step's quantile to be judged
     saturation: SaturationSettings = SaturationSettings()
-    level: LevelSettings = LevelSettings()
+    # the level view with the quiet novelty view beside it (anomaly/README.md, ninth push);
+    # `LevelSettings()` alone is the level view
+    level: LevelSettings = Field(default_factory=lambda: LevelSettings.novelty_mode(SERVICE_NOVELTY))
     multivariate: MultivariateSettings = MultivariateSettings()
 
 
@@ -263,8 +292,9 @@ class _Bank:
 class _Role:
     """All banks of one detector kind, and which slot each series has."""
 
-    def __init__(self, make: Callable[[], _Bank], bank_size: int) -> None:
-        self.make, self.bank_size = make, bank_size
+    def __init__(self, make: Callable[[], _Bank], bank_size: int,
+                 on_new: Callable[[_Bank, int, SeriesKey], None] | None = None) -> None:
+        self.make, self.bank_size, self.on_new = make, bank_size, on_new
         self.banks: list[_Bank] = []
         self.slots: dict[SeriesKey, tuple[int, int]] = {}
 
@@ -276,6 +306,8 @@ class _Role:
             b = len(self.banks) - 1
             self.banks[b].keys.append(key)
             found = self.slots[key] = (b, len(self.banks[b].keys) - 1)
+            if self.on_new is not None:
+                self.on_new(self.banks[b], found[1], key)
         return found
 
 
@@ -310,7 +342,10 @@ class AnomalyService:
             ),
             n,
         )
-        self.level = _Role(lambda: _Bank(lv.detector(n), lv.gate(n)), n)
+        capacities = {spec.capacity_metric for spec in (catalog or ()) if spec.capacity_metric}
+        self._expected_steps = frozenset(self.settings.expected_steps) | capacities | {
+            c + "_ceiling" for c in capacities}
+        self.level = _Role(lambda: _Bank(lv.detector(n), lv.gate(n)), n, on_new=self._new_level_series)
         mv = self.settings.multivariate
         self._mv_features = {m: i for i, m in enumerate(mv.features)}
         self._mv_entities: dict[tuple, int] = {}
@@ -329,6 +364,11 @@ class AnomalyService:
             self.multivariate.close()
 
     # -- what is watched how --------------------------------------------------------------------
+    def _new_level_series(self, bank: _Bank, slot: int, key: SeriesKey) -> None:
+        judged = getattr(bank.detector, "patterns_judged", None)
+        if judged is not None and key.metric in self._expected_steps:
+            judged[slot] = False
+
     def _spec(self, metric: str):
         return self.catalog.get(metric) if self.catalog is not None else None
 

@@ -22,7 +22,7 @@ from anomaly.artime import ARTime, LevelWithArtime
 from anomaly.artime_bank import ARTimeVectorBank
 from anomaly.nab.corpus import NabFile, load_corpus
 from anomaly.nab.scoring import ScoreReport, score_corpus
-from anomaly.service import LevelSettings
+from anomaly.service import AnomalySettings, LevelSettings
 
 
 @dataclass
@@ -72,7 +72,7 @@ def artime_scores(files: list[NabFile], vectorised: bool = True) -> list[np.ndar
 
 def detector_scores(files: list[NabFile], settings: LevelSettings | None = None,
                     artime_nab_input: bool = False) -> tuple[list[np.ndarray], dict]:
-    s = settings or LevelSettings()
+    s = settings or AnomalySettings().level  # the service's own
     n = len(files)
     length = max(f.n for f in files)
     ts = np.full((length, n), np.nan)
@@ -98,7 +98,7 @@ def run_nab(root, settings: LevelSettings | None = None, artime_nab_input: bool 
     """The level bank over NAB (with ARTime beside it where the settings say so; given each file's
     range and length as NAB gives ARTime with `artime_nab_input`), or ARTime alone with NAB's input
     (`artime_only`)."""
-    s = settings or LevelSettings()
+    s = settings or AnomalySettings().level  # the service's own
     files = load_corpus(root)
     started = time.perf_counter()
     if artime_only:

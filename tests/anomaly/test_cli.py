@@ -90,7 +90,7 @@ def test_bench_detect_reports_both_paths_and_their_ratio():
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["bench"] == "detect" and r["series"] == 50
-    assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0
+    assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0 and r["service_points_per_s"] > 0
     assert r["artime_mode_points_per_s"] > 0  # the opt-in ARTime mode's rate is stated beside it
     assert r["artime_bank_bytes_per_series"] > 0  # and its bank's memory
     # ... the vectorised bank's beside the per-series loop's, measured in the same run

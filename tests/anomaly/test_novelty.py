@@ -60,16 +60,21 @@ QUIET_DAYS = {
 
 @pytest.mark.parametrize("case", sorted(QUIET_DAYS))
 def test_quiet_day_gives_no_finding_with_the_service_settings(case):
-    """The service's level bank (novelty off: see the next test) through the gate's calibrated path."""
+    """The service's level bank (the level view with the quiet novelty view beside it) and the level
+    view alone, through the gate's calibrated path."""
+    from anomaly.service import AnomalySettings
+
     step = 300.0 if case == "daily seasonal" else 15.0
-    assert not LevelSettings().novelty
-    assert _findings(QUIET_DAYS[case](), step_s=step) == []
+    service = AnomalySettings().level
+    assert service.novelty and service == LevelSettings.novelty_mode("quiet")
+    assert _findings(QUIET_DAYS[case](), step_s=step, settings=service) == []
+    assert _findings(QUIET_DAYS[case](), step_s=step, settings=LevelSettings()) == []
 
 
 def test_novelty_mode_pages_on_noise_which_is_why_it_is_off():
     """Kept honest: noise keeps making moves it never made before (a rare jump between two levels,
-    a wander past the warm-up's range), and the novelty view pages on them. When this starts
-    passing with no finding, the novelty view may be turned on in the service."""
+    a wander past the warm-up's range), and the one-grid novelty view ('nab' mode) pages on them:
+    the service runs the 'quiet' one (two offset grids, the rules above)."""
     found = _findings(QUIET_DAYS["long noise"](), settings=LevelSettings(novelty=True))
     assert len(found) > 0
 
@@ -215,3 +220,93 @@ def test_quiet_mode_leaves_a_new_level_and_the_way_back_to_the_level_detector():
     nab_mode = LevelSettings.novelty_mode("nab").detector(1)
     loud = [float(nab_mode.update(15.0 * i, [v]).calibrated[0]) for i, v in enumerate(x[:1502])]
     assert np.nanmax(loud[1500:]) == 0.5  # the one-grid mode calls the record a novel pattern
+
+
+def test_a_counter_of_whole_events_is_coarse_at_one_event_per_interval():
+    from anomaly.series import Sample, SeriesDeriver
+
+    deriver = SeriesDeriver()
+    for ts, events, seconds in ((0.0, 3, 1.5), (15.0, 4, 2.25), (30.0, 6, 2.75)):
+        out = dict(deriver.derive(ts, [Sample("errors_total", {}, float(events), metric_type="counter"),
+                                       Sample("busy_seconds_total", {}, seconds, metric_type="counter")]))
+    by_metric = {k.metric: k for k in out}
+    assert out[by_metric["errors_total"]] == 2 / 15
+    assert deriver.resolution[by_metric["errors_total"]] == 1 / 15
+    assert by_metric["busy_seconds_total"] not in deriver.resolution  # a measured quantity has no grain
+
+
+def _sparse_events(n: int, seed: int, rate: float = 0.004) -> np.ndarray:
+    """A counter's rate with rare whole events (one per step at most, mostly none) whose rate
+    rises a little over the day, as the normal day's error counters do."""
+    p = rate * (1 + np.arange(n) / n)
+    return np.where(np.random.default_rng(seed).random(n) < p, 1 / 15, 0.0)
+
+
+def test_novelty_levels_no_finer_than_the_measurement_keep_sparse_events_quiet():
+    """Two errors in a row where the warm-up only had single ones: on a grid finer than one event
+    that is a move never made (the normal day's sparse counters paged so). Either of the quiet
+    mode's two rules keeps it quiet: each level at least two events wide (the resolution the
+    service sets for an events counter), or a new move counted only between levels the series sits
+    in often enough to have made it before (a lone event's level is visited a handful of times)."""
+    n = 3000
+    data = np.stack([_sparse_events(n, seed) for seed in range(40)], axis=1)
+    quiet = LevelSettings.novelty_mode("quiet")
+
+    def novel(**fields) -> int:
+        s = type(quiet)(**{**quiet.model_dump(), **fields})
+        det = s.detector(data.shape[1])
+        det.level.resolution[:] = 1 / 15
+        return sum(int((det.update(15.0 * i, row).calibrated > 0).sum()) for i, row in enumerate(data))
+
+    assert quiet.novelty_level_resolutions == 2 and quiet.novelty_min_expected == 1
+    assert novel(novelty_level_resolutions=0, novelty_min_expected=0) > 0
+    assert novel(novelty_level_resolutions=2, novelty_min_expected=0) == 0
+    assert novel(novelty_level_resolutions=0, novelty_min_expected=1) == 0
+    assert novel() == 0
+
+
+def test_novelty_grid_waits_for_a_whole_day_where_the_step_is_short():
+    """600 points of a 15 s series are 2.5 hours: a grid cut then has not seen the day's peak.
+    With `grid_min_s` it waits for a day of the series' own time, however many points that is, and
+    replays all of them onto the grid; an hourly series is not made to wait longer."""
+    fine = ContextNovelty(grid_points=600, grid_s=2 * 86_400, grid_min_s=86_400)
+    hourly = ContextNovelty(grid_points=600, grid_s=2 * 86_400, grid_min_s=86_400)
+    day = 86_400 // 15
+    peak = np.r_[np.zeros(day - 100), np.full(100, 50.0)]  # the day's peak comes late
+    for i in range(day):
+        fine.update(15.0 * i, [peak[i] + i % 3])
+        if i in (600, day - 2):
+            assert not fine.ready[0]  # well past grid_points, not yet a day
+    fine.update(15.0 * day, [1.0])
+    assert fine.ready[0] and fine.highest[0] > 50  # the grid holds the peak
+    assert fine.buffer.shape[1] == 600  # the day-long buffer is let go once the grid is cut
+    assert fine.count[0] == day + 1  # every warm-up point was replayed onto the grid
+    for i in range(50):
+        hourly.update(3600.0 * i, [float(i % 7)])
+    assert hourly.ready[0]  # two days of an hourly series: 48 points
+
+
+def test_expected_steps_are_left_to_the_level_view():
+    """An autoscaler's capacity steps between replica counts as load moves: a decision, not a
+    symptom. With the novelty view on, the service's pattern views leave the catalog's capacities
+    and the autoscaler's replicas alone; the same steps on a series of no such kind are judged."""
+    from anomaly.service import AnomalyService, AnomalySettings
+    from telemetry.catalog import default_catalog
+    from telemetry.clock import VirtualClock
+
+    clock = VirtualClock(0.0)
+    settings = AnomalySettings(level=LevelSettings(novelty=True), multivariate={"enabled": False})
+    service = AnomalyService(clock=clock, catalog=default_catalog(), settings=settings)
+    n = 3000
+    x = np.where((np.arange(n) // 20) % 2 == 0, 64.0, 72.0)
+    x[2500:2505] = 68.0  # halfway between two replica counts: a move never made
+    found = []
+    for i in range(n):
+        clock.advance_to(15.0 * i)
+        found += service.observe(15.0 * i, [
+            ("voxwatch_worker_capacity", {"worker_pool": "stt"}, x[i]),
+            ("voxwatch_autoscaler_ready_replicas", {"worker_pool": "stt"}, x[i] / 8),
+            ("demo_queue_depth", {}, x[i]),
+        ])
+    novel = {f.metric for f in found if f.kind == NOVEL_PATTERN}
+    assert novel == {"demo_queue_depth"}

@@ -60,9 +60,9 @@ def run(args) -> dict:
     level_wall = time.perf_counter() - w0
     level_pps = n * ticks / level_s
 
-    # the accurate mode: the contextual novelty detector beside the level detector (off in the
-    # service; `voxwatch anomaly nab --novelty`), its warm-up replay included
-    from anomaly.service import LevelSettings
+    # the contextual novelty view beside the level detector, its warm-up replay included: 'quiet' is
+    # the service's level bank (`AnomalySettings().level`), 'nab' the one-grid mode
+    from anomaly.service import SERVICE_NOVELTY, LevelSettings
 
     novelty_pps = {}
     for name in ("nab", "quiet"):
@@ -125,6 +125,8 @@ def run(args) -> dict:
         "streaming_us_per_point": round(stream_us, 2),
         "streaming_points_per_s": round(1e6 / stream_us),
         "speedup_vectorised_over_streaming": round(level_pps / (1e6 / stream_us), 1),
+        # the live detector: the service's level bank (level view + quiet novelty view, findings stage)
+        "service_points_per_s": round(novelty_pps[SERVICE_NOVELTY]),
         "target_points_per_s": 1_000_000,
-        "meets_target": bool(level_pps >= 1_000_000),
+        "meets_target": bool(novelty_pps[SERVICE_NOVELTY] >= 1_000_000),
     }

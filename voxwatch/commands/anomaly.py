@@ -20,9 +20,10 @@ def register(sub) -> None:
     nab.add_argument("--json", action="store_true", help="print the scores as JSON")
     nab.add_argument("--reference", metavar="DETECTOR",
                      help="score a reference detector's shipped outputs instead (numenta, windowedGaussian)")
-    nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
-                     help="with the contextual novelty detector beside the level detector (off in the service): "
-                          "'nab' (default) scores best on NAB but pages on noise, 'quiet' stays quiet on it")
+    nab.add_argument("--novelty", nargs="?", const="nab", choices=("nab", "quiet", "off"), default=None,
+                     help="the contextual novelty view beside the level detector in this mode (default: the "
+                          "service's, 'quiet'): 'nab' (the default of a bare --novelty) scores best on NAB but pages "
+                          "on noise, 'quiet' stays quiet on it, 'off' is the level detector alone")
     nab.add_argument("--artime", nargs="?", const="nab", choices=("nab", "quiet"), default=None,
                      help="with ARTime (adaptive resonance over windows, as NAB's leader does it) beside the "
                           "level detector (off in the service): 'nab' (default) tuned with NAB's input, pages "
@@ -45,8 +46,9 @@ def register(sub) -> None:
                     help="chdb folder URL to simulate into (default: a temporary folder); each scenario gets a database")
     lt.add_argument("--budget-ms", type=float, default=300.0, help="turn-latency P99 budget (default 300)")
     lt.add_argument("--json", action="store_true", help="print the report as JSON")
-    lt.add_argument("--novelty", choices=("nab", "quiet"), default=None,
-                    help="run the service with this contextual novelty mode beside the level detector")
+    lt.add_argument("--novelty", choices=("nab", "quiet", "off"), default=None,
+                    help="run the service with this contextual novelty mode beside the level detector (default: "
+                         "the service's, 'quiet'; 'off': the level detector alone)")
     lt.add_argument("--artime", choices=("nab", "quiet"), default=None,
                     help="run the service with ARTime in this mode beside the level detector (anomaly/README.md)")
     lt.add_argument("--baseline-duration", type=float, default=None, metavar="SECONDS",
@@ -70,10 +72,10 @@ def _nab(args) -> int:
             raise CommandError(f"no reference outputs for {args.reference!r}: {exc.filename}") from None
         reports, extra = score_corpus(files, scores), {"detector": args.reference}
     else:
-        from anomaly.service import LevelSettings
+        from anomaly.service import SERVICE_NOVELTY, LevelSettings
 
-        mode = getattr(args, "novelty", None)
-        settings = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
+        mode = getattr(args, "novelty", None) or SERVICE_NOVELTY
+        settings = LevelSettings.novelty_mode(mode)
         if getattr(args, "artime", None):
             settings = settings.with_artime(args.artime)
         settings = _with_overrides(settings, getattr(args, "set", []))
@@ -83,7 +85,7 @@ def _nab(args) -> int:
         artime_only = getattr(args, "artime_only", False)
         run = run_nab(root, settings, artime_nab_input=nab_input, artime_only=artime_only)
         reports = run.reports
-        name = f"robust_level+context_novelty({mode})+likelihood" if mode else "robust_level+likelihood"
+        name = f"robust_level+context_novelty({mode})+likelihood" if mode != "off" else "robust_level+likelihood"
         if settings.artime:
             quiet = getattr(args, "artime", None) == "quiet"
             name += "+artime(nab input)" if nab_input else ("+artime(quiet)" if quiet else "+artime")
@@ -154,7 +156,7 @@ def _lead_time(args) -> int:
 
     catalog = default_catalog()
     mode, artime = getattr(args, "novelty", None), getattr(args, "artime", None)
-    level = LevelSettings.novelty_mode(mode) if mode else LevelSettings()
+    level = LevelSettings.novelty_mode(mode) if mode else AnomalySettings().level
     if artime:
         level = level.with_artime(artime)
     settings = AnomalySettings(level=level) if mode or artime else None
