@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from anomaly.artime import LevelWithArtime
 from anomaly.base import Detector
@@ -278,6 +278,15 @@ class AnomalySettings(BaseModel):
     # `LevelSettings()` alone is the level view
     level: LevelSettings = Field(default_factory=lambda: LevelSettings.novelty_mode(SERVICE_NOVELTY))
     multivariate: MultivariateSettings = MultivariateSettings()
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_over_the_service_default(cls, value):
+        # a config that sets one level field (`level: {threshold: 0.5}`) changes that field of the
+        # service's level bank, not the whole bank back to the bare level view
+        if isinstance(value, dict):
+            return {**LevelSettings.novelty_mode(SERVICE_NOVELTY).model_dump(), **value}
+        return value
 
 
 @dataclass

@@ -310,3 +310,13 @@ def test_expected_steps_are_left_to_the_level_view():
         ])
     novel = {f.metric for f in found if f.kind == NOVEL_PATTERN}
     assert novel == {"demo_queue_depth"}
+
+
+def test_a_config_that_sets_one_level_field_keeps_the_services_novelty_view():
+    from anomaly.service import AnomalySettings
+
+    settings = AnomalySettings.model_validate({"level": {"threshold": 0.5}})
+    assert settings.level.threshold == 0.5
+    assert settings.level == LevelSettings.novelty_mode("quiet").model_copy(update={"threshold": 0.5})
+    assert not AnomalySettings.model_validate({"level": {"novelty": False}}).level.novelty
+    assert AnomalySettings(level=LevelSettings()).level == LevelSettings()  # a whole LevelSettings is taken as it is
