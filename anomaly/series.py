@@ -124,7 +124,7 @@ class SeriesDeriver:
         if value < v0:
             self.skipped["counter_reset"] += 1
             return None
-        if value.is_integer() and v0.is_integer():
+        if float(value).is_integer() and float(v0).is_integer():
             # a counter of events: its rate over the interval is coarse at one event
             self.resolution[key] = 1.0 / (ts - t0)
         return (value - v0) / (ts - t0)
