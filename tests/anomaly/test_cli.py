@@ -42,8 +42,10 @@ def test_nab_setting_overrides_are_checked_before_the_run(nab_root):
 @pytest.mark.slow
 def test_quiet_artime_mode_scores_above_the_level_view_alone_in_the_service_form(nab_root):
     """`--artime quiet`: ARTime's far clusters beside the level view, with no file range (62.07
-    measured; the level view alone 60.58) and no finding on the quiet-day series (test_artime)."""
-    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--artime", "quiet", "--json", timeout=900)
+    measured; the level view alone 60.58) and no finding on the quiet-day series (test_artime).
+    `--novelty off`: the level view alone, not the service's bank with its novelty view."""
+    out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--novelty", "off", "--artime", "quiet", "--json",
+                    timeout=900)
     assert out.returncode == 0, out.stderr
     scores = json.loads(out.stdout)
     assert scores["detector"] == "robust_level+likelihood+artime(quiet)"
@@ -67,6 +69,7 @@ def test_detector_on_nab_beats_the_windowed_gaussian_baseline(nab_root):
     assert out.returncode == 0, out.stderr
     scores = json.loads(out.stdout)
     assert scores["points"] == 365_558
+    assert scores["detector"] == "robust_level+context_novelty(quiet)+likelihood"  # the service's bank
     assert scores["standard"] > 39.65  # windowedGaussian's standard score
     fixed = scores["at_service_threshold"]  # the service's own operating point, no sweep
     assert fixed["threshold"] == 0.4
@@ -75,7 +78,8 @@ def test_detector_on_nab_beats_the_windowed_gaussian_baseline(nab_root):
 
 @pytest.mark.slow
 def test_novelty_mode_finds_windows_the_level_detector_misses(nab_root):
-    level = json.loads(_voxwatch("anomaly", "nab", "--data", str(nab_root), "--json").stdout)
+    level = json.loads(_voxwatch("anomaly", "nab", "--data", str(nab_root), "--json", "--novelty", "off").stdout)
+    assert level["detector"] == "robust_level+likelihood"
     out = _voxwatch("anomaly", "nab", "--data", str(nab_root), "--json", "--novelty")
     assert out.returncode == 0, out.stderr
     novelty = json.loads(out.stdout)
