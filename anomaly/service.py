@@ -90,9 +90,9 @@ class LevelSettings(BaseModel):
     min_raw: float = Field(0.2, ge=0, le=1)  # the point itself must score at least this (about 4.4 sigma)
     record_decay: float | None = Field(None, gt=0, le=1)
     record_power: float = Field(4.0, ge=0)
-    # contextual novelty (CAD OSE's idea, `anomaly.context_novelty`) beside the level detector: +6 on
-    # NAB, but noise series keep making new moves and page (anomaly/README.md); off by default, on
-    # for `voxwatch anomaly nab --novelty`
+    # contextual novelty (CAD OSE's idea, `anomaly.context_novelty`) beside the level detector: off in
+    # these bare settings (the level view alone); the service runs `novelty_mode("quiet")`
+    # (`AnomalySettings.level`), whose rules keep noise's new moves from paging (anomaly/README.md)
     novelty: bool = False
     novelty_levels: int = Field(8, ge=2, le=16)
     novelty_orders: int = Field(5, ge=1, le=6)
