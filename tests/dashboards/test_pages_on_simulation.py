@@ -99,6 +99,7 @@ def test_call_detail_of_a_traced_simulated_call_has_its_stages(env, simulated):
     url, _, store = simulated
     # a call that ended: one still in progress when the scenario stops has its turns' spans but no
     # calls row yet (29 of 348 traced calls here), and the API answers 404 for it
-    call_id = store.scalar("SELECT call_id FROM spans WHERE name = 'turn' AND call_id IN (SELECT call_id FROM calls) LIMIT 1")
+    call_id = store.scalar(
+        "SELECT call_id FROM spans WHERE name = 'turn' AND call_id IN (SELECT call_id FROM calls) LIMIT 1")
     d = httpx.get(f"{url}/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {READ_TOKEN}"}).json()
     assert d["turns"] and {"stt", "nlu", "response", "tts"} <= {s["name"] for t in d["turns"] for s in t["stages"]}
