@@ -49,6 +49,7 @@ class ContextNovelty(Detector):
         rest_base: float = 0.75,
         rest_points: int = 30,
         min_expected: float = 0.0,  # a new move counts only if its two levels would have made it this often
+        min_resolutions: float = 0.0,  # a level at least this many steps of the series' resolution wide
         shift: float = 0.0,  # the grid moved up by this fraction of a level (a second, offset grid)
     ) -> None:
         super().__init__(n_series)
@@ -56,7 +57,7 @@ class ContextNovelty(Detector):
         self.levels, self.orders, self.margin, self.shift = int(levels), int(orders), float(margin), float(shift)
         self.grid_points, self.grid_s, self.grid_min_s = int(grid_points), float(grid_s), float(grid_min_s)
         self.rest_base, self.rest_points = float(rest_base), int(rest_points)
-        self.min_expected = float(min_expected)
+        self.min_expected, self.min_resolutions = float(min_expected), float(min_resolutions)
         if self.levels**self.orders > 1 << 20:
             raise ValueError(f"{self.levels} levels and contexts of {self.orders} make a table of "
                              f"{self.levels**self.orders} per series; keep levels**orders within 1,048,576")
@@ -74,10 +75,11 @@ class ContextNovelty(Detector):
         self.first_ts = np.full(n, np.nan)
         self.count = np.zeros(n, dtype=np.int64)
         self.since_alarm = np.full(n, np.iinfo(np.int64).max // 2)
-        # the narrowest level each series' grid may have: where the measurement itself is coarse (one
-        # count, one bucket of a quantile read from buckets: set by the caller), a finer grid cuts
-        # the measurement's own grain into "levels" and every ordinary jitter into a new move
-        self.min_level_width = np.zeros(n)
+        # where the measurement itself is coarse (one event of a counter's rate, one bucket of a
+        # quantile read from buckets; set by the caller, or shared with the level detector's): a
+        # grid finer than `min_resolutions` of it cuts the measurement's own grain into "levels" and
+        # its jitter into new moves
+        self.resolution = np.zeros(n)
         self._rows = np.arange(n)
 
     @property
@@ -95,10 +97,10 @@ class ContextNovelty(Detector):
         defined = np.arange(self.orders)[None, :] < np.minimum(self.count[rows] + 1, self.orders)[:, None]
         return hist, codes, defined
 
-    def _novelty(self, rows, codes, defined, hist=None):
+    def _novelty(self, rows, hist, codes, defined):
         new = ~self.seen[rows[:, None], codes] & defined
         novelty = new.sum(axis=1) / np.maximum(defined.sum(axis=1), 1)
-        if self.min_expected > 0 and hist is not None and self.orders > 1:
+        if self.min_expected > 0 and self.orders > 1:
             # a move never made is news only if the series sits in both its levels often enough that,
             # were consecutive points unrelated, it would have made it `min_expected` times by now:
             # noise's rare jumps go from or to a rarely visited level, a broken pattern between two
@@ -120,7 +122,8 @@ class ContextNovelty(Detector):
             r, c = np.nonzero(defined)
             self.seen[rows[r], codes[r, c]] = True
         self.history[rows] = hist
-        self.visits[rows, hist[:, 0]] += 1
+        if self.min_expected > 0:  # only that rule reads the visits
+            self.visits[rows, hist[:, 0]] += 1
         self.count[rows] += 1
 
     def _set_grid(self, rows):
@@ -129,7 +132,8 @@ class ContextNovelty(Detector):
         lo, hi = np.nanmin(buf, axis=1), np.nanmax(buf, axis=1)
         room = self.margin * (hi - lo)
         # a grid narrower than its floor is widened about its middle
-        room += np.maximum(self.min_level_width[rows] * self.levels - (hi - lo + 2 * room), 0.0) / 2
+        floor = self.min_resolutions * self.resolution[rows] * self.levels
+        room += np.maximum(floor - (hi - lo + 2 * room), 0.0) / 2
         offset = self.shift * (hi - lo + 2 * room) / self.levels
         self.lowest[rows], self.highest[rows] = lo - room + offset, hi + room + offset
         self.count[rows] = 0
@@ -151,7 +155,7 @@ class ContextNovelty(Detector):
         if rows.size:
             x = np.clip(values[rows], self.lowest[rows], self.highest[rows])
             hist, codes, defined = self._codes(rows, x)
-            novelty = self._novelty(rows, codes, defined, hist)
+            novelty = self._novelty(rows, hist, codes, defined)
             resting = self.since_alarm[rows] < self.rest_points
             score[rows] = np.where(resting, 0.0, novelty)
             if learn:

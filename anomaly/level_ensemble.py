@@ -32,7 +32,7 @@ class LevelEnsemble(Detector):
 
     def __init__(self, n_series: int = 1, *, level: RobustLevel | None = None,
                  novelty: ContextNovelty | list[ContextNovelty] | None = None, novelty_full: float = 0.8,
-                 novelty_score: float = 0.5, new_levels: bool = True, min_resolutions: float = 0.0) -> None:
+                 novelty_score: float = 0.5, new_levels: bool = True) -> None:
         super().__init__(n_series)
         self.level = level or RobustLevel(self.n_series)
         # several novelty detectors on grids offset from each other: a move is novel only when it is
@@ -50,20 +50,12 @@ class LevelEnsemble(Detector):
         # the series' last point landed in a level it had never visited: the move out of it is new
         # only because the arrival was (and the arrival is the level detector's to judge)
         self.from_new_level = np.zeros(self.n_series, dtype=bool)
-        # a level of the novelty grids spans at least this many steps of the series' resolution (where
-        # the measurement itself is coarse: one event of a counter's rate, a bucket's width; set by
-        # the service): finer levels cut the measurement's own grain, and its jitter makes new moves
-        self.min_resolutions = float(min_resolutions)
+        # the grids floor their levels on the level detector's resolution (the service sets it there)
+        for g in grids:
+            g.resolution = self.level.resolution
         # series whose steps are decisions, not symptoms (a capacity an autoscaler or an operator
         # sets): the level view judges them, the pattern views do not (set by the service)
         self.patterns_judged = np.ones(self.n_series, dtype=bool)
-
-    def _floor_grids(self) -> None:
-        if self.min_resolutions <= 0:
-            return
-        floor = self.min_resolutions * self.level.resolution
-        for g in self.grids:
-            g.min_level_width = floor
 
     @property
     def resolution(self) -> np.ndarray:
@@ -92,5 +84,4 @@ class LevelEnsemble(Detector):
 
     def update(self, ts, values) -> TickScores:
         ts, values = as_tick(self.n_series, ts, values)
-        self._floor_grids()
         return self._combine(self.level.update(ts, values), [g.update(ts, values) for g in self.grids], learn=True)

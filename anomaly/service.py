@@ -197,13 +197,12 @@ class LevelSettings(BaseModel):
                 n_series, levels=self.novelty_levels, orders=self.novelty_orders, margin=self.novelty_margin,
                 grid_points=self.novelty_grid_points, grid_s=self.novelty_grid_s, grid_min_s=self.novelty_grid_min_s,
                 rest_points=self.novelty_rest_points, shift=k / self.novelty_grids,
-                min_expected=self.novelty_min_expected,
+                min_expected=self.novelty_min_expected, min_resolutions=self.novelty_level_resolutions,
             )
             for k in range(self.novelty_grids)
         ]
         return LevelEnsemble(n_series, level=level, novelty=grids, novelty_full=self.novelty_full,
-                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels,
-                             min_resolutions=self.novelty_level_resolutions)
+                             novelty_score=self.novelty_score, new_levels=self.novelty_new_levels)
 
     def level_detector(self, n_series: int) -> RobustLevel:
         """The robust level detector alone for `n_series` series with these settings."""
