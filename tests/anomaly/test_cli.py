@@ -97,11 +97,12 @@ def test_bench_detect_reports_both_paths_and_their_ratio():
     assert r["vectorised_points_per_s"] > 0 and r["streaming_us_per_point"] > 0 and r["service_points_per_s"] > 0
     assert r["artime_mode_points_per_s"] > 0  # the opt-in ARTime mode's rate is stated beside it
     assert r["artime_bank_bytes_per_series"] > 0  # and its bank's memory
-    # ... the vectorised bank's beside the per-series loop's, measured in the same run
+    # ... the vectorised bank's beside the per-series loop's, measured in the same run; the ratios are
+    # printed to 0.1 (at this size the bank's lead can be near 2, where 0.05 is more than 1%)
     assert r["artime_loop_mode_points_per_s"] > 0 and r["speedup_artime_bank_over_loop"] == pytest.approx(
-        r["artime_mode_points_per_s"] / r["artime_loop_mode_points_per_s"], rel=0.01)
+        r["artime_mode_points_per_s"] / r["artime_loop_mode_points_per_s"], abs=0.06)
     assert r["speedup_vectorised_over_streaming"] == pytest.approx(
-        r["vectorised_points_per_s"] / r["streaming_points_per_s"], rel=0.01)
+        r["vectorised_points_per_s"] / r["streaming_points_per_s"], abs=0.06)
 
 
 def test_bench_artime_memory_gives_each_series_its_own_room_against_the_padded_layout():
