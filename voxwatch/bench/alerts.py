@@ -107,7 +107,6 @@ def _page_rules(ruleset) -> set[str]:
 
 
 def _measure(name: str, calls: int, duration: float | None) -> dict:
-
     from alerts.engine import AlertEngine
     from alerts.ruleset import load_rules
     from telemetry.clock import VirtualClock
